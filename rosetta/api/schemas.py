@@ -1,0 +1,86 @@
+from datetime import datetime
+
+from ninja import Schema
+from pydantic import Field
+
+
+class Message(Schema):
+    detail: str
+
+
+class UserOut(Schema):
+    username: str
+    is_staff: bool
+
+
+class SoftwareOut(Schema):
+    name: str
+    description: str
+    image: str
+    image_digest: str
+    interface_protocol: str
+    interface_port: int
+    honours_base_port: bool
+    visibility: str
+    owner: str | None = Field(None, alias="owner.username")
+
+
+class ResourceOut(Schema):
+    name: str
+    description: str
+    transport: str
+    scheduler: str
+    engine: str
+    max_cpus: float
+    max_memory_mb: int
+
+
+class EventOut(Schema):
+    time: datetime
+    phase: str
+    reason: str
+
+
+class TaskIn(Schema):
+    software: str = Field(..., max_length=64, description="Name of a software in your catalogue.")
+    resource: str = Field(..., max_length=64, description="Name of a computing resource.")
+    name: str | None = Field(None, max_length=63, description="Unique among your tasks; derived from the software if omitted.")
+    cpus: float = Field(1.0, description="CPU cores, e.g. 0.5 or 2.")
+    memory_mb: int = Field(512, description="Memory limit in MiB.")
+    environment: dict[str, str] = Field(default_factory=dict, description="Extra environment variables.")
+
+
+class TaskOut(Schema):
+    id: str
+    name: str
+    owner: str = Field(..., alias="owner.username")
+    software: str = Field(..., alias="software.name")
+    resource: str = Field(..., alias="resource.name")
+    phase: str
+    desired: str
+    cpus: float
+    memory_mb: int
+    interface_url: str
+    exit_code: int | None
+    created: datetime
+    started: datetime | None
+    finished: datetime | None
+
+
+class TaskDetailOut(TaskOut):
+    environment: dict[str, str]
+    image_id: str
+    events: list[EventOut]
+
+    @staticmethod
+    def resolve_events(task) -> list:
+        return list(task.events.all())
+
+
+class TokenIn(Schema):
+    name: str = Field("cli", max_length=64)
+
+
+class TokenOut(Schema):
+    name: str
+    token: str = Field(..., description="Shown once; store it safely.")

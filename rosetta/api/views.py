@@ -1,0 +1,116 @@
+"""The REST API (OpenAPI schema at /api/openapi.json, interactive docs at /api/docs)."""
+
+from __future__ import annotations
+
+from asgiref.sync import sync_to_async
+from django.core.exceptions import ValidationError
+from django.http import HttpRequest, StreamingHttpResponse
+from ninja import NinjaAPI
+from ninja.errors import AuthenticationError
+from ninja.errors import ValidationError as SchemaValidationError
+
+from rosetta.accounts.models import ApiToken
+from rosetta.api.auth import session_or_token
+from rosetta.api.schemas import (
+    EventOut, Message, ResourceOut, SoftwareOut, TaskDetailOut, TaskIn, TaskOut, TokenIn, TokenOut, UserOut,
+)
+from rosetta.catalog.models import Software
+from rosetta.computing.models import Resource
+from rosetta.core import notify
+from rosetta.tasks import services
+from rosetta.tasks.logs import stream_logs
+
+api = NinjaAPI(title="Rosetta", version="1", auth=session_or_token, urls_namespace="api",
+               description="Run analysis environments as containers on computing resources.")
+
+
+@api.exception_handler(services.NotFound)
+def not_found(request, error):
+    return api.create_response(request, {"detail": str(error)}, status=404)
+
+
+@api.exception_handler(services.Conflict)
+def conflict(request, error):
+    return api.create_response(request, {"detail": str(error)}, status=409)
+
+
+@api.exception_handler(ValidationError)
+def invalid(request, error):
+    return api.create_response(request, {"detail": " ".join(error.messages)}, status=400)
+
+
+@api.exception_handler(SchemaValidationError)
+def invalid_schema(request, error):
+    problems = "; ".join(f"{'.'.join(str(p) for p in e.get('loc', ())[1:]) or 'body'}: {e.get('msg')}" for e in error.errors)
+    return api.create_response(request, {"detail": f"Invalid request: {problems}", "errors": error.errors}, status=422)
+
+
+@api.exception_handler(AuthenticationError)
+def unauthenticated(request, error):
+    return api.create_response(request, {"detail": "Log in, or send 'Authorization: Bearer <API token>'."}, status=401)
+
+
+@api.get("/me", response=UserOut, tags=["account"])
+def me(request: HttpRequest):
+    return request.auth
+
+
+@api.post("/tokens", response={201: TokenOut}, tags=["account"])
+def create_token(request: HttpRequest, payload: TokenIn):
+    _, secret = ApiToken.objects.create_for(request.auth, payload.name)
+    notify.notify(notify.GATEWAY)
+    return 201, {"name": payload.name, "token": secret}
+
+
+@api.get("/software", response=list[SoftwareOut], tags=["catalogue"])
+def list_software(request: HttpRequest):
+    return Software.objects.visible_to(request.auth).select_related("owner")
+
+
+@api.get("/resources", response=list[ResourceOut], tags=["computing"])
+def list_resources(request: HttpRequest):
+    return Resource.objects.filter(enabled=True)
+
+
+@api.get("/tasks", response=list[TaskOut], tags=["tasks"])
+def list_tasks(request: HttpRequest):
+    return services.tasks_of(request.auth)
+
+
+@api.post("/tasks", response={201: TaskDetailOut, 400: Message, 404: Message, 409: Message}, tags=["tasks"])
+def start_task(request: HttpRequest, payload: TaskIn):
+    task = services.start_task(request.auth, services.TaskRequest(**payload.dict()))
+    return 201, task
+
+
+@api.get("/tasks/{task_id}", response=TaskDetailOut, tags=["tasks"])
+def get_task(request: HttpRequest, task_id: str):
+    return services.get_task(request.auth, task_id)
+
+
+@api.get("/tasks/{task_id}/events", response=list[EventOut], tags=["tasks"])
+def task_events(request: HttpRequest, task_id: str):
+    return services.get_task(request.auth, task_id).events.all()
+
+
+@api.post("/tasks/{task_id}/stop", response={202: TaskOut}, tags=["tasks"])
+def stop_task(request: HttpRequest, task_id: str):
+    task = services.get_task(request.auth, task_id)
+    services.request_stop(task)
+    return 202, task
+
+
+@api.delete("/tasks/{task_id}", response={202: Message}, tags=["tasks"])
+def delete_task(request: HttpRequest, task_id: str):
+    task = services.get_task(request.auth, task_id)
+    services.request_delete(task)
+    return 202, {"detail": f"Task {task.id} is being deleted."}
+
+
+@api.get("/tasks/{task_id}/logs", tags=["tasks"], response={200: None, 404: Message},
+         openapi_extra={"responses": {200: {"description": "The task's output as plain text, streamed when follow=true.",
+                                            "content": {"text/plain": {}}}}})
+async def task_logs(request: HttpRequest, task_id: str, follow: bool = False, tail: int | None = None):
+    task = await sync_to_async(services.get_task)(request.auth, task_id)
+    return StreamingHttpResponse(stream_logs(task, follow=follow, tail=tail), content_type="text/plain; charset=utf-8",
+                                 headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})

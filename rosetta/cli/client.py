@@ -1,0 +1,69 @@
+"""A small client for Rosetta's REST API, used by the `rosetta` command line."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import httpx
+
+CONFIG_PATH = Path(os.environ.get("XDG_CONFIG_HOME", Path.home() / ".config")) / "rosetta" / "cli.json"
+DEFAULT_URL = "http://localhost:8000"
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, detail: str) -> None:
+        super().__init__(detail)
+        self.status = status
+
+
+def saved_login() -> dict:
+    try:
+        return json.loads(CONFIG_PATH.read_text())
+    except (FileNotFoundError, ValueError):
+        return {}
+
+
+def save_login(url: str, token: str) -> Path:
+    CONFIG_PATH.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(CONFIG_PATH, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        json.dump({"url": url, "token": token}, handle)
+    return CONFIG_PATH
+
+
+class Client:
+    def __init__(self, url: str | None = None, token: str | None = None) -> None:
+        saved = saved_login()
+        self.url = (url or os.environ.get("ROSETTA_URL") or saved.get("url") or DEFAULT_URL).rstrip("/")
+        token = token or os.environ.get("ROSETTA_TOKEN") or saved.get("token")
+        if not token:
+            raise ApiError(401, "No API token: set ROSETTA_TOKEN or run `rosetta login` (tokens are on your Account page).")
+        self.http = httpx.Client(base_url=self.url + "/api", headers={"Authorization": f"Bearer {token}"}, timeout=30)
+
+    def request(self, method: str, path: str, **kwargs):
+        try:
+            response = self.http.request(method, path, **kwargs)
+        except httpx.HTTPError as error:
+            raise ApiError(0, f"Cannot reach Rosetta at {self.url}: {error}") from error
+        if response.status_code >= 400:
+            raise ApiError(response.status_code, _detail(response))
+        return response.json() if response.content else None
+
+    def stream(self, path: str, **params):
+        try:
+            with self.http.stream("GET", path, params=params, timeout=httpx.Timeout(30, read=None)) as response:
+                if response.status_code >= 400:
+                    response.read()
+                    raise ApiError(response.status_code, _detail(response))
+                yield from response.iter_bytes()
+        except httpx.HTTPError as error:
+            raise ApiError(0, f"Cannot reach Rosetta at {self.url}: {error}") from error
+
+
+def _detail(response: httpx.Response) -> str:
+    try:
+        return str(response.json().get("detail", response.text))
+    except ValueError:
+        return response.text.strip()[:500] or response.reason_phrase

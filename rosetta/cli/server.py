@@ -1,0 +1,187 @@
+"""Operator commands: run the platform's processes, manage users, set up a demo."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import secrets
+import subprocess
+import sys
+from pathlib import Path
+
+import click
+
+from rosetta.cli.django_setup import setup_django
+from rosetta.core.paths import PROJECT_ROOT, run_dir
+
+log = logging.getLogger("rosetta")
+
+
+def web_socket_path() -> Path:
+    return run_dir() / "web.sock"
+
+
+@click.command("web")
+@click.option("--socket", "socket_path", type=click.Path(), help="Unix socket to listen on (default: the run directory's).")
+@click.option("--port", type=int, help="Listen on 127.0.0.1:PORT instead of a unix socket.")
+def web(socket_path, port):
+    """Serve the web UI and REST API (normally behind the gateway)."""
+    import uvicorn
+
+    setup_django()
+    options = {"port": port, "host": "127.0.0.1"} if port else {"uds": str(socket_path or web_socket_path())}
+    uvicorn.run("rosetta.asgi:application", log_level="warning", lifespan="off", proxy_headers=True,
+                forwarded_allow_ips="*", **options)
+
+
+@click.command("controller")
+def controller():
+    """Run the controller that starts, watches and stops task containers."""
+    setup_django()
+    from rosetta.tasks.controller import Controller
+
+    # Not uvloop: under it, the pipes of `podman run -d` stay open in the daemonised conmon
+    # and reading the container id never ends.
+    _run_async(Controller().run_forever(), fast_loop=False)
+
+
+@click.command("gateway")
+@click.option("--host", default="localhost", show_default=True, help="Address to listen on ('localhost' = 127.0.0.1 and ::1).")
+@click.option("--port", type=int, default=8000, show_default=True)
+@click.option("--workers", type=int, default=1, show_default=True, help="Processes sharing the port (SO_REUSEPORT).")
+@click.option("--platform", "platform_upstream", help="Where the web UI listens: a unix socket path or HOST:PORT.")
+def gateway(host, port, workers, platform_upstream):
+    """Run the gateway: the front door for the platform and every task's origin."""
+    setup_django()
+    from django.conf import settings
+
+    from rosetta.gateway.access import access_key
+    from rosetta.gateway.proxy import GatewayConfig, run_gateway
+    from rosetta.gateway.snapshot import load_route_table
+
+    config = GatewayConfig(
+        listen=[(host, port)],
+        tasks_domain=settings.TASKS_DOMAIN,
+        platform_upstream=_parse_upstream(platform_upstream) if platform_upstream else str(web_socket_path()),
+        public_url=settings.PUBLIC_URL,
+        key=access_key(settings.SECRET_KEY),
+        secure_cookies=settings.PUBLIC_URL.startswith("https://"),
+        workers=workers,
+    )
+    _run_async(run_gateway(config, load_route_table))
+
+
+def _parse_upstream(text: str) -> tuple[str, int] | str:
+    host, sep, port = text.rpartition(":")
+    return (host, int(port)) if sep and port.isdigit() else text
+
+
+def _run_async(coroutine, fast_loop: bool = True) -> None:
+    logging.basicConfig(level=os.environ.get("ROSETTA_LOG_LEVEL", "INFO"), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    import uvloop
+
+    try:
+        (uvloop.run if fast_loop else asyncio.run)(coroutine)
+    except KeyboardInterrupt:
+        pass
+
+
+@click.command("run")
+@click.option("--host", default="localhost", show_default=True)
+@click.option("--port", type=int, default=8000, show_default=True)
+@click.option("--gateway-workers", type=int, default=1, show_default=True)
+def run(host, port, gateway_workers):
+    """Run web + API, controller and gateway together (each restarted if it dies)."""
+    from rosetta.cli.supervisor import Supervisor
+
+    public = os.environ.setdefault("ROSETTA_PUBLIC_URL", f"http://{'localhost' if host in ('localhost', '0.0.0.0', '::') else host}:{port}")
+    me = [sys.executable, "-m", "rosetta.cli.main"]
+    supervisor = Supervisor({
+        "web": [*me, "web"],
+        "controller": [*me, "controller"],
+        "gateway": [*me, "gateway", "--host", host, "--port", str(port), "--workers", str(gateway_workers)],
+    })
+    click.echo(f"Rosetta is starting at {public}  (Ctrl-C stops it)")
+    sys.exit(supervisor.run())
+
+
+@click.group("users")
+def users():
+    """Manage user accounts (operator)."""
+
+
+@users.command("create")
+@click.argument("name")
+@click.option("--admin", is_flag=True, help="Staff and superuser: sees and manages every task.")
+@click.option("--password-stdin", is_flag=True, help="Read a password for web login from standard input.")
+@click.option("--email", default="")
+def create_user(name, admin, password_stdin, email):
+    """Create a user and print their API token (shown only this once)."""
+    setup_django()
+    from django.contrib.auth import get_user_model
+    from django.db import IntegrityError
+
+    from rosetta.accounts.models import ApiToken
+    from rosetta.core import notify
+
+    password = sys.stdin.readline().rstrip("\n") if password_stdin else None
+    try:
+        user = get_user_model().objects.create_user(name, email=email, password=password, is_staff=admin, is_superuser=admin)
+    except IntegrityError:
+        raise click.ClickException(f"A user called {name!r} exists already.") from None
+    _, token = ApiToken.objects.create_for(user, "created by operator")
+    notify.notify(notify.GATEWAY)
+    click.echo(token)
+
+
+@click.command("setup")
+@click.option("--admin-username", default="admin", show_default=True)
+@click.option("--demo/--no-demo", default=True, show_default=True, help="Add the demo catalogue and the local resource.")
+def setup(admin_username, demo):
+    """Create or update the database; create the admin account and the demo catalogue once."""
+    setup_django()
+    from django.core.management import call_command
+
+    from rosetta.catalog.demo import ensure_demo_catalogue
+
+    call_command("migrate", interactive=False, verbosity=0)
+    _ensure_admin(admin_username)
+    if demo:
+        for line in ensure_demo_catalogue():
+            click.echo(line)
+
+
+def _ensure_admin(username: str) -> None:
+    from django.contrib.auth import get_user_model
+
+    User = get_user_model()
+    if User.objects.filter(username=username).exists():
+        click.echo(f"Admin account {username!r} exists already (its password was printed when it was created).")
+        return
+    password = secrets.token_urlsafe(12)
+    User.objects.create_superuser(username, password=password)
+    click.echo(f"Created the admin account.  user: {username}  password: {password}  (shown only this once)")
+
+
+@click.command("manage", context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
+@click.pass_context
+def manage(ctx):
+    """Run a Django management command (e.g. `rosetta manage createsuperuser`)."""
+    setup_django()
+    from django.core.management import execute_from_command_line
+
+    execute_from_command_line(["rosetta manage", *ctx.args])
+
+
+@click.command("build-image")
+@click.argument("name")
+@click.option("--force", is_flag=True)
+def build_image(name, force):
+    """Build a built-in environment from images/NAME."""
+    from rosetta.computing.backends import local_containers_conf
+
+    env = {**os.environ, "CONTAINERS_CONF": str(local_containers_conf())}
+    argv = [str(PROJECT_ROOT / "images" / "build.sh"), name, *(["--force"] if force else [])]
+    sys.exit(subprocess.call(argv, env=env))
+

@@ -1,0 +1,76 @@
+"""The podman engine (rootful or rootless)."""
+
+from __future__ import annotations
+
+import json
+import math
+
+from rosetta.computing.engines.base import INSTANCE_LABEL, TASK_LABEL, ContainerSpec, ContainerStatus, Engine
+
+
+class PodmanEngine(Engine):
+    name = "podman"
+
+    def __init__(self, executable: str = "podman", containers_conf: str | None = None) -> None:
+        # containers.conf is passed through `env` rather than the process environment so that
+        # the same argv works over any transport.
+        self.prefix = ["env", f"CONTAINERS_CONF={containers_conf}", executable] if containers_conf else [executable]
+
+    def run_argv(self, spec: ContainerSpec) -> list[str]:
+        argv = [
+            *self.prefix, "run", "--detach",
+            "--init",  # a PID 1 that forwards signals, else `stop` waits out its whole timeout
+            "--name", self.container_name(spec.task_id),
+            "--label", f"{TASK_LABEL}={spec.task_id}",
+            "--label", f"{INSTANCE_LABEL}={spec.instance}",
+            "--publish", f"127.0.0.1::{spec.port}",
+            "--cpus", _format_cpus(spec.cpus),
+            "--memory", f"{spec.memory_mb}m",
+            "--pids-limit", "4096",
+            f"--pull={spec.pull}",
+        ]
+        for name, value in spec.env.items():
+            # Always NAME=value: a bare NAME (or a glob) would copy the host's variables in.
+            argv += ["--env", f"{name}={value}"]
+        return [*argv, spec.image]
+
+    def list_argv(self, instance: str) -> list[str]:
+        return [*self.prefix, "ps", "--all", "--format", "json", "--filter", f"label={INSTANCE_LABEL}={instance}"]
+
+    def parse_list(self, output: str) -> list[ContainerStatus]:
+        statuses = []
+        for container in json.loads(output or "[]") or []:
+            task_id = (container.get("Labels") or {}).get(TASK_LABEL)
+            if not task_id:
+                continue
+            ended = container.get("Exited") or container.get("State") in ("exited", "stopped")
+            statuses.append(ContainerStatus(
+                task_id=task_id,
+                state=container.get("State", "unknown"),
+                exit_code=container.get("ExitCode") if ended else None,
+                host_port=_loopback_port(container.get("Ports") or []),
+                image_id=container.get("ImageID", ""),
+            ))
+        return statuses
+
+    def remove_argv(self, task_id: str, grace_seconds: int) -> list[str]:
+        return [*self.prefix, "rm", "--force", "--ignore", "--time", str(grace_seconds), self.container_name(task_id)]
+
+    def logs_argv(self, task_id: str, *, follow: bool, tail: int | None = None) -> list[str]:
+        argv = [*self.prefix, "logs"]
+        if follow:
+            argv.append("--follow")
+        if tail is not None:
+            argv += ["--tail", str(tail)]
+        return [*argv, self.container_name(task_id)]
+
+
+def _format_cpus(cpus: float) -> str:
+    return str(int(cpus)) if math.isclose(cpus, round(cpus)) else f"{cpus:.2f}"
+
+
+def _loopback_port(ports: list[dict]) -> int | None:
+    for port in ports:
+        if port.get("host_ip") in ("127.0.0.1", "") and port.get("host_port"):
+            return int(port["host_port"])
+    return None

@@ -1,0 +1,34 @@
+"""The gateway's in-memory view of who may reach which task, and where it listens.
+
+The gateway never queries the database on a request: it answers from a ``RouteTable``
+snapshot that is reloaded whenever the controller or the API signals a change (and on a
+slow fallback poll). A snapshot is immutable; reloading swaps the whole object.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    task_id: str                      # also the first label of the task's origin
+    name: str                         # the task's human name, for the gateway's own pages
+    owner_id: int
+    phase: str                        # created, starting, running, stopping, stopped, exited, failed
+    upstream: tuple[str, int] | None  # where the interface listens, once known
+
+    @property
+    def is_final(self) -> bool:
+        return self.phase in ("stopped", "exited", "failed")
+
+
+@dataclass(frozen=True, slots=True)
+class RouteTable:
+    routes: dict[str, Route] = field(default_factory=dict)
+    staff_ids: frozenset[int] = frozenset()
+    # SHA-256 hex digest of each active API token -> the user it belongs to.
+    token_users: dict[str, int] = field(default_factory=dict)
+
+    def may_access(self, user_id: int, route: Route) -> bool:
+        return user_id == route.owner_id or user_id in self.staff_ids

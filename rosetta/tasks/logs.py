@@ -1,0 +1,28 @@
+"""Reading a task's output: live from its container, or the tail kept once it has ended."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+from asgiref.sync import sync_to_async
+
+from rosetta.computing.backends import scheduler_for
+from rosetta.computing.errors import ComputingError
+from rosetta.tasks.models import Task
+from rosetta.tasks.phases import Phase
+
+
+async def stream_logs(task: Task, *, follow: bool, tail: int | None = None) -> AsyncIterator[bytes]:
+    if task.phase_enum in (Phase.STARTING, Phase.RUNNING, Phase.STOPPING):
+        try:
+            async for chunk in scheduler_for(task.resource).logs(task.id, follow=follow, tail=tail):
+                yield chunk
+            return
+        except ComputingError as error:
+            yield f"[rosetta] cannot read the logs: {error}\n".encode()
+            return
+    await sync_to_async(task.refresh_from_db)(fields=["log_tail", "phase"])
+    text = task.log_tail
+    if tail is not None:
+        text = "\n".join(text.splitlines()[-tail:]) + ("\n" if text else "")
+    yield text.encode()

@@ -1,0 +1,109 @@
+"""What users can ask of tasks. Views and API endpoints are thin wrappers around these.
+
+These functions only write desired state; the controller does the rest and is woken at
+once through rosetta.core.notify.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from django.core.exceptions import ValidationError
+from django.db import IntegrityError, transaction
+
+from rosetta.catalog.models import Software
+from rosetta.computing.models import Resource
+from rosetta.core import notify
+from rosetta.core.validation import validate_env_vars, validate_task_name
+from rosetta.tasks.models import Task
+from rosetta.tasks.phases import Desired
+
+MAX_NAME_SUFFIX = 1000
+
+
+class NotFound(Exception):
+    pass
+
+
+class Conflict(Exception):
+    pass
+
+
+@dataclass
+class TaskRequest:
+    software: str
+    resource: str
+    name: str | None = None
+    cpus: float = 1.0
+    memory_mb: int = 512
+    environment: dict[str, str] = field(default_factory=dict)
+
+
+def start_task(user, request: TaskRequest) -> Task:
+    software = Software.objects.visible_to(user).filter(name=request.software).first()
+    if software is None:
+        raise NotFound(f"There is no software called {request.software!r} in your catalogue.")
+    resource = Resource.objects.filter(name=request.resource, enabled=True).first()
+    if resource is None:
+        raise NotFound(f"There is no computing resource called {request.resource!r}.")
+    resource.check_limits(request.cpus, request.memory_mb)
+    validate_env_vars(request.environment)
+    if request.name is not None:
+        validate_task_name(request.name)
+    task = _create_with_unique_name(user, software, resource, request)
+    task.note(f"Requested {software.name} on {resource.name} with {task.cpus:g} CPU and {task.memory_mb} MiB.")
+    notify.notify(notify.CONTROLLER)
+    return task
+
+
+def _create_with_unique_name(user, software, resource, request: TaskRequest) -> Task:
+    fields = dict(owner=user, software=software, resource=resource, cpus=request.cpus,
+                  memory_mb=request.memory_mb, environment=request.environment)
+    if request.name is not None:
+        try:
+            with transaction.atomic():
+                return Task.objects.create(name=request.name, **fields)
+        except IntegrityError:
+            raise Conflict(f"You already have a task called {request.name!r}.") from None
+    for suffix in range(1, MAX_NAME_SUFFIX):
+        name = software.name if suffix == 1 else f"{software.name}-{suffix}"
+        if not Task.objects.filter(owner=user, name=name).exists():
+            try:
+                with transaction.atomic():
+                    return Task.objects.create(name=name, **fields)
+            except IntegrityError:
+                continue  # taken by a concurrent request; try the next suffix
+    raise ValidationError("Could not find a free task name; please give one.")
+
+
+def tasks_of(user):
+    queryset = Task.objects.select_related("software", "resource", "owner")
+    return queryset if user.is_staff else queryset.filter(owner=user)
+
+
+def get_task(user, task_id: str) -> Task:
+    """The task if ``user`` may see it. Others' tasks are reported as missing, not forbidden,
+    so that task ids cannot be probed."""
+    task = tasks_of(user).filter(pk=task_id).first()
+    if task is None:
+        raise NotFound(f"There is no task {task_id!r}.")
+    return task
+
+
+def request_stop(task: Task) -> None:
+    if task.desired == Desired.RUNNING.value and not task.is_final:
+        Task.objects.filter(pk=task.pk).update(desired=Desired.STOPPED.value)
+        task.desired = Desired.STOPPED.value
+        task.note("Stop requested.")
+        notify.notify(notify.CONTROLLER)
+
+
+def request_delete(task: Task) -> None:
+    """Final tasks go at once; active ones are stopped by the controller, then forgotten."""
+    if task.is_final:
+        task.delete()
+        notify.notify(notify.GATEWAY)
+        return
+    Task.objects.filter(pk=task.pk).update(desired=Desired.DELETED.value)
+    task.note("Deletion requested: the task is stopped first.")
+    notify.notify(notify.CONTROLLER)

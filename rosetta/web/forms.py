@@ -1,0 +1,95 @@
+"""Forms of the web UI. They check what a person can fix at the field it concerns;
+rosetta.tasks.services stays the authority and re-checks everything."""
+
+from django import forms
+from django.core.exceptions import ValidationError
+
+from rosetta.catalog.models import Software
+from rosetta.computing.models import MIN_MEMORY_MB, Resource
+from rosetta.core.validation import validate_env_name, validate_env_vars
+from rosetta.tasks.services import TaskRequest
+
+
+class ResourceChoiceField(forms.ModelChoiceField):
+    def label_from_instance(self, resource: Resource) -> str:
+        return f"{resource.name} — up to {resource.max_cpus:g} CPU, {resource.max_memory_mb} MiB"
+
+
+class SoftwareChoiceField(forms.ModelChoiceField):
+    def label_from_instance(self, software: Software) -> str:
+        return software.name
+
+
+def parse_environment(text: str) -> dict[str, str]:
+    """``NAME=value`` lines to a dict; blank lines are skipped, errors name the line."""
+    environment: dict[str, str] = {}
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        name, equals, value = line.partition("=")
+        name = name.strip()
+        if not equals:
+            raise ValidationError(f"Line {number}: expected NAME=value, got {line[:40]!r}.")
+        try:
+            validate_env_name(name)
+        except ValidationError as error:
+            raise ValidationError(f"Line {number}: {' '.join(error.messages)}") from None
+        if name in environment:
+            raise ValidationError(f"Line {number}: {name} is set twice.")
+        environment[name] = value
+    validate_env_vars(environment)
+    return environment
+
+
+class TaskForm(forms.Form):
+    software = SoftwareChoiceField(queryset=Software.objects.none(), to_field_name="name", empty_label=None)
+    resource = ResourceChoiceField(queryset=Resource.objects.none(), to_field_name="name", empty_label=None)
+    name = forms.CharField(
+        required=False, max_length=63,
+        help_text="Optional; unique among your tasks. Derived from the software when empty.",
+        widget=forms.TextInput(attrs={"placeholder": "e.g. analysis-1"}),
+    )
+    cpus = forms.FloatField(initial=1, min_value=0.1, label="CPUs", widget=forms.NumberInput(attrs={"step": "0.1"}))
+    memory_mb = forms.IntegerField(initial=512, min_value=MIN_MEMORY_MB, label="Memory (MiB)")
+    environment = forms.CharField(
+        required=False, label="Environment variables",
+        help_text="One NAME=value per line.",
+        widget=forms.Textarea(attrs={"rows": 4, "spellcheck": "false", "placeholder": "GREETING=hello"}),
+    )
+
+    def __init__(self, *args, user, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["software"].queryset = Software.objects.visible_to(user)
+        self.fields["resource"].queryset = Resource.objects.filter(enabled=True)
+
+    def clean_name(self) -> str | None:
+        return self.cleaned_data["name"].strip() or None
+
+    def clean_environment(self) -> dict[str, str]:
+        return parse_environment(self.cleaned_data["environment"])
+
+    def clean(self):
+        cleaned = super().clean()
+        resource = cleaned.get("resource")
+        if resource is not None:
+            self._check_limits(resource, cleaned)
+        return cleaned
+
+    def _check_limits(self, resource: Resource, cleaned: dict) -> None:
+        # Field by field, so the error sits next to the number to change.
+        cpus, memory_mb = cleaned.get("cpus"), cleaned.get("memory_mb")
+        if cpus is not None and cpus > resource.max_cpus:
+            self.add_error("cpus", f"At most {resource.max_cpus:g} CPUs on {resource.name}.")
+        if memory_mb is not None and memory_mb > resource.max_memory_mb:
+            self.add_error("memory_mb", f"At most {resource.max_memory_mb} MiB on {resource.name}.")
+
+    def task_request(self) -> TaskRequest:
+        data = self.cleaned_data
+        return TaskRequest(
+            software=data["software"].name, resource=data["resource"].name, name=data["name"],
+            cpus=data["cpus"], memory_mb=data["memory_mb"], environment=data["environment"],
+        )
+
+
+class TokenForm(forms.Form):
+    name = forms.CharField(max_length=64, initial="cli", widget=forms.TextInput(attrs={"placeholder": "cli"}))

@@ -1,0 +1,310 @@
+// Rosetta web UI: progressive enhancement of server-rendered pages.
+// Every page works without this file; with it, phases, events and logs follow live
+// through the REST API. Data from the server is only ever written with textContent.
+"use strict";
+
+(function () {
+  const POLL_MS = 1500;
+  const FINAL_PHASES = new Set(["stopped", "exited", "failed"]);
+  const CONTAINER_PHASES = new Set(["starting", "running", "stopping"]);
+  const MAX_LOG_CHARS = 2 * 1024 * 1024;
+
+  // ---- small helpers ------------------------------------------------------
+
+  function formatTime(iso, withSeconds) {
+    if (!iso) return "—";
+    const text = new Date(iso).toISOString().replace("T", " ");
+    return text.slice(0, withSeconds ? 19 : 16);
+  }
+
+  function setTime(element, iso, withSeconds) {
+    if (!element) return;
+    element.textContent = formatTime(iso, withSeconds);
+    if (iso) element.setAttribute("datetime", iso);
+    else element.removeAttribute("datetime");
+  }
+
+  function setPhase(badge, phase) {
+    badge.className = "badge phase-" + phase;
+    badge.textContent = phase;
+  }
+
+  function element(tag, attributes, text) {
+    const node = document.createElement(tag);
+    for (const [name, value] of Object.entries(attributes || {})) node.setAttribute(name, value);
+    if (text !== undefined) node.textContent = text;
+    return node;
+  }
+
+  function urlFor(template, id) {
+    return template.replace("__id__", encodeURIComponent(id));
+  }
+
+  // Resolves to the parsed body, or null when the resource is gone (404).
+  async function getJSON(url) {
+    const response = await fetch(url, { credentials: "same-origin", headers: { Accept: "application/json" } });
+    if (response.status === 404) return null;
+    if (!response.ok) throw new Error(url + ": HTTP " + response.status);
+    return response.json();
+  }
+
+  // Calls `step` every POLL_MS until it returns false; transient errors just wait for the next round.
+  function poll(step) {
+    async function tick() {
+      if (!document.hidden) {
+        try {
+          if ((await step()) === false) return;
+        } catch (error) {
+          console.debug("rosetta: poll failed, retrying", error);
+        }
+      }
+      setTimeout(tick, POLL_MS);
+    }
+    setTimeout(tick, POLL_MS);
+  }
+
+  // ---- task list ----------------------------------------------------------
+
+  function initTaskList(table) {
+    const tbody = table.tBodies[0];
+    const empty = table.parentElement.querySelector("[data-empty]");
+    const taskUrl = table.dataset.taskUrl;
+    const openUrl = table.dataset.openUrl;
+    const showOwner = table.dataset.showOwner === "true";
+
+    function buildRow(task) {
+      const row = element("tr", { "data-task-id": task.id });
+      const nameCell = element("td");
+      nameCell.append(element("a", { href: urlFor(taskUrl, task.id), "data-field": "name" }, task.name), " ",
+        element("span", { class: "muted mono small" }, task.id));
+      row.append(nameCell);
+      if (showOwner) row.append(element("td", { "data-field": "owner" }, task.owner));
+      row.append(element("td", { "data-field": "software" }, task.software));
+      row.append(element("td", { "data-field": "resource" }, task.resource));
+      const phaseCell = element("td");
+      phaseCell.append(element("span", { "data-field": "phase" }));
+      row.append(phaseCell);
+      const createdCell = element("td");
+      createdCell.append(element("time", { "data-field": "created" }));
+      row.append(createdCell);
+      const openCell = element("td", { class: "right" });
+      openCell.append(element("a", { class: "button small", "data-field": "open", href: urlFor(openUrl, task.id),
+        target: "_blank", rel: "noopener" }, "Open"));
+      row.append(openCell);
+      return row;
+    }
+
+    function updateRow(row, task) {
+      row.querySelector('[data-field="name"]').textContent = task.name;
+      setPhase(row.querySelector('[data-field="phase"]'), task.phase);
+      setTime(row.querySelector('[data-field="created"]'), task.created, false);
+      row.querySelector('[data-field="open"]').hidden = task.phase !== "running";
+    }
+
+    // The API lists tasks newest first, like the page: rebuild the order from it.
+    function render(tasks) {
+      const rows = new Map(Array.from(tbody.rows, (row) => [row.dataset.taskId, row]));
+      let previous = null;
+      for (const task of tasks) {
+        const row = rows.get(task.id) || buildRow(task);
+        rows.delete(task.id);
+        updateRow(row, task);
+        const expected = previous ? previous.nextSibling : tbody.firstChild;
+        if (row !== expected) tbody.insertBefore(row, expected);
+        previous = row;
+      }
+      for (const gone of rows.values()) gone.remove();
+      if (empty) empty.hidden = tasks.length > 0;
+    }
+
+    poll(async () => {
+      const tasks = await getJSON(table.dataset.api);
+      if (tasks) render(tasks);
+    });
+  }
+
+  // ---- task logs ----------------------------------------------------------
+
+  class LogPanel {
+    constructor(pre, status, url) {
+      this.pre = pre;
+      this.status = status;
+      this.url = url;
+      this.abort = null;
+      this.length = pre.textContent.length;
+    }
+
+    get streaming() {
+      return this.abort !== null;
+    }
+
+    clear() {
+      this.pre.textContent = "";
+      this.length = 0;
+    }
+
+    append(text) {
+      if (!text) return;
+      const atBottom = this.pre.scrollHeight - this.pre.scrollTop - this.pre.clientHeight < 40;
+      this.pre.append(document.createTextNode(text));
+      this.length += text.length;
+      this.trim();
+      if (atBottom) this.pre.scrollTop = this.pre.scrollHeight;
+    }
+
+    // Long-running tasks can print without end: keep the newest output only.
+    trim() {
+      while (this.length > MAX_LOG_CHARS && this.pre.firstChild) {
+        this.length -= this.pre.firstChild.textContent.length;
+        this.pre.firstChild.remove();
+      }
+    }
+
+    stop() {
+      if (this.abort) this.abort.abort();
+      this.abort = null;
+    }
+
+    // Shows the output from the start, then whatever follows until the stream ends.
+    async follow() {
+      await this.read(true);
+    }
+
+    // The final output of an ended task, read once.
+    async readOnce() {
+      await this.read(false);
+    }
+
+    async read(follow) {
+      this.stop();
+      const abort = new AbortController();
+      this.abort = abort;
+      this.status.textContent = follow ? "following…" : "loading…";
+      let first = true;
+      try {
+        const response = await fetch(this.url + "?follow=" + follow, { credentials: "same-origin", signal: abort.signal });
+        if (!response.ok || !response.body) throw new Error("HTTP " + response.status);
+        const reader = response.body.getReader();
+        const decoder = new TextDecoder();
+        for (;;) {
+          const { value, done } = await reader.read();
+          if (done) break;
+          if (first) { this.clear(); first = false; }
+          this.append(decoder.decode(value, { stream: true }));
+        }
+        if (first) this.clear();
+        this.append(decoder.decode());
+      } catch (error) {
+        if (abort.signal.aborted) return;  // replaced by a newer read
+        this.status.textContent = "(could not read the logs)";
+        this.abort = null;
+        return;
+      }
+      if (this.abort === abort) {
+        this.abort = null;
+        this.status.textContent = "(log stream ended)";
+      }
+    }
+  }
+
+  // ---- task page ----------------------------------------------------------
+
+  function initTaskDetail(root) {
+    const api = root.dataset.api;
+    const badge = root.querySelector('h1 [data-field="phase"]');
+    const events = root.querySelector("[data-events]");
+    const logs = new LogPanel(root.querySelector("[data-logs]"), root.querySelector("[data-log-status]"), api + "/logs");
+    let phase = root.dataset.phase;
+
+    function showActions(task) {
+      for (const control of root.querySelectorAll("[data-show-when]")) {
+        const phases = control.dataset.showWhen.split(" ");
+        const stopRequested = control.tagName === "FORM" && task.desired !== "running";
+        control.hidden = !phases.includes(task.phase) || stopRequested;
+      }
+    }
+
+    function renderEvents(list) {
+      if (events.rows.length === list.length) return;  // events are only ever appended
+      const rows = list.map((event) => {
+        const row = element("tr");
+        const time = element("td", { class: "nowrap" });
+        time.append(element("time", { datetime: event.time }, formatTime(event.time, true).slice(11)));
+        const eventPhase = element("td");
+        const eventBadge = element("span");
+        setPhase(eventBadge, event.phase);
+        eventPhase.append(eventBadge);
+        row.append(time, eventPhase, element("td", {}, event.reason));
+        return row;
+      });
+      events.replaceChildren(...rows);
+    }
+
+    function render(task) {
+      setPhase(badge, task.phase);
+      setTime(root.querySelector('[data-field="started"]'), task.started, true);
+      setTime(root.querySelector('[data-field="finished"]'), task.finished, true);
+      root.querySelector('[data-field="exit_code"]').textContent = task.exit_code === null ? "—" : String(task.exit_code);
+      showActions(task);
+      renderEvents(task.events);
+    }
+
+    // A container's output exists from `starting` on; once the task ends, its saved tail is the record.
+    function followLogsOnPhaseChange(newPhase) {
+      if (newPhase === phase) return;
+      if (FINAL_PHASES.has(newPhase)) logs.readOnce();
+      else if (CONTAINER_PHASES.has(newPhase) && !CONTAINER_PHASES.has(phase)) logs.follow();
+      phase = newPhase;
+    }
+
+    function showGone() {
+      logs.stop();
+      root.querySelector("[data-gone]").hidden = false;
+      for (const control of root.querySelectorAll("[data-show-when], form[data-confirm]")) control.hidden = true;
+    }
+
+    if (FINAL_PHASES.has(phase)) logs.readOnce();
+    else if (CONTAINER_PHASES.has(phase)) logs.follow();
+    else logs.status.textContent = "waiting for the task to start…";
+
+    poll(async () => {
+      const task = await getJSON(api);
+      if (task === null) {
+        showGone();
+        return false;
+      }
+      render(task);
+      followLogsOnPhaseChange(task.phase);
+    });
+  }
+
+  // ---- small behaviours -----------------------------------------------------
+
+  function confirmBeforeSubmit(form) {
+    form.addEventListener("submit", (event) => {
+      if (!window.confirm(form.dataset.confirm)) event.preventDefault();
+    });
+  }
+
+  function copyButton(button) {
+    const input = button.parentElement.querySelector("[data-secret]");
+    button.addEventListener("click", async () => {
+      input.select();
+      try {
+        await navigator.clipboard.writeText(input.value);
+        button.textContent = "Copied";
+      } catch (error) {
+        button.textContent = "Press Ctrl+C";  // clipboard API unavailable (e.g. plain http)
+      }
+    });
+  }
+
+  document.addEventListener("DOMContentLoaded", () => {
+    document.querySelectorAll("form[data-confirm]").forEach(confirmBeforeSubmit);
+    document.querySelectorAll("[data-copy]").forEach(copyButton);
+    document.querySelectorAll("table[data-task-list]").forEach(initTaskList);
+    document.querySelectorAll("[data-task-detail]").forEach(initTaskDetail);
+    // The hand-over to a task's origin: the visible button stays for browsers without JS.
+    document.querySelectorAll("form[data-autosubmit]").forEach((form) => form.submit());
+  });
+})();

@@ -1,0 +1,21 @@
+from django.contrib.auth import views as auth_views
+from django.urls import path
+
+from rosetta.web import views
+
+urlpatterns = [
+    path("", views.home, name="home"),
+    path("login/", auth_views.LoginView.as_view(redirect_authenticated_user=True), name="login"),
+    path("logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("tasks/", views.task_list, name="tasks"),
+    path("tasks/new/", views.task_new, name="task-new"),
+    path("tasks/<str:task_id>/", views.task_detail, name="task"),
+    path("tasks/<str:task_id>/stop", views.task_stop, name="task-stop"),
+    path("tasks/<str:task_id>/delete", views.task_delete, name="task-delete"),
+    path("tasks/<str:task_id>/open", views.task_open, name="task-open"),
+    path("catalog/", views.catalog, name="catalog"),
+    path("resources/", views.resources, name="resources"),
+    path("account/", views.account, name="account"),
+    path("account/tokens/", views.token_create, name="token-create"),
+    path("account/tokens/<int:token_id>/revoke", views.token_revoke, name="token-revoke"),
+]

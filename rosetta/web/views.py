@@ -1,0 +1,176 @@
+"""Server-rendered pages. Thin: each view reads or forwards to rosetta.tasks.services; the
+live parts (phases, events, logs) are refreshed by static/web/rosetta.js through the API."""
+
+from django.conf import settings
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import ValidationError
+from django.http import Http404
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_GET, require_POST
+
+from rosetta.accounts.models import ApiToken
+from rosetta.catalog.models import Software
+from rosetta.computing.models import Resource
+from rosetta.core import notify
+from rosetta.gateway.access import LOGIN_PATH, access_key, mint_access_token
+from rosetta.tasks import services
+from rosetta.tasks.models import Task
+from rosetta.web.forms import TaskForm, TokenForm
+
+
+def _task_or_404(request, task_id: str) -> Task:
+    try:
+        return services.get_task(request.user, task_id)
+    except services.NotFound:
+        raise Http404("No such task.") from None
+
+
+@require_GET
+def home(request):
+    return redirect("tasks")
+
+
+@login_required
+@require_GET
+def task_list(request):
+    tasks = services.tasks_of(request.user)
+    return render(request, "web/task_list.html", {"tasks": tasks})
+
+
+@login_required
+def task_new(request):
+    if request.method == "POST":
+        form = TaskForm(request.POST, user=request.user)
+        task = _start_task(request, form) if form.is_valid() else None
+        if task is not None:
+            messages.success(request, f"Task {task.name} was created; it starts in a moment.")
+            return redirect("task", task_id=task.id)
+    else:
+        form = TaskForm(user=request.user, initial={"software": request.GET.get("software")})
+    return render(request, "web/task_new.html", {"form": form})
+
+
+def _start_task(request, form: TaskForm) -> Task | None:
+    """Start the task the form describes, or put the refusal on the form and return None."""
+    try:
+        return services.start_task(request.user, form.task_request())
+    except services.Conflict as error:
+        form.add_error("name", str(error))
+    except services.NotFound as error:
+        form.add_error(None, str(error))
+    except ValidationError as error:
+        form.add_error(None, error)
+    return None
+
+
+@login_required
+@require_GET
+def task_detail(request, task_id: str):
+    task = _task_or_404(request, task_id)
+    return render(request, "web/task_detail.html", {"task": task, "events": task.events.all()})
+
+
+@login_required
+@require_POST
+def task_stop(request, task_id: str):
+    task = _task_or_404(request, task_id)
+    services.request_stop(task)
+    messages.info(request, f"Stopping {task.name}.")
+    return redirect("task", task_id=task.id)
+
+
+@login_required
+@require_POST
+def task_delete(request, task_id: str):
+    task = _task_or_404(request, task_id)
+    was_final = task.is_final
+    services.request_delete(task)
+    if was_final:
+        messages.success(request, f"Task {task.name} was deleted.")
+    else:
+        messages.info(request, f"Task {task.name} is being stopped, then deleted.")
+    return redirect("tasks")
+
+
+def safe_next(value: str | None) -> str:
+    """A path on the task's own origin; anything that could leave it becomes "/"."""
+    if not value or not value.startswith("/") or value.startswith(("//", "/\\")):
+        return "/"
+    if not all("\x21" <= char <= "\x7e" for char in value):
+        return "/"
+    return value
+
+
+@login_required
+@require_GET
+def task_open(request, task_id: str):
+    """Hand the browser over to the task's origin with a one-time token in a POST body,
+    so the token never lands in a URL, history or a Referer header."""
+    task = _task_or_404(request, task_id)
+    if task.is_final:
+        response = render(request, "web/task_not_running.html", {"task": task}, status=409)
+    else:
+        token = mint_access_token(access_key(settings.SECRET_KEY), request.user.id, task.id)
+        response = render(request, "web/task_open.html", {
+            "task": task,
+            "token": token,
+            "action": task.interface_url.rstrip("/") + LOGIN_PATH,
+            "next": safe_next(request.GET.get("next")),
+        })
+    response["Cache-Control"] = "no-store"
+    response["Referrer-Policy"] = "no-referrer"
+    return response
+
+
+@login_required
+@require_GET
+def catalog(request):
+    software = Software.objects.visible_to(request.user).select_related("owner")
+    return render(request, "web/catalog.html", {"software_list": software})
+
+
+@login_required
+@require_GET
+def resources(request):
+    return render(request, "web/resources.html", {"resources": Resource.objects.filter(enabled=True)})
+
+
+def _render_account(request, form: TokenForm, new_secret: str | None = None, status: int = 200):
+    response = render(request, "web/account.html", {
+        "tokens": request.user.api_tokens.order_by("-created"),
+        "form": form,
+        "new_secret": new_secret,
+        "public_url": settings.PUBLIC_URL,
+    }, status=status)
+    # The page may carry a secret shown once: keep it out of every cache.
+    response["Cache-Control"] = "no-store"
+    return response
+
+
+@login_required
+@require_GET
+def account(request):
+    return _render_account(request, TokenForm())
+
+
+@login_required
+@require_POST
+def token_create(request):
+    form = TokenForm(request.POST)
+    if not form.is_valid():
+        return _render_account(request, form, status=400)
+    token, secret = ApiToken.objects.create_for(request.user, form.cleaned_data["name"])
+    notify.notify(notify.GATEWAY)
+    messages.success(request, f"Token {token.name} was created.")
+    return _render_account(request, TokenForm(), new_secret=secret)
+
+
+@login_required
+@require_POST
+def token_revoke(request, token_id: int):
+    token = get_object_or_404(ApiToken, pk=token_id, user=request.user)
+    token.delete()
+    notify.notify(notify.GATEWAY)
+    messages.success(request, f"Token {token.name} ({token.hint}…) was revoked.")
+    return redirect("account")

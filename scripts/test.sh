@@ -1,0 +1,7 @@
+#!/bin/bash
+# Set everything up on a fresh Debian machine and run the whole test suite
+# (unit, integration against real podman, end-to-end in Debian's Chromium).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/setup.sh --for-tests
+exec .venv/bin/python -m pytest "$@"

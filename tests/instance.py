@@ -1,0 +1,140 @@
+"""Runs real Rosetta instances for tests: each in its own home directory and port, its
+processes started exactly as an operator would start them."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+ROSETTA = [sys.executable, "-m", "rosetta.cli.main"]
+COMPONENTS = ("web", "controller", "gateway")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@dataclass
+class Platform:
+    home: Path
+    port: int = field(default_factory=free_port)
+    processes: dict[str, subprocess.Popen] = field(default_factory=dict)
+
+    @property
+    def url(self) -> str:
+        return f"http://localhost:{self.port}"
+
+    @property
+    def env(self) -> dict[str, str]:
+        return {**os.environ, "ROSETTA_HOME": str(self.home), "ROSETTA_PUBLIC_URL": self.url,
+                "ROSETTA_URL": self.url, "ROSETTA_TASK_START_TIMEOUT": "60", "ROSETTA_LOG_LEVEL": "INFO"}
+
+    def rosetta(self, *args: str, input: str | None = None, token: str | None = None, check: bool = True,
+                timeout: float = 120) -> subprocess.CompletedProcess:
+        env = {**self.env, **({"ROSETTA_TOKEN": token} if token else {})}
+        result = subprocess.run([*ROSETTA, *args], input=input, capture_output=True, text=True, env=env, timeout=timeout)
+        if check and result.returncode != 0:
+            raise AssertionError(f"rosetta {' '.join(args)} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
+        return result
+
+    def set_up(self) -> None:
+        self.home.mkdir(parents=True, exist_ok=True)
+        self.rosetta("setup")
+
+    def start(self, separately: bool = False) -> None:
+        """`rosetta run`, or each component as its own process (so a test can kill one)."""
+        if separately:
+            for name in COMPONENTS:
+                self.start_component(name)
+        else:
+            self._spawn("run", ["run", "--port", str(self.port)])
+        self.wait_until_up()
+
+    def start_component(self, name: str) -> None:
+        args = {"gateway": ["gateway", "--port", str(self.port)]}.get(name, [name])
+        self._spawn(name, args)
+
+    def _spawn(self, name: str, args: list[str]) -> None:
+        log = open(self.home / f"{name}.log", "ab")
+        self.processes[name] = subprocess.Popen([*ROSETTA, *args], env=self.env, stdout=log, stderr=subprocess.STDOUT,
+                                                start_new_session=True)
+
+    def kill(self, name: str, sig: int = signal.SIGKILL) -> None:
+        process = self.processes.pop(name)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, sig)
+        process.wait(timeout=30)
+
+    def wait_until_up(self, timeout: float = 30) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(f"{self.url}/login/", timeout=2).status_code == 200:
+                    return
+            for name, process in self.processes.items():
+                if process.poll() is not None:
+                    raise AssertionError(f"{name} exited early:\n{self.logs()}")
+            time.sleep(0.1)
+        raise AssertionError(f"Rosetta did not come up at {self.url}:\n{self.logs()}")
+
+    def logs(self) -> str:
+        return "\n".join(f"--- {path.name}\n{path.read_text(errors='replace')[-4000:]}" for path in self.home.glob("*.log"))
+
+    def stop(self) -> None:
+        for name in list(self.processes):
+            self.kill(name, signal.SIGTERM)
+        self.remove_containers()
+
+    def remove_containers(self) -> None:
+        instance = (self.home / "instance_id").read_text().strip() if (self.home / "instance_id").exists() else None
+        if not instance:
+            return
+        conf = self.home / "podman" / "containers.conf"
+        env = {**os.environ, "CONTAINERS_CONF": str(conf)}
+        ids = subprocess.run(["podman", "ps", "-aq", "--filter", f"label=rosetta.instance={instance}"],
+                             capture_output=True, text=True, env=env).stdout.split()
+        if ids:
+            subprocess.run(["podman", "rm", "-f", "-t", "0", *ids], capture_output=True, env=env)
+
+    def create_user(self, name: str, password: str | None = None, admin: bool = False) -> str:
+        args = ["users", "create", name, *(["--admin"] if admin else []), *(["--password-stdin"] if password else [])]
+        return self.rosetta(*args, input=f"{password}\n" if password else None).stdout.strip()
+
+    def api(self, token: str) -> httpx.Client:
+        """An API client authenticated with ``token``; paths start with /api/."""
+        return httpx.Client(base_url=self.url, headers={"Authorization": f"Bearer {token}"}, timeout=30)
+
+    def task_client(self, task_id: str, token: str | None = None) -> httpx.Client:
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        return httpx.Client(base_url=f"http://{task_id}.localhost:{self.port}", headers=headers, timeout=30)
+
+    def wait_for_task(self, client: httpx.Client, task_id: str, phases: set[str], timeout: float = 60) -> dict:
+        """Poll the API through ``client`` (a browser session or token client) until the task
+        reaches one of ``phases``."""
+        deadline = time.monotonic() + timeout
+        while True:
+            task = client.get(f"/api/tasks/{task_id}").raise_for_status().json()
+            if task["phase"] in phases:
+                return task
+            if time.monotonic() > deadline:
+                raise AssertionError(f"task {task_id} stayed {task['phase']}, wanted {phases}: {task}\n{self.logs()}")
+            time.sleep(0.05)
+
+    def containers(self) -> list[str]:
+        """Names of this instance's containers, as podman lists them."""
+        instance = (self.home / "instance_id").read_text().strip()
+        env = {**os.environ, "CONTAINERS_CONF": str(self.home / "podman" / "containers.conf")}
+        out = subprocess.run(["podman", "ps", "-a", "--format", "{{.Names}}", "--filter",
+                              f"label=rosetta.instance={instance}"], capture_output=True, text=True, env=env, check=True)
+        return out.stdout.split()

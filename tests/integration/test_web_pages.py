@@ -1,0 +1,262 @@
+"""The server-rendered web UI, through Django's test client against a real (temporary) database."""
+
+import hashlib
+import re
+from html.parser import HTMLParser
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.urls import reverse
+
+from rosetta.accounts.models import ApiToken
+from rosetta.catalog.models import Software
+from rosetta.computing.models import Resource
+from rosetta.tasks.models import Task
+from rosetta.tasks.phases import Phase
+
+pytestmark = pytest.mark.django_db
+
+PASSWORD = "a-long-test-password"
+
+
+@pytest.fixture(autouse=True)
+def public_address(settings):
+    settings.PUBLIC_URL = "http://localhost:8000"
+    settings.TASKS_DOMAIN = "localhost"
+
+
+@pytest.fixture
+def software():
+    return Software.objects.create(name="hello", image="localhost/rosetta/hello", visibility="everyone",
+                                   description="Says hello over HTTP.")
+
+
+@pytest.fixture
+def resource():
+    return Resource.objects.create(name="local", description="This machine.")
+
+
+@pytest.fixture
+def alice(client):
+    user = get_user_model().objects.create_user("alice", password=PASSWORD)
+    client.force_login(user)
+    return user
+
+
+@pytest.fixture
+def bob():
+    return get_user_model().objects.create_user("bob", password=PASSWORD)
+
+
+def new_task_form(**overrides) -> dict:
+    form = {"software": "hello", "resource": "local", "name": "", "cpus": "1", "memory_mb": "512", "environment": ""}
+    form.update(overrides)
+    return form
+
+
+class FormsAndLinks(HTMLParser):
+    """Collects forms (with their inputs) and every URL-valued attribute of a page."""
+
+    def __init__(self):
+        super().__init__()
+        self.forms: list[dict] = []
+        self.urls: list[str] = []
+
+    def handle_starttag(self, tag, attrs):
+        attributes = dict(attrs)
+        self.urls += [value for name, value in attrs if name in ("href", "src", "action") and value]
+        if tag == "form":
+            self.forms.append({"method": attributes.get("method", ""), "action": attributes.get("action", ""), "inputs": {}})
+        elif tag == "input" and self.forms:
+            self.forms[-1]["inputs"][attributes.get("name")] = attributes
+
+
+def parse(response) -> FormsAndLinks:
+    parser = FormsAndLinks()
+    parser.feed(response.content.decode())
+    return parser
+
+
+def test_login_page_renders(client):
+    response = client.get(reverse("login"))
+    assert response.status_code == 200
+    assert b'name="password"' in response.content
+
+
+def test_login_with_password_lands_on_tasks(client, bob):
+    response = client.post(reverse("login"), {"username": "bob", "password": PASSWORD})
+    assert response.status_code == 302
+    assert response["Location"] == reverse("tasks")
+
+
+def test_anonymous_is_sent_to_login(client):
+    response = client.get(reverse("tasks"))
+    assert response.status_code == 302
+    assert response["Location"].startswith(reverse("login") + "?next=/tasks/")
+
+
+def test_home_redirects_to_tasks(client, alice):
+    assert client.get("/")["Location"] == reverse("tasks")
+
+
+def test_catalogue_and_resources_are_listed(client, alice, software, resource):
+    catalogue = client.get(reverse("catalog"))
+    assert catalogue.status_code == 200
+    assert b"hello" in catalogue.content and b"localhost/rosetta/hello" in catalogue.content
+    assert reverse("task-new").encode() + b"?software=hello" in catalogue.content
+
+    resources = client.get(reverse("resources"))
+    assert resources.status_code == 200
+    assert b"local" in resources.content
+    assert resource.kind.encode() in resources.content
+
+
+def test_new_task_form_preselects_software(client, alice, software, resource):
+    response = client.get(reverse("task-new") + "?software=hello")
+    assert response.status_code == 200
+    assert re.search(rb'<option value="hello"[^>]*selected', response.content)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "field", "message"),
+    [
+        ({"resource": "nowhere"}, "resource", "Select a valid choice"),
+        ({"cpus": "64"}, "cpus", "At most 2 CPUs on local"),
+        ({"cpus": "0"}, "cpus", "greater than or equal to 0.1"),
+        ({"memory_mb": "999999"}, "memory_mb", "At most 4096 MiB on local"),
+        ({"environment": "BAD-NAME=x"}, "environment", "Line 1: &#x27;BAD-NAME&#x27; is not a valid environment variable name"),
+        ({"environment": "GOOD=1\nno equals sign"}, "environment", "Line 2: expected NAME=value"),
+        ({"environment": "BASE_PORT=1"}, "environment", "BASE_PORT is set by Rosetta itself"),
+        ({"name": "-bad"}, None, "is not a valid task name"),
+    ],
+)
+def test_invalid_new_task_is_refused_with_a_clear_error(client, alice, software, resource, overrides, field, message):
+    response = client.post(reverse("task-new"), new_task_form(**overrides))
+    assert response.status_code in (200, 400)
+    assert message in response.content.decode()
+    if field is not None:
+        assert field in response.context["form"].errors
+    assert not Task.objects.exists()
+
+
+def test_duplicate_task_name_is_refused_next_to_the_name(client, alice, software, resource):
+    first = client.post(reverse("task-new"), new_task_form(name="analysis"))
+    assert first.status_code == 302
+    second = client.post(reverse("task-new"), new_task_form(name="analysis"))
+    assert second.status_code in (200, 400)
+    assert "already have a task called" in second.content.decode()
+    assert "name" in second.context["form"].errors
+    assert Task.objects.count() == 1
+
+
+def test_valid_new_task_is_created_and_shown(client, alice, software, resource):
+    response = client.post(reverse("task-new"), new_task_form(name="analysis", cpus="0.5", environment="GREETING=hi there\n\n"))
+    task = Task.objects.get()
+    assert response.status_code == 302
+    assert response["Location"] == reverse("task", args=[task.id])
+    assert (task.owner, task.name, task.phase) == (alice, "analysis", Phase.CREATED.value)
+    assert (task.cpus, task.memory_mb, task.environment) == (0.5, 512, {"GREETING": "hi there"})
+
+    page = client.get(response["Location"])
+    assert page.status_code == 200
+    assert b"analysis" in page.content and task.id.encode() in page.content
+    assert b"phase-created" in page.content
+    assert b"Requested hello on local" in page.content  # the first event
+
+
+def test_task_list_shows_own_tasks_only(client, alice, bob, software, resource):
+    mine = Task.objects.create(owner=alice, name="mine", software=software, resource=resource)
+    Task.objects.create(owner=bob, name="theirs", software=software, resource=resource)
+    response = client.get(reverse("tasks"))
+    assert response.status_code == 200
+    assert reverse("task", args=[mine.id]).encode() in response.content
+    assert b"theirs" not in response.content
+
+
+def test_another_users_task_is_not_found(client, alice, bob, software, resource):
+    theirs = Task.objects.create(owner=bob, name="theirs", software=software, resource=resource)
+    for name in ("task", "task-open"):
+        assert client.get(reverse(name, args=[theirs.id])).status_code == 404
+    for name in ("task-stop", "task-delete"):
+        assert client.post(reverse(name, args=[theirs.id])).status_code == 404
+    assert Task.objects.filter(pk=theirs.pk, desired="running").exists()
+
+
+def test_stop_and_delete_only_ask_for_it(client, alice, software, resource):
+    task = Task.objects.create(owner=alice, name="work", software=software, resource=resource)
+    assert client.post(reverse("task-stop", args=[task.id])).status_code == 302
+    task.refresh_from_db()
+    assert task.desired == "stopped"
+    response = client.post(reverse("task-delete", args=[task.id]), follow=True)
+    assert response.redirect_chain[-1][0] == reverse("tasks")
+    assert b"being stopped, then deleted" in response.content
+
+
+def test_stop_needs_post(client, alice, software, resource):
+    task = Task.objects.create(owner=alice, name="work", software=software, resource=resource)
+    assert client.get(reverse("task-stop", args=[task.id])).status_code == 405
+
+
+def test_open_posts_a_one_time_token_to_the_task_origin(client, alice, software, resource):
+    task = Task.objects.create(owner=alice, name="work", software=software, resource=resource, phase="running")
+    response = client.get(reverse("task-open", args=[task.id]) + "?next=/lab/tree")
+    assert response.status_code == 200
+    assert response["Cache-Control"] == "no-store"
+    assert response["Referrer-Policy"] == "no-referrer"
+
+    page = parse(response)
+    handover = [form for form in page.forms if form["action"] == f"http://{task.id}.localhost:8000/.rosetta/login"]
+    assert len(handover) == 1
+    form = handover[0]
+    assert form["method"].lower() == "post"
+    token = form["inputs"]["token"]["value"]
+    assert form["inputs"]["token"]["type"] == "hidden" and len(token) > 20
+    assert form["inputs"]["next"]["value"] == "/lab/tree"
+    assert "csrfmiddlewaretoken" not in form["inputs"]  # the task's origin must not see it
+    assert not any(token in url for url in page.urls)
+
+
+@pytest.mark.parametrize("unsafe", ["//evil.example/", "https://evil.example/", "/\\evil.example", "lab"])
+def test_open_refuses_next_paths_leaving_the_task(client, alice, software, resource, unsafe):
+    task = Task.objects.create(owner=alice, name="work", software=software, resource=resource, phase="running")
+    response = client.get(reverse("task-open", args=[task.id]), {"next": unsafe})
+    assert parse(response).forms[-1]["inputs"]["next"]["value"] == "/"
+
+
+def test_open_an_ended_task_says_it_is_not_running(client, alice, software, resource):
+    task = Task.objects.create(owner=alice, name="work", software=software, resource=resource, phase="exited")
+    response = client.get(reverse("task-open", args=[task.id]))
+    assert b"is not running" in response.content
+    assert b'name="token"' not in response.content
+
+
+def test_api_token_is_shown_once_and_stored_as_digest(client, alice):
+    response = client.post(reverse("token-create"), {"name": "laptop"})
+    assert response.status_code == 200
+    assert response["Cache-Control"] == "no-store"
+    secret = re.search(rb'value="(rst_[^"]+)"', response.content).group(1).decode()
+    assert response.content.decode().count(secret) == 1
+
+    token = ApiToken.objects.get(user=alice)
+    assert token.name == "laptop"
+    assert token.digest == hashlib.sha256(secret.encode()).hexdigest()
+    assert secret not in {token.name, token.digest, token.hint}
+
+    again = client.get(reverse("account"))
+    assert secret not in again.content.decode()
+    assert token.hint.encode() in again.content
+
+
+def test_api_token_can_be_revoked_by_its_owner_only(client, alice, bob):
+    theirs, _ = ApiToken.objects.create_for(bob, "theirs")
+    mine, _ = ApiToken.objects.create_for(alice, "mine")
+    assert client.post(reverse("token-revoke", args=[theirs.id])).status_code == 404
+    assert client.post(reverse("token-revoke", args=[mine.id])).status_code == 302
+    assert list(ApiToken.objects.values_list("name", flat=True)) == ["theirs"]
+
+
+def test_pages_escape_user_data(client, alice, resource):
+    Software.objects.create(name="xss", image="localhost/x", visibility="everyone", description="<script>alert(1)</script>")
+    response = client.get(reverse("catalog"))
+    assert b"<script>alert(1)</script>" not in response.content
+    assert b"&lt;script&gt;alert(1)&lt;/script&gt;" in response.content

@@ -1,0 +1,158 @@
+import pytest
+
+from rosetta.gateway.access import (
+    AccessVerifier,
+    access_key,
+    mint_access_token,
+    safe_next_path,
+    task_id_from_host,
+)
+
+KEY = access_key("django-insecure-test-secret")
+NOW = 1_700_000_000.0
+
+
+def test_access_key_is_derived_not_the_secret_itself():
+    assert KEY != b"django-insecure-test-secret"
+    assert len(KEY) == 32
+    assert access_key("another secret") != KEY
+
+
+def test_token_redeems_once_for_its_user():
+    verifier = AccessVerifier(KEY)
+    token = mint_access_token(KEY, 7, "t1", now=NOW)
+    assert verifier.redeem(token, "t1", now=NOW + 1) == 7
+    assert verifier.redeem(token, "t1", now=NOW + 2) is None
+
+
+def test_token_is_url_safe():
+    token = mint_access_token(KEY, 7, "t1", now=NOW)
+    assert all(char.isalnum() or char in "-_." for char in token)
+
+
+def test_expired_token_is_refused():
+    token = mint_access_token(KEY, 7, "t1", ttl=30, now=NOW)
+    assert AccessVerifier(KEY).redeem(token, "t1", now=NOW + 31) is None
+
+
+def test_token_for_another_task_is_refused():
+    token = mint_access_token(KEY, 7, "t1", now=NOW)
+    assert AccessVerifier(KEY).redeem(token, "t2", now=NOW) is None
+
+
+@pytest.mark.parametrize(
+    "tamper",
+    [
+        lambda token: token[:-1] + ("A" if token[-1] != "A" else "B"),  # signature
+        lambda token: "8" + token[1:],  # user id
+        lambda token: token.replace(".", ".9", 1),  # expiry
+        lambda token: token + ".extra",
+        lambda token: "",
+        lambda token: "not-a-token",
+    ],
+)
+def test_tampered_token_is_refused(tamper):
+    token = mint_access_token(KEY, 7, "t1", now=NOW)
+    assert AccessVerifier(KEY).redeem(tamper(token), "t1", now=NOW) is None
+
+
+def test_token_signed_with_another_key_is_refused():
+    token = mint_access_token(access_key("other"), 7, "t1", now=NOW)
+    assert AccessVerifier(KEY).redeem(token, "t1", now=NOW) is None
+
+
+def test_used_nonces_are_forgotten_after_expiry():
+    verifier = AccessVerifier(KEY)
+    for user_id in range(5):
+        token = mint_access_token(KEY, user_id, "t1", ttl=30, now=NOW)
+        assert verifier.redeem(token, "t1", now=NOW) == user_id
+    later = mint_access_token(KEY, 9, "t1", ttl=30, now=NOW + 100)
+    assert verifier.redeem(later, "t1", now=NOW + 100) == 9
+    assert len(verifier._used_nonces) == 1
+
+
+def test_cookie_round_trip_survives_a_new_verifier():
+    cookie = AccessVerifier(KEY).make_cookie(7, "t1", now=NOW)
+    assert AccessVerifier(KEY).check_cookie(cookie, "t1", now=NOW + 10) == 7
+
+
+def test_cookie_expires_even_when_cached():
+    verifier = AccessVerifier(KEY)
+    cookie = verifier.make_cookie(7, "t1", ttl=60, now=NOW)
+    assert verifier.check_cookie(cookie, "t1", now=NOW) == 7
+    assert verifier.check_cookie(cookie, "t1", now=NOW + 61) is None
+
+
+def test_cookie_for_another_task_is_refused_cached_or_not():
+    verifier = AccessVerifier(KEY)
+    cookie = verifier.make_cookie(7, "t1", now=NOW)
+    assert AccessVerifier(KEY).check_cookie(cookie, "t2", now=NOW) is None
+    assert verifier.check_cookie(cookie, "t1", now=NOW) == 7
+    assert verifier.check_cookie(cookie, "t2", now=NOW) is None
+
+
+def test_tampered_cookie_is_refused():
+    verifier = AccessVerifier(KEY)
+    cookie = verifier.make_cookie(7, "t1", now=NOW)
+    assert verifier.check_cookie("8" + cookie[1:], "t1", now=NOW) is None
+    assert verifier.check_cookie(cookie + "x", "t1", now=NOW) is None
+    assert verifier.check_cookie("", "t1", now=NOW) is None
+
+
+def test_cookie_and_token_are_not_interchangeable():
+    verifier = AccessVerifier(KEY)
+    token = mint_access_token(KEY, 7, "t1", now=NOW)
+    cookie = verifier.make_cookie(7, "t1", now=NOW)
+    assert verifier.check_cookie(token, "t1", now=NOW) is None
+    assert verifier.redeem(cookie, "t1", now=NOW) is None
+
+
+def test_cookie_cache_stays_bounded():
+    verifier = AccessVerifier(KEY)
+    for user_id in range(5000):
+        verifier.check_cookie(verifier.make_cookie(user_id, "t1", now=NOW), "t1", now=NOW)
+    assert len(verifier._verified_cookies) <= 4096
+
+
+@pytest.mark.parametrize(
+    ("host", "expected"),
+    [
+        ("t1.localhost:8000", "t1"),
+        ("t1.localhost", "t1"),
+        ("T1.LocalHost:8000", "t1"),
+        ("t1.localhost.:8000", "t1"),
+        ("localhost:8000", None),
+        ("localhost", None),
+        ("a.b.localhost", None),
+        (".localhost", None),
+        ("t1.example.org", None),
+        ("evil-localhost:8000", None),
+        ("127.0.0.1:8000", None),
+        ("[::1]:8000", None),
+        ("", None),
+    ],
+)
+def test_task_id_from_host(host, expected):
+    assert task_id_from_host(host, "localhost") == expected
+
+
+def test_task_id_from_host_with_a_real_domain():
+    assert task_id_from_host("abc.tasks.example.org", "tasks.example.org") == "abc"
+    assert task_id_from_host("tasks.example.org", "tasks.example.org") is None
+
+
+@pytest.mark.parametrize(
+    ("next_path", "expected"),
+    [
+        ("/lab?x=1", "/lab?x=1"),
+        ("/", "/"),
+        ("//evil.example", "/"),
+        ("/\\evil.example", "/"),
+        ("https://evil.example/", "/"),
+        ("lab", "/"),
+        ("", "/"),
+        ("/a\r\nSet-Cookie: x=1", "/"),
+    ],
+)
+def test_safe_next_path(next_path, expected):
+    assert safe_next_path(next_path) == expected

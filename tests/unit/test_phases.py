@@ -1,0 +1,55 @@
+import pytest
+
+from rosetta.computing.engines.base import ContainerStatus
+from rosetta.tasks.phases import Act, Desired, IllegalTransition, Phase, TaskView, check_transition, decide
+
+RUNNING = ContainerStatus("t", "running", None, 40000)
+EXITED = ContainerStatus("t", "exited", 3, None)
+
+
+def view(phase, desired=Desired.RUNNING, age=0.0):
+    return TaskView(Phase(phase), desired, age)
+
+
+@pytest.mark.parametrize(("phase", "container", "act"), [
+    ("created", None, Act.START),
+    ("created", RUNNING, Act.ADOPT),          # controller died between `podman run` and recording it
+    ("starting", RUNNING, Act.PROBE),
+    ("starting", None, Act.VANISHED),
+    ("running", RUNNING, Act.NOTHING),
+    ("running", None, Act.VANISHED),          # removed behind our back
+    ("running", EXITED, Act.ENDED),
+    ("starting", EXITED, Act.ENDED),
+    ("stopped", None, Act.NOTHING),
+    ("exited", RUNNING, Act.CLEAN_UP),
+])
+def test_decide_for_a_task_that_should_run(phase, container, act):
+    assert decide(view(phase), container, start_timeout=60) is act
+
+
+def test_starting_too_long_times_out():
+    assert decide(view("starting", age=61), RUNNING, start_timeout=60) is Act.TIMED_OUT
+    assert decide(view("starting", age=59), RUNNING, start_timeout=60) is Act.PROBE
+
+
+@pytest.mark.parametrize("desired", [Desired.STOPPED, Desired.DELETED])
+def test_stop_requests(desired):
+    assert decide(view("created", desired), None, 60) is Act.CANCEL
+    assert decide(view("created", desired), RUNNING, 60) is Act.STOP
+    assert decide(view("running", desired), RUNNING, 60) is Act.STOP
+    assert decide(view("stopping", desired), None, 60) is Act.STOP
+
+
+def test_deleted_final_task_is_forgotten_once_nothing_runs():
+    assert decide(view("stopped", Desired.DELETED), None, 60) is Act.FORGET
+    assert decide(view("stopped", Desired.DELETED), RUNNING, 60) is Act.CLEAN_UP
+
+
+def test_legal_and_illegal_transitions():
+    check_transition(Phase.CREATED, Phase.STARTING)
+    check_transition(Phase.RUNNING, Phase.EXITED)
+    with pytest.raises(IllegalTransition):
+        check_transition(Phase.STOPPED, Phase.RUNNING)
+    with pytest.raises(IllegalTransition):
+        check_transition(Phase.RUNNING, Phase.CREATED)
+    assert all(not Phase(p).is_final for p in ("created", "starting", "running", "stopping"))
