@@ -159,7 +159,9 @@ def start_gateway(stack: ExitStack, port: int, upstream_port: int, workers: int)
 def serve_gateway(port: int, upstream_port: int, workers: int) -> None:
     """Entry of the gateway's own process: a static route table, no database."""
     from rosetta.gateway.access import access_key
-    from rosetta.gateway.proxy import GatewayConfig, run
+    import uvloop
+
+    from rosetta.gateway.proxy import GatewayConfig, run_gateway
     from rosetta.gateway.routes import Route, RouteTable
 
     table = RouteTable(routes={TASK_ID: Route(TASK_ID, "Benchmark", BENCH_USER, "running", ("127.0.0.1", upstream_port))})
@@ -172,7 +174,7 @@ def serve_gateway(port: int, upstream_port: int, workers: int) -> None:
         workers=workers,
         reload_interval=3600,
     )
-    run(config, lambda: table, listener=None)
+    uvloop.run(run_gateway(config, lambda: table, listener=None))
 
 
 def gateway_headers() -> list[str]:

@@ -30,6 +30,7 @@ class Platform:
     home: Path
     port: int = field(default_factory=free_port)
     processes: dict[str, subprocess.Popen] = field(default_factory=dict)
+    settings: dict[str, str] = field(default_factory=dict)  # extra ROSETTA_* variables
 
     @property
     def url(self) -> str:
@@ -37,8 +38,9 @@ class Platform:
 
     @property
     def env(self) -> dict[str, str]:
-        return {**os.environ, "ROSETTA_HOME": str(self.home), "ROSETTA_PUBLIC_URL": self.url,
-                "ROSETTA_URL": self.url, "ROSETTA_TASK_START_TIMEOUT": "60", "ROSETTA_LOG_LEVEL": "INFO"}
+        inherited = {k: v for k, v in os.environ.items() if k not in ("ROSETTA_TOKEN", "ROSETTA_URL")}
+        return {**inherited, "XDG_CONFIG_HOME": str(self.home / "config"), "ROSETTA_HOME": str(self.home), "ROSETTA_PUBLIC_URL": self.url,
+                "ROSETTA_URL": self.url, "ROSETTA_TASK_START_TIMEOUT": "60", "ROSETTA_LOG_LEVEL": "INFO", **self.settings}
 
     def rosetta(self, *args: str, input: str | None = None, token: str | None = None, check: bool = True,
                 timeout: float = 120) -> subprocess.CompletedProcess:

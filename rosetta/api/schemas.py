@@ -1,4 +1,5 @@
 from datetime import datetime
+from typing import Literal
 
 from ninja import Schema
 from pydantic import Field
@@ -23,6 +24,17 @@ class SoftwareOut(Schema):
     honours_base_port: bool
     visibility: str
     owner: str | None = Field(None, alias="owner.username")
+
+
+class SoftwareIn(Schema):
+    name: str = Field(..., max_length=64, pattern=r"^[a-z0-9][a-z0-9_-]*$", description="Lower-case letters, digits, '-', '_'.")
+    image: str = Field(..., max_length=255, description="Image reference, e.g. localhost/lab/tool:1.0")
+    description: str = Field("", max_length=2000)
+    interface_protocol: Literal["http", "https", "ssh", "other"] = "http"
+    interface_port: int = Field(8080, ge=1, le=65535)
+    honours_base_port: bool = False
+    environment: dict[str, str] = Field(default_factory=dict)
+    visibility: Literal["private", "everyone"] = "private"
 
 
 class ResourceOut(Schema):

@@ -12,11 +12,13 @@ from ninja.errors import ValidationError as SchemaValidationError
 from rosetta.accounts.models import ApiToken
 from rosetta.api.auth import session_or_token
 from rosetta.api.schemas import (
-    EventOut, Message, ResourceOut, SoftwareOut, TaskDetailOut, TaskIn, TaskOut, TokenIn, TokenOut, UserOut,
+    EventOut, Message, ResourceOut, SoftwareIn, SoftwareOut, TaskDetailOut, TaskIn, TaskOut, TokenIn, TokenOut, UserOut,
 )
+from rosetta.catalog import services as catalog_services
 from rosetta.catalog.models import Software
 from rosetta.computing.models import Resource
 from rosetta.core import notify
+from rosetta.core.errors import Conflict, NotFound
 from rosetta.tasks import services
 from rosetta.tasks.logs import stream_logs
 
@@ -24,12 +26,12 @@ api = NinjaAPI(title="Rosetta", version="1", auth=session_or_token, urls_namespa
                description="Run analysis environments as containers on computing resources.")
 
 
-@api.exception_handler(services.NotFound)
+@api.exception_handler(NotFound)
 def not_found(request, error):
     return api.create_response(request, {"detail": str(error)}, status=404)
 
 
-@api.exception_handler(services.Conflict)
+@api.exception_handler(Conflict)
 def conflict(request, error):
     return api.create_response(request, {"detail": str(error)}, status=409)
 
@@ -65,6 +67,14 @@ def create_token(request: HttpRequest, payload: TokenIn):
 @api.get("/software", response=list[SoftwareOut], tags=["catalogue"])
 def list_software(request: HttpRequest):
     return Software.objects.visible_to(request.auth).select_related("owner")
+
+
+@api.post("/software", response={201: SoftwareOut, 400: Message, 403: Message, 409: Message}, tags=["catalogue"])
+def add_software(request: HttpRequest, payload: SoftwareIn):
+    """Add your own container image to the catalogue (only staff may share it with everyone)."""
+    if payload.visibility == "everyone" and not request.auth.is_staff:
+        return 403, {"detail": "Only staff can make software visible to everyone."}
+    return 201, catalog_services.add_software(request.auth, **payload.dict())
 
 
 @api.get("/resources", response=list[ResourceOut], tags=["computing"])

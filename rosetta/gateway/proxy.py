@@ -21,6 +21,7 @@ import contextlib
 import html
 import logging
 import multiprocessing
+import os
 import urllib.parse
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -594,18 +595,64 @@ async def _load(load_table: Callable[[], RouteTable]) -> RouteTable | None:
 async def run_gateway(
     config: GatewayConfig, load_table: Callable[[], RouteTable], listener: str | None = notify.GATEWAY
 ) -> None:
-    """Serve until cancelled, reloading routes when woken through ``listener`` and on a poll."""
+    """Serve until cancelled, reloading routes when woken through ``listener`` and on a poll.
+
+    With ``config.workers`` > 1 the other workers are forked first, before this process
+    has threads or sockets; each has its own wake-up socket (``<listener>-<n>``), this
+    process relays wake-ups to them, and they exit when it does.
+    """
+    workers = _fork_workers(config, load_table, listener) if config.workers > 1 else []
+    try:
+        await _serve(config, load_table, listener, [name for name, _ in workers])
+    finally:
+        for _, worker in workers:
+            worker.terminate()
+
+
+def _fork_workers(
+    config: GatewayConfig, load_table: Callable[[], RouteTable], listener: str | None
+) -> list[tuple[str | None, multiprocessing.Process]]:
+    context = multiprocessing.get_context("fork")  # load_table may need state of this process (Django)
+    workers = []
+    for number in range(1, config.workers):
+        name = f"{listener}-{number}" if listener else None
+        worker = context.Process(target=_run_worker, args=(config, load_table, name, os.getpid()), daemon=True)
+        worker.start()
+        workers.append((name, worker))
+    return workers
+
+
+def _run_worker(
+    config: GatewayConfig, load_table: Callable[[], RouteTable], listener: str | None, parent_pid: int
+) -> None:
+    import uvloop
+
+    with contextlib.suppress(KeyboardInterrupt):
+        uvloop.run(_serve(config, load_table, listener, [], parent_pid))
+
+
+async def _serve(
+    config: GatewayConfig,
+    load_table: Callable[[], RouteTable],
+    listener: str | None,
+    relay_to: list[str | None],
+    parent_pid: int | None = None,
+) -> None:
     gateway = Gateway(config, await _load(load_table))
     wakeups = notify.Listener(listener) if listener else None
     if wakeups is not None:
         wakeups.start()
     await gateway.start()
     try:
-        while True:
+        while parent_pid is None or os.getppid() == parent_pid:
             if wakeups is not None:
-                await wakeups.wait(config.reload_interval)
+                woken = await wakeups.wait(config.reload_interval)
             else:
+                woken = False
                 await asyncio.sleep(config.reload_interval)
+            if woken:
+                for name in relay_to:
+                    notify.notify(name)
             table = await _load(load_table)
             if table is not None:
                 gateway.set_table(table)
@@ -613,53 +660,3 @@ async def run_gateway(
         if wakeups is not None:
             wakeups.close()
         await gateway.close()
-
-
-def run(config: GatewayConfig, load_table: Callable[[], RouteTable], listener: str | None = notify.GATEWAY) -> None:
-    """Run the gateway on uvloop, in ``config.workers`` processes when more than one.
-
-    Workers are forked before any event loop exists; each has its own wake-up socket
-    (``<listener>-<n>``) and this process relays wake-ups to all of them.
-    """
-    import uvloop
-
-    if config.workers <= 1:
-        uvloop.run(run_gateway(config, load_table, listener))
-        return
-    context = multiprocessing.get_context("fork")
-    worker_listeners = [f"{listener}-{n}" if listener else None for n in range(config.workers)]
-    workers = [
-        context.Process(target=_run_worker, args=(config, load_table, name), daemon=True)
-        for name in worker_listeners
-    ]
-    for worker in workers:
-        worker.start()
-    try:
-        if listener:
-            uvloop.run(_relay_wakeups(listener, worker_listeners))
-        else:
-            for worker in workers:
-                worker.join()
-    finally:
-        for worker in workers:
-            worker.terminate()
-
-
-def _run_worker(config: GatewayConfig, load_table: Callable[[], RouteTable], listener: str | None) -> None:
-    import uvloop
-
-    with contextlib.suppress(KeyboardInterrupt):
-        uvloop.run(run_gateway(config, load_table, listener))
-
-
-async def _relay_wakeups(listener: str, worker_listeners: list[str | None]) -> None:
-    wakeups = notify.Listener(listener)
-    wakeups.start()
-    try:
-        while True:
-            if await wakeups.wait(3600):
-                for name in worker_listeners:
-                    notify.notify(name)
-    finally:
-        wakeups.close()
-

@@ -32,6 +32,7 @@ from rosetta.tasks.probe import interface_answers
 log = logging.getLogger(__name__)
 
 POLL_INTERVAL = 1.0
+PROBE_WINDOW = 2.0
 LOG_TAIL_LINES = 5000
 db = sync_to_async  # all ORM work runs in Django's one sync thread
 
@@ -160,21 +161,20 @@ class Controller:
         await self._wait_for_interface(task)
 
     async def _wait_for_interface(self, task: Task) -> None:
-        """Probe quickly at first (most interfaces come up in well under a second), then back off.
-        Gives up at the start timeout; the next pass then fails the task."""
+        """Probe quickly (most interfaces come up in well under a second), for a short window
+        only: the job blocks this task's reconciliation, and the next pass must still see a
+        container that ended meanwhile. Later passes probe again until the start timeout."""
         if not task.endpoint_port:
             return
-        deadline = time.monotonic() + settings.TASK_START_TIMEOUT
+        window_ends = time.monotonic() + PROBE_WINDOW
         delay = 0.02
         protocol = task.software.interface_protocol
-        while time.monotonic() < deadline:
+        while time.monotonic() < window_ends:
             if await interface_answers(task.endpoint_host, task.endpoint_port, protocol):
                 await self._record(task, Phase.RUNNING, f"The interface answers ({protocol}).")
                 return
-            if not await db(_still_starting)(task.id):
-                return
             await asyncio.sleep(delay)
-            delay = min(delay * 1.5, 1.0)
+            delay = min(delay * 1.5, 0.5)
 
     async def _stop(self, task: Task, scheduler: Scheduler, container: ContainerStatus | None) -> None:
         if task.phase_enum is not Phase.STOPPING:
@@ -246,10 +246,6 @@ def _container_spec(task: Task, instance: str) -> ContainerSpec:
         env["BASE_PORT"] = str(software.interface_port)
     return ContainerSpec(task_id=task.id, instance=instance, image=software.image, port=software.interface_port,
                          cpus=task.cpus, memory_mb=task.memory_mb, env=env, pull=task.resource.pull_policy)
-
-
-def _still_starting(task_id: str) -> bool:
-    return Task.objects.filter(pk=task_id, phase=Phase.STARTING.value, desired=Desired.RUNNING.value).exists()
 
 
 def _save_fields(task: Task, fields: dict) -> None:

@@ -14,19 +14,13 @@ from django.db import IntegrityError, transaction
 from rosetta.catalog.models import Software
 from rosetta.computing.models import Resource
 from rosetta.core import notify
+from rosetta.core.errors import Conflict, NotFound
 from rosetta.core.validation import validate_env_vars, validate_task_name
 from rosetta.tasks.models import Task
 from rosetta.tasks.phases import Desired
 
 MAX_NAME_SUFFIX = 1000
-
-
-class NotFound(Exception):
-    pass
-
-
-class Conflict(Exception):
-    pass
+__all__ = ["Conflict", "NotFound", "TaskRequest", "start_task", "get_task", "tasks_of", "request_stop", "request_delete"]
 
 
 @dataclass

@@ -7,7 +7,7 @@ from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
 from django.http import Http404
 from django.shortcuts import get_object_or_404, redirect, render
-from django.views.decorators.http import require_GET, require_POST
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from rosetta.accounts.models import ApiToken
 from rosetta.catalog.models import Software
@@ -39,6 +39,7 @@ def task_list(request):
 
 
 @login_required
+@require_http_methods(["GET", "POST"])
 def task_new(request):
     if request.method == "POST":
         form = TaskForm(request.POST, user=request.user)

@@ -1,0 +1,87 @@
+"""Bad input gets a clear 4xx (or a failed task with the engine's words), never a 500 or a
+half-created container."""
+
+import pytest
+
+from tests.integration.test_controller import start
+
+
+@pytest.fixture(scope="module")
+def api(platform):
+    token = platform.create_user("mallory")
+    with platform.api(token) as client:
+        yield client
+
+
+@pytest.mark.parametrize(("body", "status", "words"), [
+    ({"software": "nope", "resource": "local"}, 404, "no software called 'nope'"),
+    ({"software": "hello", "resource": "mars"}, 404, "no computing resource called 'mars'"),
+    ({"software": "hello", "resource": "local", "cpus": 0}, 400, "cpus must be between"),
+    ({"software": "hello", "resource": "local", "cpus": 10_000}, 400, "cpus must be between"),
+    ({"software": "hello", "resource": "local", "memory_mb": 1}, 400, "memory must be between"),
+    ({"software": "hello", "resource": "local", "memory_mb": 10**9}, 400, "memory must be between"),
+    ({"software": "hello", "resource": "local", "name": "x" * 64}, 422, "name"),
+    ({"software": "hello", "resource": "local", "name": "bad name; rm -rf /"}, 400, "not a valid task name"),
+    ({"software": "h" * 10_000, "resource": "local"}, 422, "software"),
+    ({"software": "hello", "resource": "local", "environment": {"A;B": "x"}}, 400, "not a valid environment variable name"),
+    ({"software": "hello", "resource": "local", "environment": {"$(id)": "x"}}, 400, "not a valid environment variable name"),
+    ({"software": "hello", "resource": "local", "environment": {"BASE_PORT": "1"}}, 400, "set by Rosetta"),
+    ({"software": "hello", "resource": "local", "environment": {"A": "two\nlines"}}, 400, "control character"),
+    ({"software": "hello", "resource": "local", "environment": {"A": 5}}, 422, "environment"),
+    ({"software": "hello", "resource": "local", "cpus": "many"}, 422, "cpus"),
+    ({"resource": "local"}, 422, "software"),
+])
+def test_refused_with_a_clear_message(api, platform, body, status, words):
+    before = len(api.get("/api/tasks").json())
+    response = api.post("/api/tasks", json=body)
+    assert response.status_code == status, response.text
+    assert words in response.json()["detail"]
+    assert len(api.get("/api/tasks").json()) == before
+
+
+def test_malformed_and_oversized_bodies(api):
+    assert api.post("/api/tasks", content=b"{not json", headers={"Content-Type": "application/json"}).status_code in (400, 422)
+    huge = {"software": "hello", "resource": "local", "environment": {f"V{i}": "x" * 4000 for i in range(1000)}}
+    response = api.post("/api/tasks", json=huge)
+    assert 400 <= response.status_code < 500, response.text
+
+
+def test_duplicate_name_is_a_conflict(api, platform):
+    task_id = start(api, name="unique-one")
+    response = api.post("/api/tasks", json={"software": "hello", "resource": "local", "name": "unique-one"})
+    assert response.status_code == 409 and "already have a task called 'unique-one'" in response.json()["detail"]
+    api.delete(f"/api/tasks/{task_id}")
+
+
+def test_bad_software_entries(api):
+    for body, words in [({"name": "evil", "image": "--privileged"}, "not a valid image reference"),
+                        ({"name": "evil", "image": "x", "environment": {"A B": "1"}}, "not a valid environment"),
+                        ({"name": "Evil Name", "image": "x"}, "name"),
+                        ({"name": "evil", "image": "x", "interface_port": 70000}, "interface_port")]:
+        response = api.post("/api/software", json=body)
+        assert 400 <= response.status_code < 500 and words in response.text, response.text
+    assert api.post("/api/software", json={"name": "shared", "image": "x", "visibility": "everyone"}).status_code == 403
+
+
+def test_shell_metacharacters_in_values_reach_the_program_literally(api, platform, tmp_path):
+    value = "$(touch /tmp/pwned-by-rosetta); `id` | rm -rf / && echo 'quoted' \"double\" *"
+    task_id = start(api, name="literal", environment={"QUERY": value})
+    platform.wait_for_task(api, task_id, {"running"})
+    token = api.headers["Authorization"].removeprefix("Bearer ")
+    env = platform.task_client(task_id, token).get("/cgi-bin/env").text
+    assert f"QUERY={value}" in env.splitlines()
+    api.post(f"/api/tasks/{task_id}/stop")
+
+
+def test_unknown_routes_and_methods_are_4xx(api):
+    assert api.get("/api/tasks/doesnotexist").status_code == 404
+    assert api.delete("/api/tasks/doesnotexist").status_code == 404
+    assert api.put("/api/tasks").status_code == 405
+    assert api.get("/api/tasks/x/logs").status_code == 404
+
+
+def test_no_credentials_is_401(platform):
+    import httpx
+
+    assert httpx.get(f"{platform.url}/api/tasks").status_code == 401
+    assert httpx.get(f"{platform.url}/api/tasks", headers={"Authorization": "Bearer rst_wrong"}).status_code == 401
