@@ -13,7 +13,7 @@ HELLO_IMAGE = "localhost/rosetta/hello"
 
 def image_digest(image: str) -> str:
     """The local image's id, or "" when the image is not there (yet)."""
-    from rosetta.computing.backends import local_containers_conf
+    from rosetta.computing.engines.podman import local_containers_conf
 
     env = {**os.environ, "CONTAINERS_CONF": str(local_containers_conf())}
     result = subprocess.run(["podman", "image", "inspect", "--format", "{{.Digest}}", image],

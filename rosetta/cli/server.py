@@ -179,7 +179,7 @@ def manage(ctx):
 @click.option("--force", is_flag=True)
 def build_image(name, force):
     """Build a built-in environment from images/NAME."""
-    from rosetta.computing.backends import local_containers_conf
+    from rosetta.computing.engines.podman import local_containers_conf
 
     env = {**os.environ, "CONTAINERS_CONF": str(local_containers_conf())}
     argv = [str(PROJECT_ROOT / "images" / "build.sh"), name, *(["--force"] if force else [])]

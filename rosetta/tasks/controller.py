@@ -124,17 +124,17 @@ class Controller:
                     await self._forget_if_deleted(task)
                 case Act.ENDED:
                     log_tail = await self._log_tail(scheduler, task)
+                    await scheduler.stop(task.id, grace_seconds=0)
                     reason = f"The program exited with code {container.exit_code}."
                     await self._record(task, Phase.EXITED, reason, exit_code=container.exit_code, log_tail=log_tail)
-                    await scheduler.stop(task.id, grace_seconds=0)
                 case Act.VANISHED:
                     await self._record(task, Phase.EXITED, "The container is gone: it was removed outside Rosetta "
                                        "or the machine restarted.")
                 case Act.TIMED_OUT:
                     log_tail = await self._log_tail(scheduler, task)
+                    await scheduler.stop(task.id, grace_seconds=2)
                     reason = f"The interface did not answer within {settings.TASK_START_TIMEOUT:g} s; the container was removed."
                     await self._record(task, Phase.FAILED, reason, log_tail=log_tail)
-                    await scheduler.stop(task.id, grace_seconds=2)
                 case Act.CLEAN_UP:
                     await scheduler.stop(task.id, grace_seconds=0)
                 case Act.FORGET:

@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import json
 import math
+import resource as rlimit
+import shutil
+from pathlib import Path
 
+from rosetta.core.paths import home
 from rosetta.computing.engines.base import INSTANCE_LABEL, TASK_LABEL, ContainerSpec, ContainerStatus, Engine
 
 
@@ -74,3 +78,22 @@ def _loopback_port(ports: list[dict]) -> int | None:
         if port.get("host_ip") in ("127.0.0.1", "") and port.get("host_port"):
             return int(port["host_port"])
     return None
+
+
+def local_containers_conf() -> Path:
+    """Podman settings this machine needs, written fresh on every start.
+
+    runc instead of crun (crun refuses hybrid cgroup hosts), and ulimits no higher than our
+    own hard limit (podman's default raises RLIMIT_NOFILE, which fails where root may not).
+    """
+    hard = rlimit.getrlimit(rlimit.RLIMIT_NOFILE)[1]
+    nofile = "" if hard == rlimit.RLIM_INFINITY else f'"nofile={hard}:{hard}", '
+    lines = ["[containers]", f'default_ulimits = [{nofile}"nproc=32768:32768"]']
+    if shutil.which("runc"):
+        lines += ["[engine]", 'runtime = "runc"']
+    path = home() / "podman" / "containers.conf"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    text = "\n".join(lines) + "\n"
+    if not path.exists() or path.read_text() != text:
+        path.write_text(text)
+    return path
