@@ -9,6 +9,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -99,15 +100,34 @@ class Platform:
         self.remove_containers()
 
     def remove_containers(self) -> None:
-        instance = (self.home / "instance_id").read_text().strip() if (self.home / "instance_id").exists() else None
-        if not instance:
-            return
-        conf = self.home / "podman" / "containers.conf"
-        env = {**os.environ, "CONTAINERS_CONF": str(conf)}
-        ids = subprocess.run(["podman", "ps", "-aq", "--filter", f"label=rosetta.instance={instance}"],
-                             capture_output=True, text=True, env=env).stdout.split()
-        if ids:
-            subprocess.run(["podman", "rm", "-f", "-t", "0", *ids], capture_output=True, env=env)
+        if (self.home / "instance_id").exists():
+            ids = self.container_ids()
+            if ids:
+                self.podman("rm", "--force", "--time", "0", *ids)
+
+    def podman(self, *args: str) -> str:
+        """Run podman with this instance's settings; its output."""
+        env = {**os.environ, "CONTAINERS_CONF": str(self.home / "podman" / "containers.conf")}
+        return subprocess.run(["podman", *args], env=env, capture_output=True, text=True, check=True).stdout
+
+    def build_image(self, tag: str, containerfile: str) -> str:
+        """Build a small test image (FROM the built-in images: no registry needed)."""
+        with tempfile.TemporaryDirectory() as context:
+            Path(context, "Containerfile").write_text(containerfile)
+            self.podman("build", "--quiet", "--pull=never", "--tag", tag, context)
+        return tag
+
+    def _list(self, template: str) -> list[str]:
+        instance = (self.home / "instance_id").read_text().strip()
+        return self.podman("ps", "-a", "--no-trunc", "--format", template,
+                           "--filter", f"label=rosetta.instance={instance}").split()
+
+    def container_ids(self) -> list[str]:
+        return sorted(self._list("{{.ID}}"))
+
+    def containers(self) -> list[str]:
+        """Names of this instance's containers, as podman lists them."""
+        return self._list("{{.Names}}")
 
     def create_user(self, name: str, password: str | None = None, admin: bool = False) -> str:
         args = ["users", "create", name, *(["--admin"] if admin else []), *(["--password-stdin"] if password else [])]
@@ -121,6 +141,13 @@ class Platform:
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         return httpx.Client(base_url=f"http://{task_id}.localhost:{self.port}", headers=headers, timeout=30)
 
+    @staticmethod
+    def start_task(client: httpx.Client, software: str = "hello", **fields) -> str:
+        """Start a task on the local resource through the API; its id."""
+        response = client.post("/api/tasks", json={"software": software, "resource": "local", **fields})
+        assert response.status_code == 201, response.text
+        return response.json()["id"]
+
     def wait_for_task(self, client: httpx.Client, task_id: str, phases: set[str], timeout: float = 60) -> dict:
         """Poll the API through ``client`` (a browser session or token client) until the task
         reaches one of ``phases``."""
@@ -132,11 +159,3 @@ class Platform:
             if time.monotonic() > deadline:
                 raise AssertionError(f"task {task_id} stayed {task['phase']}, wanted {phases}: {task}\n{self.logs()}")
             time.sleep(0.05)
-
-    def containers(self) -> list[str]:
-        """Names of this instance's containers, as podman lists them."""
-        instance = (self.home / "instance_id").read_text().strip()
-        env = {**os.environ, "CONTAINERS_CONF": str(self.home / "podman" / "containers.conf")}
-        out = subprocess.run(["podman", "ps", "-a", "--format", "{{.Names}}", "--filter",
-                              f"label=rosetta.instance={instance}"], capture_output=True, text=True, env=env, check=True)
-        return out.stdout.split()

@@ -90,8 +90,11 @@ class Task(models.Model):
         self.events.create(phase=phase.value, reason=reason)
 
     def note(self, reason: str) -> None:
-        """An event that does not change the phase."""
-        self.events.create(phase=self.phase, reason=reason)
+        """An event that does not change the phase. A repeat of the latest event is dropped, so
+        an error met on every controller pass is said once, not every second."""
+        latest = self.events.order_by("-time", "-id").values_list("phase", "reason").first()
+        if latest != (self.phase, reason):
+            self.events.create(phase=self.phase, reason=reason)
 
 
 class TaskEvent(models.Model):

@@ -1,9 +1,9 @@
 """Bad input gets a clear 4xx (or a failed task with the engine's words), never a 500 or a
 half-created container."""
 
+import httpx
 import pytest
 
-from tests.integration.test_controller import start
 
 
 @pytest.fixture(scope="module")
@@ -47,7 +47,7 @@ def test_malformed_and_oversized_bodies(api):
 
 
 def test_duplicate_name_is_a_conflict(api, platform):
-    task_id = start(api, name="unique-one")
+    task_id = platform.start_task(api, name="unique-one")
     response = api.post("/api/tasks", json={"software": "hello", "resource": "local", "name": "unique-one"})
     assert response.status_code == 409 and "already have a task called 'unique-one'" in response.json()["detail"]
     api.delete(f"/api/tasks/{task_id}")
@@ -63,9 +63,9 @@ def test_bad_software_entries(api):
     assert api.post("/api/software", json={"name": "shared", "image": "x", "visibility": "everyone"}).status_code == 403
 
 
-def test_shell_metacharacters_in_values_reach_the_program_literally(api, platform, tmp_path):
+def test_shell_metacharacters_in_values_reach_the_program_literally(api, platform):
     value = "$(touch /tmp/pwned-by-rosetta); `id` | rm -rf / && echo 'quoted' \"double\" *"
-    task_id = start(api, name="literal", environment={"QUERY": value})
+    task_id = platform.start_task(api, name="literal", environment={"QUERY": value})
     platform.wait_for_task(api, task_id, {"running"})
     token = api.headers["Authorization"].removeprefix("Bearer ")
     env = platform.task_client(task_id, token).get("/cgi-bin/env").text
@@ -81,7 +81,5 @@ def test_unknown_routes_and_methods_are_4xx(api):
 
 
 def test_no_credentials_is_401(platform):
-    import httpx
-
     assert httpx.get(f"{platform.url}/api/tasks").status_code == 401
     assert httpx.get(f"{platform.url}/api/tasks", headers={"Authorization": "Bearer rst_wrong"}).status_code == 401

@@ -1,28 +1,6 @@
 """The controller against real podman: restarts, containers vanishing, exits, timeouts."""
 
-import os
-import subprocess
 import time
-
-import pytest
-
-from tests.integration.images import build_test_image
-
-
-def start(api, software="hello", **fields):
-    response = api.post("/api/tasks", json={"software": software, "resource": "local", **fields})
-    assert response.status_code == 201, response.text
-    return response.json()["id"]
-
-
-def podman(platform, *args):
-    env = {**os.environ, "CONTAINERS_CONF": str(platform.home / "podman" / "containers.conf")}
-    return subprocess.run(["podman", *args], env=env, capture_output=True, text=True, check=True).stdout
-
-
-def container_ids(platform):
-    instance = (platform.home / "instance_id").read_text().strip()
-    return sorted(podman(platform, "ps", "-aq", "--no-trunc", "--filter", f"label=rosetta.instance={instance}").split())
 
 
 def test_controller_restart_reattaches_without_losing_or_duplicating(fresh_platform):
@@ -30,17 +8,17 @@ def test_controller_restart_reattaches_without_losing_or_duplicating(fresh_platf
     platform.start(separately=True)
     token = platform.create_user("grace")
     with platform.api(token) as api:
-        running = [start(api, name=f"keep-{i}") for i in range(2)]
-        doomed = start(api, name="to-stop")
+        running = [platform.start_task(api, name=f"keep-{i}") for i in range(2)]
+        doomed = platform.start_task(api, name="to-stop")
         for task_id in [*running, doomed]:
             platform.wait_for_task(api, task_id, {"running"})
-        before = container_ids(platform)
+        before = platform.container_ids()
         assert len(before) == 3
 
         platform.kill("controller")  # SIGKILL: no chance to tidy up
         # While it is away, users keep asking for things; they are written down, not lost.
         assert api.post(f"/api/tasks/{doomed}/stop").status_code == 202
-        late = start(api, name="while-down")
+        late = platform.start_task(api, name="while-down")
         time.sleep(1.5)
         assert api.get(f"/api/tasks/{late}").json()["phase"] == "created"
 
@@ -51,7 +29,7 @@ def test_controller_restart_reattaches_without_losing_or_duplicating(fresh_platf
             task = api.get(f"/api/tasks/{task_id}").json()
             assert task["phase"] == "running", task
             assert [e["phase"] for e in task["events"]].count("running") == 1  # not restarted
-        after = container_ids(platform)
+        after = platform.container_ids()
         assert len(after) == 3 and len(set(after) & set(before)) == 2  # the two kept, the late one added
         assert f"rosetta-{doomed}" not in platform.containers()
         # Still reachable through the gateway after the restart.
@@ -63,9 +41,9 @@ def test_container_removed_behind_our_back_makes_the_task_exited_within_5_s(fres
     platform.start(separately=True)
     token = platform.create_user("hedy")
     with platform.api(token) as api:
-        task_id = start(api)
+        task_id = platform.start_task(api)
         platform.wait_for_task(api, task_id, {"running"})
-        podman(platform, "rm", "--force", "--time", "0", f"rosetta-{task_id}")
+        platform.podman("rm", "--force", "--time", "0", f"rosetta-{task_id}")
         removed = time.monotonic()
         task = platform.wait_for_task(api, task_id, {"exited", "failed", "stopped"}, timeout=10)
         assert time.monotonic() - removed < 5
@@ -77,11 +55,11 @@ def test_program_exit_code_and_output_are_kept(fresh_platform):
     platform = fresh_platform
     platform.start(separately=True)
     token = platform.create_user("katherine")
-    image = build_test_image(platform.home, "localhost/rosetta-test/exit3",
+    image = platform.build_image("localhost/rosetta-test/exit3",
                              'FROM localhost/rosetta/hello\nCMD ["/bin/sh", "-c", "echo computing; sleep 1; echo bye; exit 3"]\n')
     with platform.api(token) as api:
         assert api.post("/api/software", json={"name": "exit3", "image": image}).status_code == 201
-        task_id = start(api, software="exit3")
+        task_id = platform.start_task(api, software="exit3")
         task = platform.wait_for_task(api, task_id, {"exited", "failed"}, timeout=30)
         assert task["phase"] == "exited" and task["exit_code"] == 3
         assert "exited with code 3" in task["events"][-1]["reason"]
@@ -90,14 +68,14 @@ def test_program_exit_code_and_output_are_kept(fresh_platform):
         assert api.get(f"/api/tasks/{task_id}/logs").text == "computing\nbye\n"
 
 
-@pytest.mark.parametrize("image", ["localhost/rosetta-test/does-not-exist"])
-def test_missing_image_fails_with_the_engines_own_words(fresh_platform, image):
+def test_missing_image_fails_with_the_engines_own_words(fresh_platform):
     platform = fresh_platform
+    image = "localhost/rosetta-test/does-not-exist"
     platform.start(separately=True)
     token = platform.create_user("lise")
     with platform.api(token) as api:
         assert api.post("/api/software", json={"name": "ghost", "image": image}).status_code == 201
-        task_id = start(api, software="ghost")
+        task_id = platform.start_task(api, software="ghost")
         task = platform.wait_for_task(api, task_id, {"failed", "exited", "running"}, timeout=60)
         assert task["phase"] == "failed"
         reason = task["events"][-1]["reason"]
@@ -114,7 +92,7 @@ def test_interface_that_never_answers_fails_after_the_start_timeout(fresh_platfo
         # httpd listens on 8080 but the catalogue says 9999: nothing will ever answer there.
         body = {"name": "wrong-port", "image": "localhost/rosetta/hello", "interface_port": 9999}
         assert api.post("/api/software", json=body).status_code == 201
-        task_id = start(api, software="wrong-port")
+        task_id = platform.start_task(api, software="wrong-port")
         task = platform.wait_for_task(api, task_id, {"failed", "running", "exited"}, timeout=30)
         assert task["phase"] == "failed"
         assert "did not answer within 3 s" in task["events"][-1]["reason"]
