@@ -49,6 +49,7 @@ INSTALLED_APPS = [
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.staticfiles",
+    "ninja",  # serves the API docs' Swagger UI from local files (no CDN on closed networks)
     "rosetta.accounts",
     "rosetta.catalog",
     "rosetta.computing",

@@ -10,41 +10,40 @@ from rosetta.computing.errors import ComputingError
 from rosetta.computing.transports.base import CommandResult, Transport
 
 
+async def _spawn(argv: Sequence[str], stderr: int) -> asyncio.subprocess.Process:
+    try:
+        return await asyncio.create_subprocess_exec(
+            *argv, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE, stderr=stderr,
+        )
+    except OSError as error:
+        raise ComputingError(f"Cannot run {argv[0]}: {error.strerror}") from error
+
+
+async def _end(process: asyncio.subprocess.Process) -> None:
+    if process.returncode is None:
+        with contextlib.suppress(ProcessLookupError):
+            process.kill()
+    await process.wait()
+
+
 class LocalTransport(Transport):
     async def run(self, argv: Sequence[str], *, timeout: float = 60.0) -> CommandResult:
-        try:
-            process = await asyncio.create_subprocess_exec(
-                *argv, stdin=asyncio.subprocess.DEVNULL,
-                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-            )
-        except OSError as error:
-            raise ComputingError(f"Cannot run {argv[0]}: {error.strerror}") from error
+        process = await _spawn(argv, stderr=asyncio.subprocess.PIPE)
         try:
             stdout, stderr = await asyncio.wait_for(process.communicate(), timeout)
         except TimeoutError as error:
-            with contextlib.suppress(ProcessLookupError):
-                process.kill()
-            await process.wait()
+            await _end(process)
             raise ComputingError(f"{argv[0]} did not answer within {timeout:g} s") from error
         return CommandResult(tuple(argv), process.returncode, stdout.decode(errors="replace"), stderr.decode(errors="replace"))
 
     async def stream(self, argv: Sequence[str]) -> AsyncIterator[bytes]:
-        try:
-            process = await asyncio.create_subprocess_exec(
-                *argv, stdin=asyncio.subprocess.DEVNULL,
-                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
-            )
-        except OSError as error:
-            raise ComputingError(f"Cannot run {argv[0]}: {error.strerror}") from error
+        process = await _spawn(argv, stderr=asyncio.subprocess.STDOUT)
         try:
             assert process.stdout is not None
             while chunk := await process.stdout.read(65536):
                 yield chunk
         finally:
-            if process.returncode is None:
-                with contextlib.suppress(ProcessLookupError):
-                    process.kill()
-            await process.wait()
+            await _end(process)
 
     def reach(self, host: str, port: int) -> tuple[str, int]:
         return host, port
