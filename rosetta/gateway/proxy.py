@@ -67,6 +67,8 @@ class GatewayConfig:
     secure_cookies: bool = False  # the public scheme is https
     reload_interval: float = 5.0
     workers: int = 1  # processes sharing the listening ports through SO_REUSEPORT
+    head_timeout: float = 30.0  # a request head must arrive within this (slow clients hold sockets)
+    idle_timeout: float = 120.0  # a connection with no bytes either way for this long is closed
 
 
 def bind_addresses(listen: list[tuple[str, int]]) -> list[tuple[str, int]]:
@@ -145,6 +147,7 @@ class UpstreamConnection(asyncio.Protocol):
         self.transport = transport
 
     def data_received(self, data: bytes) -> None:
+        self.client.active = True
         self.client_transport.write(data)
 
     def eof_received(self) -> bool:
@@ -197,6 +200,11 @@ class ClientConnection(asyncio.Protocol):
         # Host header -> task id, for the keep-alive case where the Host never changes.
         self.last_host: bytes | None = None
         self.last_task_id: str | None = None
+        # Timeouts: a periodic check instead of a timer reset per packet keeps the hot path cheap.
+        self.active = False  # bytes moved since the last check
+        self.idle_for = 0.0
+        self.head_started: float | None = None
+        self.watchdog: asyncio.TimerHandle | None = None
 
     # -- transport events -------------------------------------------------------------
 
@@ -205,8 +213,36 @@ class ClientConnection(asyncio.Protocol):
         self.gateway.connections.add(self)
         peer = transport.get_extra_info("peername")
         self.forwarded_for = str(peer[0]).encode() if isinstance(peer, tuple) else b"unix"
+        self.head_started = asyncio.get_running_loop().time()
+        self.arm_watchdog()
+
+    def arm_watchdog(self) -> None:
+        config = self.gateway.config
+        period = min(config.head_timeout, config.idle_timeout) / 3
+        self.watchdog = asyncio.get_running_loop().call_later(period, self.check_timeouts, period)
+
+    def check_timeouts(self, period: float) -> None:
+        """Close connections that hold a socket without using it: a head that never
+        completes (slowloris), or no bytes either way for the idle timeout. WebSocket
+        tunnels are left alone; their applications ping as they see fit."""
+        if self.closed or self.tunnel:
+            return
+        config = self.gateway.config
+        now = asyncio.get_running_loop().time()
+        if self.head_started is not None and now - self.head_started > config.head_timeout:
+            if self.head_size or self.unparsed_head_bytes:
+                self.refuse(408, "Request timeout", "The request head did not arrive in time.")
+            self.close()
+            return
+        self.idle_for = 0.0 if self.active else self.idle_for + period
+        self.active = False
+        if self.idle_for >= config.idle_timeout:
+            self.close()
+            return
+        self.arm_watchdog()
 
     def data_received(self, data: bytes) -> None:
+        self.active = True
         if self.tunnel:
             self.send_upstream(data)
             return
@@ -245,6 +281,8 @@ class ClientConnection(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
         self.gateway.connections.discard(self)
+        if self.watchdog is not None:
+            self.watchdog.cancel()
         self.drop_upstream()
 
     def pause_writing(self) -> None:
@@ -281,8 +319,13 @@ class ClientConnection(asyncio.Protocol):
         self.headers.append((name, value))
         self.head_size += len(name) + len(value) + 4
 
+    def on_message_begin(self) -> None:
+        if self.head_started is None:
+            self.head_started = asyncio.get_running_loop().time()
+
     def on_headers_complete(self) -> None:
         self.reading_head = False
+        self.head_started = None
         if self.closed:
             return
         if self.head_size > MAX_HEAD_BYTES:

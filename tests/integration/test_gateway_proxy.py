@@ -413,3 +413,38 @@ async def test_half_closed_client_still_gets_its_response(gateway, api_token):
     writer.close()
     assert response.startswith(b"HTTP/1.1 200 ")
     assert b'"/half"' in response
+
+
+@pytest.fixture
+async def impatient_gateway(echo_server, platform_socket):
+    config = GatewayConfig(listen=[("127.0.0.1", 0)], tasks_domain="localhost", platform_upstream=platform_socket,
+                           public_url=PUBLIC_URL, key=KEY, head_timeout=0.3, idle_timeout=0.6)
+    gateway = Gateway(config, RouteTable(routes={"t1": Route("t1", "One", OWNER, "running", echo_server)}))
+    await gateway.start()
+    yield gateway
+    await gateway.close()
+
+
+async def test_a_head_that_never_completes_is_cut_off(impatient_gateway):
+    reader, writer = await asyncio.open_connection("127.0.0.1", impatient_gateway.addresses[0][1])
+    writer.write(b"GET / HTTP/1.1\r\nHost: t1.loc")  # ... and nothing more
+    response = await asyncio.wait_for(reader.read(), 5)
+    writer.close()
+    assert response.startswith(b"HTTP/1.1 408 ")
+
+
+async def test_a_silent_connection_is_closed_without_a_word(impatient_gateway):
+    reader, writer = await asyncio.open_connection("127.0.0.1", impatient_gateway.addresses[0][1])
+    assert await asyncio.wait_for(reader.read(), 5) == b""
+    writer.close()
+
+
+async def test_an_idle_keep_alive_connection_is_closed_after_the_idle_timeout(impatient_gateway):
+    cookie = AccessVerifier(KEY).make_cookie(OWNER, "t1")
+    reader, writer = await asyncio.open_connection("127.0.0.1", impatient_gateway.addresses[0][1])
+    writer.write(f"GET / HTTP/1.1\r\nHost: t1.localhost\r\nCookie: rosetta-task-access={cookie}\r\n\r\n".encode())
+    started = asyncio.get_running_loop().time()
+    response = await asyncio.wait_for(reader.read(), 5)  # the 200, then EOF once idle
+    writer.close()
+    assert response.startswith(b"HTTP/1.1 200 ")
+    assert asyncio.get_running_loop().time() - started >= 0.5
