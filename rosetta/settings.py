@@ -4,6 +4,7 @@ Every operator-facing knob is an environment variable prefixed ``ROSETTA_``; def
 give the embedded single-machine setup (SQLite, local podman) under ``ROSETTA_HOME``.
 """
 
+import ipaddress
 import os
 import secrets
 from pathlib import Path
@@ -11,7 +12,7 @@ from urllib.parse import urlsplit
 
 import dj_database_url
 
-from rosetta.core.paths import home
+from rosetta.core.paths import home, read_or_create
 
 HOME = home()
 HOME.mkdir(parents=True, exist_ok=True)
@@ -19,15 +20,8 @@ BASE_DIR = Path(__file__).resolve().parent
 
 
 def _secret_key() -> str:
-    """Read the instance's key, creating it once; the gateway signs access with it too."""
-    if key := os.environ.get("ROSETTA_SECRET_KEY"):
-        return key
-    path = HOME / "secret_key"
-    if not path.exists():
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as handle:
-            handle.write(secrets.token_urlsafe(50))
-    return path.read_text().strip()
+    """The instance's key, created once; the gateway signs access with it too."""
+    return os.environ.get("ROSETTA_SECRET_KEY") or read_or_create(HOME / "secret_key", lambda: secrets.token_urlsafe(50))
 
 
 SECRET_KEY = _secret_key()
@@ -36,7 +30,19 @@ DEBUG = os.environ.get("ROSETTA_DEBUG", "") == "1"
 # The public address of the platform (the gateway's front door). Task origins are
 # ``<task-id>.<ROSETTA_TASKS_DOMAIN>`` on the same scheme and port.
 PUBLIC_URL = os.environ.get("ROSETTA_PUBLIC_URL", "http://localhost:8000").rstrip("/")
-TASKS_DOMAIN = os.environ.get("ROSETTA_TASKS_DOMAIN", urlsplit(PUBLIC_URL).hostname or "localhost")
+
+
+def _default_tasks_domain(public_url: str) -> str:
+    """The public host, unless it is an IP address (which cannot have subdomains)."""
+    host = urlsplit(public_url).hostname or "localhost"
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return host
+    return "localhost"
+
+
+TASKS_DOMAIN = os.environ.get("ROSETTA_TASKS_DOMAIN") or _default_tasks_domain(PUBLIC_URL)
 
 ALLOWED_HOSTS = ["*"]  # the gateway decides which hosts reach the platform
 USE_X_FORWARDED_HOST = False

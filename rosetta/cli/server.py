@@ -69,7 +69,10 @@ def gateway(host, port, workers, platform_upstream):
         secure_cookies=settings.PUBLIC_URL.startswith("https://"),
         workers=workers,
     )
-    _run_async(run_gateway(config, load_route_table))
+    try:
+        _run_async(run_gateway(config, load_route_table))
+    except OSError as error:
+        raise click.ClickException(f"Cannot listen on {host}:{port}: {error.strerror or error}") from None
 
 
 def _parse_upstream(text: str) -> tuple[str, int] | str:
@@ -95,7 +98,12 @@ def run(host, port, gateway_workers):
     """Run web + API, controller and gateway together (each restarted if it dies)."""
     from rosetta.cli.supervisor import Supervisor
 
-    public = os.environ.setdefault("ROSETTA_PUBLIC_URL", f"http://{'localhost' if host in ('localhost', '0.0.0.0', '::') else host}:{port}")
+    public_host = "localhost" if host in ("localhost", "0.0.0.0", "::") else host
+    public = os.environ.setdefault("ROSETTA_PUBLIC_URL", f"http://{public_host}:{port}")
+    setup_django()
+    from django.core.management import call_command
+
+    call_command("migrate", interactive=False, verbosity=0)  # an upgraded checkout just works
     me = [sys.executable, "-m", "rosetta.cli.main"]
     supervisor = Supervisor({
         "web": [*me, "web"],

@@ -8,6 +8,7 @@ import time
 
 RESTART_BACKOFF_MAX = 30.0
 HEALTHY_AFTER = 10.0  # a child that ran this long is restarted without delay
+STARTUP_GRACE = 5.0
 
 
 class Supervisor:
@@ -17,16 +18,24 @@ class Supervisor:
         self.started: dict[str, float] = {}
         self.backoff: dict[str, float] = dict.fromkeys(commands, 0.0)
         self.stopping = False
+        self.ever_up = False  # a child dying before this is a set-up problem, not a crash
+        self.launched = 0.0
 
     def run(self) -> int:
         for sig in (signal.SIGINT, signal.SIGTERM):
             signal.signal(sig, self._request_stop)
         for name in self.commands:
             self._start(name)
+        self.launched = time.monotonic()
         while not self.stopping:
             for name, child in list(self.children.items()):
                 if child.poll() is not None and not self.stopping:
+                    if not self.ever_up:
+                        print(f"rosetta: {name} could not start (status {child.returncode}); stopping.", flush=True)
+                        self._stop_all()
+                        return 1
                     self._restart(name, child.returncode)
+            self.ever_up = self.ever_up or time.monotonic() - self.launched > STARTUP_GRACE
             time.sleep(0.2)
         return self._stop_all()
 
