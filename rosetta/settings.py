@@ -118,7 +118,10 @@ LOGOUT_REDIRECT_URL = "login"
 SESSION_COOKIE_NAME = "rosetta_session"
 SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SAMESITE = "Lax"
-CSRF_COOKIE_NAME = "rosetta_csrftoken"
+# Task origins are subdomains of the platform's host by default (t1.localhost under localhost),
+# so a task's own web app could set cookies for the platform ("cookie tossing"): keep the CSRF
+# secret in the session rather than in a cookie such an app could overwrite.
+CSRF_USE_SESSIONS = True
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"

@@ -21,7 +21,7 @@ def test_start_open_refuse_logs_stop(platform):
     platform.create_user("ada", password="correct horse battery")
     token = platform.create_user("ada-script")  # a second account, to prove isolation
     browser = login(platform, "ada", "correct horse battery")
-    csrf = browser.cookies.get("rosetta_csrftoken")
+    csrf = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', browser.get("/tasks/new/").text).group(1)
 
     # Start `hello` through the API with the browser session (as the web UI's scripts do).
     response = browser.post("/api/tasks", json={"software": "hello", "resource": "local", "name": "first"},
