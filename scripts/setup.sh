@@ -12,7 +12,10 @@ PACKAGES=(
     python3 python3-venv python3-dev gcc       # the platform itself
     ca-certificates curl
 )
-TEST_PACKAGES=(chromium)                       # the browser test drives Debian's Chromium
+TEST_PACKAGES=(
+    chromium                                   # the browser test drives Debian's Chromium
+    postgresql                                 # the platform is also tested on PostgreSQL
+)
 
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 
