@@ -44,6 +44,10 @@ class Resource(models.Model):
     def kind(self) -> str:
         return f"{self.get_transport_display()} · {self.get_scheduler_display()} · {self.get_engine_display()}"
 
+    def backend_key(self) -> tuple:
+        """What identifies the machinery behind this resource (not its limits or name)."""
+        return (self.transport, self.scheduler, self.engine)
+
     def check_limits(self, cpus: float, memory_mb: int) -> None:
         """Raise ValidationError naming the offending option when a request does not fit."""
         if not 0.1 <= cpus <= self.max_cpus:

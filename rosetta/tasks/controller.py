@@ -26,7 +26,7 @@ from rosetta.computing.schedulers.base import Scheduler
 from rosetta.core import notify
 from rosetta.core.instance import instance_id
 from rosetta.tasks.models import MAX_LOG_TAIL, Task
-from rosetta.tasks.phases import ACTIVE_PHASES, Act, Desired, Phase, TaskView, decide
+from rosetta.tasks.phases import ACTIVE_PHASES, Act, Desired, Phase, TaskView, Timeouts, decide
 from rosetta.tasks.probe import interface_answers
 
 log = logging.getLogger(__name__)
@@ -35,6 +35,7 @@ POLL_INTERVAL = 1.0
 PROBE_WINDOW = 2.0
 LOG_TAIL_LINES = 5000
 db = sync_to_async  # all ORM work runs in Django's one sync thread
+TIMEOUTS = Timeouts(start=settings.TASK_START_TIMEOUT, stop=settings.TASK_STOP_TIMEOUT)
 
 
 class Controller:
@@ -71,7 +72,7 @@ class Controller:
                 continue  # the resource did not answer: decide nothing rather than guess
             view = TaskView(task.phase_enum, Desired(task.desired), (timezone.now() - task.phase_since).total_seconds())
             container = observed.get(task.id)
-            act = decide(view, container, settings.TASK_START_TIMEOUT)
+            act = decide(view, container, TIMEOUTS)
             if act is not Act.NOTHING:
                 self._spawn(task.id, self._act(act, task, container))
             elif task.endpoint_port and container and container.host_port != task.endpoint_port:
@@ -135,6 +136,10 @@ class Controller:
                     await scheduler.stop(task.id, grace_seconds=2)
                     reason = f"The interface did not answer within {settings.TASK_START_TIMEOUT:g} s; the container was removed."
                     await self._record(task, Phase.FAILED, reason, log_tail=log_tail)
+                case Act.STOP_TIMED_OUT:
+                    reason = (f"The container could not be removed within {settings.TASK_STOP_TIMEOUT:g} s; "
+                              "Rosetta keeps trying in the background.")
+                    await self._record(task, Phase.FAILED, reason)
                 case Act.CLEAN_UP:
                     await scheduler.stop(task.id, grace_seconds=0)
                 case Act.FORGET:

@@ -65,8 +65,15 @@ class Act(enum.Enum):
     ENDED = "ended"                # container ended by itself: record exit code, keep logs, remove
     VANISHED = "vanished"          # container removed behind our back
     TIMED_OUT = "timed_out"        # interface did not answer in time
+    STOP_TIMED_OUT = "stop_timed_out"  # the engine did not remove the container in time
     CLEAN_UP = "clean_up"          # leftover container of a finished task
     FORGET = "forget"              # deletion requested and nothing left running: drop the record
+
+
+@dataclass(frozen=True)
+class Timeouts:
+    start: float   # seconds from `starting` until the interface must answer
+    stop: float    # seconds from `stopping` until the container must be gone
 
 
 @dataclass(frozen=True)
@@ -76,16 +83,16 @@ class TaskView:
     seconds_in_phase: float
 
 
-def decide(task: TaskView, container: ContainerStatus | None, start_timeout: float) -> Act:
+def decide(task: TaskView, container: ContainerStatus | None, timeouts: Timeouts) -> Act:
     """What to do next for one task. Level-triggered: depends only on the current state."""
     if task.phase.is_final:
         if container is not None:
             return Act.CLEAN_UP
         return Act.FORGET if task.desired is Desired.DELETED else Act.NOTHING
+    if task.phase is Phase.STOPPING:
+        return Act.STOP_TIMED_OUT if task.seconds_in_phase > timeouts.stop else Act.STOP
     if task.desired is not Desired.RUNNING:
         return Act.CANCEL if container is None and task.phase is Phase.CREATED else Act.STOP
-    if task.phase is Phase.STOPPING:  # desired went back to running: not supported, finish the stop
-        return Act.STOP
     if container is None:
         return Act.START if task.phase is Phase.CREATED else Act.VANISHED
     if container.has_ended:
@@ -93,5 +100,5 @@ def decide(task: TaskView, container: ContainerStatus | None, start_timeout: flo
     if task.phase is Phase.CREATED:
         return Act.ADOPT
     if task.phase is Phase.STARTING:
-        return Act.TIMED_OUT if task.seconds_in_phase > start_timeout else Act.PROBE
+        return Act.TIMED_OUT if task.seconds_in_phase > timeouts.start else Act.PROBE
     return Act.NOTHING

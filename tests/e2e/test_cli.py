@@ -1,8 +1,12 @@
 """The `rosetta` command line against a running platform, as a script would use it."""
 
 import json
+import subprocess
+import time
 
 import httpx
+
+from tests.instance import ROSETTA
 
 
 def test_cli_task_lifecycle(platform):
@@ -54,3 +58,31 @@ def test_operator_creates_users_once(platform):
     platform.create_user("dorothy")
     again = platform.rosetta("users", "create", "dorothy", check=False)
     assert again.returncode == 1 and "exists already" in again.stderr
+
+
+def test_logs_follow_streams_until_the_task_stops(platform):
+    token = platform.create_user("ida")
+    task = json.loads(platform.rosetta("task", "start", "hello", "--on", "local", "--wait", "--json", token=token).stdout)
+    follower = subprocess.Popen([*ROSETTA, "task", "logs", task["id"], "--follow"],
+                                env={**platform.env, "ROSETTA_TOKEN": token}, stdout=subprocess.PIPE, text=True)
+    time.sleep(0.5)
+    for _ in range(3):
+        httpx.get(task["interface_url"], headers={"Authorization": f"Bearer {token}"})
+    platform.rosetta("task", "stop", task["id"], token=token)
+    output, _ = follower.communicate(timeout=30)
+    assert follower.returncode == 0
+    assert output.count("response:200") >= 4  # the controller's probe and our three requests, as they happened
+
+
+def test_deleting_a_running_task_stops_it_first(platform):
+    token = platform.create_user("sophie")
+    task = json.loads(platform.rosetta("task", "start", "hello", "--on", "local", "--wait", "--json", token=token).stdout)
+    assert f"rosetta-{task['id']}" in platform.containers()
+    platform.rosetta("task", "delete", task["id"], token=token)
+    with platform.api(token) as api:
+        for _ in range(200):
+            if api.get(f"/api/tasks/{task['id']}").status_code == 404:
+                break
+            time.sleep(0.05)
+        assert api.get(f"/api/tasks/{task['id']}").status_code == 404
+    assert f"rosetta-{task['id']}" not in platform.containers()

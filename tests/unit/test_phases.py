@@ -1,9 +1,10 @@
 import pytest
 
 from rosetta.computing.engines.base import ContainerStatus
-from rosetta.tasks.phases import Act, Desired, IllegalTransition, Phase, TaskView, check_transition, decide
+from rosetta.tasks.phases import Act, Desired, IllegalTransition, Phase, TaskView, Timeouts, check_transition, decide
 
 RUNNING = ContainerStatus("t", "running", None, 40000)
+LIMITS = Timeouts(start=60, stop=30)
 EXITED = ContainerStatus("t", "exited", 3, None)
 
 
@@ -24,25 +25,30 @@ def view(phase, desired=Desired.RUNNING, age=0.0):
     ("exited", RUNNING, Act.CLEAN_UP),
 ])
 def test_decide_for_a_task_that_should_run(phase, container, act):
-    assert decide(view(phase), container, start_timeout=60) is act
+    assert decide(view(phase), container, LIMITS) is act
 
 
 def test_starting_too_long_times_out():
-    assert decide(view("starting", age=61), RUNNING, start_timeout=60) is Act.TIMED_OUT
-    assert decide(view("starting", age=59), RUNNING, start_timeout=60) is Act.PROBE
+    assert decide(view("starting", age=61), RUNNING, LIMITS) is Act.TIMED_OUT
+    assert decide(view("starting", age=59), RUNNING, LIMITS) is Act.PROBE
+
+
+def test_stopping_too_long_fails():
+    assert decide(view("stopping", Desired.STOPPED, age=31), RUNNING, LIMITS) is Act.STOP_TIMED_OUT
+    assert decide(view("stopping", Desired.STOPPED, age=29), RUNNING, LIMITS) is Act.STOP
 
 
 @pytest.mark.parametrize("desired", [Desired.STOPPED, Desired.DELETED])
 def test_stop_requests(desired):
-    assert decide(view("created", desired), None, 60) is Act.CANCEL
-    assert decide(view("created", desired), RUNNING, 60) is Act.STOP
-    assert decide(view("running", desired), RUNNING, 60) is Act.STOP
-    assert decide(view("stopping", desired), None, 60) is Act.STOP
+    assert decide(view("created", desired), None, LIMITS) is Act.CANCEL
+    assert decide(view("created", desired), RUNNING, LIMITS) is Act.STOP
+    assert decide(view("running", desired), RUNNING, LIMITS) is Act.STOP
+    assert decide(view("stopping", desired), None, LIMITS) is Act.STOP
 
 
 def test_deleted_final_task_is_forgotten_once_nothing_runs():
-    assert decide(view("stopped", Desired.DELETED), None, 60) is Act.FORGET
-    assert decide(view("stopped", Desired.DELETED), RUNNING, 60) is Act.CLEAN_UP
+    assert decide(view("stopped", Desired.DELETED), None, LIMITS) is Act.FORGET
+    assert decide(view("stopped", Desired.DELETED), RUNNING, LIMITS) is Act.CLEAN_UP
 
 
 def test_legal_and_illegal_transitions():
