@@ -13,7 +13,7 @@ from rosetta.accounts.models import ApiToken
 from rosetta.catalog.models import Software
 from rosetta.computing.models import Resource
 from rosetta.core import notify
-from rosetta.gateway.access import LOGIN_PATH, access_key, mint_access_token
+from rosetta.gateway.access import LOGIN_PATH, access_key, mint_access_token, safe_next_path
 from rosetta.tasks import services
 from rosetta.tasks.models import Task
 from rosetta.web.forms import TaskForm, TokenForm
@@ -94,15 +94,6 @@ def task_delete(request, task_id: str):
     return redirect("tasks")
 
 
-def safe_next(value: str | None) -> str:
-    """A path on the task's own origin; anything that could leave it becomes "/"."""
-    if not value or not value.startswith("/") or value.startswith(("//", "/\\")):
-        return "/"
-    if not all("\x21" <= char <= "\x7e" for char in value):
-        return "/"
-    return value
-
-
 @login_required
 @require_GET
 def task_open(request, task_id: str):
@@ -117,7 +108,7 @@ def task_open(request, task_id: str):
             "task": task,
             "token": token,
             "action": task.interface_url.rstrip("/") + LOGIN_PATH,
-            "next": safe_next(request.GET.get("next")),
+            "next": safe_next_path(request.GET.get("next") or "/"),
         })
     response["Cache-Control"] = "no-store"
     response["Referrer-Policy"] = "no-referrer"
