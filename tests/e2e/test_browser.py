@@ -55,3 +55,11 @@ def test_log_in_start_from_the_form_open_and_see_the_page(platform, page):
     access = cookies["rosetta-task-access"]
     assert access["httpOnly"] and not access["domain"].startswith(".")
     assert "rosetta-task-access" not in {c["name"] for c in page.context.cookies(platform.url)}
+
+    # A bookmark to a page inside the task works too: without the task's cookie the gateway
+    # sends the browser through Rosetta (still logged in), which hands it back to that page.
+    task_origin = task_page.url.rstrip("/")
+    page.context.clear_cookies(name="rosetta-task-access")
+    task_page.goto(f"{task_origin}/cgi-bin/env")
+    expect(task_page).to_have_url(f"{task_origin}/cgi-bin/env")
+    expect(task_page.locator("body")).to_contain_text("HOME=/home/rosetta")

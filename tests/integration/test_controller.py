@@ -93,6 +93,10 @@ def test_interface_that_never_answers_fails_after_the_start_timeout(fresh_platfo
         body = {"name": "wrong-port", "image": "localhost/rosetta/hello", "interface_port": 9999}
         assert api.post("/api/software", json=body).status_code == 201
         task_id = platform.start_task(api, software="wrong-port")
+        platform.wait_for_task(api, task_id, {"starting"})
+        # Meanwhile the gateway explains instead of failing bare.
+        page = platform.task_client(task_id, token).get("/")
+        assert page.status_code == 503 and "is starting" in page.text and page.headers["retry-after"] == "2"
         task = platform.wait_for_task(api, task_id, {"failed", "running", "exited"}, timeout=30)
         assert task["phase"] == "failed"
         assert "did not answer within 3 s" in task["events"][-1]["reason"]
