@@ -1,17 +1,30 @@
 """Builds the gateway's RouteTable from the database (runs off the request path)."""
 
+from datetime import timedelta
+
 from django.contrib.auth import get_user_model
+from django.db.models import Q
+from django.utils import timezone
 
 from rosetta.accounts.models import ApiToken
 from rosetta.gateway.routes import Route, RouteTable
 from rosetta.tasks.models import Task
+
+FINISHED_TASKS_SHOWN_FOR = timedelta(days=1)
+
+
+def _routable_tasks():
+    """Active tasks, and recently finished ones (whose origin then says so rather than 404):
+    the table stays as large as what users may still open, not as the history."""
+    recent = Q(finished__isnull=True) | Q(finished__gte=timezone.now() - FINISHED_TASKS_SHOWN_FOR)
+    return Task.objects.filter(recent)
 
 
 def load_route_table() -> RouteTable:
     fields = ("id", "name", "owner_id", "phase", "endpoint_host", "endpoint_port")
     routes = {
         task_id: Route(task_id, name, owner_id, phase, (host, port) if port else None)
-        for task_id, name, owner_id, phase, host, port in Task.objects.values_list(*fields)
+        for task_id, name, owner_id, phase, host, port in _routable_tasks().values_list(*fields)
     }
     users = get_user_model().objects.filter(is_active=True)
     staff = frozenset(users.filter(is_staff=True).values_list("id", flat=True))
