@@ -86,7 +86,10 @@ class Task(models.Model):
             self.endpoint_host, self.endpoint_port = "", None
         for name, value in fields.items():
             setattr(self, name, value)
-        self.save()
+        # Only the controller's own fields: the user may have changed `desired` since this
+        # copy was read, and writing it back would silently undo their stop or delete.
+        owned = {"phase", "phase_since", "started", "finished", "endpoint_host", "endpoint_port", *fields}
+        self.save(update_fields=owned)
         self.events.create(phase=phase.value, reason=reason)
 
     def note(self, reason: str) -> None:

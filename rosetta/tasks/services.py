@@ -47,6 +47,7 @@ def start_task(user, request: TaskRequest) -> Task:
     task = _create_with_unique_name(user, software, resource, request)
     task.note(f"Requested {software.name} on {resource.name} with {task.cpus:g} CPU and {task.memory_mb} MiB.")
     notify.notify(notify.CONTROLLER)
+    notify.notify(notify.GATEWAY)  # its origin says "created" from the start, not "no such task"
     return task
 
 

@@ -101,3 +101,21 @@ def test_interface_that_never_answers_fails_after_the_start_timeout(fresh_platfo
         assert task["phase"] == "failed"
         assert "did not answer within 3 s" in task["events"][-1]["reason"]
         assert f"rosetta-{task_id}" not in platform.containers()
+
+
+def test_stop_and_delete_sent_while_a_task_starts_are_not_lost(fresh_platform):
+    platform = fresh_platform
+    platform.start(separately=True)
+    token = platform.create_user("mary")
+    with platform.api(token) as api:
+        stopped, deleted = platform.start_task(api, name="stop-early"), platform.start_task(api, name="delete-early")
+        assert api.post(f"/api/tasks/{stopped}/stop").status_code == 202  # while the controller launches it
+        assert api.delete(f"/api/tasks/{deleted}").status_code == 202
+        task = platform.wait_for_task(api, stopped, {"stopped", "failed"}, timeout=15)
+        assert task["phase"] == "stopped" and task["desired"] == "stopped"
+        for _ in range(300):
+            if api.get(f"/api/tasks/{deleted}").status_code == 404:
+                break
+            time.sleep(0.05)
+        assert api.get(f"/api/tasks/{deleted}").status_code == 404
+        assert platform.containers() == []
