@@ -190,11 +190,10 @@ class Controller:
         await self._forget_if_deleted(task)
 
     async def _log_tail(self, scheduler: Scheduler, task: Task) -> str:
-        chunks, size = [], 0
+        chunks = []
         with contextlib.suppress(ComputingError):
             async for chunk in scheduler.logs(task.id, follow=False, tail=LOG_TAIL_LINES):
                 chunks.append(chunk)
-                size += len(chunk)
         return b"".join(chunks)[-MAX_LOG_TAIL:].decode(errors="replace")
 
     async def _update_endpoint(self, task: Task, status: ContainerStatus) -> None:

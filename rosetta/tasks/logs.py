@@ -21,7 +21,7 @@ async def stream_logs(task: Task, *, follow: bool, tail: int | None = None) -> A
         except ComputingError as error:
             yield f"[rosetta] cannot read the logs: {error}\n".encode()
             return
-    await sync_to_async(task.refresh_from_db)(fields=["log_tail", "phase"])
+    await sync_to_async(task.refresh_from_db)(fields=["log_tail"])
     text = task.log_tail
     if tail is not None:
         text = "\n".join(text.splitlines()[-tail:]) + ("\n" if text else "")

@@ -20,7 +20,6 @@ from rosetta.tasks.models import Task
 from rosetta.tasks.phases import Desired
 
 MAX_NAME_SUFFIX = 1000
-__all__ = ["Conflict", "NotFound", "TaskRequest", "start_task", "get_task", "tasks_of", "request_stop", "request_delete"]
 
 
 @dataclass

@@ -13,6 +13,7 @@ from rosetta.accounts.models import ApiToken
 from rosetta.catalog.models import Software
 from rosetta.computing.models import Resource
 from rosetta.core import notify
+from rosetta.core.errors import Conflict, NotFound
 from rosetta.gateway.access import LOGIN_PATH, access_key, mint_access_token, safe_next_path
 from rosetta.tasks import services
 from rosetta.tasks.models import Task
@@ -22,7 +23,7 @@ from rosetta.web.forms import TaskForm, TokenForm
 def _task_or_404(request, task_id: str) -> Task:
     try:
         return services.get_task(request.user, task_id)
-    except services.NotFound:
+    except NotFound:
         raise Http404("No such task.") from None
 
 
@@ -56,9 +57,9 @@ def _start_task(request, form: TaskForm) -> Task | None:
     """Start the task the form describes, or put the refusal on the form and return None."""
     try:
         return services.start_task(request.user, form.task_request())
-    except services.Conflict as error:
+    except Conflict as error:
         form.add_error("name", str(error))
-    except services.NotFound as error:
+    except NotFound as error:
         form.add_error(None, str(error))
     except ValidationError as error:
         form.add_error(None, error)
