@@ -132,8 +132,17 @@ def install_chp() -> Path | None:
         return None
     CHP_DIR.mkdir(parents=True, exist_ok=True)
     result = subprocess.run(
-        ["npm", "install", "--prefix", str(CHP_DIR), "--no-audit", "--no-fund", f"configurable-http-proxy@{CHP_VERSION}"],
-        capture_output=True, text=True,
+        [
+            "npm",
+            "install",
+            "--prefix",
+            str(CHP_DIR),
+            "--no-audit",
+            "--no-fund",
+            f"configurable-http-proxy@{CHP_VERSION}",
+        ],
+        capture_output=True,
+        text=True,
     )
     if result.returncode != 0 or not binary.exists():
         print(f"configurable-http-proxy: skipped, npm install failed:\n{result.stderr[-2000:]}")
@@ -143,9 +152,19 @@ def install_chp() -> Path | None:
 
 def start_chp(stack: ExitStack, binary: Path, port: int, upstream_port: int) -> None:
     argv = [
-        str(binary), "--ip", "127.0.0.1", "--port", str(port),
-        "--api-ip", "127.0.0.1", "--api-port", str(free_port()),
-        "--default-target", f"http://127.0.0.1:{upstream_port}", "--log-level", "error",
+        str(binary),
+        "--ip",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--api-ip",
+        "127.0.0.1",
+        "--api-port",
+        str(free_port()),
+        "--default-target",
+        f"http://127.0.0.1:{upstream_port}",
+        "--log-level",
+        "error",
     ]
     env = {**os.environ, "CONFIGPROXY_AUTH_TOKEN": "benchmark-only"}
     start(stack, argv, port, env=env)
@@ -158,13 +177,15 @@ def start_gateway(stack: ExitStack, port: int, upstream_port: int, workers: int)
 
 def serve_gateway(port: int, upstream_port: int, workers: int) -> None:
     """Entry of the gateway's own process: a static route table, no database."""
-    from rosetta.gateway.access import access_key
     import uvloop
 
+    from rosetta.gateway.access import access_key
     from rosetta.gateway.proxy import GatewayConfig, run_gateway
     from rosetta.gateway.routes import Route, RouteTable
 
-    table = RouteTable(routes={TASK_ID: Route(TASK_ID, "Benchmark", BENCH_USER, "running", ("127.0.0.1", upstream_port))})
+    table = RouteTable(
+        routes={TASK_ID: Route(TASK_ID, "Benchmark", BENCH_USER, "running", ("127.0.0.1", upstream_port))}
+    )
     config = GatewayConfig(
         listen=[("127.0.0.1", port)],
         tasks_domain="localhost",
@@ -232,8 +253,11 @@ def report(results: dict[str, dict[int, dict]], gateway_names: list[str]) -> Non
     print("\ntargets: gateway >= 0.5x nginx-proxy req/s, >= 3x chp req/s, <= 0.3 ms added p50 at 1 connection")
     for gateway in gateway_names:
         for connections in CONNECTIONS:
-            print(f"{gateway} c={connections}: {ratio(rps(gateway, connections), rps('nginx-proxy', connections))} nginx-proxy,"
-                  f" {ratio(rps(gateway, connections), rps('chp', connections))} chp")
+            versus_nginx = ratio(rps(gateway, connections), rps("nginx-proxy", connections))
+            print(
+                f"{gateway} c={connections}: {versus_nginx} nginx-proxy,"
+                f" {ratio(rps(gateway, connections), rps('chp', connections))} chp"
+            )
         added = results[gateway][1]["p50"] - results["direct"][1]["p50"]
         print(f"{gateway} added p50 at 1 connection: {added:.3f} ms")
 
@@ -242,7 +266,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--duration", type=float, default=5.0, help="seconds per wrk run")
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2], help="gateway process counts to measure")
-    parser.add_argument("--serve-gateway", nargs=3, type=int, metavar=("PORT", "UPSTREAM_PORT", "WORKERS"), help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--serve-gateway", nargs=3, type=int, metavar=("PORT", "UPSTREAM_PORT", "WORKERS"), help=argparse.SUPPRESS
+    )
     args = parser.parse_args()
     if args.serve_gateway:
         serve_gateway(*args.serve_gateway)

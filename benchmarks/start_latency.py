@@ -10,57 +10,29 @@ Prints both distributions, the platform's overhead at the median and where its t
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
-import sys
-import tempfile
 import time
 from datetime import datetime
-from pathlib import Path
+from itertools import pairwise
 
 import httpx
+from support import own_platform, raw_start, remove, until_ok
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from rosetta.computing.engines.base import ContainerSpec  # noqa: E402
-from rosetta.computing.engines.podman import PodmanEngine  # noqa: E402
-from tests.instance import Platform  # noqa: E402
-
-POLL_INTERVAL = 0.005
 TARGET_OVERHEAD_MS = 150
 
 
-def poll_until_ok(client: httpx.Client, url: str, headers: dict | None = None, timeout: float = 60) -> None:
-    """The same loop for both sides: GET until the first 200."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if client.get(url, headers=headers).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(POLL_INTERVAL)
-    raise RuntimeError(f"{url} never answered 200")
-
-
-def raw_podman_start(platform: Platform, client: httpx.Client, number: int) -> float:
-    engine = PodmanEngine()
-    spec = ContainerSpec(task_id=f"bench{number}", instance="benchmark", image="localhost/rosetta/hello", port=8080,
-                         cpus=1.0, memory_mb=512, env={"BASE_PORT": "8080"}, pull="missing")
-    argv = engine.run_argv(spec)[1:]  # platform.podman adds the executable and this instance's settings
+def raw_podman_start(platform, client: httpx.Client, number: int) -> float:
     started = time.perf_counter()
-    container = platform.podman(*argv).strip()
-    port = json.loads(platform.podman("inspect", container))[0]["NetworkSettings"]["Ports"]["8080/tcp"][0]["HostPort"]
-    poll_until_ok(client, f"http://127.0.0.1:{port}/")
+    name = raw_start(platform, client, f"bench{number}")
     elapsed = time.perf_counter() - started
-    platform.podman("rm", "--force", "--time", "0", container)
+    remove(platform, name)
     return elapsed
 
 
-def platform_start(platform: Platform, client: httpx.Client, api: httpx.Client, token: str) -> tuple[float, dict]:
+def platform_start(platform, client: httpx.Client, api: httpx.Client, token: str) -> tuple[float, dict]:
     started = time.perf_counter()
     task = api.post("/api/tasks", json={"software": "hello", "resource": "local"}).raise_for_status().json()
-    poll_until_ok(client, task["interface_url"], headers={"Authorization": f"Bearer {token}"})
+    until_ok(client, task["interface_url"], headers={"Authorization": f"Bearer {token}"})
     elapsed = time.perf_counter() - started
     events = api.get(f"/api/tasks/{task['id']}/events").json()
     api.delete(f"/api/tasks/{task['id']}")  # stops it first; outside the timed part
@@ -73,7 +45,7 @@ def step_durations(events: list[dict]) -> dict[str, float]:
     """Milliseconds between the task's events: requested → launching → starting → running."""
     times = [datetime.fromisoformat(event["time"].replace("Z", "+00:00")).timestamp() for event in events[:4]]
     names = ["request→launch", "launch→container up", "up→interface answered"]
-    return {name: (later - earlier) * 1000 for name, earlier, later in zip(names, times, times[1:])}
+    return {name: (later - earlier) * 1000 for name, (earlier, later) in zip(names, pairwise(times), strict=True)}
 
 
 def summary(name: str, seconds: list[float]) -> str:
@@ -87,34 +59,28 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=10)
     args = parser.parse_args()
 
-    with tempfile.TemporaryDirectory(prefix="rosetta-bench-") as home:
-        platform = Platform(Path(home))
-        platform.set_up()
-        platform.start()
-        try:
-            token = platform.create_user("bench")
-            with httpx.Client(timeout=10) as client, platform.api(token) as api:
-                raw_podman_start(platform, client, 0)  # warm-up, untimed
-                platform_start(platform, client, api, token)
-                raw, through_platform, steps = [], [], []
-                for number in range(1, args.runs + 1):
-                    raw.append(raw_podman_start(platform, client, number))
-                    elapsed, events = platform_start(platform, client, api, token)
-                    through_platform.append(elapsed)
-                    steps.append(step_durations(events))
-        finally:
-            platform.stop()
-            platform.podman("rm", "--force", "--time", "0", "--ignore",
-                            *[f"rosetta-bench{n}" for n in range(args.runs + 1)])
+    with own_platform() as platform:
+        token = platform.create_user("bench")
+        with httpx.Client(timeout=10) as client, platform.api(token) as api:
+            raw_podman_start(platform, client, 0)  # warm-up, untimed
+            platform_start(platform, client, api, token)
+            raw, through_platform, steps = [], [], []
+            for number in range(1, args.runs + 1):
+                raw.append(raw_podman_start(platform, client, number))
+                elapsed, events = platform_start(platform, client, api, token)
+                through_platform.append(elapsed)
+                steps.append(step_durations(events))
 
     print(f"start latency, {args.runs} runs each, alternating (ms)")
     print(f"{'':<22}{'median':>9}{'p90':>9}{'min':>9}{'max':>9}")
     print(summary("podman run + poll", raw))
     print(summary("Rosetta API + gateway", through_platform))
     overhead = (statistics.median(through_platform) - statistics.median(raw)) * 1000
-    print(f"\nplatform overhead at the median: {overhead:.1f} ms "
-          f"(ratio {statistics.median(through_platform) / statistics.median(raw):.2f}); "
-          f"target ≤ {TARGET_OVERHEAD_MS} ms: {'met' if overhead <= TARGET_OVERHEAD_MS else 'NOT met'}")
+    print(
+        f"\nplatform overhead at the median: {overhead:.1f} ms "
+        f"(ratio {statistics.median(through_platform) / statistics.median(raw):.2f}); "
+        f"target ≤ {TARGET_OVERHEAD_MS} ms: {'met' if overhead <= TARGET_OVERHEAD_MS else 'NOT met'}"
+    )
     print("where the platform's time goes (median of the task's own events, ms):")
     for name in steps[0]:
         print(f"  {name:<24}{statistics.median(s[name] for s in steps):>8.1f}")

@@ -21,7 +21,9 @@ BASE_DIR = Path(__file__).resolve().parent
 
 def _secret_key() -> str:
     """The instance's key, created once; the gateway signs access with it too."""
-    return os.environ.get("ROSETTA_SECRET_KEY") or read_or_create(HOME / "secret_key", lambda: secrets.token_urlsafe(50))
+    return os.environ.get("ROSETTA_SECRET_KEY") or read_or_create(
+        HOME / "secret_key", lambda: secrets.token_urlsafe(50)
+    )
 
 
 SECRET_KEY = _secret_key()
@@ -57,6 +59,7 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "ninja",  # serves the API docs' Swagger UI from local files (no CDN on closed networks)
     "rosetta.accounts",
+    "rosetta.api",
     "rosetta.catalog",
     "rosetta.computing",
     "rosetta.tasks",
@@ -87,6 +90,7 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
+                "rosetta.web.context.phases",
             ],
         },
     },

@@ -4,4 +4,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh --for-tests
+.venv/bin/ruff check --quiet .            # lint, then formatting: both must be clean
+.venv/bin/ruff format --check --quiet .
 exec .venv/bin/python -m pytest "$@"

@@ -4,6 +4,7 @@ processes started exactly as an operator would start them."""
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import socket
@@ -40,15 +41,28 @@ class Platform:
     @property
     def env(self) -> dict[str, str]:
         inherited = {k: v for k, v in os.environ.items() if k not in ("ROSETTA_TOKEN", "ROSETTA_URL")}
-        return {**inherited, "XDG_CONFIG_HOME": str(self.home / "config"), "ROSETTA_HOME": str(self.home), "ROSETTA_PUBLIC_URL": self.url,
-                "ROSETTA_URL": self.url, "ROSETTA_TASK_START_TIMEOUT": "60", "ROSETTA_LOG_LEVEL": "INFO", **self.settings}
+        return {
+            **inherited,
+            "XDG_CONFIG_HOME": str(self.home / "config"),
+            "ROSETTA_HOME": str(self.home),
+            "ROSETTA_PUBLIC_URL": self.url,
+            "ROSETTA_URL": self.url,
+            "ROSETTA_TASK_START_TIMEOUT": "60",
+            "ROSETTA_LOG_LEVEL": "INFO",
+            **self.settings,
+        }
 
-    def rosetta(self, *args: str, input: str | None = None, token: str | None = None, check: bool = True,
-                timeout: float = 120) -> subprocess.CompletedProcess:
+    def rosetta(
+        self, *args: str, input: str | None = None, token: str | None = None, check: bool = True, timeout: float = 120
+    ) -> subprocess.CompletedProcess:
         env = {**self.env, **({"ROSETTA_TOKEN": token} if token else {})}
-        result = subprocess.run([*ROSETTA, *args], input=input, capture_output=True, text=True, env=env, timeout=timeout)
+        result = subprocess.run(
+            [*ROSETTA, *args], input=input, capture_output=True, text=True, env=env, timeout=timeout
+        )
         if check and result.returncode != 0:
-            raise AssertionError(f"rosetta {' '.join(args)} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
+            raise AssertionError(
+                f"rosetta {' '.join(args)} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}"
+            )
         return result
 
     def set_up(self) -> None:
@@ -69,14 +83,17 @@ class Platform:
         self._spawn(name, args)
 
     def _spawn(self, name: str, args: list[str]) -> None:
-        log = open(self.home / f"{name}.log", "ab")
-        self.processes[name] = subprocess.Popen([*ROSETTA, *args], env=self.env, stdout=log, stderr=subprocess.STDOUT,
-                                                start_new_session=True)
+        log = open(self.home / f"{name}.log", "ab")  # noqa: SIM115 -- the child process keeps it
+        self.processes[name] = subprocess.Popen(
+            [*ROSETTA, *args], env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
 
     def kill(self, name: str, sig: int = signal.SIGKILL) -> None:
+        """Signal the component alone, as a crash or an operator would: podman commands it
+        started run to their end (killed half-way, they leave stale port forwards behind)."""
         process = self.processes.pop(name)
         with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, sig)
+            os.kill(process.pid, sig)
         process.wait(timeout=30)
 
     def wait_until_up(self, timeout: float = 30) -> None:
@@ -92,7 +109,9 @@ class Platform:
         raise AssertionError(f"Rosetta did not come up at {self.url}:\n{self.logs()}")
 
     def logs(self) -> str:
-        return "\n".join(f"--- {path.name}\n{path.read_text(errors='replace')[-4000:]}" for path in self.home.glob("*.log"))
+        return "\n".join(
+            f"--- {path.name}\n{path.read_text(errors='replace')[-4000:]}" for path in self.home.glob("*.log")
+        )
 
     def stop(self) -> None:
         for name in list(self.processes):
@@ -100,15 +119,27 @@ class Platform:
         self.remove_containers()
 
     def remove_containers(self) -> None:
-        if (self.home / "instance_id").exists():
+        if not (self.home / "instance_id").exists():
+            return
+        # A launch the stopped controller began may still be finishing: look again until none is left.
+        for attempt in range(5):
             ids = self.container_ids()
-            if ids:
-                self.podman("rm", "--force", "--time", "0", *ids)
+            if not ids:
+                return
+            try:
+                self.podman("rm", "--force", "--ignore", "--time", "0", *ids)
+            except AssertionError:
+                if attempt == 4:
+                    raise
+            time.sleep(0.5)
 
     def podman(self, *args: str) -> str:
         """Run podman with this instance's settings; its output."""
         env = {**os.environ, "CONTAINERS_CONF": str(self.home / "podman" / "containers.conf")}
-        return subprocess.run(["podman", *args], env=env, capture_output=True, text=True, check=True).stdout
+        result = subprocess.run(["podman", *args], env=env, capture_output=True, text=True)
+        if result.returncode != 0:
+            raise AssertionError(f"podman {' '.join(args[:2])} failed ({result.returncode}): {result.stderr}")
+        return result.stdout
 
     def build_image(self, tag: str, containerfile: str) -> str:
         """Build a small test image (FROM the built-in images: no registry needed)."""
@@ -119,8 +150,9 @@ class Platform:
 
     def _list(self, template: str) -> list[str]:
         instance = (self.home / "instance_id").read_text().strip()
-        return self.podman("ps", "-a", "--no-trunc", "--format", template,
-                           "--filter", f"label=rosetta.instance={instance}").split()
+        return self.podman(
+            "ps", "-a", "--no-trunc", "--format", template, "--filter", f"label=rosetta.instance={instance}"
+        ).split()
 
     def container_ids(self) -> list[str]:
         return sorted(self._list("{{.ID}}"))
@@ -128,6 +160,19 @@ class Platform:
     def containers(self) -> list[str]:
         """Names of this instance's containers, as podman lists them."""
         return self._list("{{.Names}}")
+
+    def containers_created_since(self, since: str) -> dict[str, int]:
+        """How many containers podman created for each task of this instance since ``since``."""
+        instance = (self.home / "instance_id").read_text().strip()
+        lines = self.podman(
+            "events", "--stream=false", "--since", since, "--filter", "event=create", "--format", "json"
+        ).splitlines()
+        created: dict[str, int] = {}
+        for event in map(json.loads, lines):
+            labels = event.get("Attributes") or {}
+            if labels.get("rosetta.instance") == instance:
+                created[labels["rosetta.task"]] = created.get(labels["rosetta.task"], 0) + 1
+        return created
 
     def create_user(self, name: str, password: str | None = None, admin: bool = False) -> str:
         args = ["users", "create", name, *(["--admin"] if admin else []), *(["--password-stdin"] if password else [])]

@@ -27,7 +27,9 @@ class SoftwareOut(Schema):
 
 
 class SoftwareIn(Schema):
-    name: str = Field(..., max_length=64, pattern=r"^[a-z0-9][a-z0-9_-]*$", description="Lower-case letters, digits, '-', '_'.")
+    name: str = Field(
+        ..., max_length=64, pattern=r"^[a-z0-9][a-z0-9_-]*$", description="Lower-case letters, digits, '-', '_'."
+    )
     image: str = Field(..., max_length=255, description="Image reference, e.g. localhost/lab/tool:1.0")
     description: str = Field("", max_length=2000)
     interface_protocol: Literal["http", "https", "ssh", "other"] = "http"
@@ -49,14 +51,17 @@ class ResourceOut(Schema):
 
 class EventOut(Schema):
     time: datetime
-    phase: str
-    reason: str
+    phase: str = Field(..., description="The task's phase after this event.")
+    reason: str = Field(..., description="What happened, in plain words.")
+    detail: str = Field("", description="The resource's own words, for an operator (may be empty).")
 
 
 class TaskIn(Schema):
     software: str = Field(..., max_length=64, description="Name of a software in your catalogue.")
     resource: str = Field(..., max_length=64, description="Name of a computing resource.")
-    name: str | None = Field(None, max_length=63, description="Unique among your tasks; derived from the software if omitted.")
+    name: str | None = Field(
+        None, max_length=63, description="Unique among your tasks; derived from the software if omitted."
+    )
     cpus: float = Field(1.0, description="CPU cores, e.g. 0.5 or 2.")
     memory_mb: int = Field(512, description="Memory limit in MiB.")
     environment: dict[str, str] = Field(default_factory=dict, description="Extra environment variables.")

@@ -4,26 +4,41 @@ from __future__ import annotations
 
 from asgiref.sync import sync_to_async
 from django.core.exceptions import ValidationError
-from django.http import HttpRequest, StreamingHttpResponse
+from django.http import HttpRequest, JsonResponse, StreamingHttpResponse
 from ninja import NinjaAPI
 from ninja.errors import AuthenticationError
 from ninja.errors import ValidationError as SchemaValidationError
 
-from rosetta.accounts.models import ApiToken
+from rosetta.accounts import services as account_services
 from rosetta.api.auth import session_or_token
+from rosetta.api.idempotency import InvalidKey, respond_once
 from rosetta.api.schemas import (
-    EventOut, Message, ResourceOut, SoftwareIn, SoftwareOut, TaskDetailOut, TaskIn, TaskOut, TokenIn, TokenOut, UserOut,
+    EventOut,
+    Message,
+    ResourceOut,
+    SoftwareIn,
+    SoftwareOut,
+    TaskDetailOut,
+    TaskIn,
+    TaskOut,
+    TokenIn,
+    TokenOut,
+    UserOut,
 )
 from rosetta.catalog import services as catalog_services
 from rosetta.catalog.models import Software
 from rosetta.computing.models import Resource
-from rosetta.core import notify
 from rosetta.core.errors import Conflict, NotFound
 from rosetta.tasks import services
 from rosetta.tasks.logs import stream_logs
 
-api = NinjaAPI(title="Rosetta", version="1", auth=session_or_token, urls_namespace="api",
-               description="Run analysis environments as containers on computing resources.")
+api = NinjaAPI(
+    title="Rosetta",
+    version="1",
+    auth=session_or_token,
+    urls_namespace="api",
+    description="Run analysis environments as containers on computing resources.",
+)
 
 
 @api.exception_handler(NotFound)
@@ -36,6 +51,11 @@ def conflict(request, error):
     return api.create_response(request, {"detail": str(error)}, status=409)
 
 
+@api.exception_handler(InvalidKey)
+def invalid_key(request, error):
+    return api.create_response(request, {"detail": str(error)}, status=400)
+
+
 @api.exception_handler(ValidationError)
 def invalid(request, error):
     return api.create_response(request, {"detail": " ".join(error.messages)}, status=400)
@@ -43,7 +63,9 @@ def invalid(request, error):
 
 @api.exception_handler(SchemaValidationError)
 def invalid_schema(request, error):
-    problems = "; ".join(f"{'.'.join(str(p) for p in e.get('loc', ())[1:]) or 'body'}: {e.get('msg')}" for e in error.errors)
+    problems = "; ".join(
+        f"{'.'.join(str(p) for p in e.get('loc', ())[1:]) or 'body'}: {e.get('msg')}" for e in error.errors
+    )
     return api.create_response(request, {"detail": f"Invalid request: {problems}", "errors": error.errors}, status=422)
 
 
@@ -57,11 +79,22 @@ def me(request: HttpRequest):
     return request.auth
 
 
-@api.post("/tokens", response={201: TokenOut}, tags=["account"])
+def _once(request: HttpRequest, answer, *, replayable: bool = True) -> JsonResponse:
+    """The answer to a POST, given once per Idempotency-Key (see rosetta.api.idempotency)."""
+    status, body, replayed = respond_once(request, answer, replayable=replayable)
+    response = JsonResponse(body, status=status)
+    if replayed:
+        response["Idempotent-Replayed"] = "true"
+    return response
+
+
+@api.post("/tokens", response={201: TokenOut, 409: Message}, tags=["account"])
 def create_token(request: HttpRequest, payload: TokenIn):
-    _, secret = ApiToken.objects.create_for(request.auth, payload.name)
-    notify.notify(notify.GATEWAY)
-    return 201, {"name": payload.name, "token": secret}
+    def create():
+        _, secret = account_services.create_token(request.auth, payload.name)
+        return 201, {"name": payload.name, "token": secret}
+
+    return _once(request, create, replayable=False)
 
 
 @api.get("/software", response=list[SoftwareOut], tags=["catalogue"])
@@ -74,7 +107,12 @@ def add_software(request: HttpRequest, payload: SoftwareIn):
     """Add your own container image to the catalogue (only staff may share it with everyone)."""
     if payload.visibility == "everyone" and not request.auth.is_staff:
         return 403, {"detail": "Only staff can make software visible to everyone."}
-    return 201, catalog_services.add_software(request.auth, **payload.dict())
+
+    def add():
+        software = catalog_services.add_software(request.auth, **payload.dict())
+        return 201, SoftwareOut.from_orm(software).model_dump(mode="json")
+
+    return _once(request, add)
 
 
 @api.get("/resources", response=list[ResourceOut], tags=["computing"])
@@ -84,13 +122,19 @@ def list_resources(request: HttpRequest):
 
 @api.get("/tasks", response=list[TaskOut], tags=["tasks"])
 def list_tasks(request: HttpRequest):
-    return services.tasks_of(request.auth)
+    return services.task_list_of(request.auth)
 
 
 @api.post("/tasks", response={201: TaskDetailOut, 400: Message, 404: Message, 409: Message}, tags=["tasks"])
 def start_task(request: HttpRequest, payload: TaskIn):
-    task = services.start_task(request.auth, services.TaskRequest(**payload.dict()))
-    return 201, task
+    """Start a task. Send an `Idempotency-Key` header to make retries safe: a repeated request
+    with the same key answers with the task the first one created."""
+
+    def start():
+        task = services.start_task(request.auth, services.TaskRequest(**payload.dict()))
+        return 201, TaskDetailOut.from_orm(task).model_dump(mode="json")
+
+    return _once(request, start)
 
 
 @api.get("/tasks/{task_id}", response=TaskDetailOut, tags=["tasks"])
@@ -117,10 +161,23 @@ def delete_task(request: HttpRequest, task_id: str):
     return 202, {"detail": f"Task {task.id} is being deleted."}
 
 
-@api.get("/tasks/{task_id}/logs", tags=["tasks"], response={200: None, 404: Message},
-         openapi_extra={"responses": {200: {"description": "The task's output as plain text, streamed when follow=true.",
-                                            "content": {"text/plain": {}}}}})
+@api.get(
+    "/tasks/{task_id}/logs",
+    tags=["tasks"],
+    response={200: None, 404: Message},
+    openapi_extra={
+        "responses": {
+            200: {
+                "description": "The task's output as plain text, streamed when follow=true.",
+                "content": {"text/plain": {}},
+            }
+        }
+    },
+)
 async def task_logs(request: HttpRequest, task_id: str, follow: bool = False, tail: int | None = None):
     task = await sync_to_async(services.get_task)(request.auth, task_id)
-    return StreamingHttpResponse(stream_logs(task, follow=follow, tail=tail), content_type="text/plain; charset=utf-8",
-                                 headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
+    return StreamingHttpResponse(
+        stream_logs(task, follow=follow, tail=tail),
+        content_type="text/plain; charset=utf-8",
+        headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"},
+    )

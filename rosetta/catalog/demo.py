@@ -16,8 +16,13 @@ def image_digest(image: str) -> str:
     from rosetta.computing.engines.podman import local_containers_conf
 
     env = {**os.environ, "CONTAINERS_CONF": str(local_containers_conf())}
-    result = subprocess.run(["podman", "image", "inspect", "--format", "{{.Digest}}", image],
-                            capture_output=True, text=True, env=env, check=False)
+    result = subprocess.run(
+        ["podman", "image", "inspect", "--format", "{{.Digest}}", image],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+    )
     return result.stdout.strip() if result.returncode == 0 else ""
 
 
@@ -27,11 +32,17 @@ def ensure_demo_catalogue() -> list[str]:
         name="hello",
         defaults=dict(
             description="A minimal web page served from a container (BusyBox httpd). Good for a first try.",
-            image=HELLO_IMAGE, image_digest=image_digest(HELLO_IMAGE), interface_protocol=Protocol.HTTP,
-            interface_port=8080, honours_base_port=True, visibility=Visibility.EVERYONE,
+            image=HELLO_IMAGE,
+            image_digest=image_digest(HELLO_IMAGE),
+            interface_protocol=Protocol.HTTP,
+            interface_port=8080,
+            honours_base_port=True,
+            visibility=Visibility.EVERYONE,
         ),
     )
-    said.append(f"{'Added' if created else 'Updated'} software {software.name} ({software.image_digest or 'image not built'}).")
+    said.append(
+        f"{'Added' if created else 'Updated'} software {software.name} ({software.image_digest or 'image not built'})."
+    )
     cpus = float(os.cpu_count() or 1)
     resource, created = Resource.objects.get_or_create(
         name="local",

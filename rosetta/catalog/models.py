@@ -28,7 +28,9 @@ class Software(models.Model):
     name = models.SlugField(max_length=64, unique=True)
     description = models.TextField(blank=True, max_length=2000)
     image = models.CharField(max_length=255, validators=[validate_image_reference])
-    image_digest = models.CharField(max_length=80, blank=True, help_text="Digest or id recorded when the image was added.")
+    image_digest = models.CharField(
+        max_length=80, blank=True, help_text="Digest or id recorded when the image was added."
+    )
     interface_protocol = models.CharField(max_length=8, choices=Protocol.choices, default=Protocol.HTTP)
     interface_port = models.PositiveIntegerField(default=8080)
     honours_base_port = models.BooleanField(default=False, help_text="Listens on the port given by BASE_PORT when set.")

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import json
 import os
+import time
+import uuid
 from pathlib import Path
 
 import httpx
 
 CONFIG_PATH = Path(os.environ.get("XDG_CONFIG_HOME", Path.home() / ".config")) / "rosetta" / "cli.json"
 DEFAULT_URL = "http://localhost:8000"
+RETRY_DELAYS = (0.5, 1, 2, 4, 8)  # seconds between attempts of a request that is safe to repeat
+UNAVAILABLE = {502, 503, 504}  # the platform is restarting: worth another try
 
 
 class ApiError(Exception):
@@ -39,14 +43,26 @@ class Client:
         self.url = (url or os.environ.get("ROSETTA_URL") or saved.get("url") or DEFAULT_URL).rstrip("/")
         token = token or os.environ.get("ROSETTA_TOKEN") or saved.get("token")
         if not token:
-            raise ApiError(401, "No API token: set ROSETTA_TOKEN or run `rosetta login` (tokens are on your Account page).")
+            raise ApiError(
+                401, "No API token: set ROSETTA_TOKEN or run `rosetta login` (tokens are on your Account page)."
+            )
         self.http = httpx.Client(base_url=self.url + "/api", headers={"Authorization": f"Bearer {token}"}, timeout=30)
 
-    def request(self, method: str, path: str, **kwargs):
-        try:
-            response = self.http.request(method, path, **kwargs)
-        except httpx.HTTPError as error:
-            raise ApiError(0, f"Cannot reach Rosetta at {self.url}: {error}") from error
+    def request(self, method: str, path: str, *, retry: bool = False, **kwargs):
+        """One API call. With ``retry``, a POST carries an Idempotency-Key and is sent again
+        while the platform cannot be reached: it takes effect once however often it is sent."""
+        if retry and method == "POST":
+            kwargs["headers"] = {**kwargs.get("headers", {}), "Idempotency-Key": str(uuid.uuid4())}
+        for delay in (*RETRY_DELAYS, None) if retry else (None,):
+            try:
+                response = self.http.request(method, path, **kwargs)
+            except httpx.TransportError as error:
+                if delay is None:
+                    raise ApiError(0, f"Cannot reach Rosetta at {self.url}: {error}") from error
+            else:
+                if response.status_code not in UNAVAILABLE or delay is None:
+                    break
+            time.sleep(delay)
         if response.status_code >= 400:
             raise ApiError(response.status_code, _detail(response))
         return response.json() if response.content else None

@@ -30,8 +30,17 @@ def login(url, token_stdin):
     click.echo(f"Logged in to {url} as {user['username']} (saved in {path}).")
 
 
-for command in (server.run, server.web, server.controller, server.gateway, server.users, server.setup,
-                server.manage, server.build_image, task_group):
+for command in (
+    server.run,
+    server.web,
+    server.controller,
+    server.gateway,
+    server.users,
+    server.setup,
+    server.manage,
+    server.build_image,
+    task_group,
+):
     cli.add_command(command)
 
 

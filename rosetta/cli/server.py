@@ -23,7 +23,9 @@ def web_socket_path() -> Path:
 
 
 @click.command("web")
-@click.option("--socket", "socket_path", type=click.Path(), help="Unix socket to listen on (default: the run directory's).")
+@click.option(
+    "--socket", "socket_path", type=click.Path(), help="Unix socket to listen on (default: the run directory's)."
+)
 @click.option("--port", type=int, help="Listen on 127.0.0.1:PORT instead of a unix socket.")
 def web(socket_path, port):
     """Serve the web UI and REST API (normally behind the gateway)."""
@@ -31,23 +33,36 @@ def web(socket_path, port):
 
     setup_django()
     options = {"port": port, "host": "127.0.0.1"} if port else {"uds": str(socket_path or web_socket_path())}
-    uvicorn.run("rosetta.asgi:application", log_level="warning", lifespan="off", proxy_headers=True,
-                forwarded_allow_ips="*", **options)
+    uvicorn.run(
+        "rosetta.asgi:application",
+        log_level="warning",
+        lifespan="off",
+        proxy_headers=True,
+        forwarded_allow_ips="*",
+        **options,
+    )
 
 
 @click.command("controller")
 def controller():
     """Run the controller that starts, watches and stops task containers."""
     setup_django()
+    from rosetta.core.processes import use_pidfd_watcher
     from rosetta.tasks.controller import Controller
+
+    async def control() -> None:
+        use_pidfd_watcher()
+        await Controller().run_forever()
 
     # Not uvloop: under it, the pipes of `podman run -d` stay open in the daemonised conmon
     # and reading the container id never ends.
-    _run_async(Controller().run_forever(), fast_loop=False)
+    _run_async(control(), fast_loop=False)
 
 
 @click.command("gateway")
-@click.option("--host", default="localhost", show_default=True, help="Address to listen on ('localhost' = 127.0.0.1 and ::1).")
+@click.option(
+    "--host", default="localhost", show_default=True, help="Address to listen on ('localhost' = 127.0.0.1 and ::1)."
+)
 @click.option("--port", type=int, default=8000, show_default=True)
 @click.option("--workers", type=int, default=1, show_default=True, help="Processes sharing the port (SO_REUSEPORT).")
 @click.option("--platform", "platform_upstream", help="Where the web UI listens: a unix socket path or HOST:PORT.")
@@ -81,7 +96,9 @@ def _parse_upstream(text: str) -> tuple[str, int] | str:
 
 
 def _run_async(coroutine, fast_loop: bool = True) -> None:
-    logging.basicConfig(level=os.environ.get("ROSETTA_LOG_LEVEL", "INFO"), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=os.environ.get("ROSETTA_LOG_LEVEL", "INFO"), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     import uvloop
 
     try:
@@ -105,11 +122,13 @@ def run(host, port, gateway_workers):
 
     call_command("migrate", interactive=False, verbosity=0)  # an upgraded checkout just works
     me = [sys.executable, "-m", "rosetta.cli.main"]
-    supervisor = Supervisor({
-        "web": [*me, "web"],
-        "controller": [*me, "controller"],
-        "gateway": [*me, "gateway", "--host", host, "--port", str(port), "--workers", str(gateway_workers)],
-    })
+    supervisor = Supervisor(
+        {
+            "web": [*me, "web"],
+            "controller": [*me, "controller"],
+            "gateway": [*me, "gateway", "--host", host, "--port", str(port), "--workers", str(gateway_workers)],
+        }
+    )
     click.echo(f"Rosetta is starting at {public}  (Ctrl-C stops it)")
     sys.exit(supervisor.run())
 
@@ -127,25 +146,22 @@ def users():
 def create_user(name, admin, password_stdin, email):
     """Create a user and print their API token (shown only this once)."""
     setup_django()
-    from django.contrib.auth import get_user_model
-    from django.db import IntegrityError
-
-    from rosetta.accounts.models import ApiToken
-    from rosetta.core import notify
+    from rosetta.accounts.services import create_user as create_account
+    from rosetta.core.errors import Conflict
 
     password = sys.stdin.readline().rstrip("\n") if password_stdin else None
     try:
-        user = get_user_model().objects.create_user(name, email=email, password=password, is_staff=admin, is_superuser=admin)
-    except IntegrityError:
-        raise click.ClickException(f"A user called {name!r} exists already.") from None
-    _, token = ApiToken.objects.create_for(user, "created by operator")
-    notify.notify(notify.GATEWAY)
+        _, token = create_account(name, email=email, password=password, admin=admin)
+    except Conflict as error:
+        raise click.ClickException(str(error)) from None
     click.echo(token)
 
 
 @click.command("setup")
 @click.option("--admin-username", default="admin", show_default=True)
-@click.option("--demo/--no-demo", default=True, show_default=True, help="Add the demo catalogue and the local resource.")
+@click.option(
+    "--demo/--no-demo", default=True, show_default=True, help="Add the demo catalogue and the local resource."
+)
 def setup(admin_username, demo):
     """Create or update the database; create the admin account and the demo catalogue once."""
     setup_django()
@@ -192,4 +208,3 @@ def build_image(name, force):
     env = {**os.environ, "CONTAINERS_CONF": str(local_containers_conf())}
     argv = [str(PROJECT_ROOT / "images" / "build.sh"), name, *(["--force"] if force else [])]
     sys.exit(subprocess.call(argv, env=env))
-

@@ -48,7 +48,9 @@ class Supervisor:
 
     def _restart(self, name: str, returncode: int) -> None:
         ran_for = time.monotonic() - self.started[name]
-        self.backoff[name] = 0.0 if ran_for > HEALTHY_AFTER else min(max(1.0, self.backoff[name] * 2), RESTART_BACKOFF_MAX)
+        self.backoff[name] = (
+            0.0 if ran_for > HEALTHY_AFTER else min(max(1.0, self.backoff[name] * 2), RESTART_BACKOFF_MAX)
+        )
         print(f"rosetta: {name} ended with status {returncode}; restarting in {self.backoff[name]:g} s", flush=True)
         deadline = time.monotonic() + self.backoff[name]
         while time.monotonic() < deadline and not self.stopping:

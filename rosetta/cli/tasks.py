@@ -10,8 +10,8 @@ import click
 
 from rosetta.cli.client import ApiError, Client
 from rosetta.cli.units import parse_memory_mb
+from rosetta.tasks.phases import FINAL_PHASE_NAMES
 
-FINAL = {"stopped", "exited", "failed"}
 json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
 
 
@@ -27,13 +27,24 @@ def _echo_json(data) -> None:
 def _table(rows: list[list[str]], headers: list[str]) -> None:
     widths = [max(len(str(row[i])) for row in [headers, *rows]) for i in range(len(headers))]
     for row in [headers, *rows]:
-        click.echo("  ".join(str(cell).ljust(width) for cell, width in zip(row, widths)).rstrip())
+        click.echo("  ".join(str(cell).ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
 
 
 def _show(task: dict) -> None:
-    fields = [("id", "id"), ("name", "name"), ("phase", "phase"), ("software", "software"), ("resource", "resource"),
-              ("cpus", "cpus"), ("memory", "memory_mb"), ("url", "interface_url"), ("exit code", "exit_code"),
-              ("created", "created"), ("started", "started"), ("finished", "finished")]
+    fields = [
+        ("id", "id"),
+        ("name", "name"),
+        ("phase", "phase"),
+        ("software", "software"),
+        ("resource", "resource"),
+        ("cpus", "cpus"),
+        ("memory", "memory_mb"),
+        ("url", "interface_url"),
+        ("exit code", "exit_code"),
+        ("created", "created"),
+        ("started", "started"),
+        ("finished", "finished"),
+    ]
     for label, key in fields:
         value = task.get(key)
         if value is not None:
@@ -53,8 +64,20 @@ def list_tasks(as_json: bool):
         return _echo_json(tasks)
     if not tasks:
         return click.echo("No tasks yet. Start one with: rosetta task start SOFTWARE --on RESOURCE")
-    _table([[t["id"], t["name"], t["software"], t["resource"], t["phase"], t["interface_url"] if t["phase"] == "running" else ""]
-            for t in tasks], ["ID", "NAME", "SOFTWARE", "RESOURCE", "PHASE", "URL"])
+    _table(
+        [
+            [
+                t["id"],
+                t["name"],
+                t["software"],
+                t["resource"],
+                t["phase"],
+                t["interface_url"] if t["phase"] == "running" else "",
+            ]
+            for t in tasks
+        ],
+        ["ID", "NAME", "SOFTWARE", "RESOURCE", "PHASE", "URL"],
+    )
 
 
 @task_group.command("start")
@@ -80,8 +103,19 @@ def start(software, resource, name, cpus, memory, env, wait, timeout, as_json):
             raise click.BadParameter(f"{item!r} is not NAME=VALUE", param_hint="--env")
         environment[key] = value
     client = Client()
-    task = client.request("POST", "/tasks", json={"software": software, "resource": resource, "name": name,
-                                                  "cpus": cpus, "memory_mb": memory_mb, "environment": environment})
+    task = client.request(
+        "POST",
+        "/tasks",
+        retry=True,
+        json={
+            "software": software,
+            "resource": resource,
+            "name": name,
+            "cpus": cpus,
+            "memory_mb": memory_mb,
+            "environment": environment,
+        },
+    )
     if wait:
         task = _wait_until_settled(client, task["id"], timeout)
     if as_json:
@@ -94,8 +128,8 @@ def start(software, resource, name, cpus, memory, env, wait, timeout, as_json):
 def _wait_until_settled(client: Client, task_id: str, timeout: float) -> dict:
     deadline = time.monotonic() + timeout
     while True:
-        task = client.request("GET", f"/tasks/{task_id}")
-        if task["phase"] == "running" or task["phase"] in FINAL:
+        task = client.request("GET", f"/tasks/{task_id}", retry=True)
+        if task["phase"] == "running" or task["phase"] in FINAL_PHASE_NAMES:
             return task
         if time.monotonic() > deadline:
             raise ApiError(0, f"Task {task_id} is still {task['phase']} after {timeout:g} s.")
@@ -132,7 +166,7 @@ def logs(task_id, follow, tail, as_json):
 @json_option
 def stop(task_id, as_json):
     """Stop a task (its container is removed)."""
-    task = Client().request("POST", f"/tasks/{task_id}/stop")
+    task = Client().request("POST", f"/tasks/{task_id}/stop", retry=True)
     _echo_json(task) if as_json else click.echo(f"Stopping {task['name']} ({task['id']}).")
 
 

@@ -1,2 +1,37 @@
+"""What can go wrong on a computing resource, split by what the controller should do about it.
+
+``Unreachable``: the resource did not answer (timed out, connection lost, engine busy). The
+controller retries with backoff and says so in the task's events. ``Refused``: the resource
+answered no (the image does not exist, the engine rejected the container). The task fails
+with a reason a scientist understands; the engine's raw words are kept as ``detail`` for
+the operator.
+"""
+
+
 class ComputingError(Exception):
-    """A resource refused or failed a command; the message is meant for the task's events."""
+    transient = False
+
+    def __init__(self, message: str, detail: str = "") -> None:
+        super().__init__(message)
+        self.detail = detail
+
+    def explain(self, resource: str) -> str:
+        """The plain-language reason, said of the resource ``resource``."""
+        return str(self)
+
+
+class Unreachable(ComputingError):
+    transient = True
+
+
+class Refused(ComputingError):
+    pass
+
+
+class ImageMissing(Refused):
+    def __init__(self, image: str, detail: str = "") -> None:
+        super().__init__(f"Image {image} does not exist.", detail)
+        self.image = image
+
+    def explain(self, resource: str) -> str:
+        return f"Image {self.image} does not exist on {resource}."

@@ -44,16 +44,22 @@ class Resource(models.Model):
     def kind(self) -> str:
         return f"{self.get_transport_display()} · {self.get_scheduler_display()} · {self.get_engine_display()}"
 
+    def transport_key(self) -> tuple:
+        """What identifies the machine and account this resource reaches."""
+        return (self.transport,)
+
     def backend_key(self) -> tuple:
         """What identifies the machinery behind this resource (not its limits or name)."""
-        return (self.transport, self.scheduler, self.engine)
+        return (*self.transport_key(), self.scheduler, self.engine)
 
     def check_limits(self, cpus: float, memory_mb: int) -> None:
         """Raise ValidationError naming the offending option when a request does not fit."""
         if not 0.1 <= cpus <= self.max_cpus:
             raise ValidationError(f"cpus must be between 0.1 and {self.max_cpus:g} on {self.name}.")
         if not MIN_MEMORY_MB <= memory_mb <= self.max_memory_mb:
-            raise ValidationError(f"memory must be between {MIN_MEMORY_MB} MiB and {self.max_memory_mb} MiB on {self.name}.")
+            raise ValidationError(
+                f"memory must be between {MIN_MEMORY_MB} MiB and {self.max_memory_mb} MiB on {self.name}."
+            )
 
 
 MIN_MEMORY_MB = 16

@@ -2,8 +2,9 @@
 
 The database is the source of truth and every listener also polls it, so a lost signal
 only costs latency. A signal is one datagram on a unix socket in the run directory:
-the writer (web/API or controller) says "something changed", the listener (controller or
-gateway) re-reads the database at once instead of at its next poll.
+the writer (web/API or controller) says "something changed" — optionally about what, a
+topic such as a resource id — and the listener (controller or gateway) re-reads the
+database at once instead of at its next poll.
 """
 
 import asyncio
@@ -15,26 +16,37 @@ from rosetta.core.paths import run_dir
 
 CONTROLLER = "controller"
 GATEWAY = "gateway"
+ANY = "*"  # the topic of a signal that names nothing in particular
+MAX_TOPIC = 64
 
 
 def socket_path(listener: str) -> Path:
     return run_dir() / f"{listener}.sock"
 
 
-def notify(listener: str) -> None:
+def notify(listener: str, topic: str = ANY) -> None:
     """Wake ``listener`` if it runs; never raises (nobody listening is fine)."""
     with contextlib.suppress(OSError):
         with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
             sock.setblocking(False)
-            sock.sendto(b"!", str(socket_path(listener)))
+            sock.sendto(topic.encode()[:MAX_TOPIC], str(socket_path(listener)))
+
+
+def after_commit(listener: str, topic: str = ANY) -> None:
+    """Wake ``listener`` once the current transaction commits (at once outside one), so it
+    never re-reads the database before the change is there, nor for a change rolled back."""
+    from django.db import transaction
+
+    transaction.on_commit(lambda: notify(listener, topic))
 
 
 class Listener:
-    """Receives wake-up datagrams and sets an asyncio.Event for each."""
+    """Receives wake-up datagrams and collects their topics."""
 
     def __init__(self, listener: str) -> None:
         self.path = socket_path(listener)
         self.woken = asyncio.Event()
+        self.topics: set[str] = set()
         self._sock: socket.socket | None = None
 
     def start(self) -> None:
@@ -48,17 +60,17 @@ class Listener:
     def _drain(self) -> None:
         assert self._sock is not None
         with contextlib.suppress(BlockingIOError):
-            while self._sock.recv(64):
-                pass
+            while True:
+                self.topics.add(self._sock.recv(MAX_TOPIC).decode(errors="replace") or ANY)
         self.woken.set()
 
-    async def wait(self, timeout: float) -> bool:
-        """Wait for a wake-up or ``timeout`` seconds; True if woken."""
+    async def wait(self, timeout: float) -> set[str]:
+        """Wait for wake-ups or ``timeout`` seconds; the topics received (empty: none)."""
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self.woken.wait(), timeout)
-        woken = self.woken.is_set()
+        topics, self.topics = self.topics, set()
         self.woken.clear()
-        return woken
+        return topics
 
     def close(self) -> None:
         if self._sock is not None:

@@ -26,7 +26,9 @@ TASK_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
 
 def validate_image_reference(value: str) -> None:
     if len(value) > 255 or not IMAGE_REFERENCE.match(value):
-        raise ValidationError(f"{value[:80]!r} is not a valid image reference (like 'localhost/hello' or 'org/name:tag').")
+        raise ValidationError(
+            f"{value[:80]!r} is not a valid image reference (like 'localhost/hello' or 'org/name:tag')."
+        )
 
 
 def validate_env_vars(env: object) -> None:
@@ -47,7 +49,8 @@ def validate_env_vars(env: object) -> None:
 def validate_env_name(name: object) -> None:
     if not isinstance(name, str) or not ENV_NAME.match(name):
         raise ValidationError(
-            f"{str(name)[:80]!r} is not a valid environment variable name: use letters, digits and '_', not starting with a digit."
+            f"{str(name)[:80]!r} is not a valid environment variable name: "
+            "use letters, digits and '_', not starting with a digit."
         )
     if name in RESERVED_ENV_NAMES or name.startswith(RESERVED_ENV_PREFIXES):
         raise ValidationError(f"{name} is set by Rosetta itself and cannot be overridden.")
@@ -56,5 +59,6 @@ def validate_env_name(name: object) -> None:
 def validate_task_name(value: str) -> None:
     if not TASK_NAME.match(value):
         raise ValidationError(
-            f"{value[:80]!r} is not a valid task name: 1-63 letters, digits, '.', '_' or '-', starting with a letter or digit."
+            f"{value[:80]!r} is not a valid task name: "
+            "1-63 letters, digits, '.', '_' or '-', starting with a letter or digit."
         )

@@ -38,9 +38,7 @@ def _sign(key: bytes, purpose: bytes, task_id: str, payload: str) -> str:
     return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
 
 
-def mint_access_token(
-    key: bytes, user_id: int, task_id: str, ttl: float = 30.0, now: float | None = None
-) -> str:
+def mint_access_token(key: bytes, user_id: int, task_id: str, ttl: float = 30.0, now: float | None = None) -> str:
     """A one-time token that lets ``user_id`` open ``task_id`` within ``ttl`` seconds.
 
     The task id is bound by the signature, not carried in the token: the gateway knows
@@ -100,9 +98,7 @@ class AccessVerifier:
         for nonce in expired:
             del self._used_nonces[nonce]
 
-    def make_cookie(
-        self, user_id: int, task_id: str, ttl: float = 12 * 3600, now: float | None = None
-    ) -> str:
+    def make_cookie(self, user_id: int, task_id: str, ttl: float = 12 * 3600, now: float | None = None) -> str:
         expires = int((time.time() if now is None else now) + ttl)
         payload = f"{int(user_id)}.{expires}"
         return f"{payload}.{_sign(self._key, _COOKIE_PURPOSE, task_id, payload)}"

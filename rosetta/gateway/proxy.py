@@ -29,6 +29,7 @@ from dataclasses import dataclass
 import httptools
 
 from rosetta.accounts.tokens import TOKEN_PREFIX, hash_token
+from rosetta.computing.errors import ComputingError
 from rosetta.core import notify
 from rosetta.gateway.access import (
     COOKIE_NAME,
@@ -44,6 +45,9 @@ log = logging.getLogger(__name__)
 MAX_HEAD_BYTES = 64 * 1024
 MAX_LOGIN_BODY_BYTES = 8 * 1024
 UPSTREAM_CONNECT_TIMEOUT = 10.0
+FRESH_TABLE_TIMEOUT = 1.0  # how long a request may wait for the route table to catch up
+SIGNALLED_RELOAD_WAIT = 0.25  # how long it waits for a reload already signalled before asking for one
+ASKED_RELOAD_GAP = 0.1  # seconds between reloads that requests ask for (a flood must not become one per request)
 
 _COOKIE_PREFIX = COOKIE_NAME.encode() + b"="
 _LOGIN_PATH = LOGIN_PATH.encode()
@@ -55,6 +59,7 @@ _REPLACED_HEADERS = frozenset((b"x-forwarded-for", b"x-forwarded-proto", b"x-for
 _FORWARD = 0  # relay body to the upstream
 _LOGIN = 1  # collect a small form body for LOGIN_PATH
 _DISCARD = 2  # a response was already sent; drop the body, then close
+_DEFERRED = 3  # answered once the route table is at least as new as the request
 
 
 @dataclass
@@ -93,9 +98,38 @@ class Gateway:
         self.forwarded_proto = b"https" if config.secure_cookies else b"http"
         self.connections: set[ClientConnection] = set()
         self._servers: list[asyncio.Server] = []
+        # When the current table's database read began (loop time); a table given here is fixed.
+        self.table_time = float("-inf") if table is None else float("inf")
+        self.request_reload: Callable[[], None] = lambda: None  # set by whoever reloads the table
+        self._table_waiters: list[asyncio.Future] = []
 
-    def set_table(self, table: RouteTable) -> None:
+    def set_table(self, table: RouteTable, read_at: float | None = None) -> None:
         self.table = table
+        self.table_time = asyncio.get_running_loop().time() if read_at is None else read_at
+        waiters, self._table_waiters = self._table_waiters, []
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(None)
+
+    async def table_read_since(self, moment: float, timeout: float = FRESH_TABLE_TIMEOUT) -> None:
+        """Wait until the route table was read from the database at ``moment`` or later (the
+        database may know a task the table does not know yet), or ``timeout`` passes.
+
+        A change is usually signalled already: the reload it brings is awaited first. Only when
+        none comes is a reload asked for (those are rationed, see ASKED_RELOAD_GAP)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        ask_after = loop.time() + SIGNALLED_RELOAD_WAIT
+        while self.table_time < moment and (left := deadline - loop.time()) > 0:
+            if loop.time() >= ask_after:
+                self.request_reload()
+                wait = left
+            else:
+                wait = min(left, ask_after - loop.time())
+            waiter = loop.create_future()
+            self._table_waiters.append(waiter)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(waiter, wait)
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
@@ -204,6 +238,8 @@ class ClientConnection(asyncio.Protocol):
         self.active = False  # bytes moved since the last check
         self.idle_for = 0.0
         self.head_started: float | None = None
+        self.arrived = 0.0  # when the current request's head began
+        self.routing: asyncio.Task | None = None  # a request waiting for a fresher route table
         self.watchdog: asyncio.TimerHandle | None = None
 
     # -- transport events -------------------------------------------------------------
@@ -283,6 +319,8 @@ class ClientConnection(asyncio.Protocol):
         self.gateway.connections.discard(self)
         if self.watchdog is not None:
             self.watchdog.cancel()
+        if self.routing is not None:
+            self.routing.cancel()
         self.drop_upstream()
 
     def pause_writing(self) -> None:
@@ -325,8 +363,11 @@ class ClientConnection(asyncio.Protocol):
 
     def on_headers_complete(self) -> None:
         self.reading_head = False
-        self.head_started = None
+        self.arrived, self.head_started = self.head_started or 0.0, None
         if self.closed:
+            return
+        if self.routing is not None:  # a pipelined request behind one still being routed
+            self.close()
             return
         if self.head_size > MAX_HEAD_BYTES:
             self.refuse(431, "Request header fields too large", "The request head is too large.")
@@ -369,21 +410,24 @@ class ClientConnection(asyncio.Protocol):
                 self.send_upstream(b"0\r\n\r\n")
         elif self.mode == _LOGIN:
             self.complete_login()
-        else:
+        elif self.mode != _DEFERRED:
             self.close()
         self.url = b""
         self.headers = []
         self.head_size = 0
         self.reading_head = True
         self.unparsed_head_bytes = 0
-        self.mode = _FORWARD
+        self.mode = _DEFERRED if self.mode == _DEFERRED else _FORWARD
         self.chunked = False
 
     # -- task origins -------------------------------------------------------------------
 
-    def handle_task_request(self, host: bytes, task_id: str) -> None:
+    def handle_task_request(self, host: bytes, task_id: str, fresh: bool = False) -> None:
         table = self.gateway.table
         route = table.routes.get(task_id)
+        if not fresh and self.table_may_lag(route):
+            self.defer(host, task_id)
+            return
         if route is None:
             self.refuse(404, "No such task", f"There is no task “{task_id}” here.", task_id)
             return
@@ -409,9 +453,42 @@ class ClientConnection(asyncio.Protocol):
             self.redirect_to_platform(task_id)
         else:
             self.refuse(
-                401, "Authentication required", "Open this task from Rosetta, or send an API token.",
-                task_id, extra_headers=b"WWW-Authenticate: Bearer\r\n",
+                401,
+                "Authentication required",
+                "Open this task from Rosetta, or send an API token.",
+                task_id,
+                extra_headers=b"WWW-Authenticate: Bearer\r\n",
             )
+
+    def table_may_lag(self, route: Route | None) -> bool:
+        """Whether to wait for a fresher route table before answering "no such task" or "not
+        ready": the database may already know better (a task just created, or just started).
+        Only for requests without a body, which can wait without anything to hold."""
+        if route is not None and (route.upstream is not None or route.is_final):
+            return False
+        if self.gateway.table_time >= self.arrived:
+            return False
+        return not any(name.lower() in (b"content-length", b"transfer-encoding") for name, _ in self.headers)
+
+    def defer(self, host: bytes, task_id: str) -> None:
+        self.mode = _DEFERRED
+        self.hold_reading("routing")
+        request = (self.url, self.headers, self.arrived)
+        self.routing = asyncio.get_running_loop().create_task(self.route_when_fresh(host, task_id, request))
+
+    async def route_when_fresh(self, host: bytes, task_id: str, request: tuple) -> None:
+        url, headers, arrived = request
+        await self.gateway.table_read_since(arrived)
+        self.routing = None
+        if self.closed:
+            return
+        self.url, self.headers, self.mode = url, headers, _FORWARD
+        self.handle_task_request(host, task_id, fresh=True)
+        self.url, self.headers = b"", []
+        if self.mode == _DISCARD:  # answered by the gateway itself; the request is complete
+            self.close()
+        self.mode = _FORWARD
+        self.release_reading("routing")
 
     def split_credentials(
         self, headers: list[tuple[bytes, bytes]], table: RouteTable
@@ -448,8 +525,13 @@ class ClientConnection(asyncio.Protocol):
 
     def start_login(self, method: bytes, task_id: str, route: Route) -> None:
         if method != b"POST":
-            self.refuse(405, "Method not allowed", "Sign in by opening the task from Rosetta.", task_id,
-                        extra_headers=b"Allow: POST\r\n")
+            self.refuse(
+                405,
+                "Method not allowed",
+                "Sign in by opening the task from Rosetta.",
+                task_id,
+                extra_headers=b"Allow: POST\r\n",
+            )
             return
         self.mode = _LOGIN
         self.login_body = b""
@@ -463,10 +545,12 @@ class ClientConnection(asyncio.Protocol):
         if user_id is None:
             open_link = f"{self.gateway.public_url}/tasks/{task_id}"
             self.refuse(
-                403, "Link expired",
+                403,
+                "Link expired",
                 "This link has expired or was already used; open the task again from Rosetta. "
                 f'<a href="{html.escape(open_link)}">Back to the task</a>',
-                task_id, escape=False,
+                task_id,
+                escape=False,
             )
         elif not self.gateway.table.may_access(user_id, route):
             self.refuse(403, "Not allowed", f"You may not open the task “{route.name}”.", task_id)
@@ -493,12 +577,15 @@ class ClientConnection(asyncio.Protocol):
         name, phase = html.escape(route.name), html.escape(route.phase)
         if route.is_final:
             link = html.escape(f"{self.gateway.public_url}/tasks/{task_id}")
-            text = (f"<p>The task “{name}” has {phase}; this phase is final, it will not come back.</p>"
-                    f'<p><a href="{link}">See the task in Rosetta</a></p>')
+            text = (
+                f"<p>The task “{name}” has {phase}; this phase is final, it will not come back.</p>"
+                f'<p><a href="{link}">See the task in Rosetta</a></p>'
+            )
             self.respond(503, "Service Unavailable", _page(f"{route.name} is {route.phase}", text))
         else:
-            text = (f"<p>The task “{name}” is {phase}. Its interface is not answering yet; "
-                    "this page reloads by itself.</p>")
+            text = (
+                f"<p>The task “{name}” is {phase}. Its interface is not answering yet; this page reloads by itself.</p>"
+            )
             body = _page(f"{route.name} is {route.phase}", text, refresh=True)
             self.respond(503, "Service Unavailable", body, b"Retry-After: 2\r\n")
         log.debug("gateway: %s: upstream unavailable (%s)", task_id, route.phase)
@@ -522,9 +609,13 @@ class ClientConnection(asyncio.Protocol):
                 self.chunked = True
             parts += (name, b": ", value, b"\r\n")
         parts += (
-            b"X-Forwarded-For: ", self.forwarded_for,
-            b"\r\nX-Forwarded-Proto: ", self.gateway.forwarded_proto,
-            b"\r\nX-Forwarded-Host: ", host, b"\r\n\r\n",
+            b"X-Forwarded-For: ",
+            self.forwarded_for,
+            b"\r\nX-Forwarded-Proto: ",
+            self.gateway.forwarded_proto,
+            b"\r\nX-Forwarded-Host: ",
+            host,
+            b"\r\n\r\n",
         )
         self.send_upstream(b"".join(parts))
 
@@ -544,12 +635,14 @@ class ClientConnection(asyncio.Protocol):
         loop = asyncio.get_running_loop()
         upstream = UpstreamConnection(self)
         try:
+            if route is not None and route.reach is not None:
+                address = await asyncio.wait_for(route.reach(*address), UPSTREAM_CONNECT_TIMEOUT)
             if isinstance(address, str):
                 opening = loop.create_unix_connection(lambda: upstream, address)
             else:
                 opening = loop.create_connection(lambda: upstream, address[0], address[1])
             transport, _ = await asyncio.wait_for(opening, UPSTREAM_CONNECT_TIMEOUT)
-        except (OSError, TimeoutError):
+        except (OSError, TimeoutError, ComputingError):
             if not self.closed:
                 self.upstream_unavailable(target, route)
                 self.close()
@@ -581,8 +674,9 @@ class ClientConnection(asyncio.Protocol):
 
     # -- the gateway's own responses ----------------------------------------------------
 
-    def refuse(self, status: int, title: str, text: str, task_id: str = "", *,
-               extra_headers: bytes = b"", escape: bool = True) -> None:
+    def refuse(
+        self, status: int, title: str, text: str, task_id: str = "", *, extra_headers: bytes = b"", escape: bool = True
+    ) -> None:
         """Answer with a small error page; the connection ends after this request."""
         paragraph = html.escape(text) if escape else text
         self.respond(status, title, _page(title, f"<p>{paragraph}</p>"), extra_headers)
@@ -681,24 +775,39 @@ async def _serve(
     relay_to: list[str | None],
     parent_pid: int | None = None,
 ) -> None:
-    gateway = Gateway(config, await _load(load_table))
+    loop = asyncio.get_running_loop()
+    began = loop.time()
+    gateway = Gateway(config)
+    gateway.set_table(await _load(load_table) or RouteTable(), began)
     wakeups = notify.Listener(listener) if listener else None
     if wakeups is not None:
         wakeups.start()
+        gateway.request_reload = wakeups.woken.set
+    else:
+        wanted = asyncio.Event()
+        gateway.request_reload = wanted.set
     await gateway.start()
     try:
         while parent_pid is None or os.getppid() == parent_pid:
             if wakeups is not None:
                 woken = await wakeups.wait(config.reload_interval)
             else:
-                woken = False
-                await asyncio.sleep(config.reload_interval)
-            if woken:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(wanted.wait(), config.reload_interval)
+                wanted.clear()
+                woken = set()
+            if woken:  # topics come from other processes; a reload asked for by a request has none
                 for name in relay_to:
                     notify.notify(name)
+            else:
+                # Only requests asked (or nobody: the fallback poll): at most one such reload
+                # per gap. A change signalled meanwhile is read at once; changes signalled
+                # during a reload are read together by the next.
+                await asyncio.sleep(max(0.0, ASKED_RELOAD_GAP - (loop.time() - began)))
+            began = loop.time()
             table = await _load(load_table)
             if table is not None:
-                gateway.set_table(table)
+                gateway.set_table(table, began)
     finally:
         if wakeups is not None:
             wakeups.close()

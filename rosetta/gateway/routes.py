@@ -7,20 +7,26 @@ slow fallback poll). A snapshot is immutable; reloading swaps the whole object.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+
+from rosetta.computing.contract import Address
+from rosetta.tasks.phases import FINAL_PHASE_NAMES
 
 
 @dataclass(frozen=True, slots=True)
 class Route:
-    task_id: str                      # also the first label of the task's origin
-    name: str                         # the task's human name, for the gateway's own pages
+    task_id: str  # also the first label of the task's origin
+    name: str  # the task's human name, for the gateway's own pages
     owner_id: int
-    phase: str                        # created, starting, running, stopping, stopped, exited, failed
-    upstream: tuple[str, int] | None  # where the interface listens, once known
+    phase: str  # created, queued, starting, running, stopping, stopped, exited, failed
+    upstream: tuple[str, int] | None  # where the interface listens as its resource sees it, once known
+    # Where on this machine to connect for ``upstream`` (an SSH forward, say); None: connect to it directly.
+    reach: Callable[[str, int], Awaitable[Address]] | None = None
 
     @property
     def is_final(self) -> bool:
-        return self.phase in ("stopped", "exited", "failed")
+        return self.phase in FINAL_PHASE_NAMES
 
 
 @dataclass(frozen=True, slots=True)

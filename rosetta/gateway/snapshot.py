@@ -7,10 +7,22 @@ from django.db.models import Q
 from django.utils import timezone
 
 from rosetta.accounts.models import ApiToken
+from rosetta.computing.backends import transport_for
+from rosetta.computing.models import Resource
 from rosetta.gateway.routes import Route, RouteTable
 from rosetta.tasks.models import Task
 
 FINISHED_TASKS_SHOWN_FOR = timedelta(days=1)
+
+
+def _connectors() -> dict:
+    """Per resource, how to reach what its tasks listen on; resources reached directly are left out."""
+    connectors = {}
+    for resource in Resource.objects.all():
+        transport = transport_for(resource)
+        if not transport.direct:
+            connectors[resource.id] = transport.reach
+    return connectors
 
 
 def _routable_tasks():
@@ -21,10 +33,11 @@ def _routable_tasks():
 
 
 def load_route_table() -> RouteTable:
-    fields = ("id", "name", "owner_id", "phase", "endpoint_host", "endpoint_port")
+    fields = ("id", "name", "owner_id", "phase", "endpoint_host", "endpoint_port", "resource_id")
+    reach = _connectors()
     routes = {
-        task_id: Route(task_id, name, owner_id, phase, (host, port) if port else None)
-        for task_id, name, owner_id, phase, host, port in _routable_tasks().values_list(*fields)
+        task_id: Route(task_id, name, owner_id, phase, (host, port) if port else None, reach.get(resource_id))
+        for task_id, name, owner_id, phase, host, port, resource_id in _routable_tasks().values_list(*fields)
     }
     users = get_user_model().objects.filter(is_active=True)
     staff = frozenset(users.filter(is_staff=True).values_list("id", flat=True))

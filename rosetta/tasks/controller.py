@@ -1,10 +1,18 @@
 """The controller: the only writer of tasks' actual state.
 
-Level-triggered: each pass reads every active task from the database and every container
-of this instance from each resource, decides per task what to do (rosetta.tasks.phases.decide)
-and does it. It keeps nothing that matters in memory: killed and restarted, it finds the
-containers by their labels and carries on. A pass runs every second, and at once when the
-API signals a change.
+Level-triggered and restart-safe. One worker per backend (the machinery behind one or more
+resources) runs its own passes: read that backend's tasks from the database, poll the
+backend once, decide per task what to do (rosetta.tasks.phases.decide), hand the doing to a
+job. A backend that is slow or unreachable holds up only its own worker; each polls on its
+own interval, and at once when the API or a finished job signals a change.
+
+Two rules keep a pass from acting on stale rows: a task that had a job in flight when the
+pass read it is left to that job (even if the job ended during the poll), and every write is
+conditional on the row's revision as read (``Task.transition``): a write decided from an
+older row updates nothing and is dropped.
+
+Nothing that matters lives only in memory: killed and restarted, the controller finds the
+work again from the database and the backends' listings.
 """
 
 from __future__ import annotations
@@ -13,234 +21,443 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
+from django.db import transaction
+from django.db.models import Q
 from django.utils import timezone
 
-from rosetta.computing.backends import scheduler_for
-from rosetta.computing.engines.base import ContainerSpec, ContainerStatus
+from rosetta.computing import backends
+from rosetta.computing.contract import ContainerSpec, Observation, Seen, TaskRef
 from rosetta.computing.errors import ComputingError
 from rosetta.computing.models import Resource
 from rosetta.computing.schedulers.base import Scheduler
 from rosetta.core import notify
 from rosetta.core.instance import instance_id
 from rosetta.tasks.models import MAX_LOG_TAIL, Task
-from rosetta.tasks.phases import ACTIVE_PHASES, Act, Desired, Phase, TaskView, Timeouts, decide
-from rosetta.tasks.probe import interface_answers
+from rosetta.tasks.phases import ACTIVE_PHASE_NAMES, FINAL_PHASE_NAMES, Act, Desired, Phase, TaskView, Timeouts, decide
+from rosetta.tasks.probe import PROBE_TIMEOUT, interface_answers
 
 log = logging.getLogger(__name__)
 
-POLL_INTERVAL = 1.0
-PROBE_WINDOW = 2.0
+RESOURCES_REFRESH = 5.0  # seconds between looks for resources added, changed or retired
+MIN_PASS_GAP = 0.2  # a backend is polled at most this often, however many jobs end meanwhile
+PROBE_WINDOW = 2.0  # a probe job gives back the task this often, so passes see it end
+PASS_TIMEOUT = 120.0  # a pass stuck longer than this (a database lock, say) is abandoned and retried
 LOG_TAIL_LINES = 5000
+RETRY_DELAYS = (1, 2, 5, 10, 30, 60)  # seconds before retrying a start that met a transient error
 db = sync_to_async  # all ORM work runs in Django's one sync thread
-TIMEOUTS = Timeouts(start=settings.TASK_START_TIMEOUT, stop=settings.TASK_STOP_TIMEOUT)
+
+
+def default_timeouts() -> Timeouts:
+    return Timeouts(start=settings.TASK_START_TIMEOUT, stop=settings.TASK_STOP_TIMEOUT)
 
 
 class Controller:
-    def __init__(self, poll_interval: float = POLL_INTERVAL) -> None:
-        self.poll_interval = poll_interval
-        self.instance = instance_id()
-        self.jobs: dict[str, asyncio.Task] = {}
-        self.listener = notify.Listener(notify.CONTROLLER)
+    def __init__(
+        self,
+        backend_for: Callable[[Resource], Scheduler] = backends.backend_for,
+        timeouts: Timeouts | None = None,
+        instance: str | None = None,
+    ) -> None:
+        self.backend_for = backend_for
+        self.timeouts = timeouts or default_timeouts()
+        self.instance = instance or instance_id()
+        self.workers: dict[Scheduler, BackendWorker] = {}
 
     async def run_forever(self) -> None:
-        self.listener.start()
+        listener = notify.Listener(notify.CONTROLLER)
+        listener.start()
         log.info("controller started (instance %s)", self.instance)
+        topics = {notify.ANY}
         try:
             while True:
                 try:
-                    await self.reconcile()
-                except Exception:  # one bad pass must not end the controller
-                    log.exception("reconcile pass failed")
-                await self.listener.wait(self.poll_interval)
+                    await self.refresh_workers()
+                except Exception:  # a bad look at the resources must not end the controller
+                    log.exception("cannot read the resources")
+                self.wake(topics)
+                topics = await listener.wait(RESOURCES_REFRESH)
         finally:
-            self.listener.close()
-            for job in self.jobs.values():
-                job.cancel()
+            listener.close()
+            await self.close()
+
+    async def refresh_workers(self) -> None:
+        """One worker per backend in use; workers of backends no longer in use are closed."""
+        wanted: dict[Scheduler, set[int]] = {}  # backend_for gives resources on one backend the same object
+        for resource in await db(_resources_in_use)():
+            wanted.setdefault(self.backend_for(resource), set()).add(resource.id)
+        for backend, resource_ids in wanted.items():
+            if backend in self.workers:
+                self.workers[backend].resource_ids = resource_ids
+            else:
+                self.workers[backend] = BackendWorker(self, backend, resource_ids)
+                self.workers[backend].start()
+        for backend in set(self.workers) - set(wanted):
+            await self.workers.pop(backend).close()
+        if self.backend_for is backends.backend_for:
+            await backends.forget(set(wanted))
+
+    def wake(self, topics: set[str]) -> None:
+        """Wake the workers a change concerns (topics are resource ids), all for ANY."""
+        for worker in self.workers.values():
+            if notify.ANY in topics or any(str(resource_id) in topics for resource_id in worker.resource_ids):
+                worker.wake()
+
+    async def close(self) -> None:
+        for worker in self.workers.values():
+            await worker.close()
+        self.workers.clear()
+
+
+@dataclass(eq=False)
+class Job:
+    """Work in flight for one task. A cancellable job may be interrupted by a later pass (to
+    carry out a stop at once); it is not cancellable while it changes the resource."""
+
+    act: Act
+    cancellable: bool = True
+    task: asyncio.Task | None = None
+
+
+class BackendWorker:
+    def __init__(self, controller: Controller, backend: Scheduler, resource_ids: set[int]) -> None:
+        self.controller = controller
+        self.backend = backend
+        self.resource_ids = resource_ids
+        self.jobs: dict[str, Job] = {}
+        self.woken = asyncio.Event()
+        self.reachable = True
+        self.retries: dict[str, tuple[int, float]] = {}  # task id -> (attempts, monotonic time of the next)
+        self._loop_task: asyncio.Task | None = None
+
+    @property
+    def timeouts(self) -> Timeouts:
+        return self.controller.timeouts
+
+    def start(self) -> None:
+        self._loop_task = asyncio.create_task(self._run())
+
+    def wake(self) -> None:
+        self.woken.set()
+
+    async def close(self) -> None:
+        tasks = [job.task for job in self.jobs.values() if job.task] + ([self._loop_task] if self._loop_task else [])
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _run(self) -> None:
+        while True:
+            began = time.monotonic()
+            try:
+                await asyncio.wait_for(self.reconcile(), PASS_TIMEOUT)
+            except asyncio.CancelledError:
+                if asyncio.current_task().cancelling():
+                    raise  # the worker itself is being closed
+                log.exception("reconcile pass on %s was cancelled from inside", self.backend.description)
+            except Exception:  # one bad pass must not end the worker
+                log.exception("reconcile pass on %s failed", self.backend.description)
+            await asyncio.sleep(max(0.0, MIN_PASS_GAP - (time.monotonic() - began)))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.woken.wait(), self.backend.poll_interval)
+            self.woken.clear()
+
+    # -- one pass -------------------------------------------------------------------------------
 
     async def reconcile(self) -> None:
-        tasks = await db(_tasks_to_reconcile)()
-        polls = await self._poll(tasks)
-        containers = {resource_id: statuses for _, resource_ids, statuses in polls for resource_id in resource_ids}
+        busy = set(self.jobs)  # before reading: a job that ends during the poll still counts
+        tasks = await db(_tasks_on)(self.resource_ids)
+        try:
+            observed = await asyncio.wait_for(
+                self.backend.poll(self.controller.instance, [TaskRef(task.id, task.backend_state) for task in tasks]),
+                self.backend.poll_timeout,
+            )
+        except (ComputingError, TimeoutError) as error:
+            await self._lost(tasks, error)
+            return
+        if not self.reachable:
+            await self._regained(tasks)
+        self.retries = {task.id: self.retries[task.id] for task in tasks if task.id in self.retries}
+        now = timezone.now()
         for task in tasks:
-            if task.id in self.jobs:
+            if task.id in busy or task.id in self.jobs:
+                self._interrupt_if_stopping(task)
                 continue
-            observed = containers.get(task.resource_id)
-            if observed is None:
-                continue  # the resource did not answer: decide nothing rather than guess
-            view = TaskView(task.phase_enum, Desired(task.desired), (timezone.now() - task.phase_since).total_seconds())
-            container = observed.get(task.id)
-            act = decide(view, container, TIMEOUTS)
-            if act is not Act.NOTHING:
-                self._spawn(task.id, self._act(act, task, container))
-            elif task.endpoint_port and container and container.host_port != task.endpoint_port:
-                self._spawn(task.id, self._update_endpoint(task, container))
+            seen = observed.get(task.id)
+            view = TaskView(task.phase_enum, Desired(task.desired), (now - task.phase_since).total_seconds())
+            act = decide(view, seen, self.timeouts)
+            if act is Act.START and not self._retry_due(task.id):
+                continue
+            if act is Act.NOTHING:
+                if seen is not None and _news(task, seen):
+                    self._spawn(task.id, act, lambda job, task=task, seen=seen: self._observe(task, seen))
+                continue
+            self._spawn(task.id, act, lambda job, act=act, task=task, seen=seen: self._act(job, act, task, seen))
         known = {task.id for task in tasks} | set(self.jobs)
-        for scheduler, _, statuses in polls:
-            strays = [task_id for task_id in statuses if task_id not in known]
-            if strays:
-                await self._clean_up_strays(scheduler, strays)
+        strays = [task_id for task_id in observed if task_id not in known]
+        if strays:
+            for task_id in await db(_finished_or_gone)(strays):
+                ref = TaskRef(task_id, observed[task_id].handle)
+                self._spawn(task_id, Act.CLEAN_UP, lambda job, ref=ref: self._remove_stray(ref))
 
-    async def _poll(self, tasks: list[Task]) -> list[tuple[Scheduler, list[int], dict[str, ContainerStatus]]]:
-        """Each distinct scheduler polled once: (scheduler, its resource ids, containers by task id).
-        A scheduler that fails to answer is left out."""
-        by_scheduler: dict[Scheduler, list[int]] = {}
-        resources = {task.resource_id: task.resource for task in tasks}
-        resources.update({resource.id: resource for resource in await db(_enabled_resources)()})
-        for resource in resources.values():
-            by_scheduler.setdefault(scheduler_for(resource), []).append(resource.id)
-        polls = []
-        for scheduler, resource_ids in by_scheduler.items():
-            try:
-                polls.append((scheduler, resource_ids, await scheduler.poll(self.instance)))
-            except ComputingError as error:
-                log.warning("cannot poll resources %s: %s", resource_ids, error)
-        return polls
+    def _interrupt_if_stopping(self, task: Task) -> None:
+        job = self.jobs.get(task.id)
+        if job is not None and job.cancellable and task.desired != Desired.RUNNING.value and job.task:
+            job.task.cancel()
 
-    def _spawn(self, task_id: str, work) -> None:
-        job = asyncio.create_task(work)
+    def _retry_due(self, task_id: str) -> bool:
+        retry = self.retries.get(task_id)
+        return retry is None or time.monotonic() >= retry[1]
+
+    def _spawn(self, task_id: str, act: Act, work: Callable[[Job], Coroutine]) -> None:
+        job = Job(act, cancellable=act in (Act.START, Act.PROBE, Act.NOTHING))
+        job.task = asyncio.create_task(self._guard(task_id, job, work(job)))
         self.jobs[task_id] = job
-        job.add_done_callback(lambda _: self.jobs.pop(task_id, None))
 
-    async def _act(self, act: Act, task: Task, container: ContainerStatus | None) -> None:
-        scheduler = scheduler_for(task.resource)
+        def done(_: asyncio.Task) -> None:
+            if self.jobs.get(task_id) is job:
+                del self.jobs[task_id]
+            self.wake()  # its outcome may call for the next step at once
+
+        job.task.add_done_callback(done)
+
+    async def _guard(self, task_id: str, job: Job, work: Coroutine) -> None:
         try:
-            match act:
-                case Act.START:
-                    await self._start(task, scheduler)
-                case Act.ADOPT:
-                    await self._record(task, Phase.STARTING, "Found the task's container after a controller restart.",
-                                       **_endpoint_fields(scheduler, container))
-                    await self._wait_for_interface(task)
-                case Act.PROBE:
-                    if not task.endpoint_port and container and container.host_port:
-                        await self._update_endpoint(task, container)
-                    await self._wait_for_interface(task)
-                case Act.STOP:
-                    await self._stop(task, scheduler, container)
-                case Act.CANCEL:
-                    await self._record(task, Phase.STOPPED, "Stopped before its container was launched.")
-                    await self._forget_if_deleted(task)
-                case Act.ENDED:
-                    log_tail = await self._log_tail(scheduler, task)
-                    await scheduler.stop(task.id, grace_seconds=0)
-                    reason = f"The program exited with code {container.exit_code}."
-                    await self._record(task, Phase.EXITED, reason, exit_code=container.exit_code, log_tail=log_tail)
-                case Act.VANISHED:
-                    await self._record(task, Phase.EXITED, "The container is gone: it was removed outside Rosetta "
-                                       "or the machine restarted.")
-                case Act.TIMED_OUT:
-                    log_tail = await self._log_tail(scheduler, task)
-                    await scheduler.stop(task.id, grace_seconds=2)
-                    reason = f"The interface did not answer within {settings.TASK_START_TIMEOUT:g} s; the container was removed."
-                    await self._record(task, Phase.FAILED, reason, log_tail=log_tail)
-                case Act.STOP_TIMED_OUT:
-                    reason = (f"The container could not be removed within {settings.TASK_STOP_TIMEOUT:g} s; "
-                              "Rosetta keeps trying in the background.")
-                    await self._record(task, Phase.FAILED, reason)
-                case Act.CLEAN_UP:
-                    await scheduler.stop(task.id, grace_seconds=0)
-                case Act.FORGET:
-                    await self._forget_if_deleted(task)
+            await work
         except ComputingError as error:
-            await db(task.note)(f"{task.resource.name} said: {error}")
+            log.warning(
+                "%s of task %s on %s: %s %s", job.act.value, task_id, self.backend.description, error, error.detail
+            )
+            await db(_note_trouble)(task_id, self.backend.description, error)
+        except asyncio.CancelledError:
+            raise
         except Exception:
-            log.exception("acting %s on task %s failed", act.value, task.id)
+            log.exception("%s of task %s on %s failed", job.act.value, task_id, self.backend.description)
 
-    async def _start(self, task: Task, scheduler: Scheduler) -> None:
-        spec = await db(_container_spec)(task, self.instance)
-        await db(task.note)(f"Launching the container from {spec.image} on {task.resource.name}.")
-        try:
-            await scheduler.start(spec)
-        except ComputingError as error:
-            await self._record(task, Phase.FAILED, f"The container could not be started: {error}")
-            return
-        status = (await scheduler.poll(self.instance)).get(task.id)
-        if status is None:
-            await self._record(task, Phase.EXITED, "The container ended as soon as it started.")
-            return
-        await self._record(task, Phase.STARTING, "The container is up; waiting for its interface to answer.",
-                           image_id=status.image_id, **_endpoint_fields(scheduler, status))
-        await self._wait_for_interface(task)
+    # -- acts -----------------------------------------------------------------------------------
 
-    async def _wait_for_interface(self, task: Task) -> None:
+    async def _act(self, job: Job, act: Act, task: Task, seen: Observation | None) -> None:
+        resource = task.resource.name
+        match act:
+            case Act.START:
+                await self._start(job, task)
+            case Act.ADOPT:
+                if await db(task.transition)(
+                    Phase.STARTING, "Found the task's container after a controller restart.", **_placed(seen)
+                ):
+                    await self._probe(job, task)
+            case Act.QUEUE:
+                await db(task.transition)(Phase.QUEUED, _queued_reason(resource, seen), backend_state=seen.handle)
+            case Act.PLACE:
+                if await db(task.transition)(Phase.STARTING, _placed_reason(resource, seen), **_placed(seen)):
+                    await self._probe(job, task)
+            case Act.PROBE:
+                if _news(task, seen) and not await self._observe(task, seen):
+                    return
+                await self._probe(job, task)
+            case Act.STOP:
+                await self._stop(task, seen)
+            case Act.CANCEL:
+                if await db(task.transition)(Phase.STOPPED, "Stopped before its container was launched."):
+                    await self._forget_if_deleted(task)
+            case Act.ENDED:
+                await self._ended(task, seen)
+            case Act.VANISHED:
+                await db(task.transition)(
+                    Phase.EXITED, "The container is gone: it was removed outside Rosetta or the machine restarted."
+                )
+            case Act.TIMED_OUT:
+                log_tail = await self._end(task, grace=2)
+                reason = f"The interface did not answer within {self.timeouts.start:g} s; the container was removed."
+                await db(task.transition)(Phase.FAILED, reason, log_tail=log_tail)
+            case Act.STOP_TIMED_OUT:
+                reason = (
+                    f"The container could not be removed within {self.timeouts.stop:g} s; "
+                    "Rosetta keeps trying in the background."
+                )
+                await db(task.transition)(Phase.FAILED, reason)
+            case Act.CLEAN_UP:
+                await self._end(task, grace=0, log_lines=0)
+            case Act.FORGET:
+                await self._forget_if_deleted(task)
+
+    async def _start(self, job: Job, task: Task) -> None:
+        async with self.backend.start_slots:  # waiting for a slot may be interrupted by a stop
+            job.cancellable = False
+            spec = await db(_container_spec)(task, self.controller.instance)
+            if not await db(task.note)(f"Launching the container from {spec.image} on {task.resource.name}."):
+                return  # the row changed since this pass read it
+            try:
+                seen = await self.backend.start(spec)
+            except ComputingError as error:
+                await self._start_failed(task, error)
+                return
+        self.retries.pop(task.id, None)
+        resource = task.resource.name
+        if seen.state is Seen.QUEUED:
+            await db(task.transition)(Phase.QUEUED, _queued_reason(resource, seen), backend_state=seen.handle)
+        elif seen.state is Seen.ENDED:
+            log_tail = await self._end(task, grace=0)
+            await db(task.transition)(
+                Phase.EXITED, _ended_reason(task, seen), exit_code=seen.exit_code, log_tail=log_tail
+            )
+        elif await db(task.transition)(
+            Phase.STARTING, "The container is up; waiting for its interface to answer.", **_placed(seen)
+        ):
+            await self._probe(job, task)
+
+    async def _start_failed(self, task: Task, error: ComputingError) -> None:
+        resource = task.resource.name
+        if not error.transient:
+            await db(task.transition)(Phase.FAILED, error.explain(resource), detail=error.detail)
+            return
+        attempts = self.retries.get(task.id, (0, 0.0))[0]
+        delay = RETRY_DELAYS[min(attempts, len(RETRY_DELAYS) - 1)]
+        self.retries[task.id] = (attempts + 1, time.monotonic() + delay)
+        await db(task.note)(f"Could not start on {resource}: {error} Trying again in {delay} s.", error.detail)
+
+    async def _probe(self, job: Job, task: Task) -> None:
         """Probe quickly (most interfaces come up in well under a second), for a short window
-        only: the job blocks this task's reconciliation, and the next pass must still see a
-        container that ended meanwhile. Later passes probe again until the start timeout."""
+        only, and never past the start deadline: the job blocks this task's reconciliation,
+        and the next pass must still see a container that ended, or time the task out."""
         if not task.endpoint_port:
             return
-        window_ends = time.monotonic() + PROBE_WINDOW
-        delay = 0.02
+        deadline = task.phase_since.timestamp() + self.timeouts.start
+        window_ends = time.monotonic() + min(PROBE_WINDOW, deadline - time.time())
+        address = await self.backend.transport.reach(task.endpoint_host, task.endpoint_port)
         protocol = task.software.interface_protocol
-        while time.monotonic() < window_ends:
-            if await interface_answers(task.endpoint_host, task.endpoint_port, protocol):
-                await self._record(task, Phase.RUNNING, f"The interface answers ({protocol}).")
+        delay = 0.02
+        job.cancellable = True  # probing changes nothing: a stop may interrupt it
+        while (left := window_ends - time.monotonic()) > 0:
+            if await interface_answers(address, protocol, timeout=min(PROBE_TIMEOUT, left)):
+                job.cancellable = False
+                await db(task.transition)(Phase.RUNNING, f"The interface answers ({protocol}).")
                 return
-            await asyncio.sleep(delay)
+            await asyncio.sleep(min(delay, max(0.0, window_ends - time.monotonic())))
             delay = min(delay * 1.5, 0.5)
 
-    async def _stop(self, task: Task, scheduler: Scheduler, container: ContainerStatus | None) -> None:
-        if task.phase_enum is not Phase.STOPPING:
-            await self._record(task, Phase.STOPPING, "Stopping, as requested.")
-        log_tail = await self._log_tail(scheduler, task) if container else task.log_tail
-        await scheduler.stop(task.id, grace_seconds=int(min(settings.TASK_STOP_TIMEOUT, 10)))
-        await self._record(task, Phase.STOPPED, "The container was stopped and removed.", log_tail=log_tail)
-        await self._forget_if_deleted(task)
+    async def _stop(self, task: Task, seen: Observation | None) -> None:
+        stopping = task.phase_enum is Phase.STOPPING
+        if not stopping and not await db(task.transition)(Phase.STOPPING, "Stopping, as requested."):
+            return
+        fields = {}
+        if seen is not None:
+            fields["log_tail"] = await self._end(task, grace=int(min(self.timeouts.stop, 10)))
+        else:
+            await self._end(task, grace=0, log_lines=0)  # idempotent; catches work the poll missed
+        if await db(task.transition)(Phase.STOPPED, "The container was stopped and removed.", **fields):
+            await self._forget_if_deleted(task)
 
-    async def _log_tail(self, scheduler: Scheduler, task: Task) -> str:
-        chunks = []
-        with contextlib.suppress(ComputingError):
-            async for chunk in scheduler.logs(task.id, follow=False, tail=LOG_TAIL_LINES):
-                chunks.append(chunk)
-        return b"".join(chunks)[-MAX_LOG_TAIL:].decode(errors="replace")
+    async def _ended(self, task: Task, seen: Observation) -> None:
+        log_tail = await self._end(task, grace=0)
+        await db(task.transition)(
+            Phase.EXITED,
+            _ended_reason(task, seen),
+            exit_code=seen.exit_code,
+            log_tail=log_tail,
+            memory_kills=max(task.memory_kills, seen.memory_kills),
+        )
 
-    async def _update_endpoint(self, task: Task, status: ContainerStatus) -> None:
-        fields = _endpoint_fields(scheduler_for(task.resource), status)
-        await db(_save_fields)(task, fields)
-        notify.notify(notify.GATEWAY)
+    async def _observe(self, task: Task, seen: Observation) -> bool:
+        """Record what changed on the resource while the phase did not: endpoint, backend
+        state, processes killed by the memory limit."""
+        fields = {}
+        if seen.endpoint and seen.endpoint != task.endpoint:
+            fields.update(endpoint_host=seen.endpoint[0], endpoint_port=seen.endpoint[1])
+        if seen.handle and seen.handle != task.backend_state:
+            fields["backend_state"] = seen.handle
+        reason = ""
+        if seen.memory_kills > task.memory_kills:
+            fields["memory_kills"] = seen.memory_kills
+            reason = (
+                f"A process ({seen.killed_process or 'unknown'}) ran out of memory (limit {task.memory_mb} MiB) "
+                "and was killed; the task goes on."
+            )
+        return await db(task.observe)(reason, **fields)
 
-    async def _record(self, task: Task, phase: Phase, reason: str, **fields) -> None:
-        await db(task.record)(phase, reason, **fields)
-        log.info("task %s: %s (%s)", task.id, phase.value, reason)
-        notify.notify(notify.GATEWAY)
+    async def _end(self, task: Task, grace: int, log_lines: int = LOG_TAIL_LINES) -> str:
+        async with self.backend.end_slots:
+            output = await self.backend.end(TaskRef(task.id, task.backend_state), grace, log_lines)
+        return output[-MAX_LOG_TAIL:].decode(errors="replace")
+
+    async def _remove_stray(self, ref: TaskRef) -> None:
+        async with self.backend.end_slots:
+            await self.backend.end(ref, 0, 0)
+        log.info("removed the leftover work of task %s on %s", ref.task_id, self.backend.description)
 
     async def _forget_if_deleted(self, task: Task) -> None:
-        if await db(_delete_if_requested)(task.id):
-            notify.notify(notify.GATEWAY)
+        await db(_delete_if_requested)(task.id)
 
-    async def _clean_up_strays(self, scheduler: Scheduler, task_ids: list[str]) -> None:
-        """Remove containers whose task is finished or no longer exists (deleted meanwhile)."""
-        active = await db(_active_task_ids)(task_ids)
-        for task_id in task_ids:
-            if task_id not in active:
-                self._spawn(task_id, _remove_quietly(scheduler, task_id))
+    # -- the backend's health -------------------------------------------------------------------
 
+    async def _lost(self, tasks: list[Task], error: BaseException) -> None:
+        what = str(error) or f"no answer within {self.backend.poll_timeout:g} s"
+        if self.reachable:
+            self.reachable = False
+            log.warning("%s is not answering: %s", self.backend.description, what)
+            for task in tasks:
+                if not task.is_final:
+                    await db(task.note)(
+                        f"{task.resource.name} is not answering ({what}); Rosetta keeps trying and "
+                        "leaves the task as it is meanwhile.",
+                        getattr(error, "detail", ""),
+                    )
 
-async def _remove_quietly(scheduler: Scheduler, task_id: str) -> None:
-    try:
-        await scheduler.stop(task_id, grace_seconds=0)
-        log.info("removed stray container of task %s", task_id)
-    except ComputingError as error:
-        log.warning("cannot remove stray container of task %s: %s", task_id, error)
-
-
-def _endpoint_fields(scheduler: Scheduler, status: ContainerStatus | None) -> dict:
-    if status is None or status.host_port is None:
-        return {}
-    host, port = scheduler.transport.reach("127.0.0.1", status.host_port)
-    return {"endpoint_host": host, "endpoint_port": port}
-
-
-def _tasks_to_reconcile() -> list[Task]:
-    active = [phase.value for phase in ACTIVE_PHASES]
-    queryset = Task.objects.select_related("software", "resource")
-    return list(queryset.filter(phase__in=active) | queryset.filter(desired=Desired.DELETED.value))
+    async def _regained(self, tasks: list[Task]) -> None:
+        self.reachable = True
+        log.info("%s answers again", self.backend.description)
+        for task in tasks:
+            if not task.is_final:
+                await db(task.note)(f"{task.resource.name} answers again.")
 
 
-def _enabled_resources() -> list[Resource]:
-    return list(Resource.objects.filter(enabled=True))
+# -- what the controller says, and reads -----------------------------------------------------------
+
+
+def _news(task: Task, seen: Observation) -> bool:
+    """Whether the backend observed something the row does not say yet."""
+    return (
+        (seen.endpoint is not None and seen.endpoint != task.endpoint)
+        or (bool(seen.handle) and seen.handle != task.backend_state)
+        or seen.memory_kills > task.memory_kills
+    )
+
+
+def _placed(seen: Observation) -> dict:
+    fields = {"backend_state": seen.handle, "image_id": seen.image_id}
+    if seen.endpoint:
+        fields.update(endpoint_host=seen.endpoint[0], endpoint_port=seen.endpoint[1])
+    return fields
+
+
+def _queued_reason(resource: str, seen: Observation) -> str:
+    return f"Waiting in the queue of {resource}" + (f": {seen.reason}." if seen.reason else ".")
+
+
+def _placed_reason(resource: str, seen: Observation) -> str:
+    where = f" on {seen.endpoint[0]}" if seen.endpoint else ""
+    return f"{resource} started the work{where}; waiting for its interface to answer."
+
+
+def _ended_reason(task: Task, seen: Observation) -> str:
+    if seen.exit_code == 137 and seen.memory_kills > 0:
+        return f"The program ran out of memory (limit {task.memory_mb} MiB) and was killed."
+    if seen.reason:
+        return seen.reason
+    if seen.exit_code is None:
+        return "The program ended."
+    return f"The program exited with code {seen.exit_code}."
+
+
+def _note_trouble(task_id: str, backend: str, error: ComputingError) -> None:
+    task = Task.objects.select_related("resource").defer("log_tail").filter(pk=task_id).first()
+    if task is not None:
+        what = "Could not reach" if error.transient else "Trouble on"
+        task.note(f"{what} {task.resource.name} ({backend}): {error}", error.detail)
 
 
 def _container_spec(task: Task, instance: str) -> ContainerSpec:
@@ -248,22 +465,35 @@ def _container_spec(task: Task, instance: str) -> ContainerSpec:
     env = {**software.environment, **task.environment}
     if software.honours_base_port:
         env["BASE_PORT"] = str(software.interface_port)
-    return ContainerSpec(task_id=task.id, instance=instance, image=software.image, port=software.interface_port,
-                         cpus=task.cpus, memory_mb=task.memory_mb, env=env, pull=task.resource.pull_policy)
+    return ContainerSpec(
+        task_id=task.id,
+        instance=instance,
+        image=software.image,
+        port=software.interface_port,
+        cpus=task.cpus,
+        memory_mb=task.memory_mb,
+        env=env,
+        pull=task.resource.pull_policy,
+    )
 
 
-def _save_fields(task: Task, fields: dict) -> None:
-    for name, value in fields.items():
-        setattr(task, name, value)
-    Task.objects.filter(pk=task.pk).update(**fields)
+def _tasks_on(resource_ids: set[int]) -> list[Task]:
+    wanted = Q(phase__in=ACTIVE_PHASE_NAMES) | Q(desired=Desired.DELETED.value)
+    queryset = Task.objects.select_related("software", "resource").defer("log_tail")
+    return list(queryset.filter(wanted, resource_id__in=resource_ids))
 
 
-def _delete_if_requested(task_id: str) -> bool:
-    deleted, _ = Task.objects.filter(pk=task_id, desired=Desired.DELETED.value,
-                                     phase__in=[p.value for p in Phase if p.is_final]).delete()
-    return bool(deleted)
+def _resources_in_use() -> list[Resource]:
+    busy = Task.objects.filter(Q(phase__in=ACTIVE_PHASE_NAMES) | Q(desired=Desired.DELETED.value)).values("resource_id")
+    return list(Resource.objects.filter(Q(enabled=True) | Q(id__in=busy)))
 
 
-def _active_task_ids(task_ids: list[str]) -> set[str]:
-    active = [phase.value for phase in ACTIVE_PHASES]
-    return set(Task.objects.filter(pk__in=task_ids, phase__in=active).values_list("pk", flat=True))
+def _finished_or_gone(task_ids: list[str]) -> list[str]:
+    active = set(Task.objects.filter(pk__in=task_ids, phase__in=ACTIVE_PHASE_NAMES).values_list("pk", flat=True))
+    return [task_id for task_id in task_ids if task_id not in active]
+
+
+def _delete_if_requested(task_id: str) -> None:
+    with transaction.atomic():
+        if Task.objects.filter(pk=task_id, desired=Desired.DELETED.value, phase__in=FINAL_PHASE_NAMES).delete()[0]:
+            notify.after_commit(notify.GATEWAY)

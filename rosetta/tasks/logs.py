@@ -6,16 +6,21 @@ from collections.abc import AsyncIterator
 
 from asgiref.sync import sync_to_async
 
-from rosetta.computing.backends import scheduler_for
+from rosetta.computing.backends import backend_for
+from rosetta.computing.contract import TaskRef
 from rosetta.computing.errors import ComputingError
 from rosetta.tasks.models import Task
 from rosetta.tasks.phases import Phase
 
+LIVE_PHASES = frozenset({Phase.STARTING, Phase.RUNNING, Phase.STOPPING})
+
 
 async def stream_logs(task: Task, *, follow: bool, tail: int | None = None) -> AsyncIterator[bytes]:
-    if task.phase_enum in (Phase.STARTING, Phase.RUNNING, Phase.STOPPING):
+    if task.phase_enum in LIVE_PHASES:
         try:
-            async for chunk in scheduler_for(task.resource).logs(task.id, follow=follow, tail=tail):
+            async for chunk in backend_for(task.resource).logs(
+                TaskRef(task.id, task.backend_state), follow=follow, tail=tail
+            ):
                 yield chunk
             return
         except ComputingError as error:

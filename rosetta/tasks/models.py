@@ -1,17 +1,22 @@
+import logging
 import secrets
 import string
 from urllib.parse import urlsplit
 
 from django.conf import settings
-from django.db import models
+from django.db import models, transaction
 from django.utils import timezone
 
 from rosetta.catalog.models import Software
 from rosetta.computing.models import Resource
+from rosetta.core import notify
 from rosetta.tasks.phases import Desired, Phase, check_transition
+
+log = logging.getLogger(__name__)
 
 ID_ALPHABET = string.ascii_lowercase + string.digits
 MAX_LOG_TAIL = 256 * 1024
+_ROUTED_FIELDS = frozenset({"phase", "endpoint_host", "endpoint_port"})
 
 
 def new_task_id() -> str:
@@ -23,7 +28,9 @@ class Task(models.Model):
     """One analysis task: one container exposing one interface.
 
     The web and API write what the user wants (``desired``); only the controller writes what
-    is (``phase``, endpoint, exit code, times) through ``record``.
+    is — phase, endpoint, exit code, times, backend state — and only through ``transition``,
+    ``observe`` and ``note``, each conditional on the ``revision`` it decided from
+    (compare-and-swap): a decision taken on a row that has changed since is dropped.
     """
 
     id = models.CharField(primary_key=True, max_length=16, default=new_task_id, editable=False)
@@ -35,12 +42,21 @@ class Task(models.Model):
     memory_mb = models.PositiveIntegerField(default=512)
     environment = models.JSONField(default=dict, blank=True)
 
-    desired = models.CharField(max_length=8, choices=[(d.value, d.value) for d in Desired], default=Desired.RUNNING.value)
+    desired = models.CharField(
+        max_length=8, choices=[(d.value, d.value) for d in Desired], default=Desired.RUNNING.value
+    )
     phase = models.CharField(max_length=8, choices=[(p.value, p.value) for p in Phase], default=Phase.CREATED.value)
     phase_since = models.DateTimeField(default=timezone.now)
-    endpoint_host = models.CharField(max_length=255, blank=True)
+    revision = models.PositiveIntegerField(default=0, help_text="Bumped by every controller write.")
+    endpoint_host = models.CharField(
+        max_length=255, blank=True, help_text="Where the interface listens, as the resource sees it."
+    )
     endpoint_port = models.PositiveIntegerField(null=True, blank=True)
+    backend_state = models.JSONField(default=dict, blank=True, help_text="What identifies the work on the resource.")
     exit_code = models.IntegerField(null=True, blank=True)
+    memory_kills = models.PositiveIntegerField(
+        default=0, help_text="Processes killed by the memory limit, as reported."
+    )
     image_id = models.CharField(max_length=80, blank=True, help_text="The image the container actually ran.")
     log_tail = models.TextField(blank=True, help_text="The end of the logs, kept when the container goes.")
 
@@ -73,38 +89,71 @@ class Task(models.Model):
         port = f":{public.port}" if public.port else ""
         return f"{public.scheme}://{self.id}.{settings.TASKS_DOMAIN}{port}/"
 
-    def record(self, phase: Phase, reason: str, **fields) -> None:
-        """Move to ``phase`` with a human reason (controller only). Saves the task and an event."""
+    # -- the controller's writes, each conditional on the revision it decided from ------------
+
+    def transition(self, phase: Phase, reason: str, *, detail: str = "", **fields) -> bool:
+        """Move to ``phase`` with a human reason, and an event saying so. False, and nothing
+        written, when the row has changed (or gone) since this copy was read."""
         check_transition(self.phase_enum, phase)
         now = timezone.now()
-        self.phase = phase.value
-        self.phase_since = now
+        values = {"phase": phase.value, "phase_since": now, **fields}
         if phase is Phase.RUNNING and self.started is None:
-            self.started = now
+            values["started"] = now
         if phase.is_final:
-            self.finished = now
-            self.endpoint_host, self.endpoint_port = "", None
-        for name, value in fields.items():
-            setattr(self, name, value)
-        # Only the controller's own fields: the user may have changed `desired` since this
-        # copy was read, and writing it back would silently undo their stop or delete.
-        owned = {"phase", "phase_since", "started", "finished", "endpoint_host", "endpoint_port", *fields}
-        self.save(update_fields=owned)
-        self.events.create(phase=phase.value, reason=reason)
+            values.update(finished=now, endpoint_host="", endpoint_port=None)
+        if not self._write(values, event=(phase.value, reason, detail)):
+            return False
+        log.info("task %s: %s (%s)", self.pk, phase.value, reason)
+        return True
 
-    def note(self, reason: str) -> None:
-        """An event that does not change the phase. A repeat of the latest event is dropped, so
-        an error met on every controller pass is said once, not every second."""
+    def observe(self, reason: str = "", detail: str = "", **fields) -> bool:
+        """Record what the backend observed (endpoint, backend state, ...) without a new phase,
+        with an event when there is something to say about it."""
+        return self._write(fields, event=(self.phase, reason, detail) if reason else None)
+
+    def note(self, reason: str, detail: str = "") -> bool:
+        """An event that does not change the phase, if the row is still as read. A repeat of
+        the latest event is dropped, so an error met on every pass is said once."""
+        with transaction.atomic():
+            if not Task.objects.filter(pk=self.pk, revision=self.revision).exists():
+                return False
+            self._add_event(self.phase, reason, detail)
+        return True
+
+    def _write(self, values: dict, event: tuple[str, str, str] | None = None) -> bool:
+        with transaction.atomic():
+            updated = Task.objects.filter(pk=self.pk, revision=self.revision).update(
+                revision=models.F("revision") + 1, **values
+            )
+            if not updated:
+                return False
+            if event is not None:
+                TaskEvent.objects.create(task_id=self.pk, phase=event[0], reason=event[1], detail=event[2])
+            if _ROUTED_FIELDS.intersection(values):
+                notify.after_commit(notify.GATEWAY)  # its route table shows phases and endpoints
+        for name, value in values.items():
+            setattr(self, name, value)
+        self.revision += 1
+        return True
+
+    # -- what users' requests write ------------------------------------------------------------
+
+    def add_event(self, reason: str) -> None:
+        """An event from a user's request (not the controller's), in the current phase."""
+        self._add_event(self.phase, reason, "")
+
+    def _add_event(self, phase: str, reason: str, detail: str) -> None:
         latest = self.events.order_by("-time", "-id").values_list("phase", "reason").first()
-        if latest != (self.phase, reason):
-            self.events.create(phase=self.phase, reason=reason)
+        if latest != (phase, reason):
+            TaskEvent.objects.create(task_id=self.pk, phase=phase, reason=reason, detail=detail)
 
 
 class TaskEvent(models.Model):
     task = models.ForeignKey(Task, on_delete=models.CASCADE, related_name="events")
     time = models.DateTimeField(default=timezone.now, db_index=True)
     phase = models.CharField(max_length=8)
-    reason = models.TextField()
+    reason = models.TextField(help_text="What happened, in plain words.")
+    detail = models.TextField(blank=True, help_text="The resource's own words, for the operator.")
 
     class Meta:
         ordering = ["time", "id"]

@@ -5,6 +5,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ssl
+import time
+
+from rosetta.computing.contract import Address
 
 PROBE_TIMEOUT = 2.0
 
@@ -17,31 +20,38 @@ def _insecure_tls() -> ssl.SSLContext:
     return context
 
 
-async def interface_answers(host: str, port: int, protocol: str) -> bool:
-    """True once something speaking ``protocol`` answers at host:port.
+async def interface_answers(address: Address, protocol: str, timeout: float = PROBE_TIMEOUT) -> bool:
+    """True once something speaking ``protocol`` answers at ``address``, within ``timeout``
+    seconds in all (so that a probe never outlives the phase's deadline).
 
     A bare TCP connect is not enough: podman's conmon holds published ports open before
     the program inside listens, so we wait for the protocol's first words.
     """
-    tls = _insecure_tls() if protocol == "https" else None
+    deadline = time.monotonic() + timeout
     try:
-        reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port, ssl=tls), PROBE_TIMEOUT)
+        return await asyncio.wait_for(_ask(address, protocol, deadline), timeout)
     except (OSError, TimeoutError, ssl.SSLError):
         return False
+
+
+async def _ask(address: Address, protocol: str, deadline: float) -> bool:
+    tls = _insecure_tls() if protocol == "https" else None
+    if isinstance(address, str):
+        reader, writer = await asyncio.open_unix_connection(address, ssl=tls, server_hostname="" if tls else None)
+    else:
+        reader, writer = await asyncio.open_connection(*address, ssl=tls)
     try:
         if protocol in ("http", "https"):
-            request = f"GET / HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\nUser-Agent: rosetta-probe\r\n\r\n"
+            request = "GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\nUser-Agent: rosetta-probe\r\n\r\n"
             writer.write(request.encode())
             await writer.drain()
-            return (await asyncio.wait_for(reader.read(5), PROBE_TIMEOUT)) == b"HTTP/"
+            return await reader.read(5) == b"HTTP/"
         if protocol == "ssh":
-            return (await asyncio.wait_for(reader.read(4), PROBE_TIMEOUT)) == b"SSH-"
+            return await reader.read(4) == b"SSH-"
         # Any other protocol: the connection must at least not be dropped at once.
         with contextlib.suppress(TimeoutError):
-            return bool(await asyncio.wait_for(reader.read(1), 0.2))
+            return bool(await asyncio.wait_for(reader.read(1), min(0.2, max(0.0, deadline - time.monotonic()))))
         return True
-    except (OSError, TimeoutError, ssl.SSLError):
-        return False
     finally:
         writer.close()
         with contextlib.suppress(OSError, ssl.SSLError):

@@ -1,7 +1,7 @@
 """What users can ask of tasks. Views and API endpoints are thin wrappers around these.
 
-These functions only write desired state; the controller does the rest and is woken at
-once through rosetta.core.notify.
+These functions only write desired state; the controller does the rest. Each change is one
+transaction, and the processes that act on it are woken once it has committed.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from rosetta.core import notify
 from rosetta.core.errors import Conflict, NotFound
 from rosetta.core.validation import validate_env_vars, validate_task_name
 from rosetta.tasks.models import Task
-from rosetta.tasks.phases import Desired
+from rosetta.tasks.phases import ACTIVE_PHASE_NAMES, FINAL_PHASE_NAMES, Desired
 
 MAX_NAME_SUFFIX = 1000
 
@@ -43,16 +43,27 @@ def start_task(user, request: TaskRequest) -> Task:
     validate_env_vars(request.environment)
     if request.name is not None:
         validate_task_name(request.name)
-    task = _create_with_unique_name(user, software, resource, request)
-    task.note(f"Requested {software.name} on {resource.name} with {task.cpus:g} CPU and {task.memory_mb} MiB.")
-    notify.notify(notify.CONTROLLER)
-    notify.notify(notify.GATEWAY)  # its origin says "created" from the start, not "no such task"
+    with transaction.atomic():
+        task = _create_with_unique_name(user, software, resource, request)
+        task.add_event(f"Requested {software.name} on {resource.name} with {task.cpus:g} CPU and {task.memory_mb} MiB.")
+        _wake_for(task)
+        notify.after_commit(notify.GATEWAY)  # its origin says "created" from the start, not "no such task"
     return task
 
 
+def _wake_for(task: Task) -> None:
+    notify.after_commit(notify.CONTROLLER, str(task.resource_id))
+
+
 def _create_with_unique_name(user, software, resource, request: TaskRequest) -> Task:
-    fields = dict(owner=user, software=software, resource=resource, cpus=request.cpus,
-                  memory_mb=request.memory_mb, environment=request.environment)
+    fields = dict(
+        owner=user,
+        software=software,
+        resource=resource,
+        cpus=request.cpus,
+        memory_mb=request.memory_mb,
+        environment=request.environment,
+    )
     if request.name is not None:
         try:
             with transaction.atomic():
@@ -75,6 +86,11 @@ def tasks_of(user):
     return queryset if user.is_staff else queryset.filter(owner=user)
 
 
+def task_list_of(user):
+    """For listings: without the kept log tails, which can be large."""
+    return tasks_of(user).defer("log_tail", "environment")
+
+
 def get_task(user, task_id: str) -> Task:
     """The task if ``user`` may see it. Others' tasks are reported as missing, not forbidden,
     so that task ids cannot be probed."""
@@ -85,19 +101,23 @@ def get_task(user, task_id: str) -> Task:
 
 
 def request_stop(task: Task) -> None:
-    if task.desired == Desired.RUNNING.value and not task.is_final:
-        Task.objects.filter(pk=task.pk).update(desired=Desired.STOPPED.value)
-        task.desired = Desired.STOPPED.value
-        task.note("Stop requested.")
-        notify.notify(notify.CONTROLLER)
+    with transaction.atomic():
+        if Task.objects.filter(pk=task.pk, desired=Desired.RUNNING.value, phase__in=ACTIVE_PHASE_NAMES).update(
+            desired=Desired.STOPPED.value
+        ):
+            task.desired = Desired.STOPPED.value
+            task.add_event("Stop requested.")
+            _wake_for(task)
 
 
 def request_delete(task: Task) -> None:
     """Final tasks go at once; active ones are stopped by the controller, then forgotten."""
-    if task.is_final:
-        task.delete()
-        notify.notify(notify.GATEWAY)
-        return
-    Task.objects.filter(pk=task.pk).update(desired=Desired.DELETED.value)
-    task.note("Deletion requested: the task is stopped first.")
-    notify.notify(notify.CONTROLLER)
+    with transaction.atomic():
+        if Task.objects.filter(pk=task.pk, phase__in=FINAL_PHASE_NAMES).delete()[0]:
+            notify.after_commit(notify.GATEWAY)
+        elif (
+            Task.objects.filter(pk=task.pk).exclude(desired=Desired.DELETED.value).update(desired=Desired.DELETED.value)
+        ):
+            task.desired = Desired.DELETED.value
+            task.add_event("Deletion requested: the task is stopped first.")
+            _wake_for(task)

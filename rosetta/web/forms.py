@@ -45,14 +45,16 @@ class TaskForm(forms.Form):
     software = SoftwareChoiceField(queryset=Software.objects.none(), to_field_name="name", empty_label=None)
     resource = ResourceChoiceField(queryset=Resource.objects.none(), to_field_name="name", empty_label=None)
     name = forms.CharField(
-        required=False, max_length=63,
+        required=False,
+        max_length=63,
         help_text="Optional; unique among your tasks. Derived from the software when empty.",
         widget=forms.TextInput(attrs={"placeholder": "e.g. analysis-1"}),
     )
     cpus = forms.FloatField(initial=1, min_value=0.1, label="CPUs", widget=forms.NumberInput(attrs={"step": "0.1"}))
     memory_mb = forms.IntegerField(initial=512, min_value=MIN_MEMORY_MB, label="Memory (MiB)")
     environment = forms.CharField(
-        required=False, label="Environment variables",
+        required=False,
+        label="Environment variables",
         help_text="One NAME=value per line.",
         widget=forms.Textarea(attrs={"rows": 4, "spellcheck": "false", "placeholder": "GREETING=hello"}),
     )
@@ -86,8 +88,12 @@ class TaskForm(forms.Form):
     def task_request(self) -> TaskRequest:
         data = self.cleaned_data
         return TaskRequest(
-            software=data["software"].name, resource=data["resource"].name, name=data["name"],
-            cpus=data["cpus"], memory_mb=data["memory_mb"], environment=data["environment"],
+            software=data["software"].name,
+            resource=data["resource"].name,
+            name=data["name"],
+            cpus=data["cpus"],
+            memory_mb=data["memory_mb"],
+            environment=data["environment"],
         )
 
 

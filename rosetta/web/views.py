@@ -9,10 +9,10 @@ from django.http import Http404
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
+from rosetta.accounts import services as account_services
 from rosetta.accounts.models import ApiToken
 from rosetta.catalog.models import Software
 from rosetta.computing.models import Resource
-from rosetta.core import notify
 from rosetta.core.errors import Conflict, NotFound
 from rosetta.gateway.access import LOGIN_PATH, access_key, mint_access_token, safe_next_path
 from rosetta.tasks import services
@@ -35,7 +35,7 @@ def home(request):
 @login_required
 @require_GET
 def task_list(request):
-    tasks = services.tasks_of(request.user)
+    tasks = services.task_list_of(request.user)
     return render(request, "web/task_list.html", {"tasks": tasks})
 
 
@@ -105,12 +105,16 @@ def task_open(request, task_id: str):
         response = render(request, "web/task_not_running.html", {"task": task}, status=409)
     else:
         token = mint_access_token(access_key(settings.SECRET_KEY), request.user.id, task.id)
-        response = render(request, "web/task_open.html", {
-            "task": task,
-            "token": token,
-            "action": task.interface_url.rstrip("/") + LOGIN_PATH,
-            "next": safe_next_path(request.GET.get("next") or "/"),
-        })
+        response = render(
+            request,
+            "web/task_open.html",
+            {
+                "task": task,
+                "token": token,
+                "action": task.interface_url.rstrip("/") + LOGIN_PATH,
+                "next": safe_next_path(request.GET.get("next") or "/"),
+            },
+        )
     response["Cache-Control"] = "no-store"
     response["Referrer-Policy"] = "no-referrer"
     return response
@@ -130,12 +134,17 @@ def resources(request):
 
 
 def _render_account(request, form: TokenForm, new_secret: str | None = None, status: int = 200):
-    response = render(request, "web/account.html", {
-        "tokens": request.user.api_tokens.order_by("-created"),
-        "form": form,
-        "new_secret": new_secret,
-        "public_url": settings.PUBLIC_URL,
-    }, status=status)
+    response = render(
+        request,
+        "web/account.html",
+        {
+            "tokens": request.user.api_tokens.order_by("-created"),
+            "form": form,
+            "new_secret": new_secret,
+            "public_url": settings.PUBLIC_URL,
+        },
+        status=status,
+    )
     # The page may carry a secret shown once: keep it out of every cache.
     response["Cache-Control"] = "no-store"
     return response
@@ -153,8 +162,7 @@ def token_create(request):
     form = TokenForm(request.POST)
     if not form.is_valid():
         return _render_account(request, form, status=400)
-    token, secret = ApiToken.objects.create_for(request.user, form.cleaned_data["name"])
-    notify.notify(notify.GATEWAY)
+    token, secret = account_services.create_token(request.user, form.cleaned_data["name"])
     messages.success(request, f"Token {token.name} was created.")
     return _render_account(request, TokenForm(), new_secret=secret)
 
@@ -163,7 +171,6 @@ def token_create(request):
 @require_POST
 def token_revoke(request, token_id: int):
     token = get_object_or_404(ApiToken, pk=token_id, user=request.user)
-    token.delete()
-    notify.notify(notify.GATEWAY)
+    account_services.revoke_token(token)
     messages.success(request, f"Token {token.name} ({token.hint}…) was revoked.")
     return redirect("account")

@@ -5,7 +5,6 @@ import httpx
 import pytest
 
 
-
 @pytest.fixture(scope="module")
 def api(platform):
     token = platform.create_user("mallory")
@@ -13,24 +12,35 @@ def api(platform):
         yield client
 
 
-@pytest.mark.parametrize(("body", "status", "words"), [
-    ({"software": "nope", "resource": "local"}, 404, "no software called 'nope'"),
-    ({"software": "hello", "resource": "mars"}, 404, "no computing resource called 'mars'"),
-    ({"software": "hello", "resource": "local", "cpus": 0}, 400, "cpus must be between"),
-    ({"software": "hello", "resource": "local", "cpus": 10_000}, 400, "cpus must be between"),
-    ({"software": "hello", "resource": "local", "memory_mb": 1}, 400, "memory must be between"),
-    ({"software": "hello", "resource": "local", "memory_mb": 10**9}, 400, "memory must be between"),
-    ({"software": "hello", "resource": "local", "name": "x" * 64}, 422, "name"),
-    ({"software": "hello", "resource": "local", "name": "bad name; rm -rf /"}, 400, "not a valid task name"),
-    ({"software": "h" * 10_000, "resource": "local"}, 422, "software"),
-    ({"software": "hello", "resource": "local", "environment": {"A;B": "x"}}, 400, "not a valid environment variable name"),
-    ({"software": "hello", "resource": "local", "environment": {"$(id)": "x"}}, 400, "not a valid environment variable name"),
-    ({"software": "hello", "resource": "local", "environment": {"BASE_PORT": "1"}}, 400, "set by Rosetta"),
-    ({"software": "hello", "resource": "local", "environment": {"A": "two\nlines"}}, 400, "control character"),
-    ({"software": "hello", "resource": "local", "environment": {"A": 5}}, 422, "environment"),
-    ({"software": "hello", "resource": "local", "cpus": "many"}, 422, "cpus"),
-    ({"resource": "local"}, 422, "software"),
-])
+@pytest.mark.parametrize(
+    ("body", "status", "words"),
+    [
+        ({"software": "nope", "resource": "local"}, 404, "no software called 'nope'"),
+        ({"software": "hello", "resource": "mars"}, 404, "no computing resource called 'mars'"),
+        ({"software": "hello", "resource": "local", "cpus": 0}, 400, "cpus must be between"),
+        ({"software": "hello", "resource": "local", "cpus": 10_000}, 400, "cpus must be between"),
+        ({"software": "hello", "resource": "local", "memory_mb": 1}, 400, "memory must be between"),
+        ({"software": "hello", "resource": "local", "memory_mb": 10**9}, 400, "memory must be between"),
+        ({"software": "hello", "resource": "local", "name": "x" * 64}, 422, "name"),
+        ({"software": "hello", "resource": "local", "name": "bad name; rm -rf /"}, 400, "not a valid task name"),
+        ({"software": "h" * 10_000, "resource": "local"}, 422, "software"),
+        (
+            {"software": "hello", "resource": "local", "environment": {"A;B": "x"}},
+            400,
+            "not a valid environment variable name",
+        ),
+        (
+            {"software": "hello", "resource": "local", "environment": {"$(id)": "x"}},
+            400,
+            "not a valid environment variable name",
+        ),
+        ({"software": "hello", "resource": "local", "environment": {"BASE_PORT": "1"}}, 400, "set by Rosetta"),
+        ({"software": "hello", "resource": "local", "environment": {"A": "two\nlines"}}, 400, "control character"),
+        ({"software": "hello", "resource": "local", "environment": {"A": 5}}, 422, "environment"),
+        ({"software": "hello", "resource": "local", "cpus": "many"}, 422, "cpus"),
+        ({"resource": "local"}, 422, "software"),
+    ],
+)
 def test_refused_with_a_clear_message(api, platform, body, status, words):
     before = len(api.get("/api/tasks").json())
     response = api.post("/api/tasks", json=body)
@@ -40,7 +50,10 @@ def test_refused_with_a_clear_message(api, platform, body, status, words):
 
 
 def test_malformed_and_oversized_bodies(api):
-    assert api.post("/api/tasks", content=b"{not json", headers={"Content-Type": "application/json"}).status_code in (400, 422)
+    assert api.post("/api/tasks", content=b"{not json", headers={"Content-Type": "application/json"}).status_code in (
+        400,
+        422,
+    )
     huge = {"software": "hello", "resource": "local", "environment": {f"V{i}": "x" * 4000 for i in range(1000)}}
     response = api.post("/api/tasks", json=huge)
     assert 400 <= response.status_code < 500, response.text
@@ -54,10 +67,12 @@ def test_duplicate_name_is_a_conflict(api, platform):
 
 
 def test_bad_software_entries(api):
-    for body, words in [({"name": "evil", "image": "--privileged"}, "not a valid image reference"),
-                        ({"name": "evil", "image": "x", "environment": {"A B": "1"}}, "not a valid environment"),
-                        ({"name": "Evil Name", "image": "x"}, "name"),
-                        ({"name": "evil", "image": "x", "interface_port": 70000}, "interface_port")]:
+    for body, words in [
+        ({"name": "evil", "image": "--privileged"}, "not a valid image reference"),
+        ({"name": "evil", "image": "x", "environment": {"A B": "1"}}, "not a valid environment"),
+        ({"name": "Evil Name", "image": "x"}, "name"),
+        ({"name": "evil", "image": "x", "interface_port": 70000}, "interface_port"),
+    ]:
         response = api.post("/api/software", json=body)
         assert 400 <= response.status_code < 500 and words in response.text, response.text
     assert api.post("/api/software", json={"name": "shared", "image": "x", "visibility": "everyone"}).status_code == 403

@@ -13,8 +13,22 @@ def test_cli_task_lifecycle(platform):
     token = platform.create_user("barbara")
     assert token.startswith("rst_") and len(token) > 40
 
-    started = platform.rosetta("task", "start", "hello", "--on", "local", "--name", "cli-one", "--cpus", "0.5",
-                               "--memory", "128M", "--wait", "--json", token=token)
+    started = platform.rosetta(
+        "task",
+        "start",
+        "hello",
+        "--on",
+        "local",
+        "--name",
+        "cli-one",
+        "--cpus",
+        "0.5",
+        "--memory",
+        "128M",
+        "--wait",
+        "--json",
+        token=token,
+    )
     task = json.loads(started.stdout)
     assert task["phase"] == "running" and task["cpus"] == 0.5 and task["memory_mb"] == 128
     assert task["interface_url"] == f"http://{task['id']}.localhost:{platform.port}/"
@@ -44,9 +58,14 @@ def test_cli_task_lifecycle(platform):
 def test_cli_errors_are_readable(platform):
     token = platform.create_user("frances")
     failed = platform.rosetta("task", "start", "nope", "--on", "local", token=token, check=False)
-    assert failed.returncode == 1 and failed.stderr.strip() == "Error: There is no software called 'nope' in your catalogue."
+    assert (
+        failed.returncode == 1
+        and failed.stderr.strip() == "Error: There is no software called 'nope' in your catalogue."
+    )
     assert "Traceback" not in failed.stderr
-    bad_memory = platform.rosetta("task", "start", "hello", "--on", "local", "--memory", "lots", token=token, check=False)
+    bad_memory = platform.rosetta(
+        "task", "start", "hello", "--on", "local", "--memory", "lots", token=token, check=False
+    )
     assert bad_memory.returncode == 2 and "is not a memory size" in bad_memory.stderr
     no_token = platform.rosetta("task", "list", check=False)
     assert no_token.returncode == 1 and "ROSETTA_TOKEN" in no_token.stderr
@@ -62,9 +81,15 @@ def test_operator_creates_users_once(platform):
 
 def test_logs_follow_streams_until_the_task_stops(platform):
     token = platform.create_user("ida")
-    task = json.loads(platform.rosetta("task", "start", "hello", "--on", "local", "--wait", "--json", token=token).stdout)
-    follower = subprocess.Popen([*ROSETTA, "task", "logs", task["id"], "--follow"],
-                                env={**platform.env, "ROSETTA_TOKEN": token}, stdout=subprocess.PIPE, text=True)
+    task = json.loads(
+        platform.rosetta("task", "start", "hello", "--on", "local", "--wait", "--json", token=token).stdout
+    )
+    follower = subprocess.Popen(
+        [*ROSETTA, "task", "logs", task["id"], "--follow"],
+        env={**platform.env, "ROSETTA_TOKEN": token},
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     time.sleep(0.5)
     for _ in range(3):
         httpx.get(task["interface_url"], headers={"Authorization": f"Bearer {token}"})
@@ -76,7 +101,9 @@ def test_logs_follow_streams_until_the_task_stops(platform):
 
 def test_deleting_a_running_task_stops_it_first(platform):
     token = platform.create_user("sophie")
-    task = json.loads(platform.rosetta("task", "start", "hello", "--on", "local", "--wait", "--json", token=token).stdout)
+    task = json.loads(
+        platform.rosetta("task", "start", "hello", "--on", "local", "--wait", "--json", token=token).stdout
+    )
     assert f"rosetta-{task['id']}" in platform.containers()
     platform.rosetta("task", "delete", task["id"], token=token)
     with platform.api(token) as api:

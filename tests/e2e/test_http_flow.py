@@ -11,8 +11,11 @@ def login(platform, username: str, password: str) -> httpx.Client:
     browser = httpx.Client(base_url=platform.url, timeout=30, follow_redirects=False)
     page = browser.get("/login/")
     csrf = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page.text).group(1)
-    response = browser.post("/login/", data={"username": username, "password": password, "csrfmiddlewaretoken": csrf},
-                            headers={"Referer": f"{platform.url}/login/"})
+    response = browser.post(
+        "/login/",
+        data={"username": username, "password": password, "csrfmiddlewaretoken": csrf},
+        headers={"Referer": f"{platform.url}/login/"},
+    )
     assert response.status_code == 302, response.text
     return browser
 
@@ -24,8 +27,11 @@ def test_start_open_refuse_logs_stop(platform):
     csrf = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', browser.get("/tasks/new/").text).group(1)
 
     # Start `hello` through the API with the browser session (as the web UI's scripts do).
-    response = browser.post("/api/tasks", json={"software": "hello", "resource": "local", "name": "first"},
-                            headers={"X-CSRFToken": csrf, "Referer": platform.url + "/"})
+    response = browser.post(
+        "/api/tasks",
+        json={"software": "hello", "resource": "local", "name": "first"},
+        headers={"X-CSRFToken": csrf, "Referer": platform.url + "/"},
+    )
     assert response.status_code == 201, response.text
     task = response.json()
     assert task["phase"] == "created"

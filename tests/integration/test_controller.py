@@ -1,6 +1,10 @@
 """The controller against real podman: restarts, containers vanishing, exits, timeouts."""
 
 import time
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+
+from tests.checks import assert_legal
 
 
 def test_controller_restart_reattaches_without_losing_or_duplicating(fresh_platform):
@@ -55,8 +59,10 @@ def test_program_exit_code_and_output_are_kept(fresh_platform):
     platform = fresh_platform
     platform.start(separately=True)
     token = platform.create_user("katherine")
-    image = platform.build_image("localhost/rosetta-test/exit3",
-                             'FROM localhost/rosetta/hello\nCMD ["/bin/sh", "-c", "echo computing; sleep 1; echo bye; exit 3"]\n')
+    image = platform.build_image(
+        "localhost/rosetta-test/exit3",
+        'FROM localhost/rosetta/hello\nCMD ["/bin/sh", "-c", "echo computing; sleep 1; echo bye; exit 3"]\n',
+    )
     with platform.api(token) as api:
         assert api.post("/api/software", json={"name": "exit3", "image": image}).status_code == 201
         task_id = platform.start_task(api, software="exit3")
@@ -68,7 +74,7 @@ def test_program_exit_code_and_output_are_kept(fresh_platform):
         assert api.get(f"/api/tasks/{task_id}/logs").text == "computing\nbye\n"
 
 
-def test_missing_image_fails_with_the_engines_own_words(fresh_platform):
+def test_missing_image_fails_in_plain_words_with_the_engines_own_kept(fresh_platform):
     platform = fresh_platform
     image = "localhost/rosetta-test/does-not-exist"
     platform.start(separately=True)
@@ -78,8 +84,9 @@ def test_missing_image_fails_with_the_engines_own_words(fresh_platform):
         task_id = platform.start_task(api, software="ghost")
         task = platform.wait_for_task(api, task_id, {"failed", "exited", "running"}, timeout=60)
         assert task["phase"] == "failed"
-        reason = task["events"][-1]["reason"]
-        assert reason.startswith("The container could not be started: Error:") and image in reason
+        event = task["events"][-1]
+        assert event["reason"] == f"Image {image} does not exist on local."
+        assert event["detail"].startswith("Error:") and image in event["detail"]  # for the operator
         assert f"rosetta-{task_id}" not in platform.containers()  # nothing half-created
 
 
@@ -119,3 +126,67 @@ def test_stop_and_delete_sent_while_a_task_starts_are_not_lost(fresh_platform):
             time.sleep(0.05)
         assert api.get(f"/api/tasks/{deleted}").status_code == 404
         assert platform.containers() == []
+
+
+def test_running_out_of_memory_is_said_for_a_helper_and_for_the_main_program(fresh_platform):
+    platform = fresh_platform
+    platform.start(separately=True)
+    token = platform.create_user("barbara")
+    serve = "httpd -p 8080 -h /srv/www; sleep 1"  # the interface answers from a daemon, then:
+    helper = platform.build_image(
+        "localhost/rosetta-test/oom-helper",
+        "FROM localhost/rosetta/hello\n"
+        f'CMD ["/bin/sh", "-c", "{serve}; tail /dev/zero; echo still here; exec sleep 600"]\n',
+    )
+    main = platform.build_image(
+        "localhost/rosetta-test/oom-main",
+        f'FROM localhost/rosetta/hello\nCMD ["/bin/sh", "-c", "{serve}; exec tail /dev/zero"]\n',
+    )
+    with platform.api(token) as api:
+        for name, image in (("oom-helper", helper), ("oom-main", main)):
+            assert api.post("/api/software", json={"name": name, "image": image}).status_code == 201
+        survivor = platform.start_task(api, software="oom-helper", memory_mb=32)
+        victim = platform.start_task(api, software="oom-main", memory_mb=32)
+
+        task = platform.wait_for_task(api, victim, {"exited", "failed"}, timeout=30)
+        assert task["exit_code"] == 137
+        assert task["events"][-1]["reason"] == "The program ran out of memory (limit 32 MiB) and was killed."
+
+        said = "A process (tail) ran out of memory (limit 32 MiB) and was killed; the task goes on."
+        deadline = time.monotonic() + 15
+        while said not in [e["reason"] for e in api.get(f"/api/tasks/{survivor}").json()["events"]]:
+            assert time.monotonic() < deadline, api.get(f"/api/tasks/{survivor}").json()["events"]
+            time.sleep(0.2)
+        assert api.get(f"/api/tasks/{survivor}").json()["phase"] == "running"
+        assert "still here" in api.get(f"/api/tasks/{survivor}/logs").text
+
+
+def test_fifty_tasks_at_once_each_run_once_and_stop_once(fresh_platform):
+    platform = fresh_platform
+    platform.start(separately=True)
+    since = datetime.now(UTC).isoformat()
+    tokens = [platform.create_user(f"user{n}") for n in range(5)]
+
+    def start_ten(token: str) -> list[str]:
+        with platform.api(token) as api:
+            return [platform.start_task(api, name=f"burst-{n}") for n in range(10)]
+
+    with ThreadPoolExecutor(5) as pool:
+        owned = dict(zip(tokens, pool.map(start_ten, tokens), strict=True))
+    for token, ids in owned.items():
+        with platform.api(token) as api:
+            for task_id in ids:
+                platform.wait_for_task(api, task_id, {"running"}, timeout=120)
+            for task_id in ids:
+                assert api.post(f"/api/tasks/{task_id}/stop").status_code == 202
+    for token, ids in owned.items():
+        with platform.api(token) as api:
+            for task_id in ids:
+                task = platform.wait_for_task(api, task_id, {"stopped"}, timeout=120)
+                history = [(event["phase"], event["reason"]) for event in task["events"]]
+                assert_legal(history)
+                assert [phase for phase, _ in history][-3:] == ["running", "stopping", "stopped"], history
+    created = platform.containers_created_since(since)
+    assert sorted(created) == sorted(task_id for ids in owned.values() for task_id in ids)
+    assert set(created.values()) == {1}, created  # exactly one container per task, ever
+    assert platform.containers() == []

@@ -53,14 +53,16 @@ class EchoUpstream(asyncio.Protocol):
         if self.url == b"/big":
             body = BIG_BODY
         else:
-            body = json.dumps({
-                "server": self.server_name,
-                "connection": id(self),
-                "method": self.parser.get_method().decode(),
-                "url": self.url.decode(),
-                "headers": self.headers,
-                "body": self.body.decode("latin-1"),
-            }).encode()
+            body = json.dumps(
+                {
+                    "server": self.server_name,
+                    "connection": id(self),
+                    "method": self.parser.get_method().decode(),
+                    "url": self.url.decode(),
+                    "headers": self.headers,
+                    "body": self.body.decode("latin-1"),
+                }
+            ).encode()
         head = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n" % len(body)
         self.transport.write(head + body)
 
@@ -77,7 +79,7 @@ def free_port() -> int:
 
 # The forward-compatible pytest_asyncio_loop_factories hook needs a conftest.py; until this
 # suite has one for the gateway, the (deprecated) policy fixture parametrizes the loop.
-pytestmark = pytest.mark.filterwarnings("ignore:Overriding the \"event_loop_policy\" fixture:DeprecationWarning")
+pytestmark = pytest.mark.filterwarnings('ignore:Overriding the "event_loop_policy" fixture:DeprecationWarning')
 
 
 @pytest.fixture(params=["asyncio", "uvloop"])
@@ -261,7 +263,9 @@ async def test_login_sets_a_host_only_cookie_once(client):
 
 async def test_login_refuses_an_offsite_next(client):
     token = mint_access_token(KEY, OWNER, "t1")
-    response = await client.post("/.rosetta/login", data={"token": token, "next": "//evil.example/"}, headers=task("t1"))
+    response = await client.post(
+        "/.rosetta/login", data={"token": token, "next": "//evil.example/"}, headers=task("t1")
+    )
     assert response.status_code == 303
     assert response.headers["Location"] == "/"
 
@@ -405,9 +409,7 @@ async def test_duplicate_host_is_rejected(gateway):
 
 async def test_half_closed_client_still_gets_its_response(gateway, api_token):
     reader, writer = await asyncio.open_connection("127.0.0.1", gateway.addresses[0][1])
-    writer.write(
-        f"GET /half HTTP/1.1\r\nHost: t1.localhost\r\nAuthorization: Bearer {api_token}\r\n\r\n".encode()
-    )
+    writer.write(f"GET /half HTTP/1.1\r\nHost: t1.localhost\r\nAuthorization: Bearer {api_token}\r\n\r\n".encode())
     writer.write_eof()
     response = await asyncio.wait_for(reader.read(), 5)
     writer.close()
@@ -417,8 +419,15 @@ async def test_half_closed_client_still_gets_its_response(gateway, api_token):
 
 @pytest.fixture
 async def impatient_gateway(echo_server, platform_socket):
-    config = GatewayConfig(listen=[("127.0.0.1", 0)], tasks_domain="localhost", platform_upstream=platform_socket,
-                           public_url=PUBLIC_URL, key=KEY, head_timeout=0.3, idle_timeout=0.6)
+    config = GatewayConfig(
+        listen=[("127.0.0.1", 0)],
+        tasks_domain="localhost",
+        platform_upstream=platform_socket,
+        public_url=PUBLIC_URL,
+        key=KEY,
+        head_timeout=0.3,
+        idle_timeout=0.6,
+    )
     gateway = Gateway(config, RouteTable(routes={"t1": Route("t1", "One", OWNER, "running", echo_server)}))
     await gateway.start()
     yield gateway
@@ -448,3 +457,44 @@ async def test_an_idle_keep_alive_connection_is_closed_after_the_idle_timeout(im
     writer.close()
     assert response.startswith(b"HTTP/1.1 200 ")
     assert asyncio.get_running_loop().time() - started >= 0.5
+
+
+async def test_a_request_ahead_of_the_route_table_waits_for_it_instead_of_being_refused(gateway, client, echo_server):
+    """The database already knows the task (just created, just started) but the gateway's
+    table does not yet: the request is answered from a table read after it arrived."""
+    loop = asyncio.get_running_loop()
+    gateway.set_table(RouteTable(token_users=gateway.table.token_users), read_at=loop.time() - 1)
+    reloads = []
+
+    def reload() -> None:  # as the reload loop does when asked: read the database again, a moment later
+        reloads.append(1)
+        table = RouteTable(
+            routes={
+                "new": Route("new", "Just started", OWNER, "running", echo_server),
+                "slow": Route("slow", "Still starting", OWNER, "starting", None),
+            },
+            token_users=gateway.table.token_users,
+        )
+        loop.call_later(0.05, gateway.set_table, table, loop.time())
+
+    gateway.request_reload = reload
+    headers = {"Cookie": f"{COOKIE_NAME}={access_cookie('new')}"}
+    response = await client.get("/x", headers=task("new", **headers))
+    assert response.status_code == 200 and response.json()["url"] == "/x"
+    assert len(reloads) == 1
+    # Once the table is as new as the request, "not ready" is the truthful answer, and quick.
+    began = loop.time()
+    waiting = await client.get("/", headers=task("slow", Cookie=f"{COOKIE_NAME}={access_cookie('slow')}"))
+    assert waiting.status_code == 503 and "Still starting" in waiting.text
+    assert loop.time() - began < 0.5 and len(reloads) == 2
+    assert (await client.get("/", headers=task("nothing"))).status_code == 404
+
+
+async def test_a_table_that_never_catches_up_delays_an_answer_by_a_second_at_most(gateway, client):
+    loop = asyncio.get_running_loop()
+    gateway.set_table(RouteTable(), read_at=loop.time() + 3600)  # read "later": nothing to wait for
+    assert (await client.get("/", headers=task("unknown"))).status_code == 404
+    gateway.set_table(RouteTable(), read_at=loop.time() - 1)  # stale, and no reload ever comes
+    began = loop.time()
+    assert (await client.get("/", headers=task("unknown"))).status_code == 404
+    assert 0.9 < loop.time() - began < 2

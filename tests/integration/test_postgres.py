@@ -35,8 +35,12 @@ def test_task_lifecycle_on_postgresql(tmp_path, postgres_url):
             platform.wait_for_task(api, task_id, {"stopped"})
         # The rows are in PostgreSQL, not in a SQLite file beside them.
         assert not (platform.home / "rosetta.sqlite3").exists()
-        rows = subprocess.run(["psql", postgres_url, "-Atc", "select name, phase from tasks_task"],
-                              capture_output=True, text=True, check=True).stdout
+        rows = subprocess.run(
+            ["psql", postgres_url, "-Atc", "select name, phase from tasks_task"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
         assert rows.strip() == "on-postgres|stopped"
     finally:
         platform.stop()

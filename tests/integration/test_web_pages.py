@@ -27,8 +27,9 @@ def public_address(settings):
 
 @pytest.fixture
 def software():
-    return Software.objects.create(name="hello", image="localhost/rosetta/hello", visibility="everyone",
-                                   description="Says hello over HTTP.")
+    return Software.objects.create(
+        name="hello", image="localhost/rosetta/hello", visibility="everyone", description="Says hello over HTTP."
+    )
 
 
 @pytest.fixture
@@ -66,7 +67,9 @@ class FormsAndLinks(HTMLParser):
         attributes = dict(attrs)
         self.urls += [value for name, value in attrs if name in ("href", "src", "action") and value]
         if tag == "form":
-            self.forms.append({"method": attributes.get("method", ""), "action": attributes.get("action", ""), "inputs": {}})
+            self.forms.append(
+                {"method": attributes.get("method", ""), "action": attributes.get("action", ""), "inputs": {}}
+            )
         elif tag == "input" and self.forms:
             self.forms[-1]["inputs"][attributes.get("name")] = attributes
 
@@ -124,7 +127,11 @@ def test_new_task_form_preselects_software(client, alice, software, resource):
         ({"cpus": "64"}, "cpus", "At most 2 CPUs on local"),
         ({"cpus": "0"}, "cpus", "greater than or equal to 0.1"),
         ({"memory_mb": "999999"}, "memory_mb", "At most 4096 MiB on local"),
-        ({"environment": "BAD-NAME=x"}, "environment", "Line 1: &#x27;BAD-NAME&#x27; is not a valid environment variable name"),
+        (
+            {"environment": "BAD-NAME=x"},
+            "environment",
+            "Line 1: &#x27;BAD-NAME&#x27; is not a valid environment variable name",
+        ),
         ({"environment": "GOOD=1\nno equals sign"}, "environment", "Line 2: expected NAME=value"),
         ({"environment": "BASE_PORT=1"}, "environment", "BASE_PORT is set by Rosetta itself"),
         ({"name": "-bad"}, None, "is not a valid task name"),
@@ -150,7 +157,9 @@ def test_duplicate_task_name_is_refused_next_to_the_name(client, alice, software
 
 
 def test_valid_new_task_is_created_and_shown(client, alice, software, resource):
-    response = client.post(reverse("task-new"), new_task_form(name="analysis", cpus="0.5", environment="GREETING=hi there\n\n"))
+    response = client.post(
+        reverse("task-new"), new_task_form(name="analysis", cpus="0.5", environment="GREETING=hi there\n\n")
+    )
     task = Task.objects.get()
     assert response.status_code == 302
     assert response["Location"] == reverse("task", args=[task.id])
@@ -256,7 +265,9 @@ def test_api_token_can_be_revoked_by_its_owner_only(client, alice, bob):
 
 
 def test_pages_escape_user_data(client, alice, resource):
-    Software.objects.create(name="xss", image="localhost/x", visibility="everyone", description="<script>alert(1)</script>")
+    Software.objects.create(
+        name="xss", image="localhost/x", visibility="everyone", description="<script>alert(1)</script>"
+    )
     response = client.get(reverse("catalog"))
     assert b"<script>alert(1)</script>" not in response.content
     assert b"&lt;script&gt;alert(1)&lt;/script&gt;" in response.content

@@ -1,10 +1,21 @@
 import json
 
-from rosetta.computing.engines.base import ContainerSpec
-from rosetta.computing.engines.podman import PodmanEngine
+import pytest
 
-SPEC = ContainerSpec(task_id="tabc", instance="i1", image="localhost/rosetta/hello", port=8080, cpus=1.5, memory_mb=256,
-                     env={"GREETING": "$(touch /tmp/pwned); echo `id` | rm -rf /", "EMPTY": ""})
+from rosetta.computing.contract import ContainerSpec, Seen
+from rosetta.computing.engines.podman import PodmanEngine
+from rosetta.computing.errors import ImageMissing, Refused, Unreachable
+from rosetta.computing.transports.base import CommandResult, command_name
+
+SPEC = ContainerSpec(
+    task_id="tabc",
+    instance="i1",
+    image="localhost/rosetta/hello",
+    port=8080,
+    cpus=1.5,
+    memory_mb=256,
+    env={"GREETING": "$(touch /tmp/pwned); echo `id` | rm -rf /", "EMPTY": ""},
+)
 
 
 def test_run_argv_has_limits_labels_loopback_port_and_image_last():
@@ -40,25 +51,92 @@ def test_whole_cpus_are_written_as_integers():
 
 
 def test_parse_list_reads_state_exit_code_and_published_port():
-    output = json.dumps([
-        {"Labels": {"rosetta.task": "t1"}, "State": "running", "Exited": False, "ExitCode": 0, "ImageID": "abc",
-         "Ports": [{"host_ip": "127.0.0.1", "container_port": 8080, "host_port": 41234, "protocol": "tcp"}]},
-        {"Labels": {"rosetta.task": "t2"}, "State": "exited", "Exited": True, "ExitCode": 3, "Ports": []},
-        {"Labels": {"other": "x"}, "State": "running"},
-    ])
-    statuses = {s.task_id: s for s in PodmanEngine().parse_list(output)}
-    assert set(statuses) == {"t1", "t2"}
-    assert statuses["t1"].is_running and statuses["t1"].host_port == 41234 and statuses["t1"].exit_code is None
-    assert statuses["t2"].has_ended and statuses["t2"].exit_code == 3 and statuses["t2"].host_port is None
+    output = json.dumps(
+        [
+            {
+                "Labels": {"rosetta.task": "t1"},
+                "State": "running",
+                "Exited": False,
+                "ExitCode": 0,
+                "ImageID": "abc",
+                "Ports": [{"host_ip": "127.0.0.1", "container_port": 8080, "host_port": 41234, "protocol": "tcp"}],
+            },
+            {"Labels": {"rosetta.task": "t2"}, "State": "exited", "Exited": True, "ExitCode": 3, "Ports": []},
+            {"Labels": {"other": "x"}, "State": "running"},
+        ]
+    )
+    seen = {s.task_id: s for s in PodmanEngine().parse_list(output)}
+    assert set(seen) == {"t1", "t2"}
+    assert seen["t1"].state is Seen.RUNNING and seen["t1"].endpoint == ("127.0.0.1", 41234)
+    assert seen["t1"].exit_code is None and seen["t1"].image_id == "abc"
+    assert seen["t2"].state is Seen.ENDED and seen["t2"].exit_code == 3 and seen["t2"].endpoint is None
+
+
+@pytest.mark.parametrize(
+    ("state", "seen"),
+    [
+        ("created", Seen.STARTING),
+        ("running", Seen.RUNNING),
+        ("exited", Seen.ENDED),
+        ("paused", Seen.UNKNOWN),
+    ],
+)
+def test_podman_states_in_neutral_words(state, seen):
+    output = json.dumps([{"Labels": {"rosetta.task": "t"}, "State": state, "Id": "c0ffee"}])
+    [observation] = PodmanEngine().parse_list(output)
+    assert observation.state is seen and observation.handle == {"container": "c0ffee"}
 
 
 def test_parse_list_of_nothing():
     assert PodmanEngine().parse_list("") == [] and PodmanEngine().parse_list("null") == []
 
 
-def test_remove_is_forced_idempotent_and_bounded():
-    assert PodmanEngine().remove_argv("t1", 5) == ["podman", "rm", "--force", "--ignore", "--time", "5", "rosetta-t1"]
+def test_stop_keeps_the_container_for_its_logs_and_remove_is_forced_and_idempotent():
+    assert PodmanEngine().stop_argv("t1", 5) == ["podman", "stop", "--ignore", "--time", "5", "rosetta-t1"]
+    assert PodmanEngine().remove_argv("t1") == ["podman", "rm", "--force", "--ignore", "--time", "0", "rosetta-t1"]
+
+
+def _failed(stderr: str) -> CommandResult:
+    return CommandResult(("podman", "run"), 125, "", stderr)
+
+
+PULL_FAILED = (
+    'time="2026" level=warning msg="Failed, retrying in 1s ... (1/3). Error: ..."\n'
+    "Error: initializing source docker://localhost/x:1.0: pinging container registry localhost: "
+    'Get "https://localhost/v2/": dial tcp 127.0.0.1:443: connect: connection refused'
+)
+
+
+def test_a_missing_image_is_said_plainly_with_the_engines_words_kept():
+    spec = ContainerSpec(task_id="t", instance="i", image="localhost/x:1.0", port=1, cpus=1, memory_mb=64)
+    error = PodmanEngine().refusal(_failed(PULL_FAILED), spec)
+    assert isinstance(error, ImageMissing) and not error.transient
+    assert error.explain("local") == "Image localhost/x:1.0 does not exist on local."
+    assert error.detail.startswith("Error: initializing source docker://localhost/x:1.0")
+    assert isinstance(PodmanEngine().refusal(_failed("Error: localhost/x:1.0: image not known"), spec), ImageMissing)
+
+
+def test_a_name_in_use_is_transient_other_refusals_are_not():
+    spec = ContainerSpec(task_id="t", instance="i", image="x", port=1, cpus=1, memory_mb=64)
+    in_use = PodmanEngine().refusal(
+        _failed('Error: creating container storage: the container name "rosetta-t" is already in use'), spec
+    )
+    assert isinstance(in_use, Unreachable) and in_use.transient
+    refused = PodmanEngine().refusal(_failed("Error: OCI runtime error: runc: invalid mount"), spec)
+    assert type(refused) is Refused and refused.detail == "Error: OCI runtime error: runc: invalid mount"
+
+
+def test_commands_are_named_as_people_call_them():
+    assert command_name(["env", "CONTAINERS_CONF=/x/containers.conf", "/usr/bin/podman", "ps", "--all"]) == "podman ps"
+    assert command_name(["squeue", "--me"]) == "squeue"
 
 
 def test_logs_follow_and_tail():
-    assert PodmanEngine().logs_argv("t1", follow=True, tail=10) == ["podman", "logs", "--follow", "--tail", "10", "rosetta-t1"]
+    assert PodmanEngine().logs_argv("t1", follow=True, tail=10) == [
+        "podman",
+        "logs",
+        "--follow",
+        "--tail",
+        "10",
+        "rosetta-t1",
+    ]

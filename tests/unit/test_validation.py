@@ -5,8 +5,15 @@ from rosetta.cli.units import parse_memory_mb
 from rosetta.core.validation import validate_env_vars, validate_image_reference, validate_task_name
 
 
-@pytest.mark.parametrize("image", ["localhost/rosetta/hello", "debian:12", "registry.example.org:5000/lab/tool:v1.2",
-                                   "ghcr.io/org/x@sha256:" + "a" * 64])
+@pytest.mark.parametrize(
+    "image",
+    [
+        "localhost/rosetta/hello",
+        "debian:12",
+        "registry.example.org:5000/lab/tool:v1.2",
+        "ghcr.io/org/x@sha256:" + "a" * 64,
+    ],
+)
 def test_good_image_references(image):
     validate_image_reference(image)
 
@@ -17,9 +24,24 @@ def test_bad_image_references(image):
         validate_image_reference(image)
 
 
-@pytest.mark.parametrize("env", [{"A-B": "x"}, {"1A": "x"}, {"A;B": "x"}, {"$(id)": "x"}, {"A*": "x"}, {"": "x"},
-                                 {"BASE_PORT": "1"}, {"ROSETTA_TOKEN": "x"}, {"A": "line\nbreak"}, {"A": "nul\x00"},
-                                 {"A": 1}, ["A=1"], {"A": "x" * 5000}])
+@pytest.mark.parametrize(
+    "env",
+    [
+        {"A-B": "x"},
+        {"1A": "x"},
+        {"A;B": "x"},
+        {"$(id)": "x"},
+        {"A*": "x"},
+        {"": "x"},
+        {"BASE_PORT": "1"},
+        {"ROSETTA_TOKEN": "x"},
+        {"A": "line\nbreak"},
+        {"A": "nul\x00"},
+        {"A": 1},
+        ["A=1"],
+        {"A": "x" * 5000},
+    ],
+)
 def test_bad_environments(env):
     with pytest.raises(ValidationError):
         validate_env_vars(env)
@@ -40,8 +62,9 @@ def test_bad_task_names(name):
         validate_task_name(name)
 
 
-@pytest.mark.parametrize(("text", "mib"), [("512", 512), ("512M", 512), ("1G", 1024), ("1.5g", 1536), ("2GiB", 2048),
-                                           ("2048k", 2)])
+@pytest.mark.parametrize(
+    ("text", "mib"), [("512", 512), ("512M", 512), ("1G", 1024), ("1.5g", 1536), ("2GiB", 2048), ("2048k", 2)]
+)
 def test_memory_sizes(text, mib):
     assert parse_memory_mb(text) == mib
 

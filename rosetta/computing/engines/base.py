@@ -1,44 +1,18 @@
-"""How a container runs: an engine turns a task's container spec into argv lists and
-reads the engine's answers back. It executes nothing itself — the scheduler does, through
-the transport — which keeps every engine a set of pure, unit-testable functions.
+"""How a container runs: an engine turns a task's container spec into argv lists and reads
+the engine's answers back as neutral observations. It executes nothing itself — the scheduler
+does, through the transport — which keeps every engine a set of pure, unit-testable functions.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from dataclasses import dataclass, field
+
+from rosetta.computing.contract import ContainerSpec, Observation
+from rosetta.computing.errors import ComputingError
+from rosetta.computing.transports.base import CommandResult
 
 TASK_LABEL = "rosetta.task"
 INSTANCE_LABEL = "rosetta.instance"
-
-
-@dataclass(frozen=True)
-class ContainerSpec:
-    task_id: str
-    instance: str               # which Rosetta installation owns the container
-    image: str
-    port: int                   # the interface's port inside the container
-    cpus: float
-    memory_mb: int
-    env: dict[str, str] = field(default_factory=dict)
-    pull: str = "missing"       # missing | never | always
-
-
-@dataclass(frozen=True)
-class ContainerStatus:
-    task_id: str
-    state: str                  # running, exited, created, stopped, paused, ...
-    exit_code: int | None
-    host_port: int | None       # the published interface port on the resource's loopback
-    image_id: str = ""
-
-    @property
-    def is_running(self) -> bool:
-        return self.state == "running"
-
-    @property
-    def has_ended(self) -> bool:
-        return self.state in ("exited", "stopped", "dead")
 
 
 class Engine(ABC):
@@ -53,17 +27,35 @@ class Engine(ABC):
         """Start the container detached, its interface published on the resource's loopback."""
 
     @abstractmethod
+    def inspect_argv(self, task_id: str) -> list[str]:
+        """Describe the one task container (cheaper than listing all of them)."""
+
+    @abstractmethod
     def list_argv(self, instance: str) -> list[str]:
         """List this instance's task containers, running or not."""
 
     @abstractmethod
-    def parse_list(self, output: str) -> list[ContainerStatus]:
-        ...
+    def parse_list(self, output: str) -> list[Observation]:
+        """Observations from the output of ``list_argv`` or ``inspect_argv``."""
 
     @abstractmethod
-    def remove_argv(self, task_id: str, grace_seconds: int) -> list[str]:
-        """Stop (SIGTERM, then SIGKILL after the grace period) and remove; succeeds if already gone."""
+    def stop_argv(self, task_id: str, grace_seconds: int) -> list[str]:
+        """SIGTERM, then SIGKILL after the grace period; the container stays, for its logs."""
 
     @abstractmethod
-    def logs_argv(self, task_id: str, *, follow: bool, tail: int | None = None) -> list[str]:
-        ...
+    def stopped_one(self, result: CommandResult) -> bool:
+        """Whether ``stop_argv`` found a container (else there are no logs to keep)."""
+
+    @abstractmethod
+    def remove_argv(self, task_id: str) -> list[str]:
+        """Remove the container, running or not; succeeds if it is already gone."""
+
+    @abstractmethod
+    def logs_argv(self, task_id: str, *, follow: bool, tail: int | None = None) -> list[str]: ...
+
+    @abstractmethod
+    def version_argv(self) -> list[str]: ...
+
+    @abstractmethod
+    def refusal(self, result: CommandResult, spec: ContainerSpec) -> ComputingError:
+        """Why ``run_argv`` failed, classified: a transient error or a refusal, in plain words."""

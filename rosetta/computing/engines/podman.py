@@ -8,8 +8,37 @@ import resource as rlimit
 import shutil
 from pathlib import Path
 
+from rosetta.computing.contract import ContainerSpec, Observation, Seen
+from rosetta.computing.engines.base import INSTANCE_LABEL, TASK_LABEL, Engine
+from rosetta.computing.errors import ComputingError, ImageMissing, Refused, Unreachable
+from rosetta.computing.transports.base import CommandResult
 from rosetta.core.paths import home
-from rosetta.computing.engines.base import INSTANCE_LABEL, TASK_LABEL, ContainerSpec, ContainerStatus, Engine
+
+# podman's container states, in neutral words.
+_SEEN = {
+    "created": Seen.STARTING,
+    "configured": Seen.STARTING,
+    "initialized": Seen.STARTING,
+    "running": Seen.RUNNING,
+    "stopping": Seen.RUNNING,
+    "exited": Seen.ENDED,
+    "stopped": Seen.ENDED,
+    "dead": Seen.ENDED,
+    "removing": Seen.ENDED,
+}
+# What podman prints when an image is neither here nor obtainable from its registry.
+_IMAGE_MISSING = (
+    "image not known",
+    "pinging container registry",
+    "manifest unknown",
+    "name unknown",
+    "repository does not exist",
+    "requested access to the resource is denied",
+    "unable to pull",
+)
+# Conditions that pass: another podman holds a lock, or our own earlier attempt left the
+# container behind (the next pass finds and adopts it).
+_TRANSIENT = ("is already in use", "error acquiring lock", "database is locked", "resource temporarily unavailable")
 
 
 class PodmanEngine(Engine):
@@ -22,15 +51,24 @@ class PodmanEngine(Engine):
 
     def run_argv(self, spec: ContainerSpec) -> list[str]:
         argv = [
-            *self.prefix, "run", "--detach",
+            *self.prefix,
+            "run",
+            "--detach",
             "--init",  # a PID 1 that forwards signals, else `stop` waits out its whole timeout
-            "--name", self.container_name(spec.task_id),
-            "--label", f"{TASK_LABEL}={spec.task_id}",
-            "--label", f"{INSTANCE_LABEL}={spec.instance}",
-            "--publish", f"127.0.0.1::{spec.port}",
-            "--cpus", _format_cpus(spec.cpus),
-            "--memory", f"{spec.memory_mb}m",
-            "--pids-limit", "4096",
+            "--name",
+            self.container_name(spec.task_id),
+            "--label",
+            f"{TASK_LABEL}={spec.task_id}",
+            "--label",
+            f"{INSTANCE_LABEL}={spec.instance}",
+            "--publish",
+            f"127.0.0.1::{spec.port}",
+            "--cpus",
+            _format_cpus(spec.cpus),
+            "--memory",
+            f"{spec.memory_mb}m",
+            "--pids-limit",
+            "4096",
             f"--pull={spec.pull}",
         ]
         for name, value in spec.env.items():
@@ -38,27 +76,40 @@ class PodmanEngine(Engine):
             argv += ["--env", f"{name}={value}"]
         return [*argv, spec.image]
 
+    def inspect_argv(self, task_id: str) -> list[str]:
+        return [*self.prefix, "ps", "--all", "--format", "json", "--filter", f"label={TASK_LABEL}={task_id}"]
+
     def list_argv(self, instance: str) -> list[str]:
         return [*self.prefix, "ps", "--all", "--format", "json", "--filter", f"label={INSTANCE_LABEL}={instance}"]
 
-    def parse_list(self, output: str) -> list[ContainerStatus]:
-        statuses = []
+    def parse_list(self, output: str) -> list[Observation]:
+        observations = []
         for container in json.loads(output or "[]") or []:
             task_id = (container.get("Labels") or {}).get(TASK_LABEL)
             if not task_id:
                 continue
-            ended = container.get("Exited") or container.get("State") in ("exited", "stopped")
-            statuses.append(ContainerStatus(
-                task_id=task_id,
-                state=container.get("State", "unknown"),
-                exit_code=container.get("ExitCode") if ended else None,
-                host_port=_loopback_port(container.get("Ports") or []),
-                image_id=container.get("ImageID", ""),
-            ))
-        return statuses
+            seen = _SEEN.get(container.get("State", ""), Seen.UNKNOWN)
+            port = _loopback_port(container.get("Ports") or [])
+            observations.append(
+                Observation(
+                    task_id=task_id,
+                    state=seen,
+                    endpoint=("127.0.0.1", port) if port else None,
+                    exit_code=container.get("ExitCode") if seen is Seen.ENDED else None,
+                    handle={"container": container.get("Id", "")},
+                    image_id=container.get("ImageID", ""),
+                )
+            )
+        return observations
 
-    def remove_argv(self, task_id: str, grace_seconds: int) -> list[str]:
-        return [*self.prefix, "rm", "--force", "--ignore", "--time", str(grace_seconds), self.container_name(task_id)]
+    def stop_argv(self, task_id: str, grace_seconds: int) -> list[str]:
+        return [*self.prefix, "stop", "--ignore", "--time", str(grace_seconds), self.container_name(task_id)]
+
+    def stopped_one(self, result: CommandResult) -> bool:
+        return result.ok and result.stdout.strip() != ""  # `stop --ignore` names what it stopped
+
+    def remove_argv(self, task_id: str) -> list[str]:
+        return [*self.prefix, "rm", "--force", "--ignore", "--time", "0", self.container_name(task_id)]
 
     def logs_argv(self, task_id: str, *, follow: bool, tail: int | None = None) -> list[str]:
         argv = [*self.prefix, "logs"]
@@ -67,6 +118,18 @@ class PodmanEngine(Engine):
         if tail is not None:
             argv += ["--tail", str(tail)]
         return [*argv, self.container_name(task_id)]
+
+    def version_argv(self) -> list[str]:
+        return [*self.prefix, "version", "--format", "{{.Client.Version}}"]
+
+    def refusal(self, result: CommandResult, spec: ContainerSpec) -> ComputingError:
+        raw = result.error_text()
+        lowered = raw.lower()
+        if any(words in lowered for words in _TRANSIENT):
+            return Unreachable("podman is busy with this task's container; trying again.", raw)
+        if any(words in lowered for words in _IMAGE_MISSING):
+            return ImageMissing(spec.image, raw)
+        return Refused("podman refused to start the container.", raw)
 
 
 def _format_cpus(cpus: float) -> str:

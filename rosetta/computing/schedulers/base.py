@@ -1,37 +1,58 @@
-"""Who places a task's container on the resource: the start/poll/stop contract.
+"""Who places a task's container on the resource: the start/poll/end contract.
 
-Modelled on JupyterHub's Spawner: ``start`` launches and returns once the engine accepted
-the container (not once the interface answers); ``poll`` reports every container of this
-Rosetta instance in one call; ``stop`` is idempotent. A Slurm scheduler will wrap the same
-engine argv in a batch job and read the endpoint from the job's work directory.
+Modelled on JupyterHub's Spawner. ``start`` launches and returns what the resource reports
+right after (queued for a batch scheduler, running for a direct start), not waiting for the
+interface. ``poll`` reports every task of this Rosetta instance in one call. ``end`` stops
+the work, returns the end of its output and removes it; it is idempotent.
+
+A scheduler is the composition point of a backend: it holds the transport (how commands and
+files reach the resource) and the engine (which argv to send).
 """
 
 from __future__ import annotations
 
+import asyncio
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 
-from rosetta.computing.engines.base import ContainerSpec, ContainerStatus, Engine
+from rosetta.computing.contract import ContainerSpec, Observation, TaskRef
+from rosetta.computing.engines.base import Engine
 from rosetta.computing.transports.base import Transport
 
 
 class Scheduler(ABC):
+    poll_interval: float = 1.0  # seconds between polls when nothing else asks for one
+    poll_timeout: float = 30.0  # a poll not answered by then counts as the resource unreachable
+    max_starts: int = 4  # launches in flight at once on this backend
+    max_ends: int = 8  # stops and removals in flight at once
+
     def __init__(self, transport: Transport, engine: Engine) -> None:
         self.transport = transport
         self.engine = engine
+        self.start_slots = asyncio.Semaphore(self.max_starts)
+        self.end_slots = asyncio.Semaphore(self.max_ends)
+
+    @property
+    def description(self) -> str:
+        """How people call this backend in messages: the engine and where it runs."""
+        return self.engine.name
 
     @abstractmethod
-    async def start(self, spec: ContainerSpec) -> None:
-        """Launch the container; raise ComputingError with the engine's own words on failure."""
+    async def start(self, spec: ContainerSpec) -> Observation:
+        """Launch; raise Unreachable (try again) or Refused (give up) with the resource's words."""
 
     @abstractmethod
-    async def poll(self, instance: str) -> dict[str, ContainerStatus]:
-        """The state of every task container of ``instance``, by task id."""
+    async def poll(self, instance: str, tasks: Iterable[TaskRef]) -> dict[str, Observation]:
+        """Every task of ``instance`` on this backend, by task id (``tasks`` are those the
+        controller knows, for backends that cannot list by label)."""
 
     @abstractmethod
-    async def stop(self, task_id: str, grace_seconds: int = 10) -> None:
-        """Stop and remove the task's container; a container already gone is fine."""
+    async def end(self, task: TaskRef, grace_seconds: int, log_lines: int) -> bytes:
+        """Stop (SIGTERM, SIGKILL after the grace period), keep the last ``log_lines`` lines of
+        output, remove every trace; return those lines. Work already gone is fine."""
 
     @abstractmethod
-    def logs(self, task_id: str, *, follow: bool, tail: int | None = None) -> AsyncIterator[bytes]:
-        ...
+    def logs(self, task: TaskRef, *, follow: bool, tail: int | None = None) -> AsyncIterator[bytes]: ...
+
+    async def close(self) -> None:
+        await self.transport.close()

@@ -1,49 +1,90 @@
-"""Runs commands on this machine."""
+"""Runs commands and reaches files and ports on this machine."""
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import os
+import tempfile
 from collections.abc import AsyncIterator, Sequence
+from pathlib import Path
 
-from rosetta.computing.errors import ComputingError
-from rosetta.computing.transports.base import CommandResult, Transport
+from rosetta.computing.contract import Address
+from rosetta.computing.errors import Unreachable
+from rosetta.computing.transports.base import CommandResult, MemoryKills, Transport, command_name
+from rosetta.computing.transports.kernel_log import KernelMemoryKills
+from rosetta.core import processes
+
+# What is left of a stream's program once its output ended: it is exiting, give it a moment.
+STREAM_EXIT_GRACE = 1.0
 
 
-async def _spawn(argv: Sequence[str], stderr: int) -> asyncio.subprocess.Process:
+async def _spawn(argv: Sequence[str], stderr: int, stdin: int) -> asyncio.subprocess.Process:
     try:
-        return await asyncio.create_subprocess_exec(
-            *argv, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE, stderr=stderr,
-        )
+        return await processes.spawn(argv, stdin=stdin, stdout=asyncio.subprocess.PIPE, stderr=stderr)
     except OSError as error:
-        raise ComputingError(f"Cannot run {argv[0]}: {error.strerror}") from error
-
-
-async def _end(process: asyncio.subprocess.Process) -> None:
-    if process.returncode is None:
-        with contextlib.suppress(ProcessLookupError):
-            process.kill()
-    await process.wait()
+        raise Unreachable(f"Cannot run {command_name(argv)} on this machine: {error.strerror}.") from error
 
 
 class LocalTransport(Transport):
-    async def run(self, argv: Sequence[str], *, timeout: float = 60.0) -> CommandResult:
-        process = await _spawn(argv, stderr=asyncio.subprocess.PIPE)
+    direct = True
+
+    def __init__(self) -> None:
+        self._kernel_log = KernelMemoryKills()
+
+    @property
+    def key(self) -> tuple:
+        return ("local",)
+
+    async def run(self, argv: Sequence[str], *, timeout: float = 60.0, stdin: bytes | None = None) -> CommandResult:
+        stdin_pipe = asyncio.subprocess.PIPE if stdin is not None else asyncio.subprocess.DEVNULL
+        process = await _spawn(argv, asyncio.subprocess.PIPE, stdin_pipe)
         try:
-            stdout, stderr = await asyncio.wait_for(process.communicate(), timeout)
+            # Cancelled, the command still runs to its end: killing `podman rm` half-way would
+            # leave a container that can be neither used nor removed.
+            stdout, stderr = await asyncio.wait_for(asyncio.shield(process.communicate(stdin)), timeout)
         except TimeoutError as error:
-            await _end(process)
-            raise ComputingError(f"{argv[0]} did not answer within {timeout:g} s") from error
-        return CommandResult(tuple(argv), process.returncode, stdout.decode(errors="replace"), stderr.decode(errors="replace"))
+            await processes.end(process)
+            raise Unreachable(f"{command_name(argv)} did not answer within {timeout:g} s on this machine.") from error
+        return CommandResult(
+            tuple(argv), process.returncode, stdout.decode(errors="replace"), stderr.decode(errors="replace")
+        )
 
     async def stream(self, argv: Sequence[str]) -> AsyncIterator[bytes]:
-        process = await _spawn(argv, stderr=asyncio.subprocess.STDOUT)
+        process = await _spawn(argv, asyncio.subprocess.STDOUT, asyncio.subprocess.DEVNULL)
         try:
             assert process.stdout is not None
             while chunk := await process.stdout.read(65536):
                 yield chunk
         finally:
-            await _end(process)
+            await processes.end(process, grace=STREAM_EXIT_GRACE)
 
-    def reach(self, host: str, port: int) -> tuple[str, int]:
+    async def read_file(self, path: str) -> bytes | None:
+        try:
+            return await asyncio.to_thread(Path(path).read_bytes)
+        except FileNotFoundError:
+            return None
+
+    async def write_file(self, path: str, data: bytes, mode: int = 0o600) -> None:
+        await asyncio.to_thread(_write_atomically, Path(path), data, mode)
+
+    async def remove_file(self, path: str) -> None:
+        await asyncio.to_thread(Path(path).unlink, missing_ok=True)
+
+    async def reach(self, host: str, port: int) -> Address:
         return host, port
+
+    async def memory_kills(self) -> dict[str, MemoryKills] | None:
+        return self._kernel_log.read()
+
+
+def _write_atomically(path: Path, data: bytes, mode: int) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        os.fchmod(fd, mode)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise

@@ -4,9 +4,12 @@
 "use strict";
 
 (function () {
-  const POLL_MS = 1500;
-  const FINAL_PHASES = new Set(["stopped", "exited", "failed"]);
-  const CONTAINER_PHASES = new Set(["starting", "running", "stopping"]);
+  const POLL_MS = 1500;  // while something is changing
+  const IDLE_POLL_MS = 10000;  // while nothing is expected to change
+  // The phase sets come from the server, which defines them once (rosetta.tasks).
+  const FINAL_PHASES = new Set(document.body.dataset.finalPhases.split(" "));
+  const CONTAINER_PHASES = new Set(document.body.dataset.livePhases.split(" "));
+  const SETTLED_PHASES = new Set([...FINAL_PHASES, "running"]);
   const MAX_LOG_CHARS = 2 * 1024 * 1024;
 
   // ---- small helpers ------------------------------------------------------
@@ -48,19 +51,29 @@
     return response.json();
   }
 
-  // Calls `step` every POLL_MS until it returns false; transient errors just wait for the next round.
+  // Calls `step` until it returns false; it may return the delay before the next call (ms,
+  // POLL_MS by default). Transient errors just wait for the next round.
   function poll(step) {
     async function tick() {
+      let next = POLL_MS;
       if (!document.hidden) {
         try {
-          if ((await step()) === false) return;
+          const result = await step();
+          if (result === false) return;
+          if (typeof result === "number") next = result;
         } catch (error) {
           console.debug("rosetta: poll failed, retrying", error);
         }
       }
-      setTimeout(tick, POLL_MS);
+      setTimeout(tick, next);
     }
     setTimeout(tick, POLL_MS);
+  }
+
+  // Poll often while a task is on its way somewhere, rarely once every task has settled.
+  function pollDelay(tasks) {
+    return tasks.every((task) => SETTLED_PHASES.has(task.phase) && task.desired !== "deleted"
+      && (task.desired === "running" || FINAL_PHASES.has(task.phase))) ? IDLE_POLL_MS : POLL_MS;
   }
 
   // ---- task list ----------------------------------------------------------
@@ -119,7 +132,9 @@
 
     poll(async () => {
       const tasks = await getJSON(table.dataset.api);
-      if (tasks) render(tasks);
+      if (!tasks) return POLL_MS;
+      render(tasks);
+      return pollDelay(tasks);
     });
   }
 
@@ -275,6 +290,7 @@
       }
       render(task);
       followLogsOnPhaseChange(task.phase);
+      return pollDelay([task]);
     });
   }
 

@@ -1,0 +1,41 @@
+"""What users and operators can do with accounts and API tokens.
+
+The gateway keeps the token digests in its route table, so every change here wakes it once
+the change has committed.
+"""
+
+from __future__ import annotations
+
+from django.contrib.auth import get_user_model
+from django.db import IntegrityError, transaction
+
+from rosetta.accounts.models import ApiToken
+from rosetta.core import notify
+from rosetta.core.errors import Conflict
+
+
+def create_token(user, name: str) -> tuple[ApiToken, str]:
+    """A new token and its secret, which is shown once and never stored."""
+    with transaction.atomic():
+        token, secret = ApiToken.objects.create_for(user, name)
+        notify.after_commit(notify.GATEWAY)
+    return token, secret
+
+
+def revoke_token(token: ApiToken) -> None:
+    with transaction.atomic():
+        token.delete()
+        notify.after_commit(notify.GATEWAY)
+
+
+def create_user(name: str, *, email: str = "", password: str | None = None, admin: bool = False) -> tuple[object, str]:
+    """A new account with a first API token; the token's secret, shown once."""
+    try:
+        with transaction.atomic():
+            user = get_user_model().objects.create_user(
+                name, email=email, password=password, is_staff=admin, is_superuser=admin
+            )
+            _, secret = create_token(user, "created by operator")
+    except IntegrityError:
+        raise Conflict(f"A user called {name!r} exists already.") from None
+    return user, secret

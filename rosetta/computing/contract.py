@@ -1,0 +1,57 @@
+"""What a computing backend and the controller say to each other, in neutral words.
+
+A backend (transport × scheduler × engine) reports an ``Observation`` per task: where the
+task's work is in its life on the resource — not podman's state strings, not Slurm's — with
+the endpoint as the resource sees it, an exit code and the resource's own reason. What
+identifies the work on the resource (a container id, a Slurm job id) travels as the
+observation's ``handle``; the controller stores it on the task, so a restarted controller
+finds the work again from the database.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+
+Address = tuple[str, int] | str  # a TCP address, or a unix socket path
+
+
+class Seen(enum.StrEnum):
+    QUEUED = "queued"  # waiting for a place to run (a batch queue)
+    STARTING = "starting"  # placed; the container is being created or its image pulled
+    RUNNING = "running"  # the container runs; its interface may or may not answer yet
+    ENDED = "ended"  # it ran and stopped: see exit_code and reason
+    UNKNOWN = "unknown"  # the resource cannot tell right now (paused, mid-transition)
+
+
+@dataclass(frozen=True)
+class Observation:
+    task_id: str
+    state: Seen
+    endpoint: tuple[str, int] | None = None  # where the interface listens, as the resource sees it
+    exit_code: int | None = None
+    reason: str = ""  # the resource's own words: a pending reason, why the work ended
+    memory_kills: int = 0  # processes the task's memory limit has killed so far
+    killed_process: str = ""  # the name of the last of them
+    handle: dict = field(default_factory=dict)  # identifies the work on the resource
+    image_id: str = ""
+
+
+@dataclass(frozen=True)
+class TaskRef:
+    """A task as a backend needs to know it: its id and what the backend said identifies it."""
+
+    task_id: str
+    handle: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ContainerSpec:
+    task_id: str
+    instance: str  # which Rosetta installation owns the container
+    image: str
+    port: int  # the interface's port inside the container
+    cpus: float
+    memory_mb: int
+    env: dict[str, str] = field(default_factory=dict)
+    pull: str = "missing"  # missing | never | always

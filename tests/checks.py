@@ -1,0 +1,16 @@
+"""Assertions shared by tests of the task lifecycle."""
+
+from itertools import pairwise
+
+from rosetta.tasks.phases import TRANSITIONS, Phase
+
+
+def assert_legal(history: list[tuple[str, str]]) -> None:
+    """A task's events (phase, reason): phases move only along legal transitions, no phase is
+    entered twice, and no event is said twice in a row."""
+    phases = [phase for phase, _ in history]
+    for before, after in pairwise(phases):
+        assert before == after or Phase(after) in TRANSITIONS[Phase(before)], history
+    assert all(a != b for a, b in pairwise(history)), history
+    entered = [after for before, after in pairwise(phases) if before != after]
+    assert len(entered) == len(set(entered)), f"a phase entered twice: {history}"
