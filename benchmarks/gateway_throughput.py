@@ -177,14 +177,13 @@ def start_gateway(stack: ExitStack, port: int, upstream_port: int, workers: int)
 
 def serve_gateway(port: int, upstream_port: int, workers: int) -> None:
     """Entry of the gateway's own process: a static route table, no database."""
-    import uvloop
-
     from rosetta.gateway.access import access_key
     from rosetta.gateway.proxy import GatewayConfig, run_gateway
     from rosetta.gateway.routes import Route, RouteTable
 
     table = RouteTable(
-        routes={TASK_ID: Route(TASK_ID, "Benchmark", BENCH_USER, "running", ("127.0.0.1", upstream_port))}
+        routes={TASK_ID: Route(TASK_ID, "Benchmark", BENCH_USER, "running", ("127.0.0.1", upstream_port))},
+        epochs={BENCH_USER: 0},
     )
     config = GatewayConfig(
         listen=[("127.0.0.1", port)],
@@ -195,13 +194,13 @@ def serve_gateway(port: int, upstream_port: int, workers: int) -> None:
         workers=workers,
         reload_interval=3600,
     )
-    uvloop.run(run_gateway(config, lambda: table, listener=None))
+    run_gateway(config, lambda: table, listener=None)
 
 
 def gateway_headers() -> list[str]:
     from rosetta.gateway.access import COOKIE_NAME, AccessVerifier, access_key
 
-    cookie = AccessVerifier(access_key(BENCH_SECRET)).make_cookie(BENCH_USER, TASK_ID)
+    cookie = AccessVerifier(access_key(BENCH_SECRET)).make_cookie(BENCH_USER, TASK_ID, epoch=0)
     return [f"Host: {TASK_ID}.localhost", f"Cookie: {COOKIE_NAME}={cookie}"]
 
 

@@ -12,10 +12,9 @@ from urllib.parse import urlsplit
 
 import dj_database_url
 
-from rosetta.core.paths import home, read_or_create
+from rosetta.core.paths import private_dir, private_home, read_or_create
 
-HOME = home()
-HOME.mkdir(parents=True, exist_ok=True)
+HOME = private_home()
 BASE_DIR = Path(__file__).resolve().parent
 
 
@@ -45,6 +44,21 @@ def _default_tasks_domain(public_url: str) -> str:
 
 
 TASKS_DOMAIN = os.environ.get("ROSETTA_TASKS_DOMAIN") or _default_tasks_domain(PUBLIC_URL)
+# Task origins same-site with the platform are refused at start (rosetta.core.sites) unless accepted here.
+ALLOW_SAME_SITE_TASKS = os.environ.get("ROSETTA_ALLOW_SAME_SITE_TASKS", "") == "1"
+HTTPS = urlsplit(PUBLIC_URL).scheme == "https"
+
+# Registries images may come from ("host[:port]", as the image reference names it). Users name
+# images, and the engine pulls them as root: without this list a user could make it connect to
+# any address this machine reaches. "localhost" is the images built on the resource itself.
+_registries = os.environ.get("ROSETTA_ALLOWED_REGISTRIES", "localhost")
+ALLOWED_REGISTRIES = [name.strip().lower() for name in _registries.split(",") if name.strip()]
+
+# The platform's own registry (rosetta.registry): where it listens ("HOST:PORT"; port 0 = a free
+# port chosen at start; "off" = no registry) and the address resources pull from (default: the
+# listen address). Both are plain "host:port" as image references name them (no IPv6 literals).
+REGISTRY_LISTEN = os.environ.get("ROSETTA_REGISTRY_LISTEN", "127.0.0.1:0").strip()
+REGISTRY_ADDRESS = os.environ.get("ROSETTA_REGISTRY_ADDRESS", "").strip().lower()
 
 ALLOWED_HOSTS = ["*"]  # the gateway decides which hosts reach the platform
 USE_X_FORWARDED_HOST = False
@@ -71,8 +85,8 @@ MIDDLEWARE = [
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
-    "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "rosetta.web.csrf.CsrfMiddleware",  # after authentication: where the secret lives depends on the user
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
@@ -113,19 +127,35 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 AUTH_PASSWORD_VALIDATORS = [
-    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator", "OPTIONS": {"min_length": 12}},
 ]
+# Failed web logins allowed per account and per client address within one window (rosetta.web.throttle).
+LOGIN_FAILURES_PER_ACCOUNT = 10
+LOGIN_FAILURES_PER_ADDRESS = 30
+LOGIN_FAILURE_WINDOW = 15 * 60  # seconds
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "tasks"
 LOGOUT_REDIRECT_URL = "login"
 
-SESSION_COOKIE_NAME = "rosetta_session"
+# Over https, cookies are Secure and named __Host-: browsers then accept them only from the
+# platform's own host, never set through a Domain= attribute by another host of the site.
+_COOKIE_PREFIX = "__Host-" if HTTPS else ""
+SESSION_COOKIE_NAME = f"{_COOKIE_PREFIX}rosetta_session"
+SESSION_COOKIE_SECURE = HTTPS
 SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SAMESITE = "Lax"
 # Task origins are subdomains of the platform's host by default (t1.localhost under localhost),
-# so a task's own web app could set cookies for the platform ("cookie tossing"): keep the CSRF
-# secret in the session rather than in a cookie such an app could overwrite.
+# so a task's own web app could set cookies for the platform ("cookie tossing"): a signed-in
+# user's CSRF secret lives in their session, which such an app cannot write. Anonymous visitors
+# have no session (a login form must not create a database row per visit): theirs is in this
+# cookie, guarding the login form only, beside Django's Origin check (rosetta.web.csrf).
 CSRF_USE_SESSIONS = True
+CSRF_COOKIE_NAME = f"{_COOKIE_PREFIX}rosetta_csrf"
+CSRF_COOKIE_SECURE = HTTPS
+CSRF_COOKIE_HTTPONLY = True
+CSRF_COOKIE_SAMESITE = "Strict"
+CSRF_COOKIE_AGE = None  # until the browser closes
+SECURE_HSTS_SECONDS = 365 * 24 * 3600 if HTTPS else 0
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
@@ -133,8 +163,7 @@ USE_I18N = False
 USE_TZ = True
 
 STATIC_URL = "static/"
-STATIC_ROOT = HOME / "static"  # for `rosetta manage collectstatic`; WhiteNoise also serves app files directly
-STATIC_ROOT.mkdir(exist_ok=True)
+STATIC_ROOT = private_dir(HOME / "static")  # for `rosetta manage collectstatic`; WhiteNoise also serves app files
 WHITENOISE_USE_FINDERS = True
 WHITENOISE_AUTOREFRESH = DEBUG
 

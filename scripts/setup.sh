@@ -7,7 +7,9 @@ cd "$(dirname "$0")/.."
 
 PACKAGES=(
     podman runc catatonit uidmap slirp4netns   # the container engine (--init needs catatonit)
+    iptables                                   # the boundary around tasks (rosetta.computing.firewall)
     busybox-static                             # the root filesystem of the `hello` image
+    docker-registry skopeo                     # the platform's registry; copies images into it
     libnss-myhostname                          # lets every program resolve *.localhost (task origins)
     python3 python3-venv python3-dev gcc       # the platform itself
     ca-certificates curl
@@ -37,7 +39,25 @@ if [ "${1:-}" = "--for-tests" ]; then
     packages+=("${TEST_PACKAGES[@]}")
     extras="[test]"
 fi
+registry_was_installed=$(dpkg-query -W -f='${Status}' docker-registry 2>/dev/null | grep -c "ok installed" || true)
 install_packages "${packages[@]}"
+# Rosetta runs its own registry (`rosetta registry`, under ROSETTA_HOME). Where installing the
+# package just started Debian's own registry service, stop and disable that one: it would hold
+# port 5000 on every address for nothing.
+if [ "$registry_was_installed" = 0 ]; then
+    if command -v systemctl >/dev/null && systemctl is-active --quiet docker-registry 2>/dev/null; then
+        as_root systemctl disable --now docker-registry
+    elif [ -f /var/run/docker-registry.pid ] && as_root /etc/init.d/docker-registry status >/dev/null 2>&1; then
+        as_root /etc/init.d/docker-registry stop >/dev/null
+        as_root update-rc.d docker-registry disable >/dev/null 2>&1 || true
+    fi
+fi
+
+# Root in a task is not root here: podman gives each task its own range of ids (--userns=auto)
+# from the subordinate ids of the user "containers". Add them once.
+for ids in /etc/subuid /etc/subgid; do
+    grep -q '^containers:' "$ids" 2>/dev/null || echo 'containers:2147483647:2147483648' | as_root tee -a "$ids" >/dev/null
+done
 
 # Debian's Python, not whatever else is first on PATH: the venv must outlive other toolchains.
 python=/usr/bin/python3

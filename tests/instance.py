@@ -18,7 +18,7 @@ from pathlib import Path
 import httpx
 
 ROSETTA = [sys.executable, "-m", "rosetta.cli.main"]
-COMPONENTS = ("web", "controller", "gateway")
+COMPONENTS = ("web", "controller", "gateway", "registry", "pusher")
 
 
 def free_port() -> int:
@@ -48,6 +48,7 @@ class Platform:
             "ROSETTA_PUBLIC_URL": self.url,
             "ROSETTA_URL": self.url,
             "ROSETTA_TASK_START_TIMEOUT": "60",
+            "ROSETTA_TESTBED_DIR": str(self.home / "no-testbed"),  # tests that use the test bed say so
             "ROSETTA_LOG_LEVEL": "INFO",
             **self.settings,
         }
@@ -79,11 +80,12 @@ class Platform:
         self.wait_until_up()
 
     def start_component(self, name: str) -> None:
-        args = {"gateway": ["gateway", "--port", str(self.port)]}.get(name, [name])
+        args = {"gateway": ["gateway", "--port", str(self.port)], "pusher": ["registry", "pusher"]}.get(name, [name])
         self._spawn(name, args)
 
     def _spawn(self, name: str, args: list[str]) -> None:
-        log = open(self.home / f"{name}.log", "ab")  # noqa: SIM115 -- the child process keeps it
+        # Private like everything else in the home (0600), as an operator's logs would be.
+        log = os.fdopen(os.open(self.home / f"{name}.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600), "ab")
         self.processes[name] = subprocess.Popen(
             [*ROSETTA, *args], env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
         )
@@ -133,10 +135,14 @@ class Platform:
                     raise
             time.sleep(0.5)
 
+    @property
+    def podman_env(self) -> dict[str, str]:
+        """The environment under which podman sees this instance's settings."""
+        return {**os.environ, "CONTAINERS_CONF": str(self.home / "podman" / "containers.conf")}
+
     def podman(self, *args: str) -> str:
         """Run podman with this instance's settings; its output."""
-        env = {**os.environ, "CONTAINERS_CONF": str(self.home / "podman" / "containers.conf")}
-        result = subprocess.run(["podman", *args], env=env, capture_output=True, text=True)
+        result = subprocess.run(["podman", *args], env=self.podman_env, capture_output=True, text=True)
         if result.returncode != 0:
             raise AssertionError(f"podman {' '.join(args[:2])} failed ({result.returncode}): {result.stderr}")
         return result.stdout

@@ -41,3 +41,31 @@ class ApiToken(models.Model):
 
     def __str__(self) -> str:
         return f"{self.user} / {self.name} ({self.hint}…)"
+
+
+class AccessEpochQuerySet(models.QuerySet):
+    def bump(self, user_id: int) -> None:
+        """End every task access the user was given so far: cookies name the epoch they were issued in."""
+        if not self.filter(user_id=user_id).update(value=models.F("value") + 1):
+            _, created = self.get_or_create(user_id=user_id, defaults={"value": 1})
+            if not created:  # another bump created the row meanwhile; this one still counts
+                self.filter(user_id=user_id).update(value=models.F("value") + 1)
+
+    def current(self, user_id: int) -> int:
+        return self.filter(user_id=user_id).values_list("value", flat=True).first() or 0
+
+
+class AccessEpoch(models.Model):
+    """Counts the times a user's access to their open task origins was ended (logging out,
+    deactivation). The gateway accepts an access cookie only in the epoch it was issued in;
+    users without a row are in epoch 0."""
+
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, primary_key=True, related_name="access_epoch"
+    )
+    value = models.PositiveIntegerField(default=0)
+
+    objects = AccessEpochQuerySet.as_manager()
+
+    def __str__(self) -> str:
+        return f"{self.user_id}: {self.value}"

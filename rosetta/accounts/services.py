@@ -25,7 +25,7 @@ def create_token(user, name: str) -> tuple[ApiToken, str]:
 def revoke_token(token: ApiToken) -> None:
     with transaction.atomic():
         token.delete()
-        notify.after_commit(notify.GATEWAY)
+        notify.after_commit(notify.GATEWAY, notify.ACCESS)  # refused from the next request on
 
 
 def create_user(name: str, *, email: str = "", password: str | None = None, admin: bool = False) -> tuple[object, str]:

@@ -19,6 +19,9 @@ class SoftwareOut(Schema):
     description: str
     image: str
     image_digest: str
+    registry_state: str = Field(..., description="pending | pushing | pushed | failed | elsewhere (rosetta.registry)")
+    registry_digest: str = Field(..., description="What other machines run: the digest in the platform's registry.")
+    registry_reason: str = Field(..., description="Why the copy to the platform's registry failed.")
     interface_protocol: str
     interface_port: int
     honours_base_port: bool
@@ -39,21 +42,18 @@ class SoftwareIn(Schema):
     visibility: Literal["private", "everyone"] = "private"
 
 
-class ResourceOut(Schema):
-    name: str
-    description: str
-    transport: str
-    scheduler: str
-    engine: str
-    max_cpus: float
-    max_memory_mb: int
-
-
 class EventOut(Schema):
     time: datetime
     phase: str = Field(..., description="The task's phase after this event.")
     reason: str = Field(..., description="What happened, in plain words.")
-    detail: str = Field("", description="The resource's own words, for an operator (may be empty).")
+    detail: str = Field("", description="The resource's own words, for staff (empty for others).")
+
+    @staticmethod
+    def resolve_detail(event, context) -> str:
+        # An engine's own words can tell what this machine reaches (a pull's connection errors name
+        # addresses and ports): for staff only. Others have the plain reason.
+        user = getattr((context or {}).get("request"), "auth", None)
+        return event.detail if user is not None and user.is_staff else ""
 
 
 class TaskIn(Schema):
@@ -65,6 +65,16 @@ class TaskIn(Schema):
     cpus: float = Field(1.0, description="CPU cores, e.g. 0.5 or 2.")
     memory_mb: int = Field(512, description="Memory limit in MiB.")
     environment: dict[str, str] = Field(default_factory=dict, description="Extra environment variables.")
+    partition: str = Field("", max_length=64, description="Batch schedulers: the partition (default: the resource's).")
+    time_limit_minutes: int = Field(0, ge=0, le=525600, description="Batch schedulers: minutes the task may run.")
+
+
+class Placement(Schema):
+    job: str | None = Field(None, description="The batch job's id.")
+    node: str | None = Field(None, description="The node it runs on.")
+    reason: str | None = Field(None, description="Why it still waits in the queue (the scheduler's words).")
+    starts_at: str | None = Field(None, description="When the scheduler expects it to start (ISO 8601, UTC).")
+    ends_at: str | None = Field(None, description="When its time limit ends it (ISO 8601, UTC).")
 
 
 class TaskOut(Schema):
@@ -82,6 +92,13 @@ class TaskOut(Schema):
     created: datetime
     started: datetime | None
     finished: datetime | None
+    partition: str
+    time_limit_minutes: int
+    placement: Placement = Field(..., description="Where a batch scheduler has the task (empty elsewhere).")
+
+    @staticmethod
+    def resolve_placement(task) -> dict:
+        return {name: task.backend_state.get(name) for name in ("job", "node", "reason", "starts_at", "ends_at")}
 
 
 class TaskDetailOut(TaskOut):

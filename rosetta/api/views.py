@@ -11,11 +11,11 @@ from ninja.errors import ValidationError as SchemaValidationError
 
 from rosetta.accounts import services as account_services
 from rosetta.api.auth import session_or_token
+from rosetta.api.computing import router as computing_router
 from rosetta.api.idempotency import InvalidKey, respond_once
 from rosetta.api.schemas import (
     EventOut,
     Message,
-    ResourceOut,
     SoftwareIn,
     SoftwareOut,
     TaskDetailOut,
@@ -27,7 +27,6 @@ from rosetta.api.schemas import (
 )
 from rosetta.catalog import services as catalog_services
 from rosetta.catalog.models import Software
-from rosetta.computing.models import Resource
 from rosetta.core.errors import Conflict, NotFound
 from rosetta.tasks import services
 from rosetta.tasks.logs import stream_logs
@@ -39,6 +38,9 @@ api = NinjaAPI(
     urls_namespace="api",
     description="Run analysis environments as containers on computing resources.",
 )
+
+
+api.add_router("", computing_router)
 
 
 @api.exception_handler(NotFound)
@@ -113,11 +115,6 @@ def add_software(request: HttpRequest, payload: SoftwareIn):
         return 201, SoftwareOut.from_orm(software).model_dump(mode="json")
 
     return _once(request, add)
-
-
-@api.get("/resources", response=list[ResourceOut], tags=["computing"])
-def list_resources(request: HttpRequest):
-    return Resource.objects.filter(enabled=True)
 
 
 @api.get("/tasks", response=list[TaskOut], tags=["tasks"])

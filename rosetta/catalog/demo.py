@@ -43,6 +43,7 @@ def ensure_demo_catalogue() -> list[str]:
     said.append(
         f"{'Added' if created else 'Updated'} software {software.name} ({software.image_digest or 'image not built'})."
     )
+    said += push_to_registry([software])
     cpus = float(os.cpu_count() or 1)
     resource, created = Resource.objects.get_or_create(
         name="local",
@@ -50,6 +51,17 @@ def ensure_demo_catalogue() -> list[str]:
     )
     said.append(f"{'Added' if created else 'Kept'} computing resource {resource.name} ({resource.kind}).")
     return said
+
+
+def push_to_registry(softwares) -> list[str]:
+    """Copy their local images into the platform's registry now, for other machines to pull
+    (rosetta.registry); if that cannot happen now, `rosetta run`'s pusher does it."""
+    from rosetta.registry.push import PushFailed, push_now
+
+    try:
+        return push_now(softwares)
+    except PushFailed as error:
+        return [f"Not copied to the platform's registry yet ({error}); `rosetta run` will."]
 
 
 def _memory_mb() -> int:

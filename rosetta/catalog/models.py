@@ -1,8 +1,10 @@
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models import Q
 
-from rosetta.core.validation import validate_env_vars, validate_image_reference
+from rosetta.catalog.registries import check_registry
+from rosetta.core.validation import IMAGE_REFERENCE, validate_env_vars, validate_image_reference
 
 
 class Protocol(models.TextChoices):
@@ -15,6 +17,16 @@ class Protocol(models.TextChoices):
 class Visibility(models.TextChoices):
     PRIVATE = "private", "Only the owner"
     EVERYONE = "everyone", "Everyone"
+
+
+class RegistryState(models.TextChoices):
+    """Where the image stands in the platform's registry (rosetta.registry), which other machines pull from."""
+
+    PENDING = "pending", "Waiting to be copied to the platform's registry"
+    PUSHING = "pushing", "Being copied to the platform's registry"
+    PUSHED = "pushed", "In the platform's registry"
+    FAILED = "failed", "Could not be copied to the platform's registry"
+    ELSEWHERE = "elsewhere", "Pulled from its own registry"
 
 
 class SoftwareQuerySet(models.QuerySet):
@@ -39,6 +51,18 @@ class Software(models.Model):
     visibility = models.CharField(max_length=10, choices=Visibility.choices, default=Visibility.PRIVATE)
     created = models.DateTimeField(auto_now_add=True)
 
+    # The copy in the platform's registry, written by rosetta.registry only. The digest is valid for
+    # ``registry_image`` as it was when copied (the local image ``registry_source``); a changed image
+    # or a rebuilt local image is copied again before remote resources may run it.
+    registry_state = models.CharField(max_length=10, choices=RegistryState.choices, default=RegistryState.PENDING)
+    registry_digest = models.CharField(
+        max_length=80, blank=True, help_text="The manifest digest the platform's registry holds (sha256:...)."
+    )
+    registry_image = models.CharField(max_length=255, blank=True, help_text="The image reference that was copied.")
+    registry_source = models.CharField(max_length=80, blank=True, help_text="The local image id that was copied.")
+    registry_reason = models.CharField(max_length=1000, blank=True, help_text="Why the last copy failed.")
+    registry_changed = models.DateTimeField(null=True, blank=True)
+
     objects = SoftwareQuerySet.as_manager()
 
     class Meta:
@@ -47,3 +71,11 @@ class Software(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+    def clean(self) -> None:
+        # After the field validators: only a well-formed reference names a registry to check.
+        if IMAGE_REFERENCE.match(self.image):
+            try:
+                check_registry(self.image)
+            except ValidationError as error:
+                raise ValidationError({"image": error}) from None

@@ -8,7 +8,10 @@ import click
 
 from rosetta.cli import server
 from rosetta.cli.client import ApiError, Client, save_login
+from rosetta.cli.registry import registry_group
+from rosetta.cli.resources import resources_group
 from rosetta.cli.tasks import task_group
+from rosetta.core.paths import keep_private
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -40,11 +43,14 @@ for command in (
     server.manage,
     server.build_image,
     task_group,
+    resources_group,
+    registry_group,
 ):
     cli.add_command(command)
 
 
 def main() -> None:
+    keep_private()  # inherited by every process the platform starts: web, controller, gateway
     try:
         cli(standalone_mode=False)
     except click.exceptions.Abort:

@@ -6,6 +6,7 @@ import asyncio
 import logging
 import os
 import secrets
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -32,15 +33,41 @@ def web(socket_path, port):
     import uvicorn
 
     setup_django()
-    options = {"port": port, "host": "127.0.0.1"} if port else {"uds": str(socket_path or web_socket_path())}
-    uvicorn.run(
-        "rosetta.asgi:application",
-        log_level="warning",
-        lifespan="off",
-        proxy_headers=True,
-        forwarded_allow_ips="*",
-        **options,
-    )
+    _check_public_setup()
+    if port:
+        # Any local process can connect to a port and claim any address in X-Forwarded-For.
+        options = {"port": port, "host": "127.0.0.1", "proxy_headers": False}
+    else:
+        # Only the platform's account can connect to the socket: what comes through it is the
+        # gateway, whose X-Forwarded-For names the client (login limits count by it).
+        listener = _private_unix_socket(Path(socket_path) if socket_path else web_socket_path())
+        options = {"fd": listener.fileno(), "proxy_headers": True, "forwarded_allow_ips": "*"}
+    uvicorn.run("rosetta.asgi:application", log_level="warning", lifespan="off", **options)
+
+
+def _private_unix_socket(path: Path) -> socket.socket:
+    """A listening socket at ``path`` that only this account can connect to. Bound here, not by
+    uvicorn, which would make it connectable by every account (mode 0666)."""
+    path.unlink(missing_ok=True)
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(str(path))
+    path.chmod(0o600)
+    return listener
+
+
+def _check_public_setup() -> None:
+    """Refuse to serve task origins that are same-site with the platform (rosetta.core.sites)."""
+    from urllib.parse import urlsplit
+
+    from django.conf import settings
+
+    from rosetta.core.sites import SAME_SITE_FIX, same_site_problem
+
+    problem = same_site_problem(urlsplit(settings.PUBLIC_URL).hostname or "", settings.TASKS_DOMAIN)
+    if problem and not settings.ALLOW_SAME_SITE_TASKS:
+        raise click.ClickException(f"{problem} {SAME_SITE_FIX}")
+    if problem:
+        log.warning("%s Accepted because ROSETTA_ALLOW_SAME_SITE_TASKS=1.", problem)
 
 
 @click.command("controller")
@@ -66,13 +93,17 @@ def controller():
 @click.option("--port", type=int, default=8000, show_default=True)
 @click.option("--workers", type=int, default=1, show_default=True, help="Processes sharing the port (SO_REUSEPORT).")
 @click.option("--platform", "platform_upstream", help="Where the web UI listens: a unix socket path or HOST:PORT.")
-def gateway(host, port, workers, platform_upstream):
-    """Run the gateway: the front door for the platform and every task's origin."""
+@click.option("--listen-fds", help="Listening sockets inherited from `rosetta run` (descriptors, grouped per worker).")
+def gateway(host, port, workers, platform_upstream, listen_fds):
+    """Run the gateway: the front door for the platform and every task's origin.
+
+    SIGTERM: stop accepting, let open connections (WebSockets) finish, then exit. SIGINT: exit now."""
     setup_django()
     from django.conf import settings
 
+    from rosetta.cli.supervisor import report_ready
     from rosetta.gateway.access import access_key
-    from rosetta.gateway.proxy import GatewayConfig, run_gateway
+    from rosetta.gateway.proxy import GatewayConfig, inherited_sockets, run_gateway
     from rosetta.gateway.snapshot import load_route_table
 
     config = GatewayConfig(
@@ -81,11 +112,13 @@ def gateway(host, port, workers, platform_upstream):
         platform_upstream=_parse_upstream(platform_upstream) if platform_upstream else str(web_socket_path()),
         public_url=settings.PUBLIC_URL,
         key=access_key(settings.SECRET_KEY),
-        secure_cookies=settings.PUBLIC_URL.startswith("https://"),
+        used_tokens=run_dir() / "used-access-tokens.sqlite3",
         workers=workers,
     )
+    sockets = inherited_sockets([int(fd) for fd in listen_fds.split(",")], workers) if listen_fds else None
+    _configure_logging()
     try:
-        _run_async(run_gateway(config, load_route_table))
+        sys.exit(run_gateway(config, load_route_table, sockets=sockets, ready=report_ready))
     except OSError as error:
         raise click.ClickException(f"Cannot listen on {host}:{port}: {error.strerror or error}") from None
 
@@ -95,10 +128,14 @@ def _parse_upstream(text: str) -> tuple[str, int] | str:
     return (host, int(port)) if sep and port.isdigit() else text
 
 
-def _run_async(coroutine, fast_loop: bool = True) -> None:
+def _configure_logging() -> None:
     logging.basicConfig(
         level=os.environ.get("ROSETTA_LOG_LEVEL", "INFO"), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+
+
+def _run_async(coroutine, fast_loop: bool = True) -> None:
+    _configure_logging()
     import uvloop
 
     try:
@@ -113,23 +150,36 @@ def _run_async(coroutine, fast_loop: bool = True) -> None:
 @click.option("--gateway-workers", type=int, default=1, show_default=True)
 def run(host, port, gateway_workers):
     """Run web + API, controller and gateway together (each restarted if it dies)."""
+    from rosetta.cli.registry import registry_commands
     from rosetta.cli.supervisor import Supervisor
 
     public_host = "localhost" if host in ("localhost", "0.0.0.0", "::") else host
     public = os.environ.setdefault("ROSETTA_PUBLIC_URL", f"http://{public_host}:{port}")
     setup_django()
+    _check_public_setup()
     from django.core.management import call_command
 
     call_command("migrate", interactive=False, verbosity=0)  # an upgraded checkout just works
+    from rosetta.gateway.proxy import listening_sockets
+
+    try:  # held here for every gateway to come: restarting one refuses no connection
+        sockets = listening_sockets([(host, port)], gateway_workers)
+    except OSError as error:
+        raise click.ClickException(f"Cannot listen on {host}:{port}: {error.strerror or error}") from None
+    fds = [sock.fileno() for group in sockets for sock in group]
     me = [sys.executable, "-m", "rosetta.cli.main"]
+    gateway_command = [*me, "gateway", "--host", host, "--port", str(port), "--workers", str(gateway_workers)]
     supervisor = Supervisor(
         {
             "web": [*me, "web"],
             "controller": [*me, "controller"],
-            "gateway": [*me, "gateway", "--host", host, "--port", str(port), "--workers", str(gateway_workers)],
-        }
+            "gateway": [*gateway_command, "--listen-fds", ",".join(map(str, fds))],
+            **registry_commands(me),
+        },
+        pass_fds={"gateway": fds},
+        graceful=frozenset({"gateway"}),
     )
-    click.echo(f"Rosetta is starting at {public}  (Ctrl-C stops it)")
+    click.echo(f"Rosetta is starting at {public}  (Ctrl-C stops it, SIGHUP replaces the gateway)")
     sys.exit(supervisor.run())
 
 
@@ -146,12 +196,19 @@ def users():
 def create_user(name, admin, password_stdin, email):
     """Create a user and print their API token (shown only this once)."""
     setup_django()
+    from django.contrib.auth.password_validation import validate_password
+    from django.core.exceptions import ValidationError
+
     from rosetta.accounts.services import create_user as create_account
     from rosetta.core.errors import Conflict
 
     password = sys.stdin.readline().rstrip("\n") if password_stdin else None
     try:
+        if password is not None:
+            validate_password(password)  # the rules of settings.AUTH_PASSWORD_VALIDATORS
         _, token = create_account(name, email=email, password=password, admin=admin)
+    except ValidationError as error:
+        raise click.ClickException(" ".join(error.messages)) from None
     except Conflict as error:
         raise click.ClickException(str(error)) from None
     click.echo(token)
@@ -168,11 +225,12 @@ def setup(admin_username, demo):
     from django.core.management import call_command
 
     from rosetta.catalog.demo import ensure_demo_catalogue
+    from rosetta.computing import testbed
 
     call_command("migrate", interactive=False, verbosity=0)
     _ensure_admin(admin_username)
     if demo:
-        for line in ensure_demo_catalogue():
+        for line in [*ensure_demo_catalogue(), *testbed.register()]:  # the test bed's resources, when it is up
             click.echo(line)
 
 
@@ -207,4 +265,11 @@ def build_image(name, force):
 
     env = {**os.environ, "CONTAINERS_CONF": str(local_containers_conf())}
     argv = [str(PROJECT_ROOT / "images" / "build.sh"), name, *(["--force"] if force else [])]
-    sys.exit(subprocess.call(argv, env=env))
+    # Not the platform's private umask: files the build makes go into images, whose users must read them.
+    status = subprocess.call(argv, env=env, umask=0o022)
+    if status == 0:
+        from rosetta.cli.registry import push_built_image
+
+        for line in push_built_image(f"localhost/rosetta/{name}"):  # other machines pull it from there
+            click.echo(line)
+    sys.exit(status)

@@ -30,7 +30,8 @@ class Observation:
     state: Seen
     endpoint: tuple[str, int] | None = None  # where the interface listens, as the resource sees it
     exit_code: int | None = None
-    reason: str = ""  # the resource's own words: a pending reason, why the work ended
+    reason: str = ""  # in plain words: a pending reason, why the work ended
+    detail: str = ""  # the resource's own words about it, for an operator
     memory_kills: int = 0  # processes the task's memory limit has killed so far
     killed_process: str = ""  # the name of the last of them
     handle: dict = field(default_factory=dict)  # identifies the work on the resource
@@ -43,6 +44,8 @@ class TaskRef:
 
     task_id: str
     handle: dict = field(default_factory=dict)
+    endpoint: tuple[str, int] | None = None  # where its interface listens, once the controller knows
+    port: int | None = None  # the interface's port inside the container
 
 
 @dataclass(frozen=True)
@@ -55,3 +58,9 @@ class ContainerSpec:
     memory_mb: int
     env: dict[str, str] = field(default_factory=dict)
     pull: str = "missing"  # missing | never | always
+    insecure_pull: bool = False  # from the platform's registry: plain HTTP, the content checked by its digest
+    home: str = "/home/rosetta"  # writable (private tmpfs) under an otherwise read-only root
+    outbound: bool = True  # may open connections to other machines
+    base_port: bool = False  # the interface listens on the port given in BASE_PORT
+    partition: str = ""  # where a batch scheduler places the work ("": the resource's default)
+    time_limit_minutes: int = 0  # how long the work may run there (0: the resource's default)

@@ -1,17 +1,30 @@
+import asyncssh
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import models
+
+from rosetta.core.sealing import seal, unseal
 
 
 class TransportKind(models.TextChoices):
     LOCAL = "local", "This machine"
+    SSH = "ssh", "A machine reached over SSH"
 
 
 class SchedulerKind(models.TextChoices):
     NONE = "none", "None (run directly)"
+    SLURM = "slurm", "Slurm"
 
 
 class EngineKind(models.TextChoices):
     PODMAN = "podman", "Podman"
+    DOCKER = "docker", "Docker"
+    APPTAINER = "apptainer", "Apptainer"
+
+
+class Credentials(models.TextChoices):
+    SERVICE = "service", "A service account of the platform"
+    USER = "user", "Each user's own account"
 
 
 class PullPolicy(models.TextChoices):
@@ -31,8 +44,26 @@ class Resource(models.Model):
     pull_policy = models.CharField(max_length=8, choices=PullPolicy.choices, default=PullPolicy.MISSING)
     max_cpus = models.FloatField(default=2.0)
     max_memory_mb = models.PositiveIntegerField(default=4096)
+    task_outbound = models.BooleanField(
+        default=True, help_text="Tasks may open connections to other machines (to install packages, fetch data)."
+    )
     enabled = models.BooleanField(default=True)
     created = models.DateTimeField(auto_now_add=True)
+
+    # Over SSH: where, as whom, and the host keys an operator checked and pinned.
+    host = models.CharField(max_length=255, blank=True)
+    port = models.PositiveIntegerField(default=22)
+    credentials = models.CharField(max_length=8, choices=Credentials.choices, default=Credentials.SERVICE)
+    username = models.CharField(max_length=64, blank=True, help_text="The service account's name on the host.")
+    private_key = models.TextField(blank=True, help_text="The service account's SSH key, sealed.")
+    host_keys = models.TextField(blank=True, help_text="The host's public keys, one per line, as pinned.")
+    work_dir = models.CharField(
+        max_length=255, default=".rosetta", help_text="The platform's directory there (relative to the account's home)."
+    )
+    # With Slurm: defaults for jobs, and what `rosetta resources check` found (partitions and their limits).
+    partition = models.CharField(max_length=64, blank=True)
+    time_limit_minutes = models.PositiveIntegerField(default=60)
+    facts = models.JSONField(default=dict, blank=True, help_text="What the last check found.")
 
     class Meta:
         ordering = ["name"]
@@ -44,13 +75,34 @@ class Resource(models.Model):
     def kind(self) -> str:
         return f"{self.get_transport_display()} · {self.get_scheduler_display()} · {self.get_engine_display()}"
 
-    def transport_key(self) -> tuple:
-        """What identifies the machine and account this resource reaches."""
-        return (self.transport,)
+    @property
+    def per_user(self) -> bool:
+        """Tasks run as their owner's own account there (each user has a connection of their own)."""
+        return self.transport == TransportKind.SSH and self.credentials == Credentials.USER
 
-    def backend_key(self) -> tuple:
+    def account_for(self, user) -> tuple[str, str]:
+        """(account name, private key) the platform uses there on ``user``'s behalf."""
+        if not self.per_user:
+            return self.username, unseal(self.private_key) if self.private_key else ""
+        identity = SSHIdentity.of(user)
+        return identity.remote_name, unseal(identity.private_key)
+
+    def set_private_key(self, text: str) -> None:
+        asyncssh.import_private_key(text)  # refuses what is not a private key
+        self.private_key = seal(text)
+
+    def transport_key(self, user=None) -> tuple:
+        """What identifies the machine and account reached (for ``user`` where each user is
+        their own account): one connection each."""
+        if self.transport == TransportKind.LOCAL:
+            return (self.transport,)
+        account = self.account_for(user)[0] if self.per_user else self.username
+        # The pinned keys too: a connection verified against other keys must not serve this resource.
+        return (self.transport, self.host, self.port, account, self.host_keys)
+
+    def backend_key(self, user=None) -> tuple:
         """What identifies the machinery behind this resource (not its limits or name)."""
-        return (*self.transport_key(), self.scheduler, self.engine)
+        return (*self.transport_key(user), self.scheduler, self.engine, self.work_dir)
 
     def check_limits(self, cpus: float, memory_mb: int) -> None:
         """Raise ValidationError naming the offending option when a request does not fit."""
@@ -63,3 +115,37 @@ class Resource(models.Model):
 
 
 MIN_MEMORY_MB = 16
+
+
+class SSHIdentity(models.Model):
+    """A user's own SSH key, for resources where each user runs as their own account: the
+    platform made it, shows its public half on the Account page for the user to authorise on
+    those machines, and keeps the private half sealed."""
+
+    user = models.OneToOneField(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="ssh_identity")
+    remote_username = models.CharField(
+        max_length=64, blank=True, help_text="Your account's name on the resources (your Rosetta name when empty)."
+    )
+    public_key = models.TextField()
+    private_key = models.TextField(help_text="Sealed.")
+    created = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return f"{self.user} as {self.remote_name}"
+
+    @property
+    def remote_name(self) -> str:
+        return self.remote_username or self.user.get_username()
+
+    @classmethod
+    def of(cls, user) -> "SSHIdentity":
+        """The user's identity, made (with a new ed25519 key) the first time it is needed."""
+        identity = cls.objects.filter(user=user).first()
+        if identity is None:
+            key = asyncssh.generate_private_key("ssh-ed25519", comment=f"rosetta:{user.get_username()}")
+            identity, _ = cls.objects.get_or_create(
+                user=user,
+                defaults={"public_key": key.export_public_key().decode().strip(),
+                          "private_key": seal(key.export_private_key().decode())},
+            )  # fmt: skip
+        return identity

@@ -10,6 +10,7 @@ database at once instead of at its next poll.
 import asyncio
 import contextlib
 import socket
+from collections.abc import Callable
 from pathlib import Path
 
 from rosetta.core.paths import run_dir
@@ -17,6 +18,7 @@ from rosetta.core.paths import run_dir
 CONTROLLER = "controller"
 GATEWAY = "gateway"
 ANY = "*"  # the topic of a signal that names nothing in particular
+ACCESS = "access"  # access taken away (log out, deactivation, revoked token): the gateway waits to know it
 MAX_TOPIC = 64
 
 
@@ -43,8 +45,9 @@ def after_commit(listener: str, topic: str = ANY) -> None:
 class Listener:
     """Receives wake-up datagrams and collects their topics."""
 
-    def __init__(self, listener: str) -> None:
+    def __init__(self, listener: str, on_wake: Callable[[set[str]], None] | None = None) -> None:
         self.path = socket_path(listener)
+        self.on_wake = on_wake  # called at once with the topics of each batch of signals
         self.woken = asyncio.Event()
         self.topics: set[str] = set()
         self._sock: socket.socket | None = None
@@ -59,9 +62,13 @@ class Listener:
 
     def _drain(self) -> None:
         assert self._sock is not None
+        received = set()
         with contextlib.suppress(BlockingIOError):
             while True:
-                self.topics.add(self._sock.recv(MAX_TOPIC).decode(errors="replace") or ANY)
+                received.add(self._sock.recv(MAX_TOPIC).decode(errors="replace") or ANY)
+        self.topics |= received
+        if self.on_wake is not None:
+            self.on_wake(received)
         self.woken.set()
 
     async def wait(self, timeout: float) -> set[str]:

@@ -6,8 +6,11 @@ a host-only cookie, so no secret stays in a URL and tasks cannot read each other
 
 Both are HMAC-SHA256 signatures over a small payload, under a key derived from Django's
 SECRET_KEY. Each kind of signature has its own purpose label, so a cookie can never be
-replayed as a token or the other way round. Cookies are self-contained (they survive a
-gateway restart); tokens carry a random nonce that the verifier remembers until expiry.
+replayed as a token or the other way round. Both carry the user's access epoch
+(``rosetta.accounts.models.AccessEpoch``): logging out or being deactivated moves the user to a
+new epoch, and the gateway accepts only the current one. Cookies are self-contained (they
+survive a gateway restart); tokens carry a random nonce that ``used_tokens`` remembers until
+expiry, for every gateway process alike.
 """
 
 from __future__ import annotations
@@ -17,14 +20,22 @@ import hashlib
 import hmac
 import secrets
 import time
+from typing import NamedTuple
 
 COOKIE_NAME = "rosetta-task-access"
+# Over https the cookie is a __Host- cookie: browsers then refuse it unless it is Secure,
+# host-only and for Path=/, so no sibling origin can set or shadow it.
+SECURE_COOKIE_NAME = "__Host-" + COOKIE_NAME
 LOGIN_PATH = "/.rosetta/login"
 
 _KEY_LABEL = b"rosetta.gateway.access.v1"
-_TOKEN_PURPOSE = b"token"
-_COOKIE_PURPOSE = b"cookie"
+_TOKEN_PURPOSE = b"token.v2"
+_COOKIE_PURPOSE = b"cookie.v2"
 _COOKIE_CACHE_SIZE = 4096
+
+
+def cookie_name(secure: bool) -> str:
+    return SECURE_COOKIE_NAME if secure else COOKIE_NAME
 
 
 def access_key(secret_key: str) -> bytes:
@@ -38,99 +49,91 @@ def _sign(key: bytes, purpose: bytes, task_id: str, payload: str) -> str:
     return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
 
 
-def mint_access_token(key: bytes, user_id: int, task_id: str, ttl: float = 30.0, now: float | None = None) -> str:
-    """A one-time token that lets ``user_id`` open ``task_id`` within ``ttl`` seconds.
+def mint_access_token(
+    key: bytes, user_id: int, task_id: str, *, epoch: int, ttl: float = 30.0, now: float | None = None
+) -> str:
+    """A one-time token that lets ``user_id`` open ``task_id`` within ``ttl`` seconds, while
+    the user stays in access ``epoch``.
 
     The task id is bound by the signature, not carried in the token: the gateway knows
     which origin the token was posted to.
     """
     expires = int((time.time() if now is None else now) + ttl)
-    payload = f"{int(user_id)}.{expires}.{secrets.token_urlsafe(12)}"
+    payload = f"{int(user_id)}.{int(epoch)}.{expires}.{secrets.token_urlsafe(12)}"
     return f"{payload}.{_sign(key, _TOKEN_PURPOSE, task_id, payload)}"
 
 
-def _split_signed(value: str, fields: int) -> tuple[list[str], str] | None:
-    parts = value.split(".")
-    if len(parts) != fields + 1:
-        return None
-    return parts[:fields], ".".join(parts[:fields])
+class OneTimeToken(NamedTuple):
+    user_id: int
+    epoch: int
+    expires: int
+    nonce: str  # what makes it one-time: remembered as used until ``expires``
 
 
-def _parse_user_and_expiry(user: str, expires: str) -> tuple[int, int] | None:
-    if not (user.isdigit() and expires.isdigit()):
+class CookieHolder(NamedTuple):
+    user_id: int
+    epoch: int
+
+
+def _verified_fields(key: bytes, purpose: bytes, value: str, task_id: str, count: int) -> list[str] | None:
+    """The ``count`` payload fields of a signed ``value`` (user, epoch, expiry, then any
+    others), or None if anything is off."""
+    *fields, signature = value.split(".")
+    if len(fields) != count or not all(fields) or not all(field.isdigit() for field in fields[:3]):
         return None
-    return int(user), int(expires)
+    if not hmac.compare_digest(signature, _sign(key, purpose, task_id, ".".join(fields))):
+        return None
+    return fields
 
 
 class AccessVerifier:
-    """Redeems access tokens and issues/checks access cookies for one gateway process."""
+    """Reads access tokens and issues/checks access cookies for one gateway process."""
 
     def __init__(self, key: bytes) -> None:
         self._key = key
-        self._used_nonces: dict[str, float] = {}
-        # cookie value -> (task_id, user_id, expires): repeat requests skip the HMAC.
-        self._verified_cookies: dict[str, tuple[str, int, int]] = {}
+        # cookie value -> (task_id, holder, expires): repeat requests skip the HMAC.
+        self._verified_cookies: dict[str, tuple[str, CookieHolder, int]] = {}
 
-    def redeem(self, token: str, task_id: str, now: float | None = None) -> int | None:
-        """The user the token was minted for, or None; a token is accepted only once."""
-        now = time.time() if now is None else now
-        split = _split_signed(token, 3)
-        if split is None:
+    def read_token(self, token: str, task_id: str, now: float | None = None) -> OneTimeToken | None:
+        """What a token minted for ``task_id`` says, if its signature holds and it has not
+        expired. Whether it was used already is for ``used_tokens`` to say."""
+        fields = _verified_fields(self._key, _TOKEN_PURPOSE, token, task_id, 4)
+        if fields is None:
             return None
-        (user, expires, nonce), payload = split
-        parsed = _parse_user_and_expiry(user, expires)
-        if parsed is None or not nonce:
+        user, epoch, expires, nonce = fields
+        if int(expires) <= (time.time() if now is None else now):
             return None
-        user_id, expiry = parsed
-        signature = token[len(payload) + 1 :]
-        if not hmac.compare_digest(signature, _sign(self._key, _TOKEN_PURPOSE, task_id, payload)):
-            return None
-        if expiry <= now:
-            return None
-        self._forget_expired_nonces(now)
-        if nonce in self._used_nonces:
-            return None
-        self._used_nonces[nonce] = expiry
-        return user_id
+        return OneTimeToken(int(user), int(epoch), int(expires), nonce)
 
-    def _forget_expired_nonces(self, now: float) -> None:
-        expired = [nonce for nonce, expiry in self._used_nonces.items() if expiry <= now]
-        for nonce in expired:
-            del self._used_nonces[nonce]
-
-    def make_cookie(self, user_id: int, task_id: str, ttl: float = 12 * 3600, now: float | None = None) -> str:
+    def make_cookie(
+        self, user_id: int, task_id: str, *, epoch: int, ttl: float = 12 * 3600, now: float | None = None
+    ) -> str:
         expires = int((time.time() if now is None else now) + ttl)
-        payload = f"{int(user_id)}.{expires}"
+        payload = f"{int(user_id)}.{int(epoch)}.{expires}"
         return f"{payload}.{_sign(self._key, _COOKIE_PURPOSE, task_id, payload)}"
 
-    def check_cookie(self, value: str, task_id: str, now: float | None = None) -> int | None:
-        """The user a cookie was issued to for ``task_id``, or None if invalid or expired."""
+    def check_cookie(self, value: str, task_id: str, now: float | None = None) -> CookieHolder | None:
+        """Who a cookie was issued to for ``task_id``, and in which epoch; None if invalid or expired."""
         now = time.time() if now is None else now
         cached = self._verified_cookies.get(value)
         if cached is None:
             cached = self._verify_cookie(value, task_id)
             if cached is None:
                 return None
-        cached_task, user_id, expiry = cached
+        cached_task, holder, expiry = cached
         if cached_task != task_id or expiry <= now:
             return None
-        return user_id
+        return holder
 
-    def _verify_cookie(self, value: str, task_id: str) -> tuple[str, int, int] | None:
-        split = _split_signed(value, 2)
-        if split is None:
-            return None
-        (user, expires), payload = split
-        parsed = _parse_user_and_expiry(user, expires)
-        if parsed is None:
-            return None
-        signature = value[len(payload) + 1 :]
-        if not hmac.compare_digest(signature, _sign(self._key, _COOKIE_PURPOSE, task_id, payload)):
+    def _verify_cookie(self, value: str, task_id: str) -> tuple[str, CookieHolder, int] | None:
+        fields = _verified_fields(self._key, _COOKIE_PURPOSE, value, task_id, 3)
+        if fields is None:
             return None
         if len(self._verified_cookies) >= _COOKIE_CACHE_SIZE:
             # Evict the oldest entry; dicts keep insertion order.
             del self._verified_cookies[next(iter(self._verified_cookies))]
-        verified = (task_id, *parsed)
+        user, epoch, expires = fields
+        verified = (task_id, CookieHolder(int(user), int(epoch)), int(expires))
         self._verified_cookies[value] = verified
         return verified
 

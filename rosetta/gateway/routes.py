@@ -35,6 +35,8 @@ class RouteTable:
     staff_ids: frozenset[int] = frozenset()
     # SHA-256 hex digest of each active API token -> the user it belongs to.
     token_users: dict[str, int] = field(default_factory=dict)
+    # Every active user -> their access epoch: cookies of other epochs, or of users not here, open nothing.
+    epochs: dict[int, int] = field(default_factory=dict)
 
     def may_access(self, user_id: int, route: Route) -> bool:
         return user_id == route.owner_id or user_id in self.staff_ids

@@ -1,5 +1,6 @@
 """Builds the gateway's RouteTable from the database (runs off the request path)."""
 
+import logging
 from datetime import timedelta
 
 from django.contrib.auth import get_user_model
@@ -13,15 +14,25 @@ from rosetta.gateway.routes import Route, RouteTable
 from rosetta.tasks.models import Task
 
 FINISHED_TASKS_SHOWN_FOR = timedelta(days=1)
+log = logging.getLogger(__name__)
 
 
-def _connectors() -> dict:
-    """Per resource, how to reach what its tasks listen on; resources reached directly are left out."""
+def _connectors(needed: set[tuple[int, int]]) -> dict:
+    """How to reach what tasks listen on, per (resource, owner) among ``needed``: through the
+    resource's transport (its SSH connection, or for resources where users run as themselves,
+    the owner's). Resources reached directly, and those that cannot be reached now, are left out."""
+    resources = {resource.id: resource for resource in Resource.objects.filter(id__in={r for r, _ in needed})}
+    owners = get_user_model().objects.in_bulk({owner for _, owner in needed})
     connectors = {}
-    for resource in Resource.objects.all():
-        transport = transport_for(resource)
+    for resource_id, owner_id in needed:
+        resource = resources[resource_id]
+        try:
+            transport = transport_for(resource, owners.get(owner_id) if resource.per_user else None)
+        except Exception:  # one resource's broken settings must not keep the others' routes out
+            log.exception("gateway: cannot reach the tasks of resource %s", resource.name)
+            continue
         if not transport.direct:
-            connectors[resource.id] = transport.reach
+            connectors[(resource_id, owner_id)] = transport.reach
     return connectors
 
 
@@ -34,12 +45,16 @@ def _routable_tasks():
 
 def load_route_table() -> RouteTable:
     fields = ("id", "name", "owner_id", "phase", "endpoint_host", "endpoint_port", "resource_id")
-    reach = _connectors()
+    rows = list(_routable_tasks().values_list(*fields))
+    reach = _connectors({(resource_id, owner_id) for _, _, owner_id, _, _, port, resource_id in rows if port})
     routes = {
-        task_id: Route(task_id, name, owner_id, phase, (host, port) if port else None, reach.get(resource_id))
-        for task_id, name, owner_id, phase, host, port, resource_id in _routable_tasks().values_list(*fields)
+        task_id: Route(
+            task_id, name, owner_id, phase, (host, port) if port else None, reach.get((resource_id, owner_id))
+        )
+        for task_id, name, owner_id, phase, host, port, resource_id in rows
     }
     users = get_user_model().objects.filter(is_active=True)
     staff = frozenset(users.filter(is_staff=True).values_list("id", flat=True))
     tokens = dict(ApiToken.objects.filter(user__is_active=True).values_list("digest", "user_id"))
-    return RouteTable(routes=routes, staff_ids=staff, token_users=tokens)
+    epochs = {user_id: epoch or 0 for user_id, epoch in users.values_list("id", "access_epoch__value")}
+    return RouteTable(routes=routes, staff_ids=staff, token_users=tokens, epochs=epochs)

@@ -20,12 +20,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import signal
 import time
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 
 from asgiref.sync import sync_to_async
 from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
@@ -37,6 +39,7 @@ from rosetta.computing.models import Resource
 from rosetta.computing.schedulers.base import Scheduler
 from rosetta.core import notify
 from rosetta.core.instance import instance_id
+from rosetta.registry import from_platform_registry, image_for
 from rosetta.tasks.models import MAX_LOG_TAIL, Task
 from rosetta.tasks.phases import ACTIVE_PHASE_NAMES, FINAL_PHASE_NAMES, Act, Desired, Phase, TaskView, Timeouts, decide
 from rosetta.tasks.probe import PROBE_TIMEOUT, interface_answers
@@ -46,8 +49,10 @@ log = logging.getLogger(__name__)
 RESOURCES_REFRESH = 5.0  # seconds between looks for resources added, changed or retired
 MIN_PASS_GAP = 0.2  # a backend is polled at most this often, however many jobs end meanwhile
 PROBE_WINDOW = 2.0  # a probe job gives back the task this often, so passes see it end
+PREPARE_AGAIN_AFTER = 60.0  # seconds
 PASS_TIMEOUT = 120.0  # a pass stuck longer than this (a database lock, say) is abandoned and retried
 LOG_TAIL_LINES = 5000
+NEVER_LAUNCHED = "Stopped before its container was launched."
 RETRY_DELAYS = (1, 2, 5, 10, 30, 60)  # seconds before retrying a start that met a transient error
 db = sync_to_async  # all ORM work runs in Django's one sync thread
 
@@ -59,7 +64,7 @@ def default_timeouts() -> Timeouts:
 class Controller:
     def __init__(
         self,
-        backend_for: Callable[[Resource], Scheduler] = backends.backend_for,
+        backend_for: Callable[[Resource, object], Scheduler] = backends.backend_for,
         timeouts: Timeouts | None = None,
         instance: str | None = None,
     ) -> None:
@@ -87,24 +92,36 @@ class Controller:
 
     async def refresh_workers(self) -> None:
         """One worker per backend in use; workers of backends no longer in use are closed."""
-        wanted: dict[Scheduler, set[int]] = {}  # backend_for gives resources on one backend the same object
-        for resource in await db(_resources_in_use)():
-            wanted.setdefault(self.backend_for(resource), set()).add(resource.id)
-        for backend, resource_ids in wanted.items():
+        wanted = await db(self._backends_in_use)()
+        for backend, scopes in wanted.items():
             if backend in self.workers:
-                self.workers[backend].resource_ids = resource_ids
+                self.workers[backend].scopes = scopes
             else:
-                self.workers[backend] = BackendWorker(self, backend, resource_ids)
+                self.workers[backend] = BackendWorker(self, backend, scopes)
                 self.workers[backend].start()
         for backend in set(self.workers) - set(wanted):
             await self.workers.pop(backend).close()
         if self.backend_for is backends.backend_for:
             await backends.forget(set(wanted))
 
+    def _backends_in_use(self) -> dict[Scheduler, set[Scope]]:
+        """Each backend with the scopes it serves: (resource, None) for a resource reached one way
+        for all, (resource, owner) where each user is their own account there. backend_for gives
+        everything reached the same way the same object."""
+        wanted: dict[Scheduler, set[Scope]] = {}
+        for resource, owner in _scopes_in_use():
+            try:
+                backend = self.backend_for(resource, owner)
+            except Exception:  # a resource that cannot be built must not stop the others
+                log.exception("cannot use resource %s", resource.name)
+                continue
+            wanted.setdefault(backend, set()).add((resource.id, owner.id if owner else None))
+        return wanted
+
     def wake(self, topics: set[str]) -> None:
         """Wake the workers a change concerns (topics are resource ids), all for ANY."""
         for worker in self.workers.values():
-            if notify.ANY in topics or any(str(resource_id) in topics for resource_id in worker.resource_ids):
+            if notify.ANY in topics or any(str(resource_id) in topics for resource_id, _ in worker.scopes):
                 worker.wake()
 
     async def close(self) -> None:
@@ -123,15 +140,19 @@ class Job:
     task: asyncio.Task | None = None
 
 
+Scope = tuple[int, int | None]  # (resource id, owner id where each user is their own account there)
+
+
 class BackendWorker:
-    def __init__(self, controller: Controller, backend: Scheduler, resource_ids: set[int]) -> None:
+    def __init__(self, controller: Controller, backend: Scheduler, scopes: set[Scope]) -> None:
         self.controller = controller
         self.backend = backend
-        self.resource_ids = resource_ids
+        self.scopes = scopes
         self.jobs: dict[str, Job] = {}
         self.woken = asyncio.Event()
         self.reachable = True
         self.retries: dict[str, tuple[int, float]] = {}  # task id -> (attempts, monotonic time of the next)
+        self.prepared_until = 0.0  # monotonic time when the backend's preparation is due again
         self._loop_task: asyncio.Task | None = None
 
     @property
@@ -170,11 +191,11 @@ class BackendWorker:
 
     async def reconcile(self) -> None:
         busy = set(self.jobs)  # before reading: a job that ends during the poll still counts
-        tasks = await db(_tasks_on)(self.resource_ids)
+        tasks = await db(_tasks_on)(self.scopes)
         try:
+            await self._prepare()
             observed = await asyncio.wait_for(
-                self.backend.poll(self.controller.instance, [TaskRef(task.id, task.backend_state) for task in tasks]),
-                self.backend.poll_timeout,
+                self.backend.poll(self.controller.instance, [_ref(task) for task in tasks]), self.backend.poll_timeout
             )
         except (ComputingError, TimeoutError) as error:
             await self._lost(tasks, error)
@@ -203,6 +224,13 @@ class BackendWorker:
             for task_id in await db(_finished_or_gone)(strays):
                 ref = TaskRef(task_id, observed[task_id].handle)
                 self._spawn(task_id, Act.CLEAN_UP, lambda job, ref=ref: self._remove_stray(ref))
+
+    async def _prepare(self) -> None:
+        """Ready the backend before its first task, and again now and then (someone may have
+        flushed the machine's firewall): no task starts where it cannot be isolated."""
+        if time.monotonic() >= self.prepared_until:
+            await asyncio.wait_for(self.backend.prepare(), self.backend.poll_timeout)
+            self.prepared_until = time.monotonic() + PREPARE_AGAIN_AFTER
 
     def _interrupt_if_stopping(self, task: Task) -> None:
         job = self.jobs.get(task.id)
@@ -262,7 +290,7 @@ class BackendWorker:
             case Act.STOP:
                 await self._stop(task, seen)
             case Act.CANCEL:
-                if await db(task.transition)(Phase.STOPPED, "Stopped before its container was launched."):
+                if await db(task.transition)(Phase.STOPPED, NEVER_LAUNCHED):
                     await self._forget_if_deleted(task)
             case Act.ENDED:
                 await self._ended(task, seen)
@@ -288,10 +316,12 @@ class BackendWorker:
     async def _start(self, job: Job, task: Task) -> None:
         async with self.backend.start_slots:  # waiting for a slot may be interrupted by a stop
             job.cancellable = False
-            spec = await db(_container_spec)(task, self.controller.instance)
-            if not await db(task.note)(f"Launching the container from {spec.image} on {task.resource.name}."):
-                return  # the row changed since this pass read it
             try:
+                spec = await db(_container_spec)(task, self.controller.instance)
+                # Marked before the resource is asked: from now on work may exist there.
+                said = f"Launching the container from {spec.image} on {task.resource.name}."
+                if not await db(task.observe)(said, backend_state={**task.backend_state, "launched": True}):
+                    return  # the row changed since this pass read it
                 seen = await self.backend.start(spec)
             except ComputingError as error:
                 await self._start_failed(task, error)
@@ -357,6 +387,7 @@ class BackendWorker:
         await db(task.transition)(
             Phase.EXITED,
             _ended_reason(task, seen),
+            detail=seen.detail,
             exit_code=seen.exit_code,
             log_tail=log_tail,
             memory_kills=max(task.memory_kills, seen.memory_kills),
@@ -371,6 +402,9 @@ class BackendWorker:
         if seen.handle and seen.handle != task.backend_state:
             fields["backend_state"] = seen.handle
         reason = ""
+        queue_moved = seen.handle.get("reason") != task.backend_state.get("reason")
+        if task.phase_enum is Phase.QUEUED and seen.reason and queue_moved:
+            reason = _queued_reason(task.resource.name, seen)  # the queue's reason changed: say so
         if seen.memory_kills > task.memory_kills:
             fields["memory_kills"] = seen.memory_kills
             reason = (
@@ -381,7 +415,7 @@ class BackendWorker:
 
     async def _end(self, task: Task, grace: int, log_lines: int = LOG_TAIL_LINES) -> str:
         async with self.backend.end_slots:
-            output = await self.backend.end(TaskRef(task.id, task.backend_state), grace, log_lines)
+            output = await self.backend.end(_ref(task), grace, log_lines)
         return output[-MAX_LOG_TAIL:].decode(errors="replace")
 
     async def _remove_stray(self, ref: TaskRef) -> None:
@@ -396,6 +430,7 @@ class BackendWorker:
 
     async def _lost(self, tasks: list[Task], error: BaseException) -> None:
         what = str(error) or f"no answer within {self.backend.poll_timeout:g} s"
+        await self._cancel_unlaunched(tasks)
         if self.reachable:
             self.reachable = False
             log.warning("%s is not answering: %s", self.backend.description, what)
@@ -407,6 +442,14 @@ class BackendWorker:
                         getattr(error, "detail", ""),
                     )
 
+    async def _cancel_unlaunched(self, tasks: list[Task]) -> None:
+        """Stops of tasks of which nothing was ever launched need no answer from the resource."""
+        for task in tasks:
+            never_launched = task.phase_enum is Phase.CREATED and not task.backend_state and task.id not in self.jobs
+            stop = never_launched and task.desired != Desired.RUNNING.value
+            if stop and await db(task.transition)(Phase.STOPPED, NEVER_LAUNCHED):
+                await self._forget_if_deleted(task)
+
     async def _regained(self, tasks: list[Task]) -> None:
         self.reachable = True
         log.info("%s answers again", self.backend.description)
@@ -416,6 +459,10 @@ class BackendWorker:
 
 
 # -- what the controller says, and reads -----------------------------------------------------------
+
+
+def _ref(task: Task) -> TaskRef:
+    return TaskRef(task.id, task.backend_state, task.endpoint, task.software.interface_port)
 
 
 def _news(task: Task, seen: Observation) -> bool:
@@ -435,7 +482,9 @@ def _placed(seen: Observation) -> dict:
 
 
 def _queued_reason(resource: str, seen: Observation) -> str:
-    return f"Waiting in the queue of {resource}" + (f": {seen.reason}." if seen.reason else ".")
+    said = f"Waiting in the queue of {resource}" + (f": {seen.reason}" if seen.reason else "")
+    starts = seen.handle.get("starts_at")
+    return said + (f" (expected to start at {starts[11:16]} UTC)." if starts else ".")
 
 
 def _placed_reason(resource: str, seen: Observation) -> str:
@@ -450,7 +499,17 @@ def _ended_reason(task: Task, seen: Observation) -> str:
         return seen.reason
     if seen.exit_code is None:
         return "The program ended."
+    if seen.exit_code > 128 and _signal_name(seen.exit_code - 128):
+        name = _signal_name(seen.exit_code - 128)
+        return f"The program was killed ({name}, exit code {seen.exit_code})."
     return f"The program exited with code {seen.exit_code}."
+
+
+def _signal_name(number: int) -> str:
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return ""
 
 
 def _note_trouble(task_id: str, backend: str, error: ComputingError) -> None:
@@ -461,31 +520,47 @@ def _note_trouble(task_id: str, backend: str, error: ComputingError) -> None:
 
 
 def _container_spec(task: Task, instance: str) -> ContainerSpec:
+    """What to run: on another machine, the image copied to the platform's registry, by digest."""
     software = task.software
-    env = {**software.environment, **task.environment}
-    if software.honours_base_port:
-        env["BASE_PORT"] = str(software.interface_port)
+    image = image_for(software, task.resource)
     return ContainerSpec(
         task_id=task.id,
         instance=instance,
-        image=software.image,
+        image=image,
+        insecure_pull=from_platform_registry(image),
         port=software.interface_port,
         cpus=task.cpus,
         memory_mb=task.memory_mb,
-        env=env,
+        env={**software.environment, **task.environment},
         pull=task.resource.pull_policy,
+        outbound=task.resource.task_outbound,
+        base_port=software.honours_base_port,
+        partition=task.partition,
+        time_limit_minutes=task.time_limit_minutes,
     )
 
 
-def _tasks_on(resource_ids: set[int]) -> list[Task]:
-    wanted = Q(phase__in=ACTIVE_PHASE_NAMES) | Q(desired=Desired.DELETED.value)
+_IN_PLAY = Q(phase__in=ACTIVE_PHASE_NAMES) | Q(desired=Desired.DELETED.value)
+
+
+def _tasks_on(scopes: set[Scope]) -> list[Task]:
+    where = Q(pk__in=[])
+    for resource_id, owner_id in scopes:
+        where |= Q(resource_id=resource_id) if owner_id is None else Q(resource_id=resource_id, owner_id=owner_id)
     queryset = Task.objects.select_related("software", "resource").defer("log_tail")
-    return list(queryset.filter(wanted, resource_id__in=resource_ids))
+    return list(queryset.filter(_IN_PLAY, where))
 
 
-def _resources_in_use() -> list[Resource]:
-    busy = Task.objects.filter(Q(phase__in=ACTIVE_PHASE_NAMES) | Q(desired=Desired.DELETED.value)).values("resource_id")
-    return list(Resource.objects.filter(Q(enabled=True) | Q(id__in=busy)))
+def _scopes_in_use() -> list[tuple[Resource, object]]:
+    busy = Task.objects.filter(_IN_PLAY)
+    scopes = []
+    for resource in Resource.objects.filter(Q(enabled=True) | Q(id__in=busy.values("resource_id"))):
+        if not resource.per_user:
+            scopes.append((resource, None))
+            continue
+        owners = get_user_model().objects.filter(id__in=busy.filter(resource=resource).values("owner_id"))
+        scopes += [(resource, owner) for owner in owners.select_related("ssh_identity")]
+    return scopes
 
 
 def _finished_or_gone(task_ids: list[str]) -> list[str]:

@@ -18,9 +18,8 @@ LIVE_PHASES = frozenset({Phase.STARTING, Phase.RUNNING, Phase.STOPPING})
 async def stream_logs(task: Task, *, follow: bool, tail: int | None = None) -> AsyncIterator[bytes]:
     if task.phase_enum in LIVE_PHASES:
         try:
-            async for chunk in backend_for(task.resource).logs(
-                TaskRef(task.id, task.backend_state), follow=follow, tail=tail
-            ):
+            backend = await sync_to_async(backend_for)(task.resource, task.owner)
+            async for chunk in backend.logs(TaskRef(task.id, task.backend_state), follow=follow, tail=tail):
                 yield chunk
             return
         except ComputingError as error:

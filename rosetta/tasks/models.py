@@ -41,6 +41,8 @@ class Task(models.Model):
     cpus = models.FloatField(default=1.0)
     memory_mb = models.PositiveIntegerField(default=512)
     environment = models.JSONField(default=dict, blank=True)
+    partition = models.CharField(max_length=64, blank=True, help_text="Where a batch scheduler places it.")
+    time_limit_minutes = models.PositiveIntegerField(default=0, help_text="0: the resource's default.")
 
     desired = models.CharField(
         max_length=8, choices=[(d.value, d.value) for d in Desired], default=Desired.RUNNING.value
@@ -128,7 +130,7 @@ class Task(models.Model):
             if not updated:
                 return False
             if event is not None:
-                TaskEvent.objects.create(task_id=self.pk, phase=event[0], reason=event[1], detail=event[2])
+                self._add_event(*event)
             if _ROUTED_FIELDS.intersection(values):
                 notify.after_commit(notify.GATEWAY)  # its route table shows phases and endpoints
         for name, value in values.items():

@@ -12,7 +12,9 @@ from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 
 from rosetta.catalog.models import Software
+from rosetta.catalog.registries import check_registry
 from rosetta.computing.models import Resource
+from rosetta.computing.services import check_request
 from rosetta.core import notify
 from rosetta.core.errors import Conflict, NotFound
 from rosetta.core.validation import validate_env_vars, validate_task_name
@@ -30,16 +32,19 @@ class TaskRequest:
     cpus: float = 1.0
     memory_mb: int = 512
     environment: dict[str, str] = field(default_factory=dict)
+    partition: str = ""  # batch schedulers only
+    time_limit_minutes: int = 0  # batch schedulers only; 0: the resource's default
 
 
 def start_task(user, request: TaskRequest) -> Task:
     software = Software.objects.visible_to(user).filter(name=request.software).first()
     if software is None:
         raise NotFound(f"There is no software called {request.software!r} in your catalogue.")
+    check_registry(software.image)  # the operator's list may have changed since it was added
     resource = Resource.objects.filter(name=request.resource, enabled=True).first()
     if resource is None:
         raise NotFound(f"There is no computing resource called {request.resource!r}.")
-    resource.check_limits(request.cpus, request.memory_mb)
+    check_request(resource, request.cpus, request.memory_mb, request.partition, request.time_limit_minutes)
     validate_env_vars(request.environment)
     if request.name is not None:
         validate_task_name(request.name)
@@ -63,6 +68,8 @@ def _create_with_unique_name(user, software, resource, request: TaskRequest) -> 
         cpus=request.cpus,
         memory_mb=request.memory_mb,
         environment=request.environment,
+        partition=request.partition,
+        time_limit_minutes=request.time_limit_minutes,
     )
     if request.name is not None:
         try:

@@ -6,6 +6,7 @@ from django.core.exceptions import ValidationError
 
 from rosetta.catalog.models import Software
 from rosetta.computing.models import MIN_MEMORY_MB, Resource
+from rosetta.computing.services import check_request
 from rosetta.core.validation import validate_env_name, validate_env_vars
 from rosetta.tasks.services import TaskRequest
 
@@ -58,6 +59,14 @@ class TaskForm(forms.Form):
         help_text="One NAME=value per line.",
         widget=forms.Textarea(attrs={"rows": 4, "spellcheck": "false", "placeholder": "GREETING=hello"}),
     )
+    partition = forms.CharField(
+        required=False,
+        max_length=64,
+        help_text="Clusters only: where the job runs (the resource's default when empty).",
+    )
+    time_limit_minutes = forms.IntegerField(
+        required=False, min_value=1, label="Time limit (minutes)", help_text="Clusters only: how long the job may run."
+    )
 
     def __init__(self, *args, user, **kwargs):
         super().__init__(*args, **kwargs)
@@ -84,6 +93,14 @@ class TaskForm(forms.Form):
             self.add_error("cpus", f"At most {resource.max_cpus:g} CPUs on {resource.name}.")
         if memory_mb is not None and memory_mb > resource.max_memory_mb:
             self.add_error("memory_mb", f"At most {resource.max_memory_mb} MiB on {resource.name}.")
+        if self.errors or cpus is None or memory_mb is None:
+            return
+        try:  # a cluster's partition and its limits, as the resource's last check found them
+            check_request(
+                resource, cpus, memory_mb, cleaned.get("partition") or "", cleaned.get("time_limit_minutes") or 0
+            )
+        except ValidationError as error:
+            self.add_error("partition" if "partition" in str(error) else "time_limit_minutes", error)
 
     def task_request(self) -> TaskRequest:
         data = self.cleaned_data
@@ -94,8 +111,28 @@ class TaskForm(forms.Form):
             cpus=data["cpus"],
             memory_mb=data["memory_mb"],
             environment=data["environment"],
+            partition=data.get("partition") or "",
+            time_limit_minutes=data.get("time_limit_minutes") or 0,
         )
 
 
 class TokenForm(forms.Form):
     name = forms.CharField(max_length=64, initial="cli", widget=forms.TextInput(attrs={"placeholder": "cli"}))
+
+
+class ResourceForm(forms.ModelForm):
+    """A computing resource, as staff add and change it. The private key is write-only."""
+
+    private_key = forms.CharField(
+        required=False,
+        widget=forms.Textarea(attrs={"rows": 4, "spellcheck": "false", "autocomplete": "off"}),
+        help_text="The service account's private key (OpenSSH format). Never shown again; leave empty to keep it.",
+    )
+
+    class Meta:
+        model = Resource
+        fields = [
+            "name", "description", "transport", "host", "port", "credentials", "username", "work_dir", "scheduler",
+            "engine", "partition", "time_limit_minutes", "max_cpus", "max_memory_mb", "task_outbound", "pull_policy",
+        ]  # fmt: skip
+        widgets = {"description": forms.Textarea(attrs={"rows": 2})}

@@ -1,11 +1,11 @@
 from django.contrib.auth import views as auth_views
 from django.urls import path
 
-from rosetta.web import views
+from rosetta.web import resources, views
 
 urlpatterns = [
     path("", views.home, name="home"),
-    path("login/", auth_views.LoginView.as_view(redirect_authenticated_user=True), name="login"),
+    path("login/", views.LoginView.as_view(), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("tasks/", views.task_list, name="tasks"),
     path("tasks/new/", views.task_new, name="task-new"),
@@ -14,7 +14,12 @@ urlpatterns = [
     path("tasks/<str:task_id>/delete", views.task_delete, name="task-delete"),
     path("tasks/<str:task_id>/open", views.task_open, name="task-open"),
     path("catalog/", views.catalog, name="catalog"),
-    path("resources/", views.resources, name="resources"),
+    path("resources/", resources.resource_list, name="resources"),
+    path("resources/new/", resources.resource_new, name="resource-new"),
+    path("resources/<slug:name>/", resources.resource_detail, name="resource"),
+    path("resources/<slug:name>/check", resources.resource_check, name="resource-check"),
+    path("resources/<slug:name>/toggle", resources.resource_toggle, name="resource-toggle"),
+    path("account/remote-username", resources.remote_username, name="remote-username"),
     path("account/", views.account, name="account"),
     path("account/tokens/", views.token_create, name="token-create"),
     path("account/tokens/<int:token_id>/revoke", views.token_revoke, name="token-revoke"),

@@ -1,22 +1,29 @@
 """Server-rendered pages. Thin: each view reads or forwards to rosetta.tasks.services; the
 live parts (phases, events, logs) are refreshed by static/web/rosetta.js through the API."""
 
+import inspect
+import math
+
 from django.conf import settings
 from django.contrib import messages
+from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
 from django.http import Http404
 from django.shortcuts import get_object_or_404, redirect, render
+from django.utils.decorators import method_decorator
+from django.views.decorators.cache import never_cache
+from django.views.decorators.debug import sensitive_post_parameters
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from rosetta.accounts import services as account_services
-from rosetta.accounts.models import ApiToken
+from rosetta.accounts.models import AccessEpoch, ApiToken
 from rosetta.catalog.models import Software
-from rosetta.computing.models import Resource
 from rosetta.core.errors import Conflict, NotFound
 from rosetta.gateway.access import LOGIN_PATH, access_key, mint_access_token, safe_next_path
 from rosetta.tasks import services
 from rosetta.tasks.models import Task
+from rosetta.web import throttle
 from rosetta.web.forms import TaskForm, TokenForm
 
 
@@ -30,6 +37,38 @@ def _task_or_404(request, task_id: str) -> Task:
 @require_GET
 def home(request):
     return redirect("tasks")
+
+
+class LoginView(auth_views.LoginView):
+    """Django's login, with failed attempts limited per account and per client address."""
+
+    redirect_authenticated_user = True
+
+    # Django's own dispatch is wrapped in csrf_protect, a second CSRF check with Django's class,
+    # which keeps an anonymous visitor's secret in a new session. Ours (rosetta.web.csrf, a
+    # middleware) already guards every view; the other two wrappers stay.
+    @method_decorator(sensitive_post_parameters())
+    @method_decorator(never_cache)
+    def dispatch(self, request, *args, **kwargs):
+        return inspect.unwrap(auth_views.LoginView.dispatch)(self, request, *args, **kwargs)
+
+    def post(self, request, *args, **kwargs):
+        self.counters = throttle.counters(request.POST.get("username", ""), throttle.client_address(request))
+        retry_after = throttle.blocked_for(self.counters)
+        if retry_after:
+            minutes = math.ceil(retry_after / 60)
+            response = render(request, "web/too_many_logins.html", {"minutes": minutes}, status=429)
+            response["Retry-After"] = str(retry_after)
+            return response
+        return super().post(request, *args, **kwargs)
+
+    def form_valid(self, form):
+        throttle.forget(self.counters[0])
+        return super().form_valid(form)
+
+    def form_invalid(self, form):
+        throttle.record_failure(self.counters)
+        return super().form_invalid(form)
 
 
 @login_required
@@ -104,7 +143,8 @@ def task_open(request, task_id: str):
     if task.is_final:
         response = render(request, "web/task_not_running.html", {"task": task}, status=409)
     else:
-        token = mint_access_token(access_key(settings.SECRET_KEY), request.user.id, task.id)
+        epoch = AccessEpoch.objects.current(request.user.id)  # logging out ends what this token opens
+        token = mint_access_token(access_key(settings.SECRET_KEY), request.user.id, task.id, epoch=epoch)
         response = render(
             request,
             "web/task_open.html",
@@ -116,7 +156,9 @@ def task_open(request, task_id: str):
             },
         )
     response["Cache-Control"] = "no-store"
-    response["Referrer-Policy"] = "no-referrer"
+    # Not no-referrer: browsers would then send "Origin: null" with the form, and the gateway
+    # takes the hand-over only from the platform's origin. The Referer says no more than it.
+    response["Referrer-Policy"] = "strict-origin"
     return response
 
 
@@ -125,12 +167,6 @@ def task_open(request, task_id: str):
 def catalog(request):
     software = Software.objects.visible_to(request.user).select_related("owner")
     return render(request, "web/catalog.html", {"software_list": software})
-
-
-@login_required
-@require_GET
-def resources(request):
-    return render(request, "web/resources.html", {"resources": Resource.objects.filter(enabled=True)})
 
 
 def _render_account(request, form: TokenForm, new_secret: str | None = None, status: int = 200):

@@ -50,12 +50,15 @@ def test_start_open_refuse_logs_stop(platform):
     one_time = re.search(r'name="token" value="([^"]+)"', open_page.text).group(1)
     assert one_time not in form_action
     origin = httpx.Client(base_url=task["interface_url"], timeout=30)
-    redirect = origin.post("/.rosetta/login", data={"token": one_time, "next": "/"})
+    # The form comes from the platform's page: the browser says so in Origin.
+    hand_over = {"Origin": platform.url}
+    redirect = origin.post("/.rosetta/login", data={"token": one_time, "next": "/"}, headers=hand_over)
     assert redirect.status_code == 303 and redirect.headers["location"] == "/"
     page = origin.get("/")
     assert page.status_code == 200 and HELLO in page.text
     # The one-time token cannot be used twice.
-    assert httpx.post(f"{task['interface_url']}.rosetta/login", data={"token": one_time}).status_code == 403
+    replay = httpx.post(f"{task['interface_url']}.rosetta/login", data={"token": one_time}, headers=hand_over)
+    assert replay.status_code == 403
 
     # The other user is refused at the gateway, with their valid token or without any.
     assert platform.task_client(task["id"], token).get("/").status_code == 403

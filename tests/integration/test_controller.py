@@ -52,7 +52,9 @@ def test_container_removed_behind_our_back_makes_the_task_exited_within_5_s(fres
         task = platform.wait_for_task(api, task_id, {"exited", "failed", "stopped"}, timeout=10)
         assert time.monotonic() - removed < 5
         assert task["phase"] == "exited"
-        assert "removed outside Rosetta" in task["events"][-1]["reason"]
+        # Podman kills before it removes: the controller may see either step first.
+        reason = task["events"][-1]["reason"]
+        assert "removed outside Rosetta" in reason or "was killed (SIGKILL, exit code 137)" in reason, reason
 
 
 def test_program_exit_code_and_output_are_kept(fresh_platform):
@@ -86,8 +88,11 @@ def test_missing_image_fails_in_plain_words_with_the_engines_own_kept(fresh_plat
         assert task["phase"] == "failed"
         event = task["events"][-1]
         assert event["reason"] == f"Image {image} does not exist on local."
-        assert event["detail"].startswith("Error:") and image in event["detail"]  # for the operator
+        assert event["detail"] == ""  # the engine's own words are for operators
         assert f"rosetta-{task_id}" not in platform.containers()  # nothing half-created
+    with platform.api(platform.create_user("operator", admin=True)) as staff:
+        detail = staff.get(f"/api/tasks/{task_id}").json()["events"][-1]["detail"]
+        assert detail.startswith("Error:") and image in detail
 
 
 def test_interface_that_never_answers_fails_after_the_start_timeout(fresh_platform):
@@ -185,7 +190,9 @@ def test_fifty_tasks_at_once_each_run_once_and_stop_once(fresh_platform):
                 task = platform.wait_for_task(api, task_id, {"stopped"}, timeout=120)
                 history = [(event["phase"], event["reason"]) for event in task["events"]]
                 assert_legal(history)
-                assert [phase for phase, _ in history][-3:] == ["running", "stopping", "stopped"], history
+                phases = [phase for phase, _ in history]
+                entered = [phase for n, phase in enumerate(phases) if n == 0 or phases[n - 1] != phase]
+                assert entered == ["created", "starting", "running", "stopping", "stopped"], history
     created = platform.containers_created_since(since)
     assert sorted(created) == sorted(task_id for ids in owned.values() for task_id in ids)
     assert set(created.values()) == {1}, created  # exactly one container per task, ever

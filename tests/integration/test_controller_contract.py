@@ -47,7 +47,7 @@ class Running:
 
     def __init__(self, backends: dict[str, Scheduler], timeouts: Timeouts = TIMEOUTS, instance: str = "test") -> None:
         self.controller = Controller(
-            backend_for=lambda resource: backends[resource.name], timeouts=timeouts, instance=instance
+            backend_for=lambda resource, user: backends[resource.name], timeouts=timeouts, instance=instance
         )
 
     async def __aenter__(self) -> Controller:
@@ -317,7 +317,7 @@ async def test_local_tasks_start_as_fast_while_another_resource_never_answers(wo
     stuck = FakeBackend("stuck")
     stuck.hang = True
     instance = f"test-{time.monotonic_ns()}"
-    local = {"here": backends.backend_for(await sync_to_async(Resource.objects.get)(name="here"))}
+    local = {"here": await sync_to_async(lambda: backends.backend_for(Resource.objects.get(name="here")))()}
     try:
         async with Running({**local, "there": FakeBackend("there")}, instance=instance):
             await _time_to_running(world, "warm-up")

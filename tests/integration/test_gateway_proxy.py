@@ -1,91 +1,41 @@
 """The gateway in front of real upstream servers, driven by real HTTP and WebSocket clients."""
 
 import asyncio
-import hashlib
-import json
-import socket
 import urllib.parse
 
-import httptools
 import httpx
 import pytest
-import uvloop
 import websockets.asyncio.client
 import websockets.asyncio.server
 
 from rosetta.accounts.tokens import hash_token, new_token
-from rosetta.gateway.access import COOKIE_NAME, AccessVerifier, access_key, mint_access_token
+from rosetta.gateway.access import COOKIE_NAME, mint_access_token
 from rosetta.gateway.proxy import Gateway, GatewayConfig
 from rosetta.gateway.routes import Route, RouteTable
-
-KEY = access_key("integration-test-secret")
-OWNER, STRANGER, STAFF = 1, 2, 3
-BIG_BODY = hashlib.sha256(b"seed").digest() * (5 * 1024 * 1024 // 32)
-PUBLIC_URL = "http://localhost:8000"
-
-
-class EchoUpstream(asyncio.Protocol):
-    """Answers every request with what it received, as JSON; ``/big`` sends 5 MB."""
-
-    def __init__(self, server_name: str) -> None:
-        self.server_name = server_name
-
-    def connection_made(self, transport):
-        self.transport = transport
-        self.parser = httptools.HttpRequestParser(self)
-
-    def data_received(self, data):
-        self.parser.feed_data(data)
-
-    def on_message_begin(self):
-        self.url, self.headers, self.body = b"", [], b""
-
-    def on_url(self, url):
-        self.url += url
-
-    def on_header(self, name, value):
-        self.headers.append([name.decode(), value.decode()])
-
-    def on_body(self, body):
-        self.body += body
-
-    def on_message_complete(self):
-        if self.url == b"/big":
-            body = BIG_BODY
-        else:
-            body = json.dumps(
-                {
-                    "server": self.server_name,
-                    "connection": id(self),
-                    "method": self.parser.get_method().decode(),
-                    "url": self.url.decode(),
-                    "headers": self.headers,
-                    "body": self.body.decode("latin-1"),
-                }
-            ).encode()
-        head = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n" % len(body)
-        self.transport.write(head + body)
-
-
-def header(echo: dict, name: str) -> list[str]:
-    return [value for key, value in echo["headers"] if key.lower() == name.lower()]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
+from tests.integration.gateway_support import (
+    BIG_BODY,
+    KEY,
+    OWNER,
+    PUBLIC_PORT,
+    PUBLIC_URL,
+    STAFF,
+    STRANGER,
+    EchoUpstream,
+    Response,
+    access_cookie,
+    event_loop_policy,  # noqa: F401 -- a fixture: every test runs on asyncio's loop and on uvloop
+    free_port,
+    header,
+    open_raw,
+    parse_responses,
+    raw_exchange,
+    running_gateway,
+    task,
+)
 
 # The forward-compatible pytest_asyncio_loop_factories hook needs a conftest.py; until this
 # suite has one for the gateway, the (deprecated) policy fixture parametrizes the loop.
 pytestmark = pytest.mark.filterwarnings('ignore:Overriding the "event_loop_policy" fixture:DeprecationWarning')
-
-
-@pytest.fixture(params=["asyncio", "uvloop"])
-def event_loop_policy(request):
-    """Run every test on both loops: production uses uvloop, whose transports differ in detail."""
-    return uvloop.EventLoopPolicy() if request.param == "uvloop" else asyncio.DefaultEventLoopPolicy()
 
 
 @pytest.fixture
@@ -97,9 +47,17 @@ async def echo_server():
 
 
 @pytest.fixture
-async def platform_socket(tmp_path):
+def platform_requests():
+    """(method, target) of every request the platform received."""
+    return []
+
+
+@pytest.fixture
+async def platform_socket(tmp_path, platform_requests):
     path = str(tmp_path / "platform.sock")
-    server = await asyncio.get_running_loop().create_unix_server(lambda: EchoUpstream("platform"), path)
+    server = await asyncio.get_running_loop().create_unix_server(
+        lambda: EchoUpstream("platform", platform_requests), path
+    )
     yield path
     server.close()
 
@@ -138,6 +96,7 @@ async def gateway(echo_server, platform_socket, websocket_server, api_token):
         },
         staff_ids=frozenset({STAFF}),
         token_users={hash_token(api_token): OWNER, hash_token("rst_stranger"): STRANGER},
+        epochs=dict.fromkeys((OWNER, STRANGER, STAFF), 0),
     )
     gateway = Gateway(config, table)
     await gateway.start()
@@ -152,12 +111,9 @@ async def client(gateway):
         yield client
 
 
-def task(task_id: str, **headers: str) -> dict:
-    return {"Host": f"{task_id}.localhost:8000", **headers}
-
-
-def access_cookie(task_id: str = "t1", user_id: int = OWNER) -> str:
-    return AccessVerifier(KEY).make_cookie(user_id, task_id)
+def login_form(token: str, next_path: str = "/") -> dict:
+    """What the platform's hand-over page posts to a task's origin."""
+    return {"data": {"token": token, "next": next_path}, "headers": task("t1", Origin=PUBLIC_URL)}
 
 
 async def test_bearer_token_reaches_task_without_leaking_credentials(client, api_token):
@@ -238,9 +194,9 @@ async def test_api_client_without_credentials_is_unauthorized(client):
 
 
 async def test_login_sets_a_host_only_cookie_once(client):
-    token = mint_access_token(KEY, OWNER, "t1")
-    form = {"token": token, "next": "/lab?reset"}
-    response = await client.post("/.rosetta/login", data=form, headers=task("t1"))
+    token = mint_access_token(KEY, OWNER, "t1", epoch=0)
+    form = login_form(token, "/lab?reset")
+    response = await client.post("/.rosetta/login", **form)
     assert response.status_code == 303
     assert response.headers["Location"] == "/lab?reset"
     set_cookie = response.headers["Set-Cookie"]
@@ -250,7 +206,7 @@ async def test_login_sets_a_host_only_cookie_once(client):
     assert not any(attribute.startswith("domain") for attribute in attributes)
     assert "secure" not in attributes
 
-    again = await client.post("/.rosetta/login", data=form, headers=task("t1"))
+    again = await client.post("/.rosetta/login", **form)
     assert again.status_code == 403
     assert "expired or was already used" in again.text
     assert f'href="{PUBLIC_URL}/tasks/t1"' in again.text
@@ -262,17 +218,15 @@ async def test_login_sets_a_host_only_cookie_once(client):
 
 
 async def test_login_refuses_an_offsite_next(client):
-    token = mint_access_token(KEY, OWNER, "t1")
-    response = await client.post(
-        "/.rosetta/login", data={"token": token, "next": "//evil.example/"}, headers=task("t1")
-    )
+    token = mint_access_token(KEY, OWNER, "t1", epoch=0)
+    response = await client.post("/.rosetta/login", **login_form(token, "//evil.example/"))
     assert response.status_code == 303
     assert response.headers["Location"] == "/"
 
 
 async def test_login_token_of_another_task_is_refused(client):
-    token = mint_access_token(KEY, OWNER, "ws")
-    response = await client.post("/.rosetta/login", data={"token": token, "next": "/"}, headers=task("t1"))
+    token = mint_access_token(KEY, OWNER, "ws", epoch=0)
+    response = await client.post("/.rosetta/login", **login_form(token))
     assert response.status_code == 403
     assert "Set-Cookie" not in response.headers
 
@@ -341,6 +295,7 @@ async def test_websocket_echo_through_the_gateway(gateway):
         f"ws://ws.localhost:{port}/socket",
         host="127.0.0.1",
         port=port,
+        origin=f"http://ws.localhost:{PUBLIC_PORT}",
         additional_headers={"Cookie": f"{COOKIE_NAME}={access_cookie('ws')}"},
     ) as connection:
         for message in ["hello", "x" * 200_000, b"\x00\x01binary"]:
@@ -351,7 +306,9 @@ async def test_websocket_echo_through_the_gateway(gateway):
 async def test_websocket_without_credentials_is_refused(gateway):
     port = gateway.addresses[0][1]
     with pytest.raises(websockets.exceptions.InvalidStatus) as refused:
-        async with websockets.asyncio.client.connect(f"ws://ws.localhost:{port}/socket", host="127.0.0.1", port=port):
+        async with websockets.asyncio.client.connect(
+            f"ws://ws.localhost:{port}/socket", host="127.0.0.1", port=port, origin=f"http://ws.localhost:{PUBLIC_PORT}"
+        ):
             pass
     assert refused.value.response.status_code == 401
 
@@ -376,14 +333,6 @@ async def test_routes_are_swapped_whole(gateway, client, api_token):
     gateway.set_table(RouteTable(token_users={hash_token(api_token): OWNER}))
     response = await client.get("/", headers=task("t1", Authorization=f"Bearer {api_token}"))
     assert response.status_code == 404
-
-
-async def raw_exchange(gateway, request: bytes) -> bytes:
-    reader, writer = await asyncio.open_connection("127.0.0.1", gateway.addresses[0][1])
-    writer.write(request)
-    response = await reader.read()
-    writer.close()
-    return response
 
 
 async def test_malformed_request_is_rejected(gateway):
@@ -428,7 +377,8 @@ async def impatient_gateway(echo_server, platform_socket):
         head_timeout=0.3,
         idle_timeout=0.6,
     )
-    gateway = Gateway(config, RouteTable(routes={"t1": Route("t1", "One", OWNER, "running", echo_server)}))
+    table = RouteTable(routes={"t1": Route("t1", "One", OWNER, "running", echo_server)}, epochs={OWNER: 0})
+    gateway = Gateway(config, table)
     await gateway.start()
     yield gateway
     await gateway.close()
@@ -449,7 +399,7 @@ async def test_a_silent_connection_is_closed_without_a_word(impatient_gateway):
 
 
 async def test_an_idle_keep_alive_connection_is_closed_after_the_idle_timeout(impatient_gateway):
-    cookie = AccessVerifier(KEY).make_cookie(OWNER, "t1")
+    cookie = access_cookie()
     reader, writer = await asyncio.open_connection("127.0.0.1", impatient_gateway.addresses[0][1])
     writer.write(f"GET / HTTP/1.1\r\nHost: t1.localhost\r\nCookie: rosetta-task-access={cookie}\r\n\r\n".encode())
     started = asyncio.get_running_loop().time()
@@ -463,7 +413,7 @@ async def test_a_request_ahead_of_the_route_table_waits_for_it_instead_of_being_
     """The database already knows the task (just created, just started) but the gateway's
     table does not yet: the request is answered from a table read after it arrived."""
     loop = asyncio.get_running_loop()
-    gateway.set_table(RouteTable(token_users=gateway.table.token_users), read_at=loop.time() - 1)
+    gateway.set_table(RouteTable(token_users=gateway.table.token_users, epochs={OWNER: 0}), read_at=loop.time() - 1)
     reloads = []
 
     def reload() -> None:  # as the reload loop does when asked: read the database again, a moment later
@@ -474,6 +424,7 @@ async def test_a_request_ahead_of_the_route_table_waits_for_it_instead_of_being_
                 "slow": Route("slow", "Still starting", OWNER, "starting", None),
             },
             token_users=gateway.table.token_users,
+            epochs={OWNER: 0},
         )
         loop.call_later(0.05, gateway.set_table, table, loop.time())
 
@@ -498,3 +449,214 @@ async def test_a_table_that_never_catches_up_delays_an_answer_by_a_second_at_mos
     began = loop.time()
     assert (await client.get("/", headers=task("unknown"))).status_code == 404
     assert 0.9 < loop.time() - began < 2
+
+
+async def test_forwarding_and_hop_by_hop_headers_are_the_gateways(client, api_token):
+    spoofed = {
+        "Forwarded": "for=6.6.6.6;host=evil.example",
+        "X-Real-IP": "6.6.6.6",
+        "X-Forwarded-Host": "evil.example",
+        "Keep-Alive": "timeout=600",
+        "Proxy-Connection": "keep-alive",
+        "TE": "trailers",
+        "Trailer": "X-Checksum",
+        "Upgrade": "h2c",
+        "Connection": "keep-alive, X-Hop-Secret",
+        "X-Hop-Secret": "for the next hop only",
+        "X-Kept": "yes",
+    }
+    response = await client.get("/", headers=task("t1", Authorization=f"Bearer {api_token}", **spoofed))
+    echo = response.json()
+    assert header(echo, "Forwarded") == ['for=127.0.0.1;proto=http;host="t1.localhost:8000"']
+    assert header(echo, "X-Real-IP") == ["127.0.0.1"]
+    assert header(echo, "X-Forwarded-Host") == ["t1.localhost:8000"]
+    for hop_by_hop in ("Keep-Alive", "Proxy-Connection", "TE", "Trailer", "Upgrade", "Connection", "X-Hop-Secret"):
+        assert header(echo, hop_by_hop) == [], hop_by_hop
+    assert header(echo, "X-Kept") == ["yes"]
+
+
+async def test_connection_close_reaches_the_upstream(client, api_token):
+    response = await client.get("/", headers=task("t1", Authorization=f"Bearer {api_token}", Connection="close"))
+    assert header(response.json(), "Connection") == ["close"]
+
+
+async def test_pipelined_requests_to_different_targets_are_answered_in_order(gateway, api_token):
+    """Browsers do not pipeline, but nothing may mix responses up for a client that does."""
+    authorization = f"Authorization: Bearer {api_token}\r\n"
+    requests = [
+        f"GET /one HTTP/1.1\r\nHost: t1.localhost\r\n{authorization}\r\n",
+        "GET /two HTTP/1.1\r\nHost: localhost\r\n\r\n",
+        f"HEAD /three HTTP/1.1\r\nHost: t1.localhost\r\n{authorization}\r\n",
+        f"POST /four HTTP/1.1\r\nHost: t1.localhost\r\n{authorization}Content-Length: 4\r\n\r\nbody",
+        f"GET /five HTTP/1.1\r\nHost: t3.localhost\r\n{authorization}\r\n",  # the gateway's own 503
+        f"GET /six HTTP/1.1\r\nHost: t1.localhost\r\n{authorization}\r\n",  # after that, none
+    ]
+    response = await raw_exchange(gateway, "".join(requests).encode())
+    one, two, three, four, five = parse_responses(response, head_requests=(2,))
+    assert (one.json()["server"], one.json()["url"]) == ("task", "/one")
+    assert (two.json()["server"], two.json()["url"]) == ("platform", "/two")
+    assert three.status == 200 and three.body == b""
+    assert (four.json()["url"], four.json()["body"]) == ("/four", "body")
+    assert five.status == 503 and b"Waiting" in five.body
+
+
+async def test_an_upgrade_the_upstream_declines_is_not_a_tunnel(gateway, api_token):
+    """Without a 101 the connection stays HTTP: later requests get the gateway's header
+    hygiene (here: the API token is not handed to the task, X-Forwarded-For is the gateway's)."""
+    reader, writer = await open_raw(gateway)
+    writer.write(
+        b"GET /socket HTTP/1.1\r\nHost: t1.localhost:8000\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n"
+        b"Origin: http://t1.localhost:8000\r\nAuthorization: Bearer %b\r\n\r\n" % api_token.encode()
+    )
+    declined = await read_one_response(reader)
+    assert declined.status == 200 and declined.json()["url"] == "/socket"
+    writer.write(
+        b"GET /after HTTP/1.1\r\nHost: t1.localhost:8000\r\nAuthorization: Bearer %b\r\n"
+        b"X-Forwarded-For: 6.6.6.6\r\n\r\n" % api_token.encode()
+    )
+    after = (await read_one_response(reader)).json()
+    writer.close()
+    assert after["url"] == "/after"
+    assert header(after, "Authorization") == [] and header(after, "X-Forwarded-For") == ["127.0.0.1"]
+
+
+async def read_one_response(reader: asyncio.StreamReader) -> Response:
+    data = b""
+    while True:
+        data += await asyncio.wait_for(reader.read(65536), 5)
+        head, _, body = data.partition(b"\r\n\r\n")
+        length = [line for line in head.split(b"\r\n") if line.lower().startswith(b"content-length:")]
+        if length and len(body) >= int(length[0].split(b":")[1]):
+            return parse_responses(data)[0]
+
+
+async def test_a_refusal_ends_the_connection_even_when_a_huge_body_is_announced(gateway):
+    reader, writer = await open_raw(gateway)
+    writer.write(b"POST / HTTP/1.1\r\nHost: t1.localhost\r\nContent-Length: 536870912\r\n\r\n" + b"x" * 4096)
+    began = asyncio.get_running_loop().time()
+    response = await asyncio.wait_for(reader.read(), 5)  # EOF right after the answer
+    writer.close()
+    assert response.startswith(b"HTTP/1.1 401 ") and b"Connection: close" in response
+    assert asyncio.get_running_loop().time() - began < 1
+
+
+async def test_a_huge_body_for_the_platform_is_refused_before_it_gets_there(gateway, client, platform_requests):
+    reader, writer = await open_raw(gateway)
+    writer.write(
+        b"POST /login/ HTTP/1.1\r\nHost: localhost:8000\r\nContent-Type: application/x-www-form-urlencoded\r\n"
+        b"Content-Length: 536870912\r\n\r\n" + b"username=a&password=" + b"x" * 65536
+    )
+    response = await asyncio.wait_for(reader.read(), 5)
+    writer.close()
+    assert response.startswith(b"HTTP/1.1 413 ")
+    assert platform_requests == []
+    assert (await client.post("/login/", content=b"x" * 1000, headers={"Host": "localhost"})).status_code == 200
+    assert platform_requests == [("POST", "/login/")]
+
+
+async def test_a_chunked_body_for_the_platform_is_cut_off_at_the_limit(platform_socket, platform_requests):
+    async with running_gateway(RouteTable(), platform_socket, max_platform_body=100_000) as gateway:
+        reader, writer = await open_raw(gateway)
+        writer.write(b"POST /api/tasks HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked\r\n\r\n")
+        for _ in range(30):
+            writer.write(b"1000\r\n" + b"x" * 0x1000 + b"\r\n")
+        response = await asyncio.wait_for(reader.read(), 5)
+        writer.close()
+    assert response.startswith(b"HTTP/1.1 413 ")
+    assert platform_requests == []
+
+
+async def test_a_websocket_from_another_origin_is_refused(gateway):
+    port = gateway.addresses[0][1]
+    for origin in ("http://evil.example", "http://t1.localhost:8000", PUBLIC_URL, None):
+        with pytest.raises(websockets.exceptions.InvalidStatus) as refused:
+            async with websockets.asyncio.client.connect(
+                f"ws://ws.localhost:{port}/socket",
+                host="127.0.0.1",
+                port=port,
+                origin=origin,
+                additional_headers={"Cookie": f"{COOKIE_NAME}={access_cookie('ws')}"},
+            ):
+                pass
+        assert refused.value.response.status_code == 403, origin
+
+
+async def test_a_script_opens_a_websocket_with_its_api_token_and_no_origin(gateway, api_token):
+    port = gateway.addresses[0][1]
+    async with websockets.asyncio.client.connect(
+        f"ws://ws.localhost:{port}/socket",
+        host="127.0.0.1",
+        port=port,
+        additional_headers={"Authorization": f"Bearer {api_token}"},
+    ) as connection:
+        await connection.send("hello")
+        assert await connection.recv() == "hello"
+
+
+async def test_the_login_form_is_accepted_only_from_the_platform(client):
+    for origin in (None, "null", "http://evil.example", "http://t1.localhost:8000", "http://localhost:8001"):
+        token = mint_access_token(KEY, OWNER, "t1", epoch=0)
+        headers = task("t1") if origin is None else task("t1", Origin=origin)
+        response = await client.post("/.rosetta/login", data={"token": token, "next": "/"}, headers=headers)
+        assert response.status_code == 403 and "Set-Cookie" not in response.headers, origin
+    # The same token still works from the platform's page: refused forms did not use it up.
+    response = await client.post("/.rosetta/login", **login_form(token))
+    assert response.status_code == 303
+
+
+async def test_over_https_the_access_cookie_is_a_host_cookie_and_pages_ask_for_https(echo_server, platform_socket):
+    table = RouteTable(routes={"t1": Route("t1", "One", OWNER, "running", echo_server)}, epochs={OWNER: 0})
+    settings = {"public_url": "https://rosetta.example.org", "tasks_domain": "example-tasks.org"}
+    async with running_gateway(table, platform_socket, **settings) as gateway:
+        port = gateway.addresses[0][1]
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as client:
+            host = {"Host": "t1.example-tasks.org"}
+            token = mint_access_token(KEY, OWNER, "t1", epoch=0)
+            signed_in = await client.post(
+                "/.rosetta/login",
+                data={"token": token, "next": "/"},
+                headers={**host, "Origin": "https://rosetta.example.org"},
+            )
+            assert signed_in.status_code == 303
+            assert signed_in.headers["Strict-Transport-Security"].startswith("max-age=")
+            name_value, *attributes = [part.strip() for part in signed_in.headers["Set-Cookie"].split(";")]
+            assert name_value.startswith("__Host-rosetta-task-access=")
+            assert {"Path=/", "HttpOnly", "SameSite=Lax", "Secure"} == set(attributes)  # no Domain
+            opened = await client.get("/", headers={**host, "Cookie": name_value})
+            assert opened.status_code == 200 and header(opened.json(), "Cookie") == []
+            assert header(opened.json(), "X-Forwarded-Proto") == ["https"]
+            # The plain name is not a credential over https: any sibling origin could have set it.
+            plain = await client.get("/", headers={**host, "Cookie": f"{COOKIE_NAME}={access_cookie()}"})
+            assert plain.status_code == 401 and "Strict-Transport-Security" in plain.headers
+
+
+async def test_over_http_pages_do_not_ask_for_https(client):
+    response = await client.get("/", headers=task("t1"))
+    assert response.status_code == 401 and "Strict-Transport-Security" not in response.headers
+
+
+async def test_after_an_access_change_requests_wait_for_the_table_that_knows_it(gateway, client):
+    """A user logged out: the platform signalled the gateway before answering the log out, so
+    the user's next request must not find the old table still letting the cookie in."""
+    loop = asyncio.get_running_loop()
+    gateway.set_table(gateway.table, read_at=loop.time())
+    gateway.access_changed()
+    logged_out = RouteTable(routes=gateway.table.routes, epochs={OWNER: 1})
+    loop.call_later(0.05, gateway.set_table, logged_out)
+    response = await client.get("/", headers=task("t1", Cookie=f"{COOKIE_NAME}={access_cookie()}"))
+    assert response.status_code == 401
+    assert (
+        await client.get("/", headers=task("t1", Cookie=f"{COOKIE_NAME}={access_cookie(epoch=1)}"))
+    ).status_code == 200
+
+
+async def test_a_request_with_a_body_ahead_of_the_route_table_waits_too(gateway, client, echo_server):
+    """Its body waits with it: nothing is lost or reordered while the table catches up."""
+    loop = asyncio.get_running_loop()
+    gateway.set_table(RouteTable(epochs={OWNER: 0}), read_at=loop.time() - 1)
+    table = RouteTable(routes={"new": Route("new", "Just started", OWNER, "running", echo_server)}, epochs={OWNER: 0})
+    gateway.request_reload = lambda: loop.call_later(0.05, gateway.set_table, table)
+    payload = bytes(range(256)) * 2000
+    headers = task("new", Cookie=f"{COOKIE_NAME}={access_cookie('new')}")
+    response = await client.put("/upload", content=payload, headers=headers)
+    assert response.status_code == 200 and response.json()["body"].encode("latin-1") == payload

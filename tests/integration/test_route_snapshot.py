@@ -39,3 +39,20 @@ def test_route_table_holds_active_and_recent_tasks_tokens_and_staff():
     assert table.token_users == {hash_token(secret): owner.id}
     assert table.staff_ids == {admin.id}
     assert table.may_access(admin.id, table.routes[running.id]) and table.may_access(owner.id, table.routes[running.id])
+
+
+def test_route_table_knows_the_access_epoch_of_active_users_only():
+    from rosetta.accounts.models import AccessEpoch
+    from rosetta.accounts.signals import end_task_access
+
+    users = get_user_model().objects
+    fresh, logged_out, deactivated = users.create_user("fresh"), users.create_user("out"), users.create_user("gone")
+    end_task_access(logged_out.id)
+    end_task_access(logged_out.id)
+    deactivated.is_active = False
+    deactivated.save()  # deactivation moves the epoch on too: reactivating must not revive old cookies
+
+    table = load_route_table()
+
+    assert table.epochs == {fresh.id: 0, logged_out.id: 2}
+    assert AccessEpoch.objects.current(deactivated.id) == 1

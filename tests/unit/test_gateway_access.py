@@ -2,6 +2,8 @@ import pytest
 
 from rosetta.gateway.access import (
     AccessVerifier,
+    CookieHolder,
+    OneTimeToken,
     access_key,
     mint_access_token,
     safe_next_path,
@@ -18,26 +20,28 @@ def test_access_key_is_derived_not_the_secret_itself():
     assert access_key("another secret") != KEY
 
 
-def test_token_redeems_once_for_its_user():
-    verifier = AccessVerifier(KEY)
-    token = mint_access_token(KEY, 7, "t1", now=NOW)
-    assert verifier.redeem(token, "t1", now=NOW + 1) == 7
-    assert verifier.redeem(token, "t1", now=NOW + 2) is None
+def test_token_names_its_user_epoch_expiry_and_a_nonce():
+    token = mint_access_token(KEY, 7, "t1", epoch=3, ttl=30, now=NOW)
+    read = AccessVerifier(KEY).read_token(token, "t1", now=NOW + 1)
+    assert read == OneTimeToken(7, 3, int(NOW + 30), read.nonce) and len(read.nonce) >= 16
+    assert (
+        read.nonce != AccessVerifier(KEY).read_token(mint_access_token(KEY, 7, "t1", epoch=3, now=NOW), "t1", NOW).nonce
+    )
 
 
 def test_token_is_url_safe():
-    token = mint_access_token(KEY, 7, "t1", now=NOW)
+    token = mint_access_token(KEY, 7, "t1", epoch=0, now=NOW)
     assert all(char.isalnum() or char in "-_." for char in token)
 
 
 def test_expired_token_is_refused():
-    token = mint_access_token(KEY, 7, "t1", ttl=30, now=NOW)
-    assert AccessVerifier(KEY).redeem(token, "t1", now=NOW + 31) is None
+    token = mint_access_token(KEY, 7, "t1", epoch=0, ttl=30, now=NOW)
+    assert AccessVerifier(KEY).read_token(token, "t1", now=NOW + 31) is None
 
 
 def test_token_for_another_task_is_refused():
-    token = mint_access_token(KEY, 7, "t1", now=NOW)
-    assert AccessVerifier(KEY).redeem(token, "t2", now=NOW) is None
+    token = mint_access_token(KEY, 7, "t1", epoch=0, now=NOW)
+    assert AccessVerifier(KEY).read_token(token, "t2", now=NOW) is None
 
 
 @pytest.mark.parametrize(
@@ -45,72 +49,65 @@ def test_token_for_another_task_is_refused():
     [
         lambda token: token[:-1] + ("A" if token[-1] != "A" else "B"),  # signature
         lambda token: "8" + token[1:],  # user id
-        lambda token: token.replace(".", ".9", 1),  # expiry
+        lambda token: token.replace(".", ".9", 1),  # epoch
+        lambda token: token.replace(".", "", 1),  # a field less
         lambda token: token + ".extra",
         lambda token: "",
         lambda token: "not-a-token",
     ],
 )
 def test_tampered_token_is_refused(tamper):
-    token = mint_access_token(KEY, 7, "t1", now=NOW)
-    assert AccessVerifier(KEY).redeem(tamper(token), "t1", now=NOW) is None
+    token = mint_access_token(KEY, 7, "t1", epoch=2, now=NOW)
+    assert AccessVerifier(KEY).read_token(tamper(token), "t1", now=NOW) is None
 
 
 def test_token_signed_with_another_key_is_refused():
-    token = mint_access_token(access_key("other"), 7, "t1", now=NOW)
-    assert AccessVerifier(KEY).redeem(token, "t1", now=NOW) is None
-
-
-def test_used_nonces_are_forgotten_after_expiry():
-    verifier = AccessVerifier(KEY)
-    for user_id in range(5):
-        token = mint_access_token(KEY, user_id, "t1", ttl=30, now=NOW)
-        assert verifier.redeem(token, "t1", now=NOW) == user_id
-    later = mint_access_token(KEY, 9, "t1", ttl=30, now=NOW + 100)
-    assert verifier.redeem(later, "t1", now=NOW + 100) == 9
-    assert len(verifier._used_nonces) == 1
+    token = mint_access_token(access_key("other"), 7, "t1", epoch=0, now=NOW)
+    assert AccessVerifier(KEY).read_token(token, "t1", now=NOW) is None
 
 
 def test_cookie_round_trip_survives_a_new_verifier():
-    cookie = AccessVerifier(KEY).make_cookie(7, "t1", now=NOW)
-    assert AccessVerifier(KEY).check_cookie(cookie, "t1", now=NOW + 10) == 7
+    cookie = AccessVerifier(KEY).make_cookie(7, "t1", epoch=4, now=NOW)
+    assert AccessVerifier(KEY).check_cookie(cookie, "t1", now=NOW + 10) == CookieHolder(7, 4)
 
 
 def test_cookie_expires_even_when_cached():
     verifier = AccessVerifier(KEY)
-    cookie = verifier.make_cookie(7, "t1", ttl=60, now=NOW)
-    assert verifier.check_cookie(cookie, "t1", now=NOW) == 7
+    cookie = verifier.make_cookie(7, "t1", epoch=0, ttl=60, now=NOW)
+    assert verifier.check_cookie(cookie, "t1", now=NOW) == (7, 0)
     assert verifier.check_cookie(cookie, "t1", now=NOW + 61) is None
 
 
 def test_cookie_for_another_task_is_refused_cached_or_not():
     verifier = AccessVerifier(KEY)
-    cookie = verifier.make_cookie(7, "t1", now=NOW)
+    cookie = verifier.make_cookie(7, "t1", epoch=0, now=NOW)
     assert AccessVerifier(KEY).check_cookie(cookie, "t2", now=NOW) is None
-    assert verifier.check_cookie(cookie, "t1", now=NOW) == 7
+    assert verifier.check_cookie(cookie, "t1", now=NOW) == (7, 0)
     assert verifier.check_cookie(cookie, "t2", now=NOW) is None
 
 
 def test_tampered_cookie_is_refused():
     verifier = AccessVerifier(KEY)
-    cookie = verifier.make_cookie(7, "t1", now=NOW)
+    cookie = verifier.make_cookie(7, "t1", epoch=0, now=NOW)
     assert verifier.check_cookie("8" + cookie[1:], "t1", now=NOW) is None
+    assert verifier.check_cookie(cookie.replace(".0.", ".1.", 1), "t1", now=NOW) is None  # another epoch
     assert verifier.check_cookie(cookie + "x", "t1", now=NOW) is None
     assert verifier.check_cookie("", "t1", now=NOW) is None
 
 
 def test_cookie_and_token_are_not_interchangeable():
     verifier = AccessVerifier(KEY)
-    token = mint_access_token(KEY, 7, "t1", now=NOW)
-    cookie = verifier.make_cookie(7, "t1", now=NOW)
+    token = mint_access_token(KEY, 7, "t1", epoch=0, now=NOW)
+    cookie = verifier.make_cookie(7, "t1", epoch=0, now=NOW)
     assert verifier.check_cookie(token, "t1", now=NOW) is None
-    assert verifier.redeem(cookie, "t1", now=NOW) is None
+    assert verifier.read_token(cookie, "t1", now=NOW) is None
+    assert verifier.read_token(cookie + ".nonce", "t1", now=NOW) is None
 
 
 def test_cookie_cache_stays_bounded():
     verifier = AccessVerifier(KEY)
     for user_id in range(5000):
-        verifier.check_cookie(verifier.make_cookie(user_id, "t1", now=NOW), "t1", now=NOW)
+        verifier.check_cookie(verifier.make_cookie(user_id, "t1", epoch=0, now=NOW), "t1", now=NOW)
     assert len(verifier._verified_cookies) <= 4096
 
 

@@ -3,6 +3,7 @@ import json
 import pytest
 
 from rosetta.computing.contract import ContainerSpec, Seen
+from rosetta.computing.engines.base import KEPT_CAPABILITIES
 from rosetta.computing.engines.podman import PodmanEngine
 from rosetta.computing.errors import ImageMissing, Refused, Unreachable
 from rosetta.computing.transports.base import CommandResult, command_name
@@ -30,12 +31,60 @@ def test_run_argv_has_limits_labels_loopback_port_and_image_last():
     assert argv[-1] == "localhost/rosetta/hello"
 
 
-def test_env_values_are_single_literal_arguments():
+def test_every_task_is_hardened():
     argv = PodmanEngine().run_argv(SPEC)
-    values = [argv[i + 1] for i, arg in enumerate(argv) if arg == "--env"]
-    # Each variable is one NAME=value element: no shell ever sees it, and an empty value
-    # still has its "=" (a bare NAME would copy the host's variable into the container).
-    assert values == ["GREETING=$(touch /tmp/pwned); echo `id` | rm -rf /", "EMPTY="]
+    assert argv[argv.index("--memory-swap") + 1] == "256m"  # no swap beyond the memory limit
+    assert argv[argv.index("--security-opt") + 1] == "no-new-privileges"
+    assert "--read-only" in argv and argv[argv.index("--tmpfs") + 1] == "/home/rosetta:rw,size=256m,U"
+    assert argv[argv.index("--log-opt") + 1] == "max-size=10m"
+    dropped = set(argv[argv.index("--cap-drop") + 1].split(","))
+    assert {"NET_RAW", "MKNOD", "SYS_ADMIN", "SETFCAP", "SYS_CHROOT"} <= dropped
+    assert not dropped & KEPT_CAPABILITIES and "--cap-add" not in argv  # added ones would go to non-root users too
+
+
+def test_on_this_machine_a_task_has_its_own_network_and_ids_and_publishes_nothing():
+    engine = PodmanEngine(task_networks=True, user_namespaces=True)
+    argv = engine.run_argv(SPEC)
+    assert argv[argv.index("--network") + 1] == "rosetta-tabc" and "--publish" not in argv
+    assert "--userns=auto:size=65536" in argv
+    create = engine.network_create_argv(SPEC)
+    assert create[-1] == "rosetta-tabc" and "isolate=true" in create and "--disable-dns" in create
+
+
+def test_env_values_never_appear_in_the_argv():
+    argv = PodmanEngine().run_argv(SPEC, env_file="/srv/work/tabc.env")
+    assert argv[argv.index("--env-file") + 1] == "/srv/work/tabc.env" and "--env" not in argv
+    assert not any("pwned" in word for word in argv)
+    # One NAME=value line each, literal: no shell ever sees it, and an empty value still has
+    # its "=" (a bare NAME would copy the host's variable into the container).
+    assert PodmanEngine().env_file(SPEC).decode().splitlines() == [
+        "GREETING=$(touch /tmp/pwned); echo `id` | rm -rf /",
+        "EMPTY=",
+    ]
+
+
+def test_tasks_without_outbound_access_get_networks_from_the_closed_pool():
+    engine = PodmanEngine(containers_conf="/c/open.conf", closed_containers_conf="/c/closed.conf", task_networks=True)
+    closed = ContainerSpec(**{**SPEC.__dict__, "outbound": False})
+    assert engine.network_create_argv(SPEC)[1] == "CONTAINERS_CONF=/c/open.conf"
+    assert engine.network_create_argv(closed)[1] == "CONTAINERS_CONF=/c/closed.conf"
+    assert engine.run_argv(closed)[1] == "CONTAINERS_CONF=/c/open.conf"  # everything else shares one configuration
+
+
+def test_inspect_gives_the_address_on_the_task_network():
+    output = json.dumps(
+        [
+            {
+                "Id": "c1",
+                "Image": "img",
+                "Config": {"Labels": {"rosetta.task": "t1"}},
+                "State": {"Status": "running", "ExitCode": 0},
+                "NetworkSettings": {"Networks": {"rosetta-t1": {"IPAddress": "10.123.0.2"}}},
+            }
+        ]
+    )
+    [seen] = PodmanEngine(task_networks=True).parse_inspect(output, 8080)
+    assert seen.endpoint == ("10.123.0.2", 8080) and seen.state is Seen.RUNNING and seen.handle == {"container": "c1"}
 
 
 def test_containers_conf_is_passed_through_env_so_any_transport_carries_it():
@@ -94,6 +143,7 @@ def test_parse_list_of_nothing():
 def test_stop_keeps_the_container_for_its_logs_and_remove_is_forced_and_idempotent():
     assert PodmanEngine().stop_argv("t1", 5) == ["podman", "stop", "--ignore", "--time", "5", "rosetta-t1"]
     assert PodmanEngine().remove_argv("t1") == ["podman", "rm", "--force", "--ignore", "--time", "0", "rosetta-t1"]
+    assert PodmanEngine().network_remove_argv("t1") == ["podman", "network", "rm", "rosetta-t1"]
 
 
 def _failed(stderr: str) -> CommandResult:

@@ -5,7 +5,9 @@ does, through the transport — which keeps every engine a set of pure, unit-tes
 
 from __future__ import annotations
 
+import math
 from abc import ABC, abstractmethod
+from dataclasses import dataclass
 
 from rosetta.computing.contract import ContainerSpec, Observation
 from rosetta.computing.errors import ComputingError
@@ -15,20 +17,91 @@ TASK_LABEL = "rosetta.task"
 INSTANCE_LABEL = "rosetta.instance"
 
 
+# Capabilities a task keeps when it runs as root in its user namespace: enough to own files,
+# switch users and bind a low port, nothing that reaches the kernel or the network stack. The
+# rest is dropped by name: dropping all and adding these back would hand them to non-root
+# users too (engines make added capabilities ambient), while a non-root task should have none.
+KEPT_CAPABILITIES = frozenset(
+    {"CHOWN", "DAC_OVERRIDE", "FOWNER", "FSETID", "KILL", "NET_BIND_SERVICE", "SETGID", "SETUID"}
+)
+DROPPED_CAPABILITIES = (
+    "AUDIT_CONTROL", "AUDIT_READ", "AUDIT_WRITE", "BLOCK_SUSPEND", "BPF", "CHECKPOINT_RESTORE", "DAC_READ_SEARCH",
+    "IPC_LOCK", "IPC_OWNER", "LEASE", "LINUX_IMMUTABLE", "MAC_ADMIN", "MAC_OVERRIDE", "MKNOD", "NET_ADMIN",
+    "NET_BROADCAST", "NET_RAW", "PERFMON", "SETFCAP", "SETPCAP", "SYS_ADMIN", "SYS_BOOT", "SYS_CHROOT", "SYS_MODULE",
+    "SYS_NICE", "SYS_PACCT", "SYS_PTRACE", "SYS_RAWIO", "SYS_RESOURCE", "SYS_TIME", "SYS_TTY_CONFIG", "SYSLOG",
+    "WAKE_ALARM",
+)  # fmt: skip
+LOG_LIMIT = "10m"  # what a task may write to its log before the oldest output is dropped
+
+
+def hardening(spec: ContainerSpec) -> list[str]:
+    """What podman and docker read alike: limits, no swap, no new privileges, a read-only root
+    (/tmp, /var/tmp and /run become private tmpfs; the home is the engine's to add), a bounded log."""
+    return [
+        "--init",  # a PID 1 that forwards signals, else a stop waits out its whole grace period
+        "--cpus", format_cpus(spec.cpus),
+        "--memory", f"{spec.memory_mb}m",
+        "--memory-swap", f"{spec.memory_mb}m",  # the same as the memory: no swap
+        "--pids-limit", "4096",
+        "--security-opt", "no-new-privileges",
+        "--read-only",
+        "--log-opt", f"max-size={LOG_LIMIT}",
+    ]  # fmt: skip
+
+
+@dataclass(frozen=True)
+class JobSteps:
+    """The commands of a batch job's script, as argv lists (rosetta.computing.schedulers.slurm)."""
+
+    prepare: list[str]  # creates or fetches; its output is the reason when the container cannot start
+    run: list[str]  # runs the container in the foreground until it ends
+    cleanup: list[str]  # removes what prepare made
+    stop: list[str] | None = None  # stops it when the job is stopped (None: signal run's process)
+    exit_code: list[str] | None = None  # prints the container's exit code (None: run's own status)
+    labels: bool = False  # prepare takes --label before its last argument (the image)
+    env_read_by_prepare: bool = False  # the environment file may go once prepare ran
+
+
+def labels(spec: ContainerSpec) -> list[str]:
+    return ["--label", f"{TASK_LABEL}={spec.task_id}", "--label", f"{INSTANCE_LABEL}={spec.instance}"]
+
+
+def format_cpus(cpus: float) -> str:
+    return str(int(cpus)) if math.isclose(cpus, round(cpus)) else f"{cpus:.2f}"
+
+
 class Engine(ABC):
+    """The argv lists of one container engine, and how to read its answers."""
+
     name: str
+    task_networks = False  # each task on a network of its own, reached at the container's address
 
     @staticmethod
     def container_name(task_id: str) -> str:
         return f"rosetta-{task_id}"
 
     @abstractmethod
-    def run_argv(self, spec: ContainerSpec) -> list[str]:
-        """Start the container detached, its interface published on the resource's loopback."""
+    def run_argv(self, spec: ContainerSpec, env_file: str | None = None) -> list[str]:
+        """Start the container detached, its environment read from ``env_file`` on the resource."""
+
+    @staticmethod
+    def env_file(spec: ContainerSpec, with_base_port: bool = True) -> bytes:
+        """The task's environment as --env-file reads it: NAME=value, one per line, values taken
+        literally (validation keeps newlines out of them). Values never appear in an argv, which
+        every account on a machine can read. BASE_PORT is the interface's port, unless whoever
+        launches it picks one (a batch job on a shared node)."""
+        env = dict(spec.env)
+        if spec.base_port and with_base_port:
+            env["BASE_PORT"] = str(spec.port)
+        return "".join(f"{name}={value}\n" for name, value in env.items()).encode()
 
     @abstractmethod
     def inspect_argv(self, task_id: str) -> list[str]:
         """Describe the one task container (cheaper than listing all of them)."""
+
+    @abstractmethod
+    def parse_inspect(self, output: str, port: int) -> list[Observation]:
+        """Observations from ``inspect_argv``'s output; the interface listens on ``port`` inside."""
 
     @abstractmethod
     def list_argv(self, instance: str) -> list[str]:
@@ -36,7 +109,7 @@ class Engine(ABC):
 
     @abstractmethod
     def parse_list(self, output: str) -> list[Observation]:
-        """Observations from the output of ``list_argv`` or ``inspect_argv``."""
+        """Observations from the output of ``list_argv``."""
 
     @abstractmethod
     def stop_argv(self, task_id: str, grace_seconds: int) -> list[str]:
@@ -48,7 +121,19 @@ class Engine(ABC):
 
     @abstractmethod
     def remove_argv(self, task_id: str) -> list[str]:
-        """Remove the container, running or not; succeeds if it is already gone."""
+        """Remove the container, running or not."""
+
+    @abstractmethod
+    def removed(self, result: CommandResult) -> bool:
+        """Whether ``remove_argv`` left no container (removed now, or there was none)."""
+
+    def removal_pending(self, result: CommandResult) -> bool:
+        """Whether a failed removal is worth trying again in a moment (the engine still cleans up)."""
+        return False
+
+    def absent(self, result: CommandResult) -> bool:
+        """Whether a failed inspect failed only because there is no such container."""
+        return "no such container" in result.stderr.lower()
 
     @abstractmethod
     def logs_argv(self, task_id: str, *, follow: bool, tail: int | None = None) -> list[str]: ...
@@ -59,3 +144,21 @@ class Engine(ABC):
     @abstractmethod
     def refusal(self, result: CommandResult, spec: ContainerSpec) -> ComputingError:
         """Why ``run_argv`` failed, classified: a transient error or a refusal, in plain words."""
+
+    def job_steps(self, spec: ContainerSpec, env_file: str) -> JobSteps:
+        """How a batch job's script runs the container in the foreground, with host networking
+        (the job's output is the container's). Engines that run inside batch jobs say it."""
+        raise NotImplementedError
+
+    # Engines with task_networks also say how to make and remove a task's network.
+    def network_create_argv(self, spec: ContainerSpec) -> list[str]:
+        raise NotImplementedError
+
+    def network_remove_argv(self, task_id: str) -> list[str]:
+        raise NotImplementedError
+
+    def network_exists(self, result: CommandResult) -> bool:
+        raise NotImplementedError
+
+    def network_gone(self, result: CommandResult) -> bool:
+        raise NotImplementedError

@@ -3,13 +3,21 @@
 from __future__ import annotations
 
 import json
-import math
 import resource as rlimit
 import shutil
 from pathlib import Path
 
+from rosetta.computing import firewall
 from rosetta.computing.contract import ContainerSpec, Observation, Seen
-from rosetta.computing.engines.base import INSTANCE_LABEL, TASK_LABEL, Engine
+from rosetta.computing.engines.base import (
+    DROPPED_CAPABILITIES,
+    INSTANCE_LABEL,
+    TASK_LABEL,
+    Engine,
+    JobSteps,
+    hardening,
+    labels,
+)
 from rosetta.computing.errors import ComputingError, ImageMissing, Refused, Unreachable
 from rosetta.computing.transports.base import CommandResult
 from rosetta.core.paths import home
@@ -41,43 +49,124 @@ _IMAGE_MISSING = (
 _TRANSIENT = ("is already in use", "error acquiring lock", "database is locked", "resource temporarily unavailable")
 
 
+JOB_STOP_GRACE = 5  # seconds a container in a batch job is given when the job is stopped
+USER_NAMESPACE_SIZE = 65536  # ids a task may use; each task gets its own range of the host's
+
+
 class PodmanEngine(Engine):
+    """Runs each task hardened: non-root on the host, few capabilities, no new privileges, a
+    read-only root with private writable space, a bounded log, no swap.
+
+    ``task_networks`` (rootful podman on this machine): each task gets a network of its own,
+    isolated from every other, and nothing is published: its interface is reached at the
+    container's address, which the machine's firewall (rosetta.computing.firewall) lets only
+    the platform's account open. Otherwise (rootless podman on a shared host) the interface is
+    published on the host's loopback.
+    """
+
     name = "podman"
 
-    def __init__(self, executable: str = "podman", containers_conf: str | None = None) -> None:
+    def __init__(
+        self,
+        executable: str = "podman",
+        containers_conf: str | None = None,
+        closed_containers_conf: str | None = None,
+        task_networks: bool = False,
+        user_namespaces: bool = False,
+    ) -> None:
         # containers.conf is passed through `env` rather than the process environment so that
         # the same argv works over any transport.
-        self.prefix = ["env", f"CONTAINERS_CONF={containers_conf}", executable] if containers_conf else [executable]
+        self.prefix = self._prefix(executable, containers_conf)
+        # Networks of tasks without outbound access come from another address pool (its own
+        # containers.conf), which the firewall keeps from leaving the machine.
+        self.closed_prefix = self._prefix(executable, closed_containers_conf or containers_conf)
+        self.task_networks = task_networks
+        self.user_namespaces = user_namespaces
 
-    def run_argv(self, spec: ContainerSpec) -> list[str]:
+    @staticmethod
+    def _prefix(executable: str, containers_conf: str | None) -> list[str]:
+        return ["env", f"CONTAINERS_CONF={containers_conf}", executable] if containers_conf else [executable]
+
+    @staticmethod
+    def network_name(task_id: str) -> str:
+        return f"rosetta-{task_id}"
+
+    def run_argv(self, spec: ContainerSpec, env_file: str | None = None) -> list[str]:
         argv = [
-            *self.prefix,
-            "run",
-            "--detach",
-            "--init",  # a PID 1 that forwards signals, else `stop` waits out its whole timeout
-            "--name",
-            self.container_name(spec.task_id),
-            "--label",
-            f"{TASK_LABEL}={spec.task_id}",
-            "--label",
-            f"{INSTANCE_LABEL}={spec.instance}",
-            "--publish",
-            f"127.0.0.1::{spec.port}",
-            "--cpus",
-            _format_cpus(spec.cpus),
-            "--memory",
-            f"{spec.memory_mb}m",
-            "--pids-limit",
-            "4096",
-            f"--pull={spec.pull}",
-        ]
-        for name, value in spec.env.items():
-            # Always NAME=value: a bare NAME (or a glob) would copy the host's variables in.
-            argv += ["--env", f"{name}={value}"]
+            *self.prefix, "run", "--detach", "--name", self.container_name(spec.task_id), *labels(spec),
+            *hardening(spec), "--cap-drop", ",".join(DROPPED_CAPABILITIES),
+            "--tmpfs", f"{spec.home}:rw,size={spec.memory_mb}m,U",  # owned by whoever the image runs as
+            f"--pull={spec.pull}", *_tls(spec),
+        ]  # fmt: skip
+        if self.task_networks:
+            argv += ["--network", self.network_name(spec.task_id)]
+        else:
+            argv += ["--publish", f"127.0.0.1::{spec.port}"]
+        if self.user_namespaces:
+            argv.append(f"--userns=auto:size={USER_NAMESPACE_SIZE}")
+        if env_file is not None:
+            argv += ["--env-file", env_file]
         return [*argv, spec.image]
 
+    def job_steps(self, spec: ContainerSpec, env_file: str) -> JobSteps:
+        name = self.container_name(spec.task_id)
+        create = [
+            *self.prefix, "create", "--name", name, *labels(spec), *hardening(spec),
+            "--cap-drop", ",".join(DROPPED_CAPABILITIES), "--tmpfs", f"{spec.home}:rw,size={spec.memory_mb}m,U",
+            "--network", "host", f"--pull={spec.pull}", *_tls(spec), "--env-file", env_file, spec.image,
+        ]  # fmt: skip
+        return JobSteps(
+            prepare=create,
+            run=[*self.prefix, "start", "--attach", name],
+            stop=[*self.prefix, "stop", "--time", str(JOB_STOP_GRACE), name],
+            exit_code=[*self.prefix, "inspect", "--format", "{{.State.ExitCode}}", name],
+            cleanup=[*self.prefix, "rm", "--force", name],
+            labels=True,
+            env_read_by_prepare=True,
+        )
+
+    def network_create_argv(self, spec: ContainerSpec) -> list[str]:
+        prefix = self.prefix if spec.outbound else self.closed_prefix
+        return [
+            *prefix, "network", "create", "--disable-dns", "--opt", "isolate=true",
+            "--label", f"{TASK_LABEL}={spec.task_id}", "--label", f"{INSTANCE_LABEL}={spec.instance}",
+            self.network_name(spec.task_id),
+        ]  # fmt: skip
+
+    def network_remove_argv(self, task_id: str) -> list[str]:
+        return [*self.prefix, "network", "rm", self.network_name(task_id)]
+
+    @staticmethod
+    def network_exists(result: CommandResult) -> bool:
+        return "already exists" in result.stderr
+
+    @staticmethod
+    def network_gone(result: CommandResult) -> bool:
+        return result.ok or "network not found" in result.stderr
+
     def inspect_argv(self, task_id: str) -> list[str]:
-        return [*self.prefix, "ps", "--all", "--format", "json", "--filter", f"label={TASK_LABEL}={task_id}"]
+        return [*self.prefix, "inspect", "--type", "container", "--format", "json", self.container_name(task_id)]
+
+    def parse_inspect(self, output: str, port: int) -> list[Observation]:
+        # Addresses on task networks are only here, not in `ps`.
+        observations = []
+        for container in json.loads(output or "[]") or []:
+            task_id = ((container.get("Config") or {}).get("Labels") or {}).get(TASK_LABEL)
+            if not task_id:
+                continue
+            state = container.get("State") or {}
+            seen = _SEEN.get(state.get("Status", ""), Seen.UNKNOWN)
+            observations.append(
+                Observation(
+                    task_id=task_id,
+                    state=seen,
+                    endpoint=_endpoint(container, port, self.task_networks),
+                    exit_code=state.get("ExitCode") if seen is Seen.ENDED else None,
+                    handle={"container": container.get("Id", "")},
+                    image_id=container.get("Image", ""),
+                )
+            )
+        return observations
 
     def list_argv(self, instance: str) -> list[str]:
         return [*self.prefix, "ps", "--all", "--format", "json", "--filter", f"label={INSTANCE_LABEL}={instance}"]
@@ -108,6 +197,13 @@ class PodmanEngine(Engine):
     def stopped_one(self, result: CommandResult) -> bool:
         return result.ok and result.stdout.strip() != ""  # `stop --ignore` names what it stopped
 
+    def removal_pending(self, result: CommandResult) -> bool:
+        # With user namespaces, podman's own clean-up after a stop may still hold the mounts.
+        return "device or resource busy" in result.stderr
+
+    def removed(self, result: CommandResult) -> bool:
+        return result.ok  # `rm --ignore` succeeds when there is nothing to remove
+
     def remove_argv(self, task_id: str) -> list[str]:
         return [*self.prefix, "rm", "--force", "--ignore", "--time", "0", self.container_name(task_id)]
 
@@ -132,8 +228,19 @@ class PodmanEngine(Engine):
         return Refused("podman refused to start the container.", raw)
 
 
-def _format_cpus(cpus: float) -> str:
-    return str(int(cpus)) if math.isclose(cpus, round(cpus)) else f"{cpus:.2f}"
+def _tls(spec: ContainerSpec) -> list[str]:
+    # The platform's registry speaks plain HTTP; what is pulled is checked against its digest.
+    return ["--tls-verify=false"] if spec.insecure_pull else []
+
+
+def _endpoint(container: dict, port: int, on_task_network: bool) -> tuple[str, int] | None:
+    if not on_task_network:
+        ports = ((container.get("NetworkSettings") or {}).get("Ports") or {}).get(f"{port}/tcp") or []
+        published = [p for p in ports if p.get("HostIp") in ("127.0.0.1", "") and p.get("HostPort")]
+        return ("127.0.0.1", int(published[0]["HostPort"])) if published else None
+    networks = (container.get("NetworkSettings") or {}).get("Networks") or {}
+    address = next((network.get("IPAddress") for network in networks.values() if network.get("IPAddress")), None)
+    return (address, port) if address else None
 
 
 def _loopback_port(ports: list[dict]) -> int | None:
@@ -143,18 +250,22 @@ def _loopback_port(ports: list[dict]) -> int | None:
     return None
 
 
-def local_containers_conf() -> Path:
+def local_containers_conf(closed: bool = False) -> Path:
     """Podman settings this machine needs, written fresh on every start.
 
-    runc instead of crun (crun refuses hybrid cgroup hosts), and ulimits no higher than our
-    own hard limit (podman's default raises RLIMIT_NOFILE, which fails where root may not).
+    runc instead of crun (crun refuses hybrid cgroup hosts), ulimits no higher than our own
+    hard limit (podman's default raises RLIMIT_NOFILE, which fails where root may not), and
+    the address pool task networks come from: the open one, or with ``closed`` the one whose
+    networks the firewall keeps from reaching other machines.
     """
     hard = rlimit.getrlimit(rlimit.RLIMIT_NOFILE)[1]
     nofile = "" if hard == rlimit.RLIM_INFINITY else f'"nofile={hard}:{hard}", '
     lines = ["[containers]", f'default_ulimits = [{nofile}"nproc=32768:32768"]']
     if shutil.which("runc"):
         lines += ["[engine]", 'runtime = "runc"']
-    path = home() / "podman" / "containers.conf"
+    pool = firewall.CLOSED_POOL if closed else firewall.OPEN_POOL
+    lines += ["[network]", f'default_subnet_pools = [{{"base" = "{pool}", "size" = {firewall.NETWORK_PREFIX}}}]']
+    path = home() / "podman" / ("containers-closed.conf" if closed else "containers.conf")
     path.parent.mkdir(parents=True, exist_ok=True)
     text = "\n".join(lines) + "\n"
     if not path.exists() or path.read_text() != text:

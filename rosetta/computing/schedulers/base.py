@@ -32,6 +32,10 @@ class Scheduler(ABC):
         self.start_slots = asyncio.Semaphore(self.max_starts)
         self.end_slots = asyncio.Semaphore(self.max_ends)
 
+    async def prepare(self) -> None:  # noqa: B027 -- most resources need nothing
+        """Make the resource ready before any task starts (e.g. isolation); safe to repeat.
+        Raises ComputingError when it cannot: then no task may start there."""
+
     @property
     def description(self) -> str:
         """How people call this backend in messages: the engine and where it runs."""

@@ -2,39 +2,79 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import replace
 
 from rosetta.computing.contract import ContainerSpec, Observation, Seen, TaskRef
+from rosetta.computing.engines.base import Engine
 from rosetta.computing.errors import ComputingError, Unreachable
 from rosetta.computing.schedulers.base import Scheduler
+from rosetta.computing.transports.base import Transport
 
 LAUNCH_TIMEOUT = 300.0  # a first pull of a large image takes a while
+# Right after a stop, podman's own clean-up may still hold the container's mounts.
+REMOVE_ATTEMPTS = 20
+REMOVE_RETRY_DELAY = 0.15
 
 
 class DirectScheduler(Scheduler):
+    def __init__(
+        self, transport: Transport, engine: Engine, boundary: Callable[[Transport], Awaitable[None]] | None = None
+    ) -> None:
+        super().__init__(transport, engine)
+        self.boundary = boundary  # fences tasks in on this resource (rosetta.computing.firewall)
+
+    async def prepare(self) -> None:
+        if self.boundary is not None:
+            await self.boundary(self.transport)
+
     async def start(self, spec: ContainerSpec) -> Observation:
-        result = await self.transport.run(self.engine.run_argv(spec), timeout=LAUNCH_TIMEOUT)
+        engine = self.engine
+        if engine.task_networks:
+            created = await self.transport.run(engine.network_create_argv(spec), timeout=60)
+            if not created.ok and not engine.network_exists(created):
+                raise Unreachable("podman could not create the task's network.", created.error_text())
+        env_file = f"{self.transport.work_dir}/{spec.task_id}.env"
+        await self.transport.write_file(env_file, engine.env_file(spec))
+        try:
+            result = await self.transport.run(engine.run_argv(spec, env_file), timeout=LAUNCH_TIMEOUT)
+        finally:
+            await self.transport.remove_file(env_file)
         if not result.ok:
-            error = self.engine.refusal(result, spec)
+            error = engine.refusal(result, spec)
             if not error.transient:
                 # Never leave a half-created container behind (created, but the runtime failed).
-                await self.transport.run(self.engine.remove_argv(spec.task_id), timeout=60)
+                await self._remove(spec.task_id)
             raise error
-        observed = await self._list(self.engine.inspect_argv(spec.task_id))
+        observed = await self._inspect(spec.task_id, spec.port)
         return observed.get(spec.task_id) or Observation(
             spec.task_id, Seen.ENDED, reason="It ended as soon as it started."
         )
 
     async def poll(self, instance: str, tasks: Iterable[TaskRef]) -> dict[str, Observation]:
-        return await self._list(self.engine.list_argv(instance))
+        observations = await self._list(self.engine.list_argv(instance), self.engine.parse_list)
+        # Addresses on task networks are not in the listing: look up the running containers
+        # whose address the controller does not know yet (it was restarted mid-start).
+        for ref in tasks:
+            seen = observations.get(ref.task_id)
+            if ref.endpoint is None and ref.port and seen and seen.endpoint is None and seen.state is Seen.RUNNING:
+                observations |= await self._inspect(ref.task_id, ref.port)
+        return observations
 
-    async def _list(self, argv: list[str]) -> dict[str, Observation]:
+    async def _inspect(self, task_id: str, port: int) -> dict[str, Observation]:
+        return await self._list(
+            self.engine.inspect_argv(task_id), lambda output: self.engine.parse_inspect(output, port)
+        )
+
+    async def _list(self, argv: list[str], parse) -> dict[str, Observation]:
         result = await self.transport.run(argv, timeout=self.poll_timeout)
         if not result.ok:
+            if self.engine.absent(result):
+                return {}
             raise Unreachable(f"{self.engine.name} could not list the containers.", result.error_text())
-        observations = {observation.task_id: observation for observation in self.engine.parse_list(result.stdout)}
+        observations = {observation.task_id: observation for observation in parse(result.stdout)}
         kills = await self.transport.memory_kills()
         if not kills:
             return observations
@@ -54,10 +94,21 @@ class DirectScheduler(Scheduler):
         if log_lines and self.engine.stopped_one(stopped):
             with contextlib.suppress(ComputingError):
                 output = b"".join([chunk async for chunk in self.logs(task, follow=False, tail=log_lines)])
-        removed = await self.transport.run(self.engine.remove_argv(task.task_id), timeout=60)
-        if not removed.ok:
-            raise Unreachable(f"{self.engine.name} could not remove the container.", removed.error_text())
+        await self._remove(task.task_id)
         return output
+
+    async def _remove(self, task_id: str) -> None:
+        for _ in range(REMOVE_ATTEMPTS):
+            removed = await self.transport.run(self.engine.remove_argv(task_id), timeout=60)
+            if self.engine.removed(removed) or not self.engine.removal_pending(removed):
+                break
+            await asyncio.sleep(REMOVE_RETRY_DELAY)
+        if not self.engine.removed(removed):
+            raise Unreachable(f"{self.engine.name} could not remove the container.", removed.error_text())
+        if self.engine.task_networks:
+            network = await self.transport.run(self.engine.network_remove_argv(task_id), timeout=60)
+            if not self.engine.network_gone(network):
+                raise Unreachable(f"{self.engine.name} could not remove the task's network.", network.error_text())
 
     async def logs(self, task: TaskRef, *, follow: bool, tail: int | None = None) -> AsyncIterator[bytes]:
         async for chunk in self.transport.stream(self.engine.logs_argv(task.task_id, follow=follow, tail=tail)):

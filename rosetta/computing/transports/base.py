@@ -52,6 +52,7 @@ def command_name(argv: Sequence[str]) -> str:
 
 class Transport(ABC):
     direct = False  # True when ``reach`` returns its arguments: connect to them as they are
+    work_dir: str  # where the platform keeps its files on the resource (private to its account)
 
     @property
     @abstractmethod

@@ -13,6 +13,7 @@ from rosetta.computing.errors import Unreachable
 from rosetta.computing.transports.base import CommandResult, MemoryKills, Transport, command_name
 from rosetta.computing.transports.kernel_log import KernelMemoryKills
 from rosetta.core import processes
+from rosetta.core.paths import home
 
 # What is left of a stream's program once its output ended: it is exiting, give it a moment.
 STREAM_EXIT_GRACE = 1.0
@@ -30,6 +31,7 @@ class LocalTransport(Transport):
 
     def __init__(self) -> None:
         self._kernel_log = KernelMemoryKills()
+        self.work_dir = str(home() / "work")
 
     @property
     def key(self) -> tuple:

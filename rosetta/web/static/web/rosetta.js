@@ -249,11 +249,41 @@
         const eventBadge = element("span");
         setPhase(eventBadge, event.phase);
         eventPhase.append(eventBadge);
-        row.append(time, eventPhase, element("td", {}, event.reason));
+        const reason = element("td", {}, event.reason);
+        if (event.detail) {  // the API gives it to staff only
+          const detail = element("details", { class: "event-detail" });
+          detail.append(element("summary", {}, "The resource's own words"), element("pre", {}, event.detail));
+          reason.append(detail);
+        }
+        row.append(time, eventPhase, reason);
         return row;
       });
       events.replaceChildren(...rows);
     }
+
+    // Where a batch scheduler has the task, and how long its time limit leaves it.
+    function renderPlacement(task) {
+      const placement = task.placement || {};
+      for (const name of ["job", "node", "reason"]) {
+        const field = root.querySelector('[data-field="placement-' + name + '"]');
+        if (field) field.textContent = placement[name] || "—";
+      }
+      setTime(root.querySelector('[data-field="placement-starts_at"]'), placement.starts_at, false);
+      const left = root.querySelector('[data-field="time-left"]');
+      if (left) left.dataset.endsAt = FINAL_PHASES.has(task.phase) ? "" : (placement.ends_at || "");
+      showTimeLeft();
+    }
+
+    function showTimeLeft() {
+      const left = root.querySelector('[data-field="time-left"]');
+      if (!left) return;
+      const ends = left.dataset.endsAt ? new Date(left.dataset.endsAt) : null;
+      const minutes = ends ? Math.max(0, Math.round((ends - Date.now()) / 60000)) : null;
+      left.textContent = minutes === null ? "—"
+        : minutes >= 120 ? Math.floor(minutes / 60) + " h " + (minutes % 60) + " min" : minutes + " min";
+    }
+    showTimeLeft();
+    setInterval(showTimeLeft, 30000);
 
     function render(task) {
       setPhase(badge, task.phase);
@@ -262,6 +292,7 @@
       root.querySelector('[data-field="exit_code"]').textContent = task.exit_code === null ? "—" : String(task.exit_code);
       showActions(task);
       renderEvents(task.events);
+      renderPlacement(task);
     }
 
     // A container's output exists from `starting` on; once the task ends, its saved tail is the record.

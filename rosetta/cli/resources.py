@@ -1,0 +1,161 @@
+"""`rosetta resources ...`: operator commands for computing resources (run on the platform's host)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+from pathlib import Path
+
+import click
+
+from rosetta.cli.django_setup import setup_django
+
+SSH_TARGET = re.compile(r"^(?P<user>[^@\s]+)@(?P<host>[^:\s]+)(?::(?P<port>\d+))?$")
+
+
+@click.group("resources")
+def resources_group():
+    """Add, check and retire computing resources (operator)."""
+
+
+def _resource(name: str):
+    from rosetta.computing.models import Resource
+
+    found = Resource.objects.filter(name=name).first()
+    if found is None:
+        names = ", ".join(Resource.objects.values_list("name", flat=True)) or "none yet"
+        raise click.ClickException(f"There is no resource called {name!r} (there are: {names}).")
+    return found
+
+
+def _save(resource, **fields) -> None:
+    from django.core.exceptions import ValidationError
+
+    from rosetta.computing.services import save_resource
+    from rosetta.core.errors import Conflict
+
+    try:
+        save_resource(resource, **fields)
+    except (ValidationError, Conflict) as error:
+        raise click.ClickException(" ".join(getattr(error, "messages", [str(error)]))) from None
+
+
+@resources_group.command("add")
+@click.argument("name")
+@click.option("--ssh", "target", metavar="USER@HOST[:PORT]", help="Reached over SSH (the login node for Slurm).")
+@click.option("--key-file", type=click.Path(exists=True, dir_okay=False), help="The service account's private key.")
+@click.option("--per-user", is_flag=True, help="Each user runs as their own account there (with their own key).")
+@click.option("--scheduler", type=click.Choice(["none", "slurm"]), default="none", show_default=True)
+@click.option("--engine", type=click.Choice(["podman", "docker"]), default="podman", show_default=True)
+@click.option("--max-cpus", type=float, default=2.0, show_default=True)
+@click.option("--max-memory", "max_memory_mb", type=int, default=4096, show_default=True, help="MiB.")
+@click.option("--partition", default="", help="Slurm partition used when a task names none.")
+@click.option("--time-limit", "time_limit_minutes", type=int, default=60, show_default=True, help="Minutes (Slurm).")
+@click.option("--work-dir", default=".rosetta", show_default=True, help="The platform's directory there.")
+@click.option("--description", default="")
+def add(name, target, key_file, per_user, scheduler, engine, max_cpus, max_memory_mb, partition, time_limit_minutes,
+        work_dir, description):  # fmt: skip
+    """Add a resource; then `rosetta resources check NAME --pin` before users see it."""
+    setup_django()
+    from rosetta.computing.models import Resource
+
+    fields = dict(description=description, scheduler=scheduler, engine=engine, max_cpus=max_cpus,
+                  max_memory_mb=max_memory_mb, partition=partition, time_limit_minutes=time_limit_minutes,
+                  work_dir=work_dir)  # fmt: skip
+    if target:
+        match = SSH_TARGET.match(target)
+        if match is None:
+            raise click.BadParameter("expected USER@HOST or USER@HOST:PORT", param_hint="--ssh")
+        fields.update(transport="ssh", host=match["host"], port=int(match["port"] or 22), username=match["user"],
+                      credentials="user" if per_user else "service")  # fmt: skip
+    key = Path(key_file).read_text() if key_file else None
+    # Unchecked resources stay hidden from users until an operator has checked and pinned them.
+    _save(Resource(name=name, enabled=not target), private_key=key, **fields)
+    click.echo(f"Added {name}." + (f" Next: rosetta resources check {name} --pin" if target else ""))
+
+
+@resources_group.command("list")
+@click.option("--json", "as_json", is_flag=True)
+def list_resources(as_json):
+    """List every resource, enabled or not."""
+    setup_django()
+    from rosetta.computing.models import Resource
+
+    rows = [_summary(resource) for resource in Resource.objects.all()]
+    if as_json:
+        return click.echo(json.dumps(rows, indent=2))
+    for row in rows:
+        state = "enabled" if row["enabled"] else "disabled"
+        click.echo(f"{row['name']:<20} {state:<9} {row['kind']:<50} {row['where']}")
+
+
+@resources_group.command("show")
+@click.argument("name")
+def show(name):
+    """Show a resource's settings and what its last check found."""
+    setup_django()
+    click.echo(json.dumps(_summary(_resource(name), full=True), indent=2))
+
+
+@resources_group.command("check")
+@click.argument("name")
+@click.option("--pin", is_flag=True, help="Trust the host key it presents now (check its fingerprint first).")
+@click.option("--enable", is_flag=True, help="Enable the resource when the check passes.")
+def check(name, pin, enable):
+    """Connect, show the host key's fingerprint, the engine's version and (Slurm) the partitions."""
+    setup_django()
+    from rosetta.computing.services import check_resource
+
+    resource = _resource(name)
+    report = asyncio.run(check_resource(resource, pin=pin))
+    for label, value in (("host key", report.host_key), ("pinned", report.pinned if report.host_key else None),
+                         ("engine", report.engine)):  # fmt: skip
+        if value not in (None, ""):
+            click.echo(f"{label + ':':<10}{value}")
+    for partition in report.partitions:
+        limit = f"{partition['max_minutes']} min" if partition["max_minutes"] is not None else "no time limit"
+        click.echo(
+            f"partition {partition['name']}{' (default)' if partition['default'] else ''}: {partition['nodes']} "
+            f"nodes, {partition['cpus_per_node']} CPUs and {partition['memory_mb_per_node']} MiB each, {limit}"
+        )
+    for problem in report.problems:
+        click.echo(f"problem:  {problem}", err=True)
+    if report.problems:
+        raise SystemExit(1)
+    if enable:
+        _save(resource, enabled=True)
+        click.echo(f"{name} is enabled.")
+
+
+@resources_group.command("disable")
+@click.argument("name")
+def disable(name):
+    """Hide a resource from new tasks (running ones go on)."""
+    setup_django()
+    _save(_resource(name), enabled=False)
+    click.echo(f"{name} is disabled.")
+
+
+@resources_group.command("enable")
+@click.argument("name")
+def enable(name):
+    setup_django()
+    _save(_resource(name), enabled=True)
+    click.echo(f"{name} is enabled.")
+
+
+def _summary(resource, full: bool = False) -> dict:
+    summary = {
+        "name": resource.name,
+        "enabled": resource.enabled,
+        "kind": resource.kind,
+        "where": f"{resource.username or '(each user)'}@{resource.host}:{resource.port}" if resource.host else "here",
+        "max_cpus": resource.max_cpus,
+        "max_memory_mb": resource.max_memory_mb,
+    }
+    if full:
+        summary.update(credentials=resource.credentials, work_dir=resource.work_dir, partition=resource.partition,
+                       time_limit_minutes=resource.time_limit_minutes, task_outbound=resource.task_outbound,
+                       pinned_host_keys=resource.host_keys.splitlines(), facts=resource.facts)  # fmt: skip
+    return summary

@@ -1,0 +1,341 @@
+"""Slurm: a task is a batch job whose script runs one container.
+
+Inside the job, a launcher the platform generates picks a free port on the node (when the
+software takes its port from BASE_PORT), creates the container with host networking (the HPC
+way), and writes where the interface listens — node address and port — into the task's
+directory on the cluster's shared file system. The controller reads that file through the
+transport: compute nodes never connect back to the platform. When the job is stopped the
+launcher stops the container first; an Epilog on the cluster is the safety net.
+
+Slurm without accounting forgets a job soon after it ends, so a known job that is gone is
+read as finished, its exit code taken from the file the launcher leaves.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+import posixpath
+import shlex
+from collections.abc import AsyncIterator, Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from rosetta.computing.contract import ContainerSpec, Observation, Seen, TaskRef
+from rosetta.computing.engines.base import Engine
+from rosetta.computing.errors import ComputingError, Refused, Unreachable
+from rosetta.computing.schedulers.base import Scheduler
+from rosetta.computing.transports.base import CommandResult, Transport
+
+SQUEUE_FIELDS = "%i|%j|%T|%r|%N|%e|%S|%k"  # id, name, state, reason, nodes, end, (expected) start, comment
+SINFO_FIELDS = "%P|%l|%c|%m|%D|%a"  # partition (* = default), time limit, cpus and MB per node, nodes, state
+STOP_GRACE = 5  # seconds the launcher gives the container when the job is stopped
+_ENDINGS = {
+    "CANCELLED": "The job was cancelled outside Rosetta.",
+    "TIMEOUT": "The job reached its time limit.",
+    "NODE_FAIL": "The node running the job failed.",
+    "BOOT_FAIL": "The node for the job failed to start.",
+    "OUT_OF_MEMORY": "The program ran out of memory and was killed.",
+    "PREEMPTED": "The job was preempted by another one.",
+    "DEADLINE": "The job reached its deadline.",
+    "FAILED": "",  # the exit code says it
+    "COMPLETED": "",
+}
+_RUNNING = {"RUNNING", "COMPLETING", "SUSPENDED", "STOPPED", "SIGNALING", "STAGE_OUT"}
+_STARTING = {"CONFIGURING", "RESIZING"}
+_WAITING = {"PENDING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED", "RESV_DEL_HOLD", "SPECIAL_EXIT"}
+
+
+@dataclass(frozen=True)
+class Partition:
+    name: str
+    default: bool
+    max_minutes: int | None  # None: no limit
+    cpus_per_node: int
+    memory_mb_per_node: int
+    nodes: int
+    up: bool
+
+
+class SlurmScheduler(Scheduler):
+    poll_interval = 3.0  # squeue is a request to the cluster's controller: not every second
+    max_starts = 4
+
+    def __init__(self, transport: Transport, engine: Engine, partition: str = "", time_limit_minutes: int = 60) -> None:
+        super().__init__(transport, engine)
+        self.partition = partition
+        self.time_limit_minutes = time_limit_minutes
+
+    @property
+    def description(self) -> str:
+        return f"Slurm with {self.engine.name}"
+
+    def task_dir(self, task_id: str) -> str:
+        return posixpath.join(self.transport.work_dir, task_id)
+
+    # -- submitting ----------------------------------------------------------------------------
+
+    async def start(self, spec: ContainerSpec) -> Observation:
+        directory = self.task_dir(spec.task_id)
+        await self.transport.write_file(f"{directory}/env", self.engine.env_file(spec, with_base_port=False))
+        await self.transport.write_file(f"{directory}/job.sh", launcher(self.engine, spec, directory).encode(), 0o700)
+        result = await self.transport.run(self.sbatch_argv(spec, directory), timeout=60)
+        if not result.ok:
+            await self.transport.run(["rm", "-rf", directory], timeout=60)
+            raise _sbatch_refusal(result)
+        job = result.stdout.strip().split(";")[0]
+        return Observation(spec.task_id, Seen.QUEUED, handle={"job": job})
+
+    def sbatch_argv(self, spec: ContainerSpec, directory: str) -> list[str]:
+        argv = [
+            "sbatch", "--parsable",
+            "--no-requeue",  # a task whose node fails ends, with that reason, rather than silently restarting
+            f"--job-name=rosetta-{spec.task_id}",
+            f"--comment=rosetta.instance={spec.instance}",
+            f"--output={directory}/job.log",
+            f"--chdir={directory}",
+            f"--cpus-per-task={max(1, math.ceil(spec.cpus))}",
+            f"--mem={spec.memory_mb}M",
+            f"--time={spec.time_limit_minutes or self.time_limit_minutes}",
+        ]  # fmt: skip
+        partition = spec.partition or self.partition
+        if partition:
+            argv.append(f"--partition={partition}")
+        return [*argv, f"{directory}/job.sh"]
+
+    # -- watching ------------------------------------------------------------------------------
+
+    async def poll(self, instance: str, tasks: Iterable[TaskRef]) -> dict[str, Observation]:
+        result = await self.transport.run(
+            ["squeue", "--me", "--states=all", "--noheader", f"--format={SQUEUE_FIELDS}"], timeout=self.poll_timeout
+        )
+        if not result.ok:
+            raise Unreachable("squeue did not answer.", result.error_text())
+        jobs = {job["task_id"]: job for job in parse_squeue(result.stdout, instance)}
+        known = {ref.task_id: ref for ref in tasks}
+        observations = {}
+        for task_id, job in jobs.items():
+            ref = known.get(task_id)
+            if job["state"] in _ENDINGS and ref is None:
+                continue  # a finished job of a finished task: Slurm forgets it soon, nothing to do
+            observations[task_id] = await self._observe(task_id, job, ref)
+        for task_id, ref in known.items():
+            if task_id not in jobs and ref.handle.get("job"):
+                observations[task_id] = await self._gone(task_id, ref)
+        return observations
+
+    async def _observe(self, task_id: str, job: dict, ref: TaskRef | None) -> Observation:
+        handle = {"job": job["id"]}
+        state = job["state"]
+        if state in _WAITING:
+            if job["start"]:
+                handle["starts_at"] = job["start"]
+            return Observation(
+                task_id, Seen.QUEUED, reason=_pending(job["reason"]), handle={**handle, "reason": job["reason"]}
+            )
+        if job["end"]:
+            handle["ends_at"] = job["end"]
+        if state in _STARTING:
+            return Observation(task_id, Seen.STARTING, handle=handle)
+        if state in _RUNNING:
+            endpoint = ref.endpoint if ref and ref.endpoint else await self._endpoint(task_id)
+            if endpoint is None:  # the job runs; its container is not up yet (an image pull, say)
+                return Observation(task_id, Seen.STARTING, handle=handle)
+            return Observation(task_id, Seen.RUNNING, endpoint=endpoint, handle={**handle, "node": job["nodes"]})
+        return await self._ended(task_id, _ENDINGS.get(state, ""), handle)
+
+    async def _gone(self, task_id: str, ref: TaskRef) -> Observation:
+        """A job Slurm no longer lists ended some time ago: the launcher's files say how."""
+        return await self._ended(task_id, "", ref.handle)
+
+    async def _ended(self, task_id: str, reason: str, handle: dict) -> Observation:
+        code = await self._exit_code(task_id)
+        detail = ""
+        if code is None and not reason:
+            reason = "The job ended; Slurm no longer says how (cancelled, or out of time)."
+        elif code and await self._endpoint(task_id) is None:  # the container never came up
+            detail = (await self.transport.read_file(f"{self.task_dir(task_id)}/create.log") or b"").decode(
+                errors="replace"
+            )
+            reason = reason or "The container could not be created on the node."
+        return Observation(task_id, Seen.ENDED, exit_code=code, reason=reason, detail=detail.strip()[-2000:],
+                           handle=handle)  # fmt: skip
+
+    async def _endpoint(self, task_id: str) -> tuple[str, int] | None:
+        written = await self.transport.read_file(f"{self.task_dir(task_id)}/endpoint.json")
+        if not written:
+            return None
+        try:
+            found = json.loads(written)
+            return str(found["host"]), int(found["port"])
+        except (ValueError, KeyError, TypeError):
+            return None
+
+    async def _exit_code(self, task_id: str) -> int | None:
+        written = await self.transport.read_file(f"{self.task_dir(task_id)}/exit")
+        try:
+            return int(written.strip()) if written else None
+        except ValueError:
+            return None
+
+    # -- stopping ------------------------------------------------------------------------------
+
+    async def end(self, task: TaskRef, grace_seconds: int, log_lines: int) -> bytes:
+        job = task.handle.get("job")
+        directory = self.task_dir(task.task_id)
+        if job:
+            result = await self.transport.run(["scancel", job], timeout=60)
+            if not result.ok and "invalid job id" not in result.stderr.lower():
+                raise Unreachable("scancel did not take the job.", result.error_text())
+            await self._until_launcher_done(task.task_id, grace_seconds + STOP_GRACE + 5)
+        output = b""
+        if log_lines:
+            log = await self.transport.read_file(f"{directory}/job.log") or b""
+            output = b"".join(log.splitlines(keepends=True)[-log_lines:])
+        await self.transport.run(["rm", "-rf", directory], timeout=60)
+        return output
+
+    async def _until_launcher_done(self, task_id: str, timeout: float) -> None:
+        """The launcher writes its exit file once the container has stopped (or it never ran)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while loop.time() < deadline:
+            if await self.transport.read_file(f"{self.task_dir(task_id)}/exit") is not None:
+                return
+            if await self.transport.read_file(f"{self.task_dir(task_id)}/job.sh") is None:
+                return  # nothing was ever launched there
+            await asyncio.sleep(0.5)
+
+    def logs(self, task: TaskRef, *, follow: bool, tail: int | None = None) -> AsyncIterator[bytes]:
+        directory = self.task_dir(task.task_id)
+        lines = str(tail) if tail is not None else "+1"
+        if not follow:
+            return self.transport.stream(["tail", "-n", lines, f"{directory}/job.log"])
+        # Follow until the launcher has written its exit file: a fixed script, paths as arguments.
+        script = 'tail -n "$1" -F "$2" & t=$!; while [ ! -e "$3" ]; do sleep 1; done; sleep 1; kill "$t"'
+        return self.transport.stream(["sh", "-c", script, "sh", lines, f"{directory}/job.log", f"{directory}/exit"])
+
+    # -- what the cluster offers ---------------------------------------------------------------
+
+    async def partitions(self) -> list[Partition]:
+        result = await self.transport.run(["sinfo", "--noheader", f"--format={SINFO_FIELDS}"], timeout=60)
+        if not result.ok:
+            raise Unreachable("sinfo did not answer.", result.error_text())
+        return parse_sinfo(result.stdout)
+
+
+def launcher(engine: Engine, spec: ContainerSpec, directory: str) -> str:
+    """The job script: the container on a free port of the node, where it listens written down,
+    stopped cleanly when the job is. Only argv lists quoted with shlex go in; nothing else from
+    the request (its environment stays in the 0600 file beside it)."""
+    steps = engine.job_steps(spec, f"{directory}/env")
+    *options, image = steps.prepare  # the image comes last; the label lets the Epilog find what escapes
+    prepare = (
+        f'{shlex.join(options)} --label "slurm.job=$SLURM_JOB_ID" {shlex.quote(image)}'
+        if steps.labels
+        else (shlex.join(steps.prepare))
+    )
+    # Without a stop command, the engine's process is signalled (it stops its container itself).
+    stop = shlex.join(steps.stop) if steps.stop else 'kill -TERM "$child"'
+    exit_code = f"$({shlex.join(steps.exit_code)} 2>/dev/null || echo 255)" if steps.exit_code else "$status"
+    forget_env = "rm -f env" if steps.env_read_by_prepare else ":"
+    if spec.base_port:
+        choose_port = (
+            "port=$(python3 -c 'import socket; s = socket.socket(); s.bind((\"\", 0)); print(s.getsockname()[1])' "
+            "2>/dev/null || shuf -i 20000-60000 -n 1)\n"
+            'printf "BASE_PORT=%s\\n" "$port" >> env\n'
+        )
+    else:
+        choose_port = f"port={spec.port}\n"
+    return f"""#!/bin/bash
+# Rosetta task {spec.task_id}: one container, its interface on this node. Generated by the platform.
+set -u
+cd {shlex.quote(directory)}
+{choose_port}host=$(hostname -I | awk '{{print $1}}')
+{prepare} > create.log 2>&1
+created=$?
+{forget_env}
+if [ "$created" -ne 0 ]; then echo "$created" > exit; exit "$created"; fi
+stop_container() {{ {stop} >/dev/null 2>&1; }}
+trap stop_container TERM INT
+{shlex.join(steps.run)} &
+child=$!
+printf '{{"host": "%s", "port": %s, "node": "%s"}}\\n' "$host" "$port" "${{SLURMD_NODENAME:-}}" > endpoint.json.part
+mv endpoint.json.part endpoint.json
+wait "$child"; status=$?
+while kill -0 "$child" 2>/dev/null; do wait "$child"; status=$?; done  # a signal interrupts wait, not the container
+code={exit_code}
+{shlex.join(steps.cleanup)} >/dev/null 2>&1
+rm -f env
+echo "$code" > exit
+"""
+
+
+def parse_squeue(output: str, instance: str) -> list[dict]:
+    """This instance's jobs (their comment names it), one dict each."""
+    jobs = []
+    for line in output.splitlines():
+        fields = line.split("|")
+        if len(fields) != 8 or fields[7] != f"rosetta.instance={instance}" or not fields[1].startswith("rosetta-"):
+            continue
+        job_id, name, state, reason, nodes, end, start, _ = fields
+        jobs.append({
+            "id": job_id, "task_id": name.removeprefix("rosetta-"), "state": state.split()[0], "reason": reason,
+            "nodes": nodes, "end": _time(end), "start": _time(start),
+        })  # fmt: skip
+    return jobs
+
+
+def parse_sinfo(output: str) -> list[Partition]:
+    partitions: dict[str, Partition] = {}
+    for line in output.splitlines():
+        fields = line.split("|")
+        if len(fields) != 6:
+            continue
+        name, limit, cpus, memory, nodes, availability = fields
+        default = name.endswith("*")
+        name = name.rstrip("*")
+        found = Partition(
+            name, default, _minutes(limit), _number(cpus), _number(memory), _number(nodes), availability == "up"
+        )
+        known = partitions.get(name)
+        if known is None or found.cpus_per_node > known.cpus_per_node:  # heterogeneous nodes: the largest
+            partitions[name] = found
+    return list(partitions.values())
+
+
+def _pending(reason: str) -> str:
+    return {"Resources": "waiting for resources", "Priority": "other jobs come first",
+            "PartitionNodeLimit": "more nodes than the partition allows", "None": ""}.get(reason, reason)  # fmt: skip
+
+
+def _time(text: str) -> str:
+    """Slurm's local ISO time (no zone: the cluster's) to ISO 8601 in UTC, or "" when unknown."""
+    if not text or text in ("N/A", "Unknown", "NONE"):
+        return ""
+    try:
+        return datetime.fromisoformat(text).astimezone(UTC).isoformat()
+    except ValueError:
+        return ""
+
+
+def _minutes(limit: str) -> int | None:
+    """Slurm's [D-]HH:MM:SS (or MM, MM:SS, "infinite") in minutes."""
+    if limit in ("infinite", "UNLIMITED", "NONE", ""):
+        return None
+    days, _, clock = limit.rpartition("-")
+    parts = [int(part) for part in clock.split(":")]
+    hours, minutes = (parts[0], parts[1]) if len(parts) == 3 else (0, parts[0])
+    return int(days or 0) * 1440 + hours * 60 + minutes
+
+
+def _number(text: str) -> int:
+    return int("".join(char for char in text if char.isdigit()) or 0)
+
+
+def _sbatch_refusal(result: CommandResult) -> ComputingError:
+    text = result.error_text()
+    if "unable to contact slurm controller" in text.lower() or "socket timed out" in text.lower():
+        return Unreachable("The cluster's scheduler is not answering.", text)
+    return Refused(f"Slurm refused the job: {text.removeprefix('sbatch: error: ').strip()}", text)

@@ -1,0 +1,268 @@
+"""Runs commands and reaches files and ports on another machine, over SSH (asyncssh).
+
+One multiplexed connection per (host, port, account) and process, kept alive, reconnected
+with backoff after a drop. The host is known by the keys an operator pinned: any other key
+is refused. argv lists are quoted once, here, with shlex: no shell string is ever built from
+user input. Ports on the machine are reached through forwards to unix sockets in a directory
+only the platform's account may open.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+import os
+import posixpath
+import secrets
+import shlex
+import signal
+import time
+from collections.abc import AsyncIterator, Sequence
+from pathlib import Path
+
+import asyncssh
+
+from rosetta.computing.contract import Address
+from rosetta.computing.errors import Refused, Unreachable
+from rosetta.computing.transports.base import CommandResult, Transport, command_name
+from rosetta.core.paths import run_dir
+
+log = logging.getLogger(__name__)
+logging.getLogger("asyncssh").setLevel(logging.WARNING)  # it says every channel it opens at INFO
+
+CONNECT_TIMEOUT = 10.0
+KEEPALIVE_INTERVAL = 15.0  # seconds; three unanswered keepalives end the connection
+RECONNECT_DELAYS = (1, 2, 5, 10, 30)  # seconds between attempts after a failure
+MAX_CHANNELS = 8  # sshd's MaxSessions is 10 by default: leave room for an operator's own session
+
+
+class HostKeyChanged(Refused):
+    pass
+
+
+class SSHTransport(Transport):
+    def __init__(
+        self, host: str, port: int, username: str, private_key: str, host_keys: Sequence[str], work_dir: str
+    ) -> None:
+        self.host, self.port, self.username = host, port, username
+        self._client_key = asyncssh.import_private_key(private_key)
+        self._host_keys = [asyncssh.import_public_key(line) for line in host_keys]
+        self._work_dir = work_dir  # relative to the account's home unless absolute
+        self.work_dir = work_dir
+        self._connection: asyncssh.SSHClientConnection | None = None
+        self._sftp: asyncssh.SFTPClient | None = None
+        self._connecting = asyncio.Lock()
+        self._channels = asyncio.Semaphore(MAX_CHANNELS)
+        self._failures = 0
+        self._retry_at = 0.0
+        self._last_error: Unreachable | None = None
+        self._forwards: dict[tuple[str, int], tuple[asyncssh.SSHClientConnection, str, asyncssh.SSHListener]] = {}
+
+    @property
+    def key(self) -> tuple:
+        return ("ssh", self.host, self.port, self.username)
+
+    @property
+    def where(self) -> str:
+        return f"{self.username}@{self.host}" + (f":{self.port}" if self.port != 22 else "")
+
+    # -- the connection ------------------------------------------------------------------------
+
+    async def connection(self) -> asyncssh.SSHClientConnection:
+        async with self._connecting:
+            if self._connection is not None and not self._connection.is_closed():
+                return self._connection
+            if time.monotonic() < self._retry_at and self._last_error is not None:
+                raise self._last_error  # do not hammer a host that just failed
+            try:
+                self._connection = await asyncio.wait_for(self._connect(), CONNECT_TIMEOUT)
+                self._sftp = None
+                self._failures = 0
+                home = await (await self._sftp_client()).realpath(".")
+                self.work_dir = posixpath.join(home, self._work_dir)
+                return self._connection
+            except asyncssh.HostKeyNotVerifiable as error:
+                raise self._failed(HostKeyChanged(self._changed_key_message(), str(error))) from error
+            except asyncssh.PermissionDenied as error:
+                raise self._failed(Refused(f"{self.where} refused the platform's key.", str(error))) from error
+            except (OSError, TimeoutError, asyncssh.Error) as error:
+                message = f"Cannot connect to {self.where}: {error or 'no answer'}."
+                raise self._failed(Unreachable(message, repr(error))) from error
+
+    async def _connect(self) -> asyncssh.SSHClientConnection:
+        return await asyncssh.connect(
+            self.host,
+            self.port,
+            username=self.username,
+            client_keys=[self._client_key],
+            known_hosts=(self._host_keys, [], []),
+            config=None,
+            agent_path=None,
+            keepalive_interval=KEEPALIVE_INTERVAL,
+            keepalive_count_max=3,
+        )
+
+    def _failed(self, error: Refused | Unreachable) -> Unreachable:
+        delay = RECONNECT_DELAYS[min(self._failures, len(RECONNECT_DELAYS) - 1)]
+        self._failures += 1
+        self._retry_at = time.monotonic() + delay
+        # A refusal (a changed host key, a key no longer authorised) is reported as the resource
+        # not answering: tasks there are left as they are, and it recovers when fixed.
+        self._last_error = error if isinstance(error, Unreachable) else Unreachable(str(error), error.detail)
+        log.warning("ssh %s: %s", self.where, error)
+        return self._last_error
+
+    def _changed_key_message(self) -> str:
+        pinned = ", ".join(key.get_fingerprint("sha256") for key in self._host_keys)
+        return (
+            f"The host key of {self.host} is not the one pinned for it ({pinned}): Rosetta does not connect. "
+            "If the host was reinstalled, an operator checks and pins its new key (rosetta resources check --pin)."
+        )
+
+    def _lost(self, error: BaseException) -> Unreachable:
+        if self._connection is not None:
+            self._connection.close()
+        self._connection = None
+        return Unreachable(f"The connection to {self.where} broke: {error or 'closed'}.", repr(error))
+
+    async def _sftp_client(self) -> asyncssh.SFTPClient:
+        if self._sftp is None:
+            self._sftp = await self._connection.start_sftp_client()
+        return self._sftp
+
+    # -- commands ------------------------------------------------------------------------------
+
+    async def run(self, argv: Sequence[str], *, timeout: float = 60.0, stdin: bytes | None = None) -> CommandResult:
+        connection = await self.connection()
+        async with self._channels:
+            try:
+                process = await connection.create_process(shlex.join(argv), encoding=None)
+                try:
+                    stdout, stderr = await asyncio.wait_for(process.communicate(stdin), timeout)
+                except TimeoutError as error:
+                    raise Unreachable(
+                        f"{command_name(argv)} did not answer within {timeout:g} s on {self.host}."
+                    ) from error
+                finally:
+                    process.close()
+            except (OSError, asyncssh.Error) as error:
+                raise self._lost(error) from error
+        status = process.exit_status if process.exit_status is not None else 128 + _signal_number(process)
+        return CommandResult(tuple(argv), status, stdout.decode(errors="replace"), stderr.decode(errors="replace"))
+
+    async def stream(self, argv: Sequence[str]) -> AsyncIterator[bytes]:
+        connection = await self.connection()
+        async with self._channels:
+            try:
+                process = await connection.create_process(shlex.join(argv), encoding=None, stderr=asyncssh.STDOUT)
+            except (OSError, asyncssh.Error) as error:
+                raise self._lost(error) from error
+            try:
+                while chunk := await process.stdout.read(65536):
+                    yield chunk
+            except (OSError, asyncssh.Error) as error:
+                raise self._lost(error) from error
+            finally:
+                process.close()
+
+    # -- files ---------------------------------------------------------------------------------
+
+    async def read_file(self, path: str) -> bytes | None:
+        sftp = await self._files()
+        try:
+            async with sftp.open(path, "rb") as handle:
+                return await handle.read()
+        except asyncssh.SFTPNoSuchFile:
+            return None
+        except (OSError, asyncssh.Error) as error:
+            raise self._lost(error) from error
+
+    async def write_file(self, path: str, data: bytes, mode: int = 0o600) -> None:
+        sftp = await self._files()
+        temporary = f"{path}.{secrets.token_hex(4)}.part"
+        try:
+            await sftp.makedirs(
+                posixpath.dirname(path) or ".", attrs=asyncssh.SFTPAttrs(permissions=0o700), exist_ok=True
+            )
+            async with sftp.open(temporary, "wb", asyncssh.SFTPAttrs(permissions=mode)) as handle:
+                await handle.write(data)
+            await sftp.posix_rename(temporary, path)
+        except (OSError, asyncssh.Error) as error:
+            with contextlib.suppress(OSError, asyncssh.Error):
+                await sftp.remove(temporary)
+            raise self._lost(error) from error
+
+    async def remove_file(self, path: str) -> None:
+        sftp = await self._files()
+        try:
+            await sftp.remove(path)
+        except asyncssh.SFTPNoSuchFile:
+            pass
+        except (OSError, asyncssh.Error) as error:
+            raise self._lost(error) from error
+
+    async def _files(self) -> asyncssh.SFTPClient:
+        await self.connection()
+        try:
+            return await self._sftp_client()
+        except (OSError, asyncssh.Error) as error:
+            raise self._lost(error) from error
+
+    # -- ports ---------------------------------------------------------------------------------
+
+    async def reach(self, host: str, port: int) -> Address:
+        """A unix socket here that leads to host:port as the remote machine sees it; made once
+        per connection and endpoint, again after a reconnect."""
+        connection = await self.connection()
+        known = self._forwards.get((host, port))
+        if known is not None and known[0] is connection:
+            return known[1]
+        path = str(_tunnel_dir() / f"{hashlib.sha256(repr((self.key, host, port)).encode()).hexdigest()[:16]}.sock")
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
+        try:
+            listener = await connection.forward_local_path_to_port(path, host, port)
+        except (OSError, asyncssh.Error) as error:
+            raise self._lost(error) from error
+        if known is not None:
+            known[2].close()
+        self._forwards[(host, port)] = (connection, path, listener)
+        return path
+
+    async def close(self) -> None:
+        for _, path, listener in self._forwards.values():
+            listener.close()
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path)
+        self._forwards.clear()
+        if self._connection is not None:
+            self._connection.close()
+            with contextlib.suppress(Exception):
+                await self._connection.wait_closed()
+        self._connection = None
+
+
+SOCKET_PATH_MAX = 107  # bytes in a unix socket's address
+
+
+def _tunnel_dir() -> Path:
+    """Where the forwards' sockets live: the run directory, or where its path is too long for a
+    socket address, a private directory of this account's under /tmp named after it."""
+    path = run_dir() / "t"
+    if len(str(path)) + len("/0123456789abcdef.sock") > SOCKET_PATH_MAX:
+        path = Path("/tmp") / f"rosetta-{os.geteuid()}-{hashlib.sha256(str(run_dir()).encode()).hexdigest()[:12]}"
+    try:
+        path.mkdir(mode=0o700)
+    except FileExistsError:
+        found = path.lstat()
+        if found.st_uid != os.geteuid() or not path.is_dir() or path.is_symlink():
+            raise Refused(f"{path} belongs to someone else: Rosetta will not put its tunnels there.") from None
+    path.chmod(0o700)
+    return path
+
+
+def _signal_number(process: asyncssh.SSHClientProcess) -> int:
+    name = (process.exit_signal or ("KILL",))[0]
+    return getattr(signal, f"SIG{name}", signal.SIGKILL).value

@@ -1,0 +1,129 @@
+"""A task is a boundary, tried the way an attacker would: from inside one user's task (its own
+code, no special rights), against another user's task, services of this machine, link-local
+addresses and other machines; and from another account of this machine against a task.
+
+Every connection attempt goes to a container or namespace the test itself started, one at a
+time; none to a range, none to another host.
+"""
+
+import json
+import subprocess
+
+import httpx
+import pytest
+
+from tests.netns import host_listener, machine
+
+ATTEMPT = 2  # seconds a blocked connection attempt is given
+
+
+def reaches(platform, task_id: str, address: str, port: int) -> bool:
+    """Whether code inside the task gets an HTTP answer from address:port (busybox nc, run as
+    the task's own user; busybox's wget crashes on some answers)."""
+    attempt = subprocess.run(
+        ["podman", "exec", "-i", f"rosetta-{task_id}", "nc", "-w", str(ATTEMPT), address, str(port)],
+        input="GET / HTTP/1.0\r\n\r\n", env=platform.podman_env, capture_output=True, text=True,
+    )  # fmt: skip
+    return attempt.stdout.startswith("HTTP/")
+
+
+def answers(address: str, port: int) -> bool:
+    """Whether this machine (the platform's account) gets an HTTP answer from address:port."""
+    try:
+        return httpx.get(f"http://{address}:{port}/", timeout=ATTEMPT).status_code < 500
+    except httpx.HTTPError:
+        return False
+
+
+def inspect(platform, task_id: str) -> dict:
+    return json.loads(platform.podman("inspect", f"rosetta-{task_id}"))[0]
+
+
+def address_of(platform, task_id: str) -> tuple[str, str]:
+    """The task's address on its network, and this machine's address on that network."""
+    [network] = inspect(platform, task_id)["NetworkSettings"]["Networks"].values()
+    return network["IPAddress"], network["Gateway"]
+
+
+@pytest.fixture(scope="module")
+def tasks(platform):
+    """Two users' hello tasks: the attacker's and the victim's."""
+    ids = {}
+    for user in ("attacker", "victim"):
+        token = platform.create_user(f"iso-{user}")
+        with platform.api(token) as api:
+            ids[user] = platform.start_task(api, name=f"{user}-task", environment={"SECRET": f"{user}'s secret"})
+            platform.wait_for_task(api, ids[user], {"running"})
+    return ids
+
+
+def test_a_task_cannot_reach_another_users_task(platform, tasks):
+    victim, _ = address_of(platform, tasks["victim"])
+    assert answers(victim, 8080)
+    assert not reaches(platform, tasks["attacker"], victim, 8080)  # the platform reaches it; the attacker does not
+
+
+def test_a_task_cannot_reach_services_of_this_machine(platform, tasks):
+    _, this_machine = address_of(platform, tasks["attacker"])
+    with host_listener() as port:
+        assert answers("127.0.0.1", port)
+        assert not reaches(platform, tasks["attacker"], this_machine, port)
+
+
+def test_a_task_cannot_reach_link_local_addresses(platform, tasks):
+    with machine("169.254.77.1", "169.254.77.2") as (address, port):  # where cloud metadata services answer
+        assert not reaches(platform, tasks["attacker"], address, port)
+
+
+def test_outbound_access_is_an_operator_setting_per_resource(platform):
+    platform.rosetta("manage", "shell", "-c", (
+        "from rosetta.computing.models import Resource; "
+        "Resource.objects.create(name='sealed', task_outbound=False, max_cpus=1, max_memory_mb=1024)"
+    ))  # fmt: skip
+    token = platform.create_user("iso-outbound")
+    with platform.api(token) as api, machine("192.168.77.1", "192.168.77.2") as (address, port):
+        open_task = platform.start_task(api, name="open")
+        sealed = api.post("/api/tasks", json={"software": "hello", "resource": "sealed", "name": "sealed"}).json()["id"]
+        for task_id in (open_task, sealed):
+            platform.wait_for_task(api, task_id, {"running"})
+        assert reaches(platform, open_task, address, port)  # another machine, reached by default
+        assert not reaches(platform, sealed, address, port)
+
+
+def test_only_the_platforms_account_reaches_a_task(platform, tasks):
+    victim, _ = address_of(platform, tasks["victim"])
+    probe = ["python3", "-c", f"import socket; socket.create_connection(('{victim}', 8080), timeout={ATTEMPT})"]
+    assert subprocess.run(probe).returncode == 0  # the platform's account (root, here)
+    assert subprocess.run(["runuser", "-u", "nobody", "--", *probe], capture_output=True).returncode != 0
+
+
+def test_root_in_a_task_is_not_root_on_this_machine(platform):
+    image = platform.build_image(
+        "localhost/rosetta-test/as-root",
+        'FROM localhost/rosetta/hello\nUSER 0\nCMD ["/bin/sh", "-c", "exec httpd -f -p 8080 -h /srv/www"]\n',
+    )
+    token = platform.create_user("iso-root")
+    with platform.api(token) as api:
+        assert api.post("/api/software", json={"name": "as-root", "image": image}).status_code == 201
+        task_id = platform.start_task(api, software="as-root")
+        platform.wait_for_task(api, task_id, {"running"})
+
+    def inside(*argv: str) -> subprocess.CompletedProcess:
+        return subprocess.run(["podman", "exec", f"rosetta-{task_id}", *argv], env=platform.podman_env,
+                              capture_output=True, text=True)  # fmt: skip
+
+    assert inside("id", "-u").stdout.strip() == "0"
+    host_pid = inspect(platform, task_id)["State"]["Pid"]
+    with open(f"/proc/{host_pid}/status") as status:
+        host_uid = next(line.split()[1] for line in status if line.startswith("Uid:"))
+    assert host_uid != "0"  # the same process, seen from this machine
+    capabilities = dict(
+        line.split(":\t") for line in inside("cat", "/proc/self/status").stdout.splitlines() if ":\t" in line
+    )
+    bounding = int(capabilities["CapBnd"], 16)
+    assert (
+        not bounding & (1 << 13) and not bounding & (1 << 21) and not bounding & (1 << 27)
+    )  # NET_RAW, SYS_ADMIN, MKNOD
+    assert capabilities["NoNewPrivs"].strip() == "1"
+    assert inside("touch", "/etc/planted").returncode != 0  # a read-only root...
+    assert inside("touch", "/tmp/scratch", "/home/rosetta/notes").returncode == 0  # ...with private writable space

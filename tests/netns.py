@@ -1,0 +1,92 @@
+"""Throwaway "machines" for tests: a network namespace joined to this one by a veth pair,
+with an HTTP listener inside. Tests aim their connection attempts only at these addresses
+(or at containers they started), one attempt at a time, never at a range or another host."""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, HTTPServer
+
+_numbers = itertools.count(os.getpid() % 1000)
+
+LISTENER = """
+import http.server, sys
+class Hello(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        self.send_response(200); self.end_headers(); self.wfile.write(b"reached")
+    def log_message(self, *args): pass
+http.server.HTTPServer((sys.argv[1], int(sys.argv[2])), Hello).serve_forever()
+"""
+
+
+def _ip(*args: str) -> None:
+    subprocess.run(["ip", *args], check=True, capture_output=True)
+
+
+@contextlib.contextmanager
+def machine(address: str, host_side: str, prefix: int = 30, port: int = 8080) -> Iterator[tuple[str, int]]:
+    """A namespace at ``address`` (this machine reaches it through ``host_side``) serving HTTP
+    on ``port``; yields (address, port)."""
+    number = next(_numbers)
+    name, outer, inner = f"rtest{number}", f"rtv{number}", f"rtp{number}"
+    _ip("netns", "add", name)
+    try:
+        _ip("link", "add", outer, "type", "veth", "peer", "name", inner)
+        _ip("link", "set", inner, "netns", name)
+        _ip("addr", "add", f"{host_side}/{prefix}", "dev", outer)
+        _ip("link", "set", outer, "up")
+        _ip("-n", name, "addr", "add", f"{address}/{prefix}", "dev", inner)
+        _ip("-n", name, "link", "set", inner, "up")
+        _ip("-n", name, "link", "set", "lo", "up")
+        _ip("-n", name, "route", "add", "default", "via", host_side)
+        server = subprocess.Popen(
+            ["nsenter", f"--net=/run/netns/{name}", sys.executable, "-c", LISTENER, address, str(port)]
+        )
+        try:
+            _until_it_answers(address, port)
+            yield address, port
+        finally:
+            server.kill()
+            server.wait()
+    finally:
+        subprocess.run(["ip", "link", "del", outer], capture_output=True)
+        subprocess.run(["ip", "netns", "del", name], capture_output=True)
+
+
+@contextlib.contextmanager
+def host_listener() -> Iterator[int]:
+    """An HTTP server of this machine on every address (as careless services listen); its port."""
+
+    class Hello(BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(200)
+            self.end_headers()
+            self.wfile.write(b"reached")
+
+        def log_message(self, *args):
+            pass
+
+    server = HTTPServer(("0.0.0.0", 0), Hello)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield server.server_address[1]
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def _until_it_answers(address: str, port: int, timeout: float = 10) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with contextlib.suppress(OSError), socket.create_connection((address, port), timeout=1):
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"the test machine at {address}:{port} did not come up")
