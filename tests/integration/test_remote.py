@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shlex
 import signal
 import subprocess
 import time
@@ -28,8 +29,9 @@ def bed() -> dict:
 
 
 def on(host: str, *argv: str, user: str = "rosetta") -> subprocess.CompletedProcess:
-    """Run argv on a test bed host as ``user``, with the real OpenSSH client."""
-    return subprocess.run(["ssh", "-F", str(TESTBED / "ssh_config"), f"{user}@{host}", *argv],
+    """Run argv on a test bed host as ``user``, with the real OpenSSH client (quoted once:
+    the remote shell joins ssh's arguments with spaces)."""
+    return subprocess.run(["ssh", "-F", str(TESTBED / "ssh_config"), f"{user}@{host}", shlex.join(argv)],
                           capture_output=True, text=True, timeout=60)  # fmt: skip
 
 

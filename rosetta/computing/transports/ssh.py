@@ -3,8 +3,8 @@
 One multiplexed connection per (host, port, account) and process, kept alive, reconnected
 with backoff after a drop. The host is known by the keys an operator pinned: any other key
 is refused. argv lists are quoted once, here, with shlex: no shell string is ever built from
-user input. Ports on the machine are reached through forwards to unix sockets in a directory
-only the platform's account may open.
+user input. Ports on the machine are reached through OpenSSH's forwarding (openssh.py) to unix
+sockets in a directory only the platform's account may open.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ import asyncssh
 from rosetta.computing.contract import Address
 from rosetta.computing.errors import Refused, Unreachable
 from rosetta.computing.transports.base import CommandResult, Transport, command_name
+from rosetta.computing.transports.openssh import OpenSSHForwarder
 from rosetta.core.paths import run_dir
 
 log = logging.getLogger(__name__)
@@ -58,7 +59,7 @@ class SSHTransport(Transport):
         self._failures = 0
         self._retry_at = 0.0
         self._last_error: Unreachable | None = None
-        self._forwards: dict[tuple[str, int], tuple[asyncssh.SSHClientConnection, str, asyncssh.SSHListener]] = {}
+        self._forwarder: OpenSSHForwarder | None = None
 
     @property
     def key(self) -> tuple:
@@ -213,30 +214,24 @@ class SSHTransport(Transport):
     # -- ports ---------------------------------------------------------------------------------
 
     async def reach(self, host: str, port: int) -> Address:
-        """A unix socket here that leads to host:port as the remote machine sees it; made once
-        per connection and endpoint, again after a reconnect."""
-        connection = await self.connection()
-        known = self._forwards.get((host, port))
-        if known is not None and known[0] is connection:
-            return known[1]
-        path = str(_tunnel_dir() / f"{hashlib.sha256(repr((self.key, host, port)).encode()).hexdigest()[:16]}.sock")
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(path)
-        try:
-            listener = await connection.forward_local_path_to_port(path, host, port)
-        except (OSError, asyncssh.Error) as error:
-            raise self._lost(error) from error
-        if known is not None:
-            known[2].close()
-        self._forwards[(host, port)] = (connection, path, listener)
-        return path
+        """A unix socket here that leads to host:port as the remote machine sees it, through
+        OpenSSH (see openssh.py); the host key and the account are checked first, here."""
+        await self.connection()
+        if self._forwarder is None:
+            self._forwarder = OpenSSHForwarder(
+                host=self.host,
+                port=self.port,
+                username=self.username,
+                private_key=self._client_key,
+                host_keys=self._host_keys,
+                directory=_tunnel_dir() / secrets.token_hex(4),
+            )
+        return await self._forwarder.reach(host, port)
 
     async def close(self) -> None:
-        for _, path, listener in self._forwards.values():
-            listener.close()
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(path)
-        self._forwards.clear()
+        if self._forwarder is not None:
+            await self._forwarder.close()
+            self._forwarder = None
         if self._connection is not None:
             self._connection.close()
             with contextlib.suppress(Exception):
@@ -245,13 +240,14 @@ class SSHTransport(Transport):
 
 
 SOCKET_PATH_MAX = 107  # bytes in a unix socket's address
+FORWARDER_PATH = len("/0123abcd/control.0123456789abcdef")  # what a forwarder adds (OpenSSH's temporary name)
 
 
 def _tunnel_dir() -> Path:
     """Where the forwards' sockets live: the run directory, or where its path is too long for a
     socket address, a private directory of this account's under /tmp named after it."""
     path = run_dir() / "t"
-    if len(str(path)) + len("/0123456789abcdef.sock") > SOCKET_PATH_MAX:
+    if len(str(path)) + FORWARDER_PATH > SOCKET_PATH_MAX:
         path = Path("/tmp") / f"rosetta-{os.geteuid()}-{hashlib.sha256(str(run_dir()).encode()).hexdigest()[:12]}"
     try:
         path.mkdir(mode=0o700)
