@@ -1,4 +1,4 @@
-"""What users and operators can do with accounts and API tokens.
+"""What users and operators can do with accounts, API tokens and SSH keys.
 
 The gateway keeps the token digests in its route table, so every change here wakes it once
 the change has committed.
@@ -7,9 +7,11 @@ the change has committed.
 from __future__ import annotations
 
 from django.contrib.auth import get_user_model
+from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 
-from rosetta.accounts.models import ApiToken
+from rosetta.accounts.models import ApiToken, SSHKey
+from rosetta.accounts.ssh_keys import MAX_NAME, parse_public_key
 from rosetta.core import notify
 from rosetta.core.errors import Conflict
 
@@ -39,3 +41,53 @@ def create_user(name: str, *, email: str = "", password: str | None = None, admi
     except IntegrityError:
         raise Conflict(f"A user called {name!r} exists already.") from None
     return user, secret
+
+
+MAX_SSH_KEYS = 20  # per user: each goes into every SSH task's environment
+
+
+def add_ssh_key(user, text: str, name: str = "") -> SSHKey:
+    """Register the public key in ``text`` for ``user``: ValidationError for something that is
+    not an acceptable key, Conflict for a key already registered (by anyone: a key is one
+    person's). The SSH front door checks the database at every connection: no signal needed."""
+    parsed = parse_public_key(text)
+    name = (name or "").strip()[:MAX_NAME] or parsed.comment or f"{parsed.kind} key"
+    mine = SSHKey.objects.filter(user=user, fingerprint=parsed.fingerprint).first()
+    if mine is not None:
+        raise Conflict(f"You have registered this key already, as {mine.name!r} ({parsed.fingerprint}).")
+    if SSHKey.objects.filter(user=user).count() >= MAX_SSH_KEYS:
+        raise ValidationError(f"You have {MAX_SSH_KEYS} SSH keys already; remove one you no longer use first.")
+    try:
+        with transaction.atomic():
+            return SSHKey.objects.create(
+                user=user,
+                name=name,
+                public_key=parsed.public_key,
+                kind=parsed.kind,
+                bits=parsed.bits,
+                fingerprint=parsed.fingerprint,
+            )
+    except IntegrityError:
+        raise Conflict(f"This key ({parsed.fingerprint}) is registered to another account already.") from None
+
+
+def find_ssh_key(user, which: str) -> SSHKey | None:
+    """One of the user's keys by id, fingerprint (with or without "SHA256:") or name."""
+    keys = SSHKey.objects.filter(user=user)
+    which = which.strip()
+    if which.isdigit():
+        return keys.filter(pk=int(which)).first()
+    fingerprint = which if which.startswith("SHA256:") else f"SHA256:{which}"
+    return keys.filter(fingerprint=fingerprint).first() or _one_named(keys, which)
+
+
+def _one_named(keys, name: str) -> SSHKey | None:
+    named = list(keys.filter(name=name)[:2])
+    if len(named) > 1:
+        raise Conflict(f"Several of your keys are called {name!r}: give its fingerprint or id instead.")
+    return named[0] if named else None
+
+
+def remove_ssh_key(key: SSHKey) -> None:
+    """From the next connection on, the SSH front door refuses it (it reads the database at each)."""
+    key.delete()

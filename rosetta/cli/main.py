@@ -38,6 +38,7 @@ for command in (
     server.web,
     server.controller,
     server.gateway,
+    server.ssh_door,
     server.users,
     server.setup,
     server.manage,
