@@ -71,23 +71,6 @@ def add_ssh_key(user, text: str, name: str = "") -> SSHKey:
         raise Conflict(f"This key ({parsed.fingerprint}) is registered to another account already.") from None
 
 
-def find_ssh_key(user, which: str) -> SSHKey | None:
-    """One of the user's keys by id, fingerprint (with or without "SHA256:") or name."""
-    keys = SSHKey.objects.filter(user=user)
-    which = which.strip()
-    if which.isdigit():
-        return keys.filter(pk=int(which)).first()
-    fingerprint = which if which.startswith("SHA256:") else f"SHA256:{which}"
-    return keys.filter(fingerprint=fingerprint).first() or _one_named(keys, which)
-
-
-def _one_named(keys, name: str) -> SSHKey | None:
-    named = list(keys.filter(name=name)[:2])
-    if len(named) > 1:
-        raise Conflict(f"Several of your keys are called {name!r}: give its fingerprint or id instead.")
-    return named[0] if named else None
-
-
 def remove_ssh_key(key: SSHKey) -> None:
     """From the next connection on, the SSH front door refuses it (it reads the database at each)."""
     key.delete()

@@ -40,6 +40,7 @@ def _show(task: dict) -> None:
         ("cpus", "cpus"),
         ("memory", "memory_mb"),
         ("url", "interface_url"),
+        ("ssh", "ssh_command"),
         ("exit code", "exit_code"),
         ("created", "created"),
         ("started", "started"),
