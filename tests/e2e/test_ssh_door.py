@@ -43,7 +43,6 @@ def client_config(directory: Path, name: str, key: Path) -> Path:
         "    GlobalKnownHostsFile /dev/null\n"
         "    StrictHostKeyChecking yes\n"
         "    ConnectTimeout 20\n"
-        "    LogLevel ERROR\n"
     )
     return path
 
