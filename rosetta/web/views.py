@@ -236,6 +236,9 @@ def ssh_key_add(request):
         else:
             messages.success(request, f"SSH key {key.name} ({key.fingerprint}) was added.")
             return redirect("account")
+    if "PRIVATE KEY" in form.data.get("public_key", ""):
+        form.data = form.data.copy()
+        form.data["public_key"] = ""  # never sent back: the page could be cached, or seen over a shoulder
     return _render_account(request, TokenForm(), status=400, key_form=form)
 
 
