@@ -51,7 +51,7 @@ def list_keys(as_json: bool):
         return click.echo("No SSH keys yet. Add one with: rosetta keys add ~/.ssh/id_ed25519.pub")
     _table(
         [
-            [k["id"], k["name"], f"{k['kind']} {k['bits']}", k["fingerprint"], (k["last_used"] or "never")[:16]]
+            [k["id"], k["name"], f"{k['kind']} {k['bits']}", k["fingerprint"], (k["last_used"] or "never")[:16].replace("T", " ")]
             for k in keys
         ],
         ["ID", "NAME", "TYPE", "FINGERPRINT", "LAST USED"],
