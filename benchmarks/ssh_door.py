@@ -80,7 +80,7 @@ def main() -> None:
     args = parser.parse_args()
     with (
         tempfile.TemporaryDirectory(prefix="rosetta-bench-ssh-") as scratch,
-        own_platform(ROSETTA_REGISTRY_LISTEN="off", ROSETTA_DEMO_SOFTWARE="hello,ssh") as platform,
+        own_platform(ssh_door=True, ROSETTA_REGISTRY_LISTEN="off", ROSETTA_DEMO_SOFTWARE="hello,ssh") as platform,
     ):
         directory = Path(scratch)
         key = keygen(directory / "key")

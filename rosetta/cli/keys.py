@@ -49,13 +49,12 @@ def list_keys(as_json: bool):
         return _echo_json(keys)
     if not keys:
         return click.echo("No SSH keys yet. Add one with: rosetta keys add ~/.ssh/id_ed25519.pub")
-    _table(
-        [
-            [k["id"], k["name"], f"{k['kind']} {k['bits']}", k["fingerprint"], (k["last_used"] or "never")[:16].replace("T", " ")]
-            for k in keys
-        ],
-        ["ID", "NAME", "TYPE", "FINGERPRINT", "LAST USED"],
-    )
+    rows = [[k["id"], k["name"], f"{k['kind']} {k['bits']}", k["fingerprint"], _when(k["last_used"])] for k in keys]
+    _table(rows, ["ID", "NAME", "TYPE", "FINGERPRINT", "LAST USED"])
+
+
+def _when(moment: str | None) -> str:
+    return moment[:16].replace("T", " ") if moment else "never"
 
 
 @keys_group.command("remove")

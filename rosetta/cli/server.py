@@ -134,13 +134,17 @@ def ssh_door(host, port, listen_fds):
 
     SIGTERM: stop accepting, let open sessions go on (up to 10 minutes), then exit. SIGINT: exit now."""
     setup_django()
+    from django.core.exceptions import ImproperlyConfigured
+
     from rosetta.cli.supervisor import report_ready
     from rosetta.gateway.proxy import listening_sockets
     from rosetta.gateway.ssh_access import door_address, door_port, host_key, host_port
     from rosetta.gateway.ssh_door import DoorConfig, run_door
 
-    address = door_address()
-    port = port or door_port()
+    try:
+        address, port = door_address(), port or door_port()
+    except ImproperlyConfigured as error:
+        raise click.ClickException(str(error)) from None
     if port is None or address is None:
         raise click.ClickException("The SSH front door is off (ROSETTA_SSH_PORT=off).")
     config = DoorConfig(host_key=host_key(), address=host_port(*address))

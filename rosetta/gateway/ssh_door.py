@@ -38,6 +38,7 @@ from django.db import close_old_connections
 from django.utils import timezone
 
 from rosetta.computing.contract import Address
+from rosetta.gateway.proxy import LISTEN_BACKLOG
 
 log = logging.getLogger(__name__)
 logging.getLogger("asyncssh").setLevel(logging.WARNING)  # it logs every channel at INFO
@@ -165,6 +166,7 @@ class Door:
         for sock in sockets:
             acceptor = await asyncssh.listen(
                 sock=sock,
+                backlog=LISTEN_BACKLOG,
                 server_factory=lambda: DoorConnection(self),
                 server_host_keys=[config.host_key],
                 process_factory=self._explain,  # any session: shell, command, sftp, scp

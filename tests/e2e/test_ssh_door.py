@@ -88,6 +88,7 @@ def platform(tmp_path_factory):
     copied into one (it runs here)."""
     instance = Platform(
         tmp_path_factory.mktemp("rosetta-ssh"),
+        ssh_door=True,
         settings={"ROSETTA_REGISTRY_LISTEN": "off", "ROSETTA_DEMO_SOFTWARE": "hello,ssh"},
     )
     instance.set_up()

@@ -37,7 +37,7 @@ def on(host: str, *argv: str, user: str = "rosetta") -> subprocess.CompletedProc
 def remote(tmp_path_factory):
     """A platform with the test bed's resources registered, and a user of it."""
     described = bed()
-    platform = Platform(tmp_path_factory.mktemp("remote"), settings={
+    platform = Platform(tmp_path_factory.mktemp("remote"), ssh_door=True, settings={
         "ROSETTA_TESTBED_DIR": str(TESTBED),
         "ROSETTA_REGISTRY_LISTEN": f"{described['bridge']['address']}:{free_port()}",
     })  # fmt: skip
