@@ -73,7 +73,7 @@ def list_tasks(as_json: bool):
                 t["software"],
                 t["resource"],
                 t["phase"],
-                t["interface_url"] if t["phase"] == "running" else "",
+                (t.get("ssh_command") or t["interface_url"]) if t["phase"] == "running" else "",
             ]
             for t in tasks
         ],

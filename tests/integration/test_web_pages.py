@@ -310,6 +310,7 @@ def test_an_ssh_task_shows_the_command_that_reaches_it(client, alice, software, 
     page = client.get(reverse("task", args=[task.id])).content.decode()
     assert f'value="ssh -J alice@localhost:2222 rosetta@{task.id}"' in page
     assert f"scp -o ProxyJump=alice@localhost:2222 FILE rosetta@{task.id}:" in page
+    assert reverse("task-open", args=[task.id]) not in page  # nothing to open in a browser
     web = Task.objects.create(owner=alice, name="web", software=software, resource=resource, phase="running")
     assert "ssh -J" not in client.get(reverse("task", args=[web.id])).content.decode()
     settings.SSH_PORT = "off"
