@@ -234,7 +234,9 @@ def ssh_key_add(request):
         except (ValidationError, Conflict) as error:
             form.add_error("public_key", " ".join(error.messages) if isinstance(error, ValidationError) else str(error))
         else:
-            messages.success(request, f"SSH key {key.name} ({key.fingerprint}) was added.")
+            messages.success(
+                request, f"SSH key {key.name} ({key.fingerprint}) was added: SSH tasks you start now accept it."
+            )
             return redirect("account")
     if "PRIVATE KEY" in form.data.get("public_key", ""):
         form.data = form.data.copy()

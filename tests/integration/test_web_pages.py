@@ -315,3 +315,11 @@ def test_an_ssh_task_shows_the_command_that_reaches_it(client, alice, software, 
     assert "ssh -J" not in client.get(reverse("task", args=[web.id])).content.decode()
     settings.SSH_PORT = "off"
     assert "ssh -J" not in client.get(reverse("task", args=[task.id])).content.decode()
+
+
+def test_an_ssh_task_started_without_a_key_says_nobody_can_log_in(client, alice, resource):
+    Software.objects.create(name="ssh", image="localhost/rosetta/ssh", visibility="everyone", interface_protocol="ssh")
+    response = client.post(reverse("task-new"), new_task_form(software="ssh", name="nokey"))
+    assert response.status_code == 302
+    page = client.get(response["Location"]).content.decode()
+    assert "You have no SSH key registered, so nobody can log in to this task." in page
