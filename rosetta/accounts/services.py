@@ -51,7 +51,7 @@ def add_ssh_key(user, text: str, name: str = "") -> SSHKey:
     not an acceptable key, Conflict for a key already registered (by anyone: a key is one
     person's). The SSH front door checks the database at every connection: no signal needed."""
     parsed = parse_public_key(text)
-    name = (name or "").strip()[:MAX_NAME] or parsed.comment or f"{parsed.kind} key"
+    name = _printable(name)[:MAX_NAME] or _printable(parsed.comment) or f"{parsed.kind} key"
     mine = SSHKey.objects.filter(user=user, fingerprint=parsed.fingerprint).first()
     if mine is not None:
         raise Conflict(f"You have registered this key already, as {mine.name!r} ({parsed.fingerprint}).")
@@ -69,6 +69,11 @@ def add_ssh_key(user, text: str, name: str = "") -> SSHKey:
             )
     except IntegrityError:
         raise Conflict(f"This key ({parsed.fingerprint}) is registered to another account already.") from None
+
+
+def _printable(text: str) -> str:
+    """A key's name as pages, tables and logs show it: one line, no control characters."""
+    return " ".join("".join(char if char.isprintable() else " " for char in text or "").split())
 
 
 def remove_ssh_key(key: SSHKey) -> None:
