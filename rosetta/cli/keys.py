@@ -35,9 +35,12 @@ def _read_key(path: Path) -> str:
     if not path.name.endswith(".pub") and path.with_name(path.name + ".pub").is_file():
         raise click.BadParameter(f"{path} looks like a private key; give {path}.pub", param_hint="PATH")
     try:
-        return path.read_text(errors="replace")[:20000]
+        text = path.read_text(errors="replace")[:20000]
     except OSError as error:
         raise click.BadParameter(f"cannot read {path}: {error.strerror or error}", param_hint="PATH") from None
+    if "PRIVATE KEY" in text:  # refused here: a private key must not even be sent
+        raise click.BadParameter(f"{path} is a private key; give the public one (.pub)", param_hint="PATH")
+    return text
 
 
 @keys_group.command("list")
