@@ -152,12 +152,15 @@ def test_ssh_front_door_with_openssh(platform, tmp_path):
 
     started = platform.rosetta("task", "start", software, "--on", "local", "--wait", "--json", token=ada)
     task = json.loads(started.stdout)
+    assert task["phase"] == "running", task["events"]
     shown = json.loads(platform.rosetta("task", "show", task["id"], "--json", token=ada).stdout)
     command = f"ssh -J ada@localhost:{platform.ssh_port} rosetta@{task['id']}"
     assert shown["ssh_command"] == command and shown["ssh"]["proxy_jump"] == f"ada@localhost:{platform.ssh_port}"
     # The task's own sshd: its fresh host key is in its log; pin it too (the client checks it end to end).
     logs = platform.rosetta("task", "logs", task["id"], token=ada).stdout
-    task_host_key = re.search(r"rosetta-sshd: host key (ssh-ed25519 \S+)", logs).group(1)
+    found = re.search(r"rosetta-sshd: host key (ssh-ed25519 \S+)", logs)
+    assert found, logs
+    task_host_key = found.group(1)
     with (tmp_path / "known_hosts").open("a") as known_hosts:
         known_hosts.write(f"{task['id']} {task_host_key}\n")
 
