@@ -35,10 +35,10 @@ def until_ok(client: httpx.Client, url: str, headers: dict | None = None, timeou
 
 
 @contextlib.contextmanager
-def own_platform(**settings: str) -> Iterator[Platform]:
+def own_platform(ssh_door: bool = False, **settings: str) -> Iterator[Platform]:
     """`rosetta run` in a temporary home, as an operator starts it (with ROSETTA_* ``settings``)."""
     with tempfile.TemporaryDirectory(prefix="rosetta-bench-") as home:
-        platform = Platform(Path(home), settings=settings)
+        platform = Platform(Path(home), ssh_door=ssh_door, settings=settings)
         platform.set_up()
         platform.start()
         try:

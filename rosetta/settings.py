@@ -60,6 +60,12 @@ ALLOWED_REGISTRIES = [name.strip().lower() for name in _registries.split(",") if
 REGISTRY_LISTEN = os.environ.get("ROSETTA_REGISTRY_LISTEN", "127.0.0.1:0").strip()
 REGISTRY_ADDRESS = os.environ.get("ROSETTA_REGISTRY_ADDRESS", "").strip().lower()
 
+# The SSH front door (rosetta.gateway.ssh_door), a jump host to users' SSH tasks: the port
+# `rosetta run` serves it on, on the same addresses as the gateway ("off": no door), and the
+# "HOST:PORT" users are told to connect to (default: the public URL's host, that port).
+SSH_PORT = os.environ.get("ROSETTA_SSH_PORT", "2222").strip().lower()
+SSH_ADDRESS = os.environ.get("ROSETTA_SSH_ADDRESS", "").strip()
+
 ALLOWED_HOSTS = ["*"]  # the gateway decides which hosts reach the platform
 USE_X_FORWARDED_HOST = False
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")

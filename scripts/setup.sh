@@ -17,6 +17,7 @@ PACKAGES=(
 TEST_PACKAGES=(
     chromium                                   # the browser test drives Debian's Chromium
     postgresql                                 # the platform is also tested on PostgreSQL
+    openssh-client xvfb xauth                  # the SSH front door is tested with ssh -J, scp, sftp, ssh -X
 )
 
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }

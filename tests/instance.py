@@ -31,6 +31,8 @@ def free_port() -> int:
 class Platform:
     home: Path
     port: int = field(default_factory=free_port)
+    ssh_door: bool = False  # run the SSH front door (`rosetta run` does unless ROSETTA_SSH_PORT=off)
+    ssh_port: int = field(default_factory=free_port)
     processes: dict[str, subprocess.Popen] = field(default_factory=dict)
     settings: dict[str, str] = field(default_factory=dict)  # extra ROSETTA_* variables
 
@@ -50,6 +52,7 @@ class Platform:
             "ROSETTA_TASK_START_TIMEOUT": "60",
             "ROSETTA_TESTBED_DIR": str(self.home / "no-testbed"),  # tests that use the test bed say so
             "ROSETTA_LOG_LEVEL": "INFO",
+            "ROSETTA_SSH_PORT": str(self.ssh_port) if self.ssh_door else "off",
             **self.settings,
         }
 

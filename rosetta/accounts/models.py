@@ -69,3 +69,27 @@ class AccessEpoch(models.Model):
 
     def __str__(self) -> str:
         return f"{self.user_id}: {self.value}"
+
+
+class SSHKey(models.Model):
+    """A public key the user registered for the SSH front door (rosetta.gateway.ssh_door). It
+    opens the door to the user's own tasks, and their SSH tasks' servers accept it. Not to be
+    confused with the key the platform makes for each user on SSH resources
+    (rosetta.computing.models.SSHIdentity)."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="ssh_keys")
+    name = models.CharField(max_length=100, help_text="The key's comment unless the user gave a name.")
+    public_key = models.TextField(help_text="'<algorithm> <base64>', without the comment.")
+    kind = models.CharField(max_length=16, help_text="ED25519, ECDSA, RSA, ... as ssh-keygen names them.")
+    bits = models.PositiveIntegerField()
+    # One key, one person: the door learns who connects from the key as much as from the name.
+    fingerprint = models.CharField(max_length=64, unique=True, help_text="SHA256:..., as ssh-keygen -l prints it.")
+    created = models.DateTimeField(auto_now_add=True)
+    last_used = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["created", "id"]
+        verbose_name = "SSH public key"
+
+    def __str__(self) -> str:
+        return f"{self.user} / {self.name} ({self.fingerprint})"

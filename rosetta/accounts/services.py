@@ -1,4 +1,4 @@
-"""What users and operators can do with accounts and API tokens.
+"""What users and operators can do with accounts, API tokens and SSH keys.
 
 The gateway keeps the token digests in its route table, so every change here wakes it once
 the change has committed.
@@ -7,9 +7,11 @@ the change has committed.
 from __future__ import annotations
 
 from django.contrib.auth import get_user_model
+from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 
-from rosetta.accounts.models import ApiToken
+from rosetta.accounts.models import ApiToken, SSHKey
+from rosetta.accounts.ssh_keys import MAX_NAME, parse_public_key
 from rosetta.core import notify
 from rosetta.core.errors import Conflict
 
@@ -39,3 +41,41 @@ def create_user(name: str, *, email: str = "", password: str | None = None, admi
     except IntegrityError:
         raise Conflict(f"A user called {name!r} exists already.") from None
     return user, secret
+
+
+MAX_SSH_KEYS = 20  # per user: each goes into every SSH task's environment
+
+
+def add_ssh_key(user, text: str, name: str = "") -> SSHKey:
+    """Register the public key in ``text`` for ``user``: ValidationError for something that is
+    not an acceptable key, Conflict for a key already registered (by anyone: a key is one
+    person's). The SSH front door checks the database at every connection: no signal needed."""
+    parsed = parse_public_key(text)
+    name = _printable(name)[:MAX_NAME] or _printable(parsed.comment) or f"{parsed.kind} key"
+    mine = SSHKey.objects.filter(user=user, fingerprint=parsed.fingerprint).first()
+    if mine is not None:
+        raise Conflict(f"You have registered this key already, as {mine.name!r} ({parsed.fingerprint}).")
+    if SSHKey.objects.filter(user=user).count() >= MAX_SSH_KEYS:
+        raise ValidationError(f"You have {MAX_SSH_KEYS} SSH keys already; remove one you no longer use first.")
+    try:
+        with transaction.atomic():
+            return SSHKey.objects.create(
+                user=user,
+                name=name,
+                public_key=parsed.public_key,
+                kind=parsed.kind,
+                bits=parsed.bits,
+                fingerprint=parsed.fingerprint,
+            )
+    except IntegrityError:
+        raise Conflict(f"This key ({parsed.fingerprint}) is registered to another account already.") from None
+
+
+def _printable(text: str) -> str:
+    """A key's name as pages, tables and logs show it: one line, no control characters."""
+    return " ".join("".join(char if char.isprintable() else " " for char in text or "").split())
+
+
+def remove_ssh_key(key: SSHKey) -> None:
+    """From the next connection on, the SSH front door refuses it (it reads the database at each)."""
+    key.delete()

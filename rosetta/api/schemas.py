@@ -4,6 +4,8 @@ from typing import Literal
 from ninja import Schema
 from pydantic import Field
 
+from rosetta.gateway.ssh_access import ssh_access
+
 
 class Message(Schema):
     detail: str
@@ -77,6 +79,14 @@ class Placement(Schema):
     ends_at: str | None = Field(None, description="When its time limit ends it (ISO 8601, UTC).")
 
 
+class SSHAccessOut(Schema):
+    command: str = Field(..., description="ssh through the platform's SSH front door (a jump host).")
+    proxy_jump: str = Field(..., description="USER@HOST:PORT of the door, for -J or -o ProxyJump=.")
+    destination: str = Field(..., description="LOGIN@TASK-ID, behind the door.")
+    scp: str = Field(..., description="Copying a file with scp (replace FILE).")
+    sftp: str
+
+
 class TaskOut(Schema):
     id: str
     name: str
@@ -95,10 +105,22 @@ class TaskOut(Schema):
     partition: str
     time_limit_minutes: int
     placement: Placement = Field(..., description="Where a batch scheduler has the task (empty elsewhere).")
+    ssh_command: str | None = Field(None, description="Tasks with an SSH interface: the command that logs in.")
+    ssh: SSHAccessOut | None = Field(None, description="Tasks with an SSH interface: how to reach it with OpenSSH.")
 
     @staticmethod
     def resolve_placement(task) -> dict:
         return {name: task.backend_state.get(name) for name in ("job", "node", "reason", "starts_at", "ends_at")}
+
+    @staticmethod
+    def resolve_ssh_command(task) -> str | None:
+        access = ssh_access(task)
+        return access.command if access else None
+
+    @staticmethod
+    def resolve_ssh(task) -> dict | None:
+        access = ssh_access(task)
+        return access.__dict__ if access else None
 
 
 class TaskDetailOut(TaskOut):

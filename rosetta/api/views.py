@@ -13,6 +13,7 @@ from rosetta.accounts import services as account_services
 from rosetta.api.auth import session_or_token
 from rosetta.api.computing import router as computing_router
 from rosetta.api.idempotency import InvalidKey, respond_once
+from rosetta.api.keys import router as keys_router
 from rosetta.api.schemas import (
     EventOut,
     Message,
@@ -41,6 +42,7 @@ api = NinjaAPI(
 
 
 api.add_router("", computing_router)
+api.add_router("", keys_router)
 
 
 @api.exception_handler(NotFound)

@@ -8,6 +8,7 @@ import click
 
 from rosetta.cli import server
 from rosetta.cli.client import ApiError, Client, save_login
+from rosetta.cli.keys import keys_group
 from rosetta.cli.registry import registry_group
 from rosetta.cli.resources import resources_group
 from rosetta.cli.tasks import task_group
@@ -38,11 +39,13 @@ for command in (
     server.web,
     server.controller,
     server.gateway,
+    server.ssh_door,
     server.users,
     server.setup,
     server.manage,
     server.build_image,
     task_group,
+    keys_group,
     resources_group,
     registry_group,
 ):

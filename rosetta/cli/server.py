@@ -123,6 +123,65 @@ def gateway(host, port, workers, platform_upstream, listen_fds):
         raise click.ClickException(f"Cannot listen on {host}:{port}: {error.strerror or error}") from None
 
 
+@click.command("ssh-door")
+@click.option(
+    "--host", default="localhost", show_default=True, help="Address to listen on ('localhost' = 127.0.0.1 and ::1)."
+)
+@click.option("--port", type=int, help="Port to listen on (default: ROSETTA_SSH_PORT).")
+@click.option("--listen-fds", help="Listening sockets inherited from `rosetta run` (descriptors).")
+def ssh_door(host, port, listen_fds):
+    """Run the SSH front door: a jump host to users' own SSH tasks, for their registered keys.
+
+    SIGTERM: stop accepting, let open sessions go on (up to 10 minutes), then exit. SIGINT: exit now."""
+    setup_django()
+    from django.core.exceptions import ImproperlyConfigured
+
+    from rosetta.cli.supervisor import report_ready
+    from rosetta.gateway.proxy import listening_sockets
+    from rosetta.gateway.ssh_access import door_address, door_port, host_key, host_port
+    from rosetta.gateway.ssh_door import DoorConfig, run_door
+
+    try:
+        address, port = door_address(), port or door_port()
+    except ImproperlyConfigured as error:
+        raise click.ClickException(str(error)) from None
+    if port is None or address is None:
+        raise click.ClickException("The SSH front door is off (ROSETTA_SSH_PORT=off).")
+    config = DoorConfig(host_key=host_key(), address=host_port(*address))
+    _configure_logging()
+    if listen_fds:
+        sockets = [socket.socket(fileno=int(fd)) for fd in listen_fds.split(",")]
+    else:
+        try:
+            sockets = listening_sockets([(host, port)])[0]
+        except OSError as error:
+            raise click.ClickException(f"Cannot listen on {host}:{port}: {error.strerror or error}") from None
+    sys.exit(run_door(config, sockets, ready=report_ready))
+
+
+def _door_sockets(host: str) -> list[socket.socket]:
+    """The SSH front door's listening sockets, held by `rosetta run` like the gateway's (none when it is off)."""
+    from django.core.exceptions import ImproperlyConfigured
+
+    from rosetta.gateway.proxy import listening_sockets
+    from rosetta.gateway.ssh_access import door_port, host_key
+
+    try:
+        port = door_port()
+    except ImproperlyConfigured as error:
+        raise click.ClickException(str(error)) from None
+    if port is None:
+        return []
+    host_key()  # made here, once, before any process may race for it
+    try:
+        return listening_sockets([(host, port)])[0]
+    except OSError as error:
+        raise click.ClickException(
+            f"Cannot listen on {host}:{port} for the SSH front door: {error.strerror or error} "
+            "(ROSETTA_SSH_PORT chooses another port; 'off' runs none)."
+        ) from None
+
+
 def _parse_upstream(text: str) -> tuple[str, int] | str:
     host, sep, port = text.rpartition(":")
     return (host, int(port)) if sep and port.isdigit() else text
@@ -149,7 +208,7 @@ def _run_async(coroutine, fast_loop: bool = True) -> None:
 @click.option("--port", type=int, default=8000, show_default=True)
 @click.option("--gateway-workers", type=int, default=1, show_default=True)
 def run(host, port, gateway_workers):
-    """Run web + API, controller and gateway together (each restarted if it dies)."""
+    """Run web + API, controller, gateway and SSH front door together (each restarted if it dies)."""
     from rosetta.cli.registry import registry_commands
     from rosetta.cli.supervisor import Supervisor
 
@@ -167,19 +226,29 @@ def run(host, port, gateway_workers):
     except OSError as error:
         raise click.ClickException(f"Cannot listen on {host}:{port}: {error.strerror or error}") from None
     fds = [sock.fileno() for group in sockets for sock in group]
+    door_sockets = _door_sockets(host)  # held here too, for every door to come
+    door_fds = [sock.fileno() for sock in door_sockets]
     me = [sys.executable, "-m", "rosetta.cli.main"]
     gateway_command = [*me, "gateway", "--host", host, "--port", str(port), "--workers", str(gateway_workers)]
+    door = {"ssh-door": [*me, "ssh-door", "--listen-fds", ",".join(map(str, door_fds))]} if door_fds else {}
     supervisor = Supervisor(
         {
             "web": [*me, "web"],
             "controller": [*me, "controller"],
             "gateway": [*gateway_command, "--listen-fds", ",".join(map(str, fds))],
+            **door,
             **registry_commands(me),
         },
-        pass_fds={"gateway": fds},
-        graceful=frozenset({"gateway"}),
+        pass_fds={"gateway": fds, "ssh-door": door_fds},
+        graceful=frozenset({"gateway", *door}),
     )
-    click.echo(f"Rosetta is starting at {public}  (Ctrl-C stops it, SIGHUP replaces the gateway)")
+    replaced = "the gateway and the SSH door" if door else "the gateway"
+    click.echo(f"Rosetta is starting at {public}  (Ctrl-C stops it, SIGHUP replaces {replaced})")
+    if door_fds:
+        from rosetta.gateway.ssh_access import door_info
+
+        info = door_info()
+        click.echo(f"SSH front door on port {info.port}, host key {info.fingerprint}")
     sys.exit(supervisor.run())
 
 

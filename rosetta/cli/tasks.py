@@ -40,6 +40,7 @@ def _show(task: dict) -> None:
         ("cpus", "cpus"),
         ("memory", "memory_mb"),
         ("url", "interface_url"),
+        ("ssh", "ssh_command"),
         ("exit code", "exit_code"),
         ("created", "created"),
         ("started", "started"),
@@ -72,7 +73,7 @@ def list_tasks(as_json: bool):
                 t["software"],
                 t["resource"],
                 t["phase"],
-                t["interface_url"] if t["phase"] == "running" else "",
+                (t.get("ssh_command") or t["interface_url"]) if t["phase"] == "running" else "",
             ]
             for t in tasks
         ],

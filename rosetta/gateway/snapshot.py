@@ -1,6 +1,7 @@
 """Builds the gateway's RouteTable from the database (runs off the request path)."""
 
 import logging
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
 
 from django.contrib.auth import get_user_model
@@ -9,6 +10,7 @@ from django.utils import timezone
 
 from rosetta.accounts.models import ApiToken
 from rosetta.computing.backends import transport_for
+from rosetta.computing.contract import Address
 from rosetta.computing.models import Resource
 from rosetta.gateway.routes import Route, RouteTable
 from rosetta.tasks.models import Task
@@ -27,13 +29,22 @@ def _connectors(needed: set[tuple[int, int]]) -> dict:
     for resource_id, owner_id in needed:
         resource = resources[resource_id]
         try:
-            transport = transport_for(resource, owners.get(owner_id) if resource.per_user else None)
+            reach = connector(resource, owners.get(owner_id))
         except Exception:  # one resource's broken settings must not keep the others' routes out
             log.exception("gateway: cannot reach the tasks of resource %s", resource.name)
             continue
-        if not transport.direct:
-            connectors[(resource_id, owner_id)] = transport.reach
+        if reach is not None:
+            connectors[(resource_id, owner_id)] = reach
     return connectors
+
+
+def connector(resource: Resource, owner) -> Callable[[str, int], Awaitable[Address]] | None:
+    """How to reach what ``owner``'s tasks on ``resource`` listen on: through the resource's
+    transport (its SSH connection, or the owner's where users run as themselves), or None to
+    connect to the endpoint as it is (this machine). The HTTP gateway and the SSH door both
+    connect through it."""
+    transport = transport_for(resource, owner if resource.per_user else None)
+    return None if transport.direct else transport.reach
 
 
 def _routable_tasks():

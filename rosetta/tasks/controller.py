@@ -32,6 +32,9 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from rosetta.accounts.models import SSHKey
+from rosetta.accounts.ssh_keys import AUTHORIZED_KEYS_ENV, authorized_keys_value
+from rosetta.catalog.models import Protocol
 from rosetta.computing import backends
 from rosetta.computing.contract import ContainerSpec, Observation, Seen, TaskRef
 from rosetta.computing.errors import ComputingError
@@ -519,6 +522,16 @@ def _note_trouble(task_id: str, backend: str, error: ComputingError) -> None:
         task.note(f"{what} {task.resource.name} ({backend}): {error}", error.detail)
 
 
+def _owner_ssh_keys(task: Task) -> dict[str, str]:
+    """An SSH task's server accepts the keys its owner has registered when it starts (the
+    images' convention, images/README.md): with ``ssh -J`` through the SSH front door, the
+    client authenticates to it end to end with the same key that opened the door."""
+    if task.software.interface_protocol != Protocol.SSH:
+        return {}
+    keys = SSHKey.objects.filter(user_id=task.owner_id).values_list("public_key", flat=True)
+    return {AUTHORIZED_KEYS_ENV: authorized_keys_value(list(keys))}
+
+
 def _container_spec(task: Task, instance: str) -> ContainerSpec:
     """What to run: on another machine, the image copied to the platform's registry, by digest."""
     software = task.software
@@ -531,7 +544,7 @@ def _container_spec(task: Task, instance: str) -> ContainerSpec:
         port=software.interface_port,
         cpus=task.cpus,
         memory_mb=task.memory_mb,
-        env={**software.environment, **task.environment},
+        env={**software.environment, **task.environment, **_owner_ssh_keys(task)},
         pull=task.resource.pull_policy,
         outbound=task.resource.task_outbound,
         base_port=software.honours_base_port,

@@ -11,7 +11,8 @@ from dataclasses import dataclass, field
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 
-from rosetta.catalog.models import Software
+from rosetta.accounts.models import SSHKey
+from rosetta.catalog.models import Protocol, Software
 from rosetta.catalog.registries import check_registry
 from rosetta.computing.models import Resource
 from rosetta.computing.services import check_request
@@ -22,6 +23,11 @@ from rosetta.tasks.models import Task
 from rosetta.tasks.phases import ACTIVE_PHASE_NAMES, FINAL_PHASE_NAMES, Desired
 
 MAX_NAME_SUFFIX = 1000
+NO_SSH_KEY = (
+    "You have no SSH key registered, so nobody can log in to this task. Add your public key "
+    "(Account page, or `rosetta keys add ~/.ssh/id_ed25519.pub`), then start a new task: "
+    "a task accepts the keys registered when it starts."
+)
 
 
 @dataclass
@@ -51,6 +57,8 @@ def start_task(user, request: TaskRequest) -> Task:
     with transaction.atomic():
         task = _create_with_unique_name(user, software, resource, request)
         task.add_event(f"Requested {software.name} on {resource.name} with {task.cpus:g} CPU and {task.memory_mb} MiB.")
+        if software.interface_protocol == Protocol.SSH and not SSHKey.objects.filter(user=user).exists():
+            task.add_event(NO_SSH_KEY)
         _wake_for(task)
         notify.after_commit(notify.GATEWAY)  # its origin says "created" from the start, not "no such task"
     return task

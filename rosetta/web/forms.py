@@ -4,6 +4,7 @@ rosetta.tasks.services stays the authority and re-checks everything."""
 from django import forms
 from django.core.exceptions import ValidationError
 
+from rosetta.accounts.ssh_keys import MAX_KEY_TEXT, MAX_NAME
 from rosetta.catalog.models import Software
 from rosetta.computing.models import MIN_MEMORY_MB, Resource
 from rosetta.computing.services import check_request
@@ -118,6 +119,23 @@ class TaskForm(forms.Form):
 
 class TokenForm(forms.Form):
     name = forms.CharField(max_length=64, initial="cli", widget=forms.TextInput(attrs={"placeholder": "cli"}))
+
+
+class SSHKeyForm(forms.Form):
+    public_key = forms.CharField(
+        label="Public key",
+        max_length=MAX_KEY_TEXT,
+        widget=forms.Textarea(
+            attrs={
+                "rows": 3,
+                "spellcheck": "false",
+                "autocomplete": "off",
+                "placeholder": "ssh-ed25519 AAAAC3Nza... you@laptop",
+            }
+        ),
+        help_text="The content of your public key file, e.g. ~/.ssh/id_ed25519.pub (never the private key).",
+    )
+    name = forms.CharField(label="Name", max_length=MAX_NAME, required=False, help_text="Default: the key's comment.")
 
 
 class ResourceForm(forms.ModelForm):

@@ -23,4 +23,6 @@ urlpatterns = [
     path("account/", views.account, name="account"),
     path("account/tokens/", views.token_create, name="token-create"),
     path("account/tokens/<int:token_id>/revoke", views.token_revoke, name="token-revoke"),
+    path("account/keys/", views.ssh_key_add, name="ssh-key-add"),
+    path("account/keys/<int:key_id>/remove", views.ssh_key_remove, name="ssh-key-remove"),
 ]

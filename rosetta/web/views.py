@@ -17,14 +17,15 @@ from django.views.decorators.debug import sensitive_post_parameters
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from rosetta.accounts import services as account_services
-from rosetta.accounts.models import AccessEpoch, ApiToken
+from rosetta.accounts.models import AccessEpoch, ApiToken, SSHKey
 from rosetta.catalog.models import Software
 from rosetta.core.errors import Conflict, NotFound
 from rosetta.gateway.access import LOGIN_PATH, access_key, mint_access_token, safe_next_path
+from rosetta.gateway.ssh_access import door_info, ssh_access, ssh_config
 from rosetta.tasks import services
 from rosetta.tasks.models import Task
 from rosetta.web import throttle
-from rosetta.web.forms import TaskForm, TokenForm
+from rosetta.web.forms import SSHKeyForm, TaskForm, TokenForm
 
 
 def _task_or_404(request, task_id: str) -> Task:
@@ -109,7 +110,8 @@ def _start_task(request, form: TaskForm) -> Task | None:
 @require_GET
 def task_detail(request, task_id: str):
     task = _task_or_404(request, task_id)
-    return render(request, "web/task_detail.html", {"task": task, "events": task.events.all()})
+    context = {"task": task, "events": task.events.all(), "ssh": ssh_access(task)}
+    return render(request, "web/task_detail.html", context)
 
 
 @login_required
@@ -169,7 +171,13 @@ def catalog(request):
     return render(request, "web/catalog.html", {"software_list": software})
 
 
-def _render_account(request, form: TokenForm, new_secret: str | None = None, status: int = 200):
+def _render_account(
+    request,
+    form: TokenForm,
+    new_secret: str | None = None,
+    status: int = 200,
+    key_form: SSHKeyForm | None = None,
+):
     response = render(
         request,
         "web/account.html",
@@ -178,6 +186,10 @@ def _render_account(request, form: TokenForm, new_secret: str | None = None, sta
             "form": form,
             "new_secret": new_secret,
             "public_url": settings.PUBLIC_URL,
+            "ssh_keys": request.user.ssh_keys.all(),
+            "key_form": key_form or SSHKeyForm(),
+            "door": door_info(),
+            "ssh_config": ssh_config(request.user.get_username()),
         },
         status=status,
     )
@@ -209,4 +221,33 @@ def token_revoke(request, token_id: int):
     token = get_object_or_404(ApiToken, pk=token_id, user=request.user)
     account_services.revoke_token(token)
     messages.success(request, f"Token {token.name} ({token.hint}…) was revoked.")
+    return redirect("account")
+
+
+@login_required
+@require_POST
+def ssh_key_add(request):
+    form = SSHKeyForm(request.POST)
+    if form.is_valid():
+        try:
+            key = account_services.add_ssh_key(request.user, form.cleaned_data["public_key"], form.cleaned_data["name"])
+        except (ValidationError, Conflict) as error:
+            form.add_error("public_key", " ".join(error.messages) if isinstance(error, ValidationError) else str(error))
+        else:
+            messages.success(
+                request, f"SSH key {key.name} ({key.fingerprint}) was added: SSH tasks you start now accept it."
+            )
+            return redirect("account")
+    if "PRIVATE KEY" in form.data.get("public_key", ""):
+        form.data = form.data.copy()
+        form.data["public_key"] = ""  # never sent back: the page could be cached, or seen over a shoulder
+    return _render_account(request, TokenForm(), status=400, key_form=form)
+
+
+@login_required
+@require_POST
+def ssh_key_remove(request, key_id: int):
+    key = get_object_or_404(SSHKey, pk=key_id, user=request.user)
+    account_services.remove_ssh_key(key)
+    messages.success(request, f"SSH key {key.name} ({key.fingerprint}) was removed.")
     return redirect("account")

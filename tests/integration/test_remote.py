@@ -39,7 +39,7 @@ def on(host: str, *argv: str, user: str = "rosetta") -> subprocess.CompletedProc
 def remote(tmp_path_factory):
     """A platform with the test bed's resources registered, and a user of it."""
     described = bed()
-    platform = Platform(tmp_path_factory.mktemp("remote"), settings={
+    platform = Platform(tmp_path_factory.mktemp("remote"), ssh_door=True, settings={
         "ROSETTA_TESTBED_DIR": str(TESTBED),
         "ROSETTA_REGISTRY_LISTEN": f"{described['bridge']['address']}:{free_port()}",
     })  # fmt: skip
@@ -306,4 +306,32 @@ def test_apptainer_runs_a_task_inside_a_batch_job(remote):
     assert task["phase"] == "running", (login["address"], history(task))
     assert platform.task_client(task_id, token).get("/").status_code == 200
     api.post(f"/api/tasks/{task_id}/stop")
+    platform.wait_for_task(api, task_id, {"stopped"}, timeout=60)
+
+
+def test_the_ssh_door_reaches_an_ssh_task_in_a_batch_job(remote, tmp_path):
+    """`ssh -J` through the SSH front door to the real ssh image in a Slurm job on a compute
+    node: the door joins the channel through the login node's connection, as the gateway does."""
+    from tests.e2e.test_ssh_door import SSH_IMAGE, client_config, keygen, run, with_options
+
+    platform, api, _ = remote
+    software = {"name": "ssh-remote", "image": SSH_IMAGE, "interface_protocol": "ssh", "interface_port": 2222}
+    assert api.post("/api/software", json={**software, "honours_base_port": True}).status_code == 201
+    key = keygen(tmp_path, "marie_key")
+    assert api.post("/api/me/keys", json={"public_key": Path(f"{key}.pub").read_text()}).status_code == 201
+    deadline = time.monotonic() + 120
+    while next(s for s in api.get("/api/software").json() if s["name"] == "ssh-remote")["registry_state"] != "pushed":
+        assert time.monotonic() < deadline, "the ssh image was not copied to the platform's registry"
+        time.sleep(0.5)
+    task_id = api.post(
+        "/api/tasks", json={"software": "ssh-remote", "resource": "testbed-slurm", "time_limit_minutes": 10}
+    ).json()["id"]
+    task = platform.wait_for_task(api, task_id, {"running", "failed", "exited"}, timeout=180)
+    assert task["phase"] == "running", history(task)
+    (tmp_path / "known_hosts").write_text(api.get("/api/ssh").json()["known_hosts"] + "\n")
+    config = client_config(tmp_path, "marie", key)
+    inside = run(with_options(task["ssh_command"], config, "-o", "StrictHostKeyChecking=accept-new") + ["hostname -I"])
+    assert inside.returncode == 0, inside.stderr
+    assert inside.stdout.split()[0] in {"10.231.0.21", "10.231.0.22"}  # host networking on a compute node
+    assert api.post(f"/api/tasks/{task_id}/stop").status_code == 202
     platform.wait_for_task(api, task_id, {"stopped"}, timeout=60)

@@ -2,13 +2,14 @@
 
 import hashlib
 import re
+import subprocess
 from html.parser import HTMLParser
 
 import pytest
 from django.contrib.auth import get_user_model
 from django.urls import reverse
 
-from rosetta.accounts.models import ApiToken
+from rosetta.accounts.models import ApiToken, SSHKey
 from rosetta.catalog.models import Software
 from rosetta.computing.models import Resource
 from rosetta.tasks.models import Task
@@ -271,3 +272,54 @@ def test_pages_escape_user_data(client, alice, resource):
     response = client.get(reverse("catalog"))
     assert b"<script>alert(1)</script>" not in response.content
     assert b"&lt;script&gt;alert(1)&lt;/script&gt;" in response.content
+
+
+def test_ssh_keys_are_managed_on_the_account_page(client, alice, bob, tmp_path, settings):
+    settings.SSH_PORT = "2222"
+    key = tmp_path / "id_ed25519"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "alice@laptop", "-f", key], check=True)
+    public = (tmp_path / "id_ed25519.pub").read_text()
+    assert b"You have no SSH keys." in client.get(reverse("account")).content
+
+    added = client.post(reverse("ssh-key-add"), {"public_key": public, "name": ""})
+    assert added.status_code == 302
+    mine = SSHKey.objects.get(user=alice)
+    page = client.get(reverse("account")).content.decode()
+    assert "alice@laptop" in page and mine.fingerprint in page
+    # The door's host key to pin, and a ~/.ssh/config snippet for this user.
+    assert "[localhost]:2222 ssh-ed25519 " in page and "User alice" in page
+
+    again = client.post(reverse("ssh-key-add"), {"public_key": public, "name": "again"})
+    assert again.status_code == 400 and "registered this key already" in again.content.decode()
+    private = client.post(reverse("ssh-key-add"), {"public_key": key.read_text(), "name": ""})
+    assert private.status_code == 400 and "This is a private key" in private.content.decode()
+    assert key.read_text().split("\n")[1] not in private.content.decode()  # not echoed back
+
+    theirs = SSHKey.objects.create(user=bob, name="b", public_key="x", kind="ED25519", bits=256, fingerprint="SHA256:b")
+    assert client.post(reverse("ssh-key-remove", args=[theirs.id])).status_code == 404
+    assert client.post(reverse("ssh-key-remove", args=[mine.id])).status_code == 302
+    assert list(SSHKey.objects.values_list("name", flat=True)) == ["b"]
+
+
+def test_an_ssh_task_shows_the_command_that_reaches_it(client, alice, software, resource, settings):
+    settings.SSH_PORT = "2222"
+    ssh = Software.objects.create(
+        name="ssh", image="localhost/rosetta/ssh", visibility="everyone", interface_protocol="ssh", interface_port=2222
+    )
+    task = Task.objects.create(owner=alice, name="shell", software=ssh, resource=resource, phase="running")
+    page = client.get(reverse("task", args=[task.id])).content.decode()
+    assert f'value="ssh -J alice@localhost:2222 rosetta@{task.id}"' in page
+    assert f"scp -o ProxyJump=alice@localhost:2222 FILE rosetta@{task.id}:" in page
+    assert reverse("task-open", args=[task.id]) not in page  # nothing to open in a browser
+    web = Task.objects.create(owner=alice, name="web", software=software, resource=resource, phase="running")
+    assert "ssh -J" not in client.get(reverse("task", args=[web.id])).content.decode()
+    settings.SSH_PORT = "off"
+    assert "ssh -J" not in client.get(reverse("task", args=[task.id])).content.decode()
+
+
+def test_an_ssh_task_started_without_a_key_says_nobody_can_log_in(client, alice, resource):
+    Software.objects.create(name="ssh", image="localhost/rosetta/ssh", visibility="everyone", interface_protocol="ssh")
+    response = client.post(reverse("task-new"), new_task_form(software="ssh", name="nokey"))
+    assert response.status_code == 302
+    page = client.get(response["Location"]).content.decode()
+    assert "You have no SSH key registered, so nobody can log in to this task." in page
