@@ -10,6 +10,7 @@ from rosetta.cli import server
 from rosetta.cli.client import ApiError, Client, save_login
 from rosetta.cli.registry import registry_group
 from rosetta.cli.resources import resources_group
+from rosetta.cli.software import builder, groups_group, software_group
 from rosetta.cli.tasks import task_group
 from rosetta.core.paths import keep_private
 
@@ -43,6 +44,9 @@ for command in (
     server.manage,
     server.build_image,
     task_group,
+    software_group,
+    builder,
+    groups_group,
     resources_group,
     registry_group,
 ):

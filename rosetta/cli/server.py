@@ -174,6 +174,7 @@ def run(host, port, gateway_workers):
             "web": [*me, "web"],
             "controller": [*me, "controller"],
             "gateway": [*gateway_command, "--listen-fds", ",".join(map(str, fds))],
+            "builder": [*me, "builder"],  # users' Containerfiles (rosetta.catalog.builder)
             **registry_commands(me),
         },
         pass_fds={"gateway": fds},
