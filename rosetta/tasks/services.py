@@ -52,7 +52,8 @@ def start_task(user, request: TaskRequest) -> Task:
     with transaction.atomic():
         task = _create_with_unique_name(user, software, resource, request)
         task.add_event(
-            f"Requested {software.reference} on {resource.name} with {task.cpus:g} CPU and {task.memory_mb} MiB."
+            f"Requested {software.name} on {resource.name} with {task.cpus:g} CPU and {task.memory_mb} MiB"
+            f" (version {software.version})."
         )
         _wake_for(task)
         notify.after_commit(notify.GATEWAY)  # its origin says "created" from the start, not "no such task"

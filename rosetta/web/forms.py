@@ -24,6 +24,19 @@ class SoftwareChoiceField(forms.ModelChoiceField):
         super().__init__(*args, **kwargs)
         self.user = user
 
+    def to_python(self, value):
+        """An entry's id (the form's own choices), or a reference a link or script gives
+        (NAME, NAME:VERSION, OWNER/NAME:VERSION; rosetta.catalog.services.resolve)."""
+        if isinstance(value, str) and value and not value.isdigit() and self.user is not None:
+            from rosetta.catalog.services import resolve
+            from rosetta.core.errors import NotFound
+
+            try:
+                value = resolve(self.user, value).pk
+            except NotFound as error:
+                raise ValidationError(str(error), code="invalid_choice") from None
+        return super().to_python(value)
+
     def label_from_instance(self, software: Software) -> str:
         owner = software.owner
         whose = "" if owner is None or owner == self.user else f" (by {owner.username})"
