@@ -135,8 +135,6 @@ def run_build(build: SoftwareBuild) -> None:
         _remove_image(build.image)
         _finish(build, BuildState.FAILED, "The builder met an unexpected error; an operator can find it in its log.")
         raise
-    output.say(f"==> Added {software.reference} to the catalogue ({software.image_digest}).")
-    output.flush(force=True)
     log.info("Build %s added %s.", build.pk, software.image)
 
 
@@ -318,10 +316,12 @@ def _register(build: SoftwareBuild, output: BuildLog) -> Software:
     )
     try:
         software.full_clean(validate_constraints=False)
+        # The log's last line goes with the success: whoever sees the one sees the other.
+        output.add(f"==> Added {software.reference} to the catalogue ({digest}).")
         with transaction.atomic():
             software.save()
             updated = SoftwareBuild.objects.filter(pk=build.pk, state=BuildState.BUILDING).update(
-                state=BuildState.SUCCEEDED, software=software, finished=timezone.now(), reason=""
+                state=BuildState.SUCCEEDED, software=software, finished=timezone.now(), reason="", log=output.text
             )
             if not updated:
                 raise BuildFailed("The build was cancelled meanwhile.")
