@@ -27,12 +27,12 @@ def logical_lines(text: str) -> list[tuple[int, str]]:
     pending, start = "", 0
     for number, raw in enumerate(text.splitlines(), start=1):
         stripped = raw.strip()
-        if not pending and (not stripped or stripped.startswith("#")):
-            continue
+        if stripped.startswith("#") or (not pending and not stripped):
+            continue  # comments are left out inside continued instructions too, as podman does
         if not pending:
             start = number
         if stripped.endswith("\\"):
-            pending += stripped[:-1] + " "
+            pending += stripped[:-1].rstrip() + " "
             continue
         lines.append((start, pending + stripped))
         pending = ""
