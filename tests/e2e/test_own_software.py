@@ -98,6 +98,8 @@ def test_own_software_builds_runs_and_stays_private(platform, tmp_path):
         # Names are per owner: Bob has his own mytool, and never sees Alice's.
         platform.rosetta("software", "add", "mytool", "--image", "localhost/rosetta/hello", token=bob)
         assert _resolved(bob_api, "mytool")["owner"] == "bob-sw"
+        clash = api.post("/api/software", json={"name": "mytool", "version": "2", "image": "localhost/rosetta/hello"})
+        assert clash.status_code == 409 and "bob" not in clash.text  # only one's own names clash
         assert [e["owner"] for e in bob_api.get("/api/software", params={"q": "mytool"}).json()] == ["bob-sw"]
         assert bob_api.get(f"/api/software/{entry['id']}").status_code == 404
         refused = bob_api.post("/api/tasks", json={"software": "alice-sw/mytool:1", "resource": "local"})
