@@ -60,7 +60,9 @@ class TaskOut(Schema):
     software: str = Field(..., alias="software.name")
     software_version: str = Field(..., alias="software.version")
     software_id: int = Field(..., description="The catalogue entry it runs, even once retired.")
-    software_digest: str = Field(..., description="The entry's image digest when the task was requested.")
+    software_digest: str = Field(
+        ..., description="The image digest it was started with: the local image's here, the registry's elsewhere."
+    )
     resource: str = Field(..., alias="resource.name")
     phase: str
     desired: str

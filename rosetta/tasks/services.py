@@ -77,7 +77,8 @@ def _create_with_unique_name(user, software, resource, request: TaskRequest) -> 
     fields = dict(
         owner=user,
         software=software,
-        software_digest=software.digest,
+        # What the engine there runs: this machine's image, or elsewhere the registry's copy.
+        software_digest=software.image_digest if resource.transport == "local" else software.digest,
         resource=resource,
         cpus=request.cpus,
         memory_mb=request.memory_mb,

@@ -55,17 +55,11 @@ def test_own_software_builds_runs_and_stays_private(platform, tmp_path):
         # It runs as a task, reached through the gateway: the image's env and the entry's.
         task = api.post("/api/tasks", json={"software": "mytool", "resource": "local"}).raise_for_status().json()
         assert (task["software"], task["software_version"]) == ("mytool", "1")
-        assert task["software_digest"] == entry["digest"]
+        assert task["software_digest"] == entry["image_digest"]  # on this machine, its own image
         platform.wait_for_task(api, task["id"], {"running"})
         with platform.task_client(task["id"], alice) as interface:
             page = interface.get("/cgi-bin/env").text
         assert "BUILT_BY=alice" in page and "GREETING=hello-from-entry" in page
-
-        # The pusher copies the built image to the platform's registry: every resource runs it by digest.
-        pushed = wait_until(
-            lambda: api.get(f"/api/software/{entry['id']}").json()["registry_state"] == "pushed", 60, "the push"
-        )
-        assert pushed
 
         # A broken Containerfile: its error is shown, and nothing is registered.
         broken = tmp_path / "Broken"
@@ -116,12 +110,17 @@ def test_own_software_builds_runs_and_stays_private(platform, tmp_path):
         assert (shown["software"], shown["software_version"], shown["software_digest"]) == (
             "mytool",
             "1",
-            entry["digest"],
+            entry["image_digest"],
         )
         staff_view = json.loads(platform.rosetta("software", "show", str(entry["id"]), "--json", token=admin).stdout)
         assert staff_view["status"] == "retired"
         assert admin_api.get("/api/software", params={"all_owners": True, "q": "mytool"}).json()
         api.post(f"/api/tasks/{task['id']}/stop")
+
+        # The pusher has copied the built image to the platform's registry: every resource runs it by digest.
+        wait_until(lambda: api.get(f"/api/software/{entry['id']}").json()["registry_state"] == "pushed", 60, "the push")
+        copied = api.get(f"/api/software/{entry['id']}").json()
+        assert copied["registry_digest"].startswith("sha256:") and copied["digest"] == copied["registry_digest"]
 
 
 def _resolved(client: httpx.Client, reference: str) -> dict:
