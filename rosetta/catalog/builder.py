@@ -116,12 +116,14 @@ def run_build(build: SoftwareBuild) -> None:
     log.info("Building %s for %s.", build.image, build.owner.username)
     output = BuildLog(build)
     try:
-        with build_place(build) as (context, conf):
-            for image in _images_to_pull(build):
+        images = _images_to_pull(build)
+        runs = runs_programs(build.containerfile)
+        with build_place(build, network=runs) as (context, conf):
+            for image in images:
                 output.say(f"==> Pulling {image}")
                 _podman(output, ["pull", image], conf, timeout=BUILD_TIMEOUT)
             output.say(f"==> Building {build.name}:{build.version}")
-            _podman(output, build_argv(build, context), conf, timeout=BUILD_TIMEOUT)
+            _podman(output, build_argv(build, context, network=runs), conf, timeout=BUILD_TIMEOUT)
             software = _register(build, output)
     except BuildFailed as error:
         output.say(f"==> Failed: {error}")
@@ -138,13 +140,21 @@ def run_build(build: SoftwareBuild) -> None:
     log.info("Build %s added %s.", build.pk, software.image)
 
 
-def build_argv(build: SoftwareBuild, context: Path) -> list[str]:
+def runs_programs(containerfile: str) -> bool:
+    """Whether a build runs anything (a RUN step): only then does it need a network."""
+    from rosetta.catalog.containerfile import logical_lines
+
+    return any(line.split(maxsplit=1)[0].upper() == "RUN" for _, line in logical_lines(containerfile))
+
+
+def build_argv(build: SoftwareBuild, context: Path, network: bool = True) -> list[str]:
     kept = set(KEPT_FOR_BUILDS)
     from rosetta.computing.engines.base import DROPPED_CAPABILITIES
 
     dropped = [capability for capability in DROPPED_CAPABILITIES if capability not in kept]
     return [
-        "build", "--pull=never", "--layers=false", "--no-cache", "--jobs", "1",
+        "build", "--pull=never", *([] if network else ["--network", "none"]),
+        "--layers=false", "--no-cache", "--jobs", "1",
         "--cap-drop", ",".join(dropped), "--memory", MEMORY, "--memory-swap", MEMORY,
         "--cpu-period", "100000", "--cpu-quota", "100000", "--ulimit", "nproc=4096:4096",
         "--label", f"rosetta.build={build.pk}", "--label", f"rosetta.owner={build.owner_id}",
@@ -164,36 +174,38 @@ def _images_to_pull(build: SoftwareBuild) -> list[str]:
 
 
 @contextlib.contextmanager
-def build_place(build: SoftwareBuild):
+def build_place(build: SoftwareBuild, network: bool = True):
     """A private context directory with the Containerfile, and podman settings whose default
-    network is one made for this build from the task pool (fenced in by the task firewall)."""
+    network is one made for this build from the task pool (fenced in by the task firewall);
+    without ``network`` (nothing runs), none is made."""
     from rosetta.computing.engines.podman import local_containers_conf
 
     base_conf = local_containers_conf()
     directory = Path(tempfile.mkdtemp(prefix=f"build-{build.pk}-", dir=private_dir(home() / "builds")))
-    network = None
+    made = None
     try:
         context = private_dir(directory / "context")
         (context / "Containerfile").write_text(build.containerfile)
         conf = directory / "containers.conf"
         text = base_conf.read_text()
-        if os.geteuid() == 0:  # rootful: networks of our own and the firewall's fence
+        if network and os.geteuid() == 0:  # rootful: networks of our own and the firewall's fence
             _fence()
-            network = f"rosetta-build-{_instance()}-{build.pk}"
-            _run(["podman", "network", "rm", "--force", network], base_conf, timeout=60)  # a killed builder's
+            name = f"rosetta-build-{_instance()}-{build.pk}"
+            _run(["podman", "network", "rm", "--force", name], base_conf, timeout=60)  # a killed builder's
             result = _run(
-                ["podman", "network", "create", "--disable-dns", "--opt", "isolate=true", network],
+                ["podman", "network", "create", "--disable-dns", "--opt", "isolate=true", name],
                 base_conf,
                 timeout=120,
             )
             if result.returncode != 0:
                 raise BuildFailed(f"No network for the build: {_last_line(result.stderr)}")
-            text = text.replace("[network]\n", f'[network]\ndefault_network = "{network}"\n', 1)
+            made = name
+            text = text.replace("[network]\n", f'[network]\ndefault_network = "{name}"\n', 1)
         conf.write_text(text)
         yield context, conf
     finally:
-        if network is not None:
-            _run(["podman", "network", "rm", "--force", network], base_conf, timeout=120)
+        if made is not None:
+            _run(["podman", "network", "rm", "--force", made], base_conf, timeout=120)
         shutil.rmtree(directory, ignore_errors=True)
 
 
