@@ -13,6 +13,8 @@ FROM localhost/rosetta/hello
 RUN echo "building on $(ip -4 -o addr show eth0 | grep -o 'inet [0-9.]*')"; sleep 1; echo step-done
 ENV MADE_IN=browser
 """
+WIDEST_IN_MAIN = """Math.max(...[...document.querySelectorAll("main *:not(.scroll-x *)")]
+    .map((element) => element.getBoundingClientRect().right))"""
 
 
 def test_build_from_the_page_with_its_log_live(platform, page):  # noqa: F811
@@ -30,6 +32,7 @@ def test_build_from_the_page_with_its_log_live(platform, page):  # noqa: F811
     page.get_by_role("button", name="Build").click()
 
     expect(page).to_have_url(re.compile(r"/catalog/builds/\d+/$"))
+    build_url = page.url
     log = page.locator("[data-build-log]")
     assert log.get_attribute("data-final") == ""  # the page came before the end: what follows is live
     expect(page.locator("[data-build-state]")).to_have_text("succeeded", timeout=180_000)
@@ -40,6 +43,7 @@ def test_build_from_the_page_with_its_log_live(platform, page):  # noqa: F811
 
     page.locator("[data-build-entry]").click()
     expect(page.locator("h1")).to_contain_text("webtool")
+    entry_page = page.url
     expect(page.locator("[data-digest]")).to_contain_text("sha256:")
 
     page.goto(f"{platform.url}/catalog/?q=browser")
@@ -48,3 +52,9 @@ def test_build_from_the_page_with_its_log_live(platform, page):  # noqa: F811
     card.get_by_role("link", name="Start webtool:0.1").click()
     expect(page.get_by_label("Software")).to_have_value(re.compile(r"^\d+$"))
     expect(page.locator("#id_software option:checked")).to_have_text("webtool 0.1")
+
+    # The catalogue's pages fit a phone's width (wide tables scroll inside their card).
+    page.set_viewport_size({"width": 375, "height": 740})
+    for path in ("/catalog/", "/catalog/new/", build_url, entry_page):
+        page.goto(path if path.startswith("http") else platform.url + path)
+        assert page.evaluate(WIDEST_IN_MAIN) <= 375, path
