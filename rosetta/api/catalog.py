@@ -215,7 +215,11 @@ def get_build(request: HttpRequest, build_id: int, offset: int = 0):
     return services.get_build(request.auth, build_id)
 
 
-@router.get("/software/builds/{build_id}/containerfile", response={200: None, 404: Message})
+@router.get(
+    "/software/builds/{build_id}/containerfile",
+    response={200: None, 404: Message},
+    openapi_extra={"responses": {200: {"description": "The Containerfile.", "content": {"text/plain": {}}}}},
+)
 def get_containerfile(request: HttpRequest, build_id: int):
     """The Containerfile a build was made from, as text."""
     from django.http import HttpResponse

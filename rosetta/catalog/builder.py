@@ -95,9 +95,12 @@ def _wait(wakeups: socket.socket, timeout: float) -> None:
 
 def fail_interrupted() -> None:
     """Builds a killed builder left half-way: their podman died with it; say so, add nothing."""
+    from rosetta.computing.engines.podman import local_containers_conf
+
     for build in SoftwareBuild.objects.filter(state=BuildState.BUILDING):
         _finish(build, BuildState.FAILED, "The builder stopped during this build. Start the build again.")
         _remove_image(build.image)
+        _run(["podman", "network", "rm", "--force", network_name(build)], local_containers_conf(), timeout=120)
 
 
 def claim_next() -> SoftwareBuild | None:
@@ -190,7 +193,7 @@ def build_place(build: SoftwareBuild, network: bool = True):
         text = base_conf.read_text()
         if network and os.geteuid() == 0:  # rootful: networks of our own and the firewall's fence
             _fence()
-            name = f"rosetta-build-{_instance()}-{build.pk}"
+            name = network_name(build)
             _run(["podman", "network", "rm", "--force", name], base_conf, timeout=60)  # a killed builder's
             result = _run(
                 ["podman", "network", "create", "--disable-dns", "--opt", "isolate=true", name],
@@ -225,10 +228,10 @@ def _fence() -> None:
         raise BuildFailed(f"Builds cannot be fenced in on this machine, so none runs: {error}") from None
 
 
-def _instance() -> str:
+def network_name(build: SoftwareBuild) -> str:
     from rosetta.core.instance import instance_id
 
-    return instance_id()[:12]
+    return f"rosetta-build-{instance_id()[:12]}-{build.pk}"
 
 
 def _env(conf: Path) -> dict[str, str]:
