@@ -236,7 +236,8 @@ def software_new(request):
         if build is not None:
             return redirect("software-build", build_id=build.pk)
     status = 400 if kind else 200
-    context = {"image_form": image_form, "build_form": build_form, "kind": kind or "build"}
+    recent = services.builds_of(request.user).filter(owner=request.user).defer("log", "containerfile")[:5]
+    context = {"image_form": image_form, "build_form": build_form, "kind": kind or "build", "recent": recent}
     return render(request, "web/software_new.html", context, status=status)
 
 

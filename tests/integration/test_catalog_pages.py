@@ -168,5 +168,6 @@ def test_adding_software_from_the_page(client, users, catalogue):
     assert started.state == BuildState.QUEUED and not Software.objects.filter(name="mine").exists()
     page = client.get(queued["Location"])
     assert b"data-build-log" in page.content and b"queued" in page.content
+    assert queued["Location"].encode() in client.get(reverse("software-new")).content  # among recent builds
     client.force_login(users[0])
     assert client.get(queued["Location"]).status_code == 404  # another user's build
