@@ -122,6 +122,7 @@ def run_build(build: SoftwareBuild) -> None:
         images = _images_to_pull(build)
         runs = runs_programs(build.containerfile)
         with build_place(build, network=runs) as (context, conf):
+            output.hide(str(conf.parent), "/build")  # where this machine keeps it is not the user's business
             for image in images:
                 output.say(f"==> Pulling {image}")
                 _podman(output, ["pull", image], conf, timeout=BUILD_TIMEOUT)
@@ -280,7 +281,7 @@ def _podman(output: BuildLog, args: list[str], conf: Path, timeout: float) -> No
                 pending += chunk
                 *lines, pending = pending.split(b"\n")
                 for line in lines:
-                    text = line.decode(errors="replace")
+                    text = output.redact(line.decode(errors="replace"))
                     output.add(text)
                     if text.startswith("Error:"):
                         last_error = text
@@ -390,8 +391,18 @@ class BuildLog:
         self.written = len(self.text)
         self.last_flush = 0.0
         self.truncated = False
+        self.hidden: list[tuple[str, str]] = []
+
+    def hide(self, text: str, instead: str) -> None:
+        self.hidden.append((text, instead))
+
+    def redact(self, line: str) -> str:
+        for text, instead in self.hidden:
+            line = line.replace(text, instead)
+        return line
 
     def add(self, line: str) -> None:
+        line = self.redact(line)
         if self.truncated:
             return
         if len(self.text) + len(line) + 1 > MAX_LOG:

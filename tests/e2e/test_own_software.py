@@ -67,6 +67,7 @@ def test_own_software_builds_runs_and_stays_private(platform, tmp_path):
         failed = platform.rosetta("software", "build", "broken", "-f", str(broken), token=alice, check=False)
         assert failed.returncode == 1
         assert "the build failed, nothing was added" in failed.stderr and "results.txt" in failed.stderr
+        assert str(platform.home) not in failed.stdout + failed.stderr  # no path of the platform's
         assert [e["name"] for e in api.get("/api/software", params={"owner": "mine"}).json()] == ["mytool"]
         assert "broken" not in platform.podman("images", "--format", "{{.Repository}}")
         # Refused before it is queued: ADD from a URL would be fetched from this machine.
