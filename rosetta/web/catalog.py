@@ -189,7 +189,8 @@ def software_detail(request, software_id: int):
         "form": form,
         "may_change": may_change,
         "where": services.where_it_runs(entry, resources),
-        "task_count": entry.tasks.count(),
+        # Others' use of a shared entry is theirs: staff see every task, users their own.
+        "task_count": (entry.tasks if request.user.is_staff else entry.tasks.filter(owner=request.user)).count(),
         "build": getattr(entry, "build", None),
         "statuses": Status,
     }
