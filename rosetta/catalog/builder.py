@@ -402,7 +402,7 @@ class BuildLog:
         return line
 
     def add(self, line: str) -> None:
-        line = self.redact(line)
+        line = self.redact(line).replace("\x00", "\ufffd")  # a database's text holds no NUL
         if self.truncated:
             return
         if len(self.text) + len(line) + 1 > MAX_LOG:

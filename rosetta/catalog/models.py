@@ -132,6 +132,8 @@ class Software(models.Model):
         return self.registry_digest if current and self.registry_digest else self.image_digest
 
     def clean(self) -> None:
+        if "\x00" in self.description:
+            raise ValidationError({"description": "The description contains a NUL character."})
         if self.visibility == Visibility.GROUP and self.group_id is None:
             raise ValidationError({"group": "Name the group that may see it."})
         if self.visibility != Visibility.GROUP:
