@@ -68,7 +68,7 @@ def run_builder(poll: float = POLL) -> None:
     fail_interrupted()
     path = socket_path(BUILDER)
     path.unlink(missing_ok=True)
-    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as wakeups:
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as wakeups, _network_removed_at_exit():
         wakeups.bind(str(path))
         log.info("The builder is running.")
         while True:
@@ -87,6 +87,14 @@ def _exit(signum, frame) -> None:
     raise SystemExit(0)
 
 
+@contextlib.contextmanager
+def _network_removed_at_exit():
+    try:
+        yield
+    finally:
+        remove_builder_network()
+
+
 def _wait(wakeups: socket.socket, timeout: float) -> None:
     wakeups.settimeout(timeout)
     with contextlib.suppress(TimeoutError):
@@ -95,12 +103,9 @@ def _wait(wakeups: socket.socket, timeout: float) -> None:
 
 def fail_interrupted() -> None:
     """Builds a killed builder left half-way: their podman died with it; say so, add nothing."""
-    from rosetta.computing.engines.podman import local_containers_conf
-
     for build in SoftwareBuild.objects.filter(state=BuildState.BUILDING):
         _finish(build, BuildState.FAILED, "The builder stopped during this build. Start the build again.")
         _remove_image(build.image)
-        _run(["podman", "network", "rm", "--force", network_name(build)], local_containers_conf(), timeout=120)
 
 
 def claim_next() -> SoftwareBuild | None:
@@ -180,59 +185,78 @@ def _images_to_pull(build: SoftwareBuild) -> list[str]:
 @contextlib.contextmanager
 def build_place(build: SoftwareBuild, network: bool = True):
     """A private context directory with the Containerfile, and podman settings whose default
-    network is one made for this build from the task pool (fenced in by the task firewall);
-    without ``network`` (nothing runs), none is made."""
+    network is the builder's own, drawn from the task pool and fenced in by the task firewall
+    (builds run one at a time, so they never share it at once); without ``network`` (nothing
+    runs), none is used."""
     from rosetta.computing.engines.podman import local_containers_conf
 
     base_conf = local_containers_conf()
     directory = Path(tempfile.mkdtemp(prefix=f"build-{build.pk}-", dir=private_dir(home() / "builds")))
-    made = None
     try:
         context = private_dir(directory / "context")
         (context / "Containerfile").write_text(build.containerfile)
         conf = directory / "containers.conf"
         text = base_conf.read_text()
-        if network and os.geteuid() == 0:  # rootful: networks of our own and the firewall's fence
+        if network and os.geteuid() == 0:  # rootful: a network of our own and the firewall's fence
             _fence()
-            name = network_name(build)
-            _run(["podman", "network", "rm", "--force", name], base_conf, timeout=60)  # a killed builder's
-            result = _run(
-                ["podman", "network", "create", "--disable-dns", "--opt", "isolate=true", name],
-                base_conf,
-                timeout=120,
-            )
-            if result.returncode != 0:
-                raise BuildFailed(f"No network for the build: {_last_line(result.stderr)}")
-            made = name
+            name = builder_network(base_conf)
             text = text.replace("[network]\n", f'[network]\ndefault_network = "{name}"\n', 1)
         conf.write_text(text)
         yield context, conf
     finally:
-        if made is not None:
-            _run(["podman", "network", "rm", "--force", made], base_conf, timeout=120)
         shutil.rmtree(directory, ignore_errors=True)
 
 
+def builder_network(base_conf: Path) -> str:
+    """The builder's network, made when first needed (``remove_builder_network`` at exit)."""
+    name = network_name()
+    if _run(["podman", "network", "exists", name], base_conf, timeout=60).returncode != 0:
+        result = _run(
+            ["podman", "network", "create", "--disable-dns", "--opt", "isolate=true", name], base_conf, timeout=120
+        )
+        if result.returncode != 0:
+            raise BuildFailed(f"No network for the build: {_last_line(result.stderr)}")
+    return name
+
+
+def remove_builder_network() -> None:
+    from rosetta.computing.engines.podman import local_containers_conf
+
+    if os.geteuid() == 0:
+        _run(["podman", "network", "rm", "--force", network_name()], local_containers_conf(), timeout=120)
+
+
+_fenced = False  # whether this process has put the firewall's rules in place
+
+
 def _fence() -> None:
-    """The task firewall, as the controller puts it in place before any task starts."""
+    """The task firewall, as the controller puts it in place before any task starts: applied
+    once by this process, and again whenever one of its jumps has gone (a flushed firewall)."""
+    global _fenced
     from urllib.parse import urlsplit
 
     from rosetta.computing import firewall
     from rosetta.computing.errors import ComputingError
     from rosetta.computing.transports.local import LocalTransport
 
+    if _fenced and all(
+        subprocess.run(firewall.check_jump(chain, rule), capture_output=True, timeout=60).returncode == 0
+        for chain, rule in firewall.jumps()
+    ):
+        return
     public = urlsplit(settings.PUBLIC_URL)
     port = public.port or (443 if public.scheme == "https" else 80)
     try:
         asyncio.run(firewall.apply(LocalTransport(), os.geteuid(), port))
     except ComputingError as error:
         raise BuildFailed(f"Builds cannot be fenced in on this machine, so none runs: {error}") from None
+    _fenced = True
 
 
-def network_name(build: SoftwareBuild) -> str:
+def network_name() -> str:
     from rosetta.core.instance import instance_id
 
-    return f"rosetta-build-{instance_id()[:12]}-{build.pk}"
+    return f"rosetta-builds-{instance_id()[:12]}"
 
 
 def _env(conf: Path) -> dict[str, str]:
