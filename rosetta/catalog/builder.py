@@ -9,9 +9,9 @@ A build is run like a task is, as far as podman's build allows:
   podman runs with a bare environment (PATH, HOME, TMPDIR, its settings), nothing of ours;
 - ``--pull=never``: only images already here or pulled beforehand, from allowed registries
   (rosetta.catalog.containerfile), are used;
-- RUN steps get the network (package installs need it) on a network of their own drawn from
-  the task pool, which the task firewall fences in (rosetta.computing.firewall): no service of
-  this machine, no task, no link-local address;
+- RUN steps get the network (package installs need it) on the builder's own network, drawn
+  from the task pool, which the task firewall fences in (rosetta.computing.firewall): no
+  service of this machine, no task, no link-local address; a build without RUN gets none;
 - capabilities as a root task's, at most 2 GiB of memory and one CPU, ``ROSETTA_BUILD_TIMEOUT``
   seconds in all, an image of at most ``ROSETTA_BUILD_MAX_IMAGE_MB``, and a log kept to 1 MiB;
 - no layer cache shared between builds (``--layers=false``): one user's RUN output never
