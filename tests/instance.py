@@ -18,7 +18,7 @@ from pathlib import Path
 import httpx
 
 ROSETTA = [sys.executable, "-m", "rosetta.cli.main"]
-COMPONENTS = ("web", "controller", "gateway", "registry", "pusher")
+COMPONENTS = ("web", "controller", "gateway", "registry", "pusher", "builder")
 
 
 def free_port() -> int:

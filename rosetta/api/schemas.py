@@ -1,5 +1,4 @@
 from datetime import datetime
-from typing import Literal
 
 from ninja import Schema
 from pydantic import Field
@@ -14,34 +13,6 @@ class Message(Schema):
 class UserOut(Schema):
     username: str
     is_staff: bool
-
-
-class SoftwareOut(Schema):
-    name: str
-    description: str
-    image: str
-    image_digest: str
-    registry_state: str = Field(..., description="pending | pushing | pushed | failed | elsewhere (rosetta.registry)")
-    registry_digest: str = Field(..., description="What other machines run: the digest in the platform's registry.")
-    registry_reason: str = Field(..., description="Why the copy to the platform's registry failed.")
-    interface_protocol: str
-    interface_port: int
-    honours_base_port: bool
-    visibility: str
-    owner: str | None = Field(None, alias="owner.username")
-
-
-class SoftwareIn(Schema):
-    name: str = Field(
-        ..., max_length=64, pattern=r"^[a-z0-9][a-z0-9_-]*$", description="Lower-case letters, digits, '-', '_'."
-    )
-    image: str = Field(..., max_length=255, description="Image reference, e.g. localhost/lab/tool:1.0")
-    description: str = Field("", max_length=2000)
-    interface_protocol: Literal["http", "https", "ssh", "other"] = "http"
-    interface_port: int = Field(8080, ge=1, le=65535)
-    honours_base_port: bool = False
-    environment: dict[str, str] = Field(default_factory=dict)
-    visibility: Literal["private", "everyone"] = "private"
 
 
 class EventOut(Schema):
@@ -59,7 +30,12 @@ class EventOut(Schema):
 
 
 class TaskIn(Schema):
-    software: str = Field(..., max_length=64, description="Name of a software in your catalogue.")
+    software: str = Field(
+        ...,
+        max_length=230,
+        description="The software: NAME, NAME:VERSION or OWNER/NAME:VERSION (see GET /software/resolve).",
+    )
+    version: str | None = Field(None, max_length=32, description="Its version, if not in `software`.")
     resource: str = Field(..., max_length=64, description="Name of a computing resource.")
     name: str | None = Field(
         None, max_length=63, description="Unique among your tasks; derived from the software if omitted."
@@ -92,6 +68,11 @@ class TaskOut(Schema):
     name: str
     owner: str = Field(..., alias="owner.username")
     software: str = Field(..., alias="software.name")
+    software_version: str = Field(..., alias="software.version")
+    software_id: int = Field(..., description="The catalogue entry it runs, even once retired.")
+    software_digest: str = Field(
+        ..., description="The image digest it was started with: the local image's here, the registry's elsewhere."
+    )
     resource: str = Field(..., alias="resource.name")
     phase: str
     desired: str

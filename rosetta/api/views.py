@@ -11,14 +11,13 @@ from ninja.errors import ValidationError as SchemaValidationError
 
 from rosetta.accounts import services as account_services
 from rosetta.api.auth import session_or_token
+from rosetta.api.catalog import router as catalog_router
 from rosetta.api.computing import router as computing_router
 from rosetta.api.idempotency import InvalidKey, respond_once
 from rosetta.api.keys import router as keys_router
 from rosetta.api.schemas import (
     EventOut,
     Message,
-    SoftwareIn,
-    SoftwareOut,
     TaskDetailOut,
     TaskIn,
     TaskOut,
@@ -26,8 +25,6 @@ from rosetta.api.schemas import (
     TokenOut,
     UserOut,
 )
-from rosetta.catalog import services as catalog_services
-from rosetta.catalog.models import Software
 from rosetta.core.errors import Conflict, NotFound
 from rosetta.tasks import services
 from rosetta.tasks.logs import stream_logs
@@ -43,6 +40,7 @@ api = NinjaAPI(
 
 api.add_router("", computing_router)
 api.add_router("", keys_router)
+api.add_router("", catalog_router)
 
 
 @api.exception_handler(NotFound)
@@ -99,24 +97,6 @@ def create_token(request: HttpRequest, payload: TokenIn):
         return 201, {"name": payload.name, "token": secret}
 
     return _once(request, create, replayable=False)
-
-
-@api.get("/software", response=list[SoftwareOut], tags=["catalogue"])
-def list_software(request: HttpRequest):
-    return Software.objects.visible_to(request.auth).select_related("owner")
-
-
-@api.post("/software", response={201: SoftwareOut, 400: Message, 403: Message, 409: Message}, tags=["catalogue"])
-def add_software(request: HttpRequest, payload: SoftwareIn):
-    """Add your own container image to the catalogue (only staff may share it with everyone)."""
-    if payload.visibility == "everyone" and not request.auth.is_staff:
-        return 403, {"detail": "Only staff can make software visible to everyone."}
-
-    def add():
-        software = catalog_services.add_software(request.auth, **payload.dict())
-        return 201, SoftwareOut.from_orm(software).model_dump(mode="json")
-
-    return _once(request, add)
 
 
 @api.get("/tasks", response=list[TaskOut], tags=["tasks"])

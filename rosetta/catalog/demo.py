@@ -29,7 +29,9 @@ def image_digest(image: str) -> str:
 def ensure_demo_catalogue() -> list[str]:
     said = []
     software, created = Software.objects.update_or_create(
+        owner=None,
         name="hello",
+        version="1",
         defaults=dict(
             description="A minimal web page served from a container (BusyBox httpd). Good for a first try.",
             image=HELLO_IMAGE,

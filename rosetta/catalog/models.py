@@ -1,3 +1,5 @@
+import re
+
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import models
@@ -16,7 +18,32 @@ class Protocol(models.TextChoices):
 
 class Visibility(models.TextChoices):
     PRIVATE = "private", "Only the owner"
+    GROUP = "group", "A group"
     EVERYONE = "everyone", "Everyone"
+
+
+class Status(models.TextChoices):
+    """What the catalogue does with an entry. Tasks that used one keep showing it whatever it becomes."""
+
+    LISTED = "listed", "Listed"
+    HIDDEN = "hidden", "Hidden: not listed, still startable by its exact NAME:VERSION"
+    RETIRED = "retired", "Retired: not startable"
+
+
+class Source(models.TextChoices):
+    IMAGE = "image", "An image reference"
+    BUILD = "build", "Built here from a Containerfile"
+
+
+VERSION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,31}$")
+
+
+def validate_version(value: str) -> None:
+    if not VERSION.match(value or ""):
+        raise ValidationError(
+            f"{str(value)[:40]!r} is not a valid version: 1-32 letters, digits, '.', '_' or '-', "
+            "starting with a letter or digit (e.g. 1.0, py3.11)."
+        )
 
 
 class RegistryState(models.TextChoices):
@@ -31,13 +58,21 @@ class RegistryState(models.TextChoices):
 
 class SoftwareQuerySet(models.QuerySet):
     def visible_to(self, user):
-        return self.filter(Q(visibility=Visibility.EVERYONE) | Q(owner=user))
+        """Entries ``user`` may see and start: their own, their groups', everyone's. Staff are no
+        exception here (an operator's catalogue is a user's catalogue; rosetta.catalog.services
+        gives them every entry where they manage the catalogue)."""
+        shared = Q(visibility=Visibility.EVERYONE) | Q(visibility=Visibility.GROUP, group__in=user.groups.all())
+        return self.filter(shared | Q(owner=user))
+
+    def startable(self):
+        return self.exclude(status=Status.RETIRED)
 
 
 class Software(models.Model):
     """An entry of the catalogue: a container image and the interface it exposes."""
 
-    name = models.SlugField(max_length=64, unique=True)
+    name = models.SlugField(max_length=64, help_text="Unique per owner together with the version.")
+    version = models.CharField(max_length=32, default="1", validators=[validate_version])
     description = models.TextField(blank=True, max_length=2000)
     image = models.CharField(max_length=255, validators=[validate_image_reference])
     image_digest = models.CharField(
@@ -49,7 +84,13 @@ class Software(models.Model):
     environment = models.JSONField(default=dict, blank=True, validators=[validate_env_vars])
     owner = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
     visibility = models.CharField(max_length=10, choices=Visibility.choices, default=Visibility.PRIVATE)
+    group = models.ForeignKey(
+        "auth.Group", null=True, blank=True, on_delete=models.SET_NULL, help_text="Who sees it (visibility group)."
+    )
+    status = models.CharField(max_length=8, choices=Status.choices, default=Status.LISTED)
+    source = models.CharField(max_length=8, choices=Source.choices, default=Source.IMAGE)
     created = models.DateTimeField(auto_now_add=True)
+    updated = models.DateTimeField(auto_now=True)
 
     # The copy in the platform's registry, written by rosetta.registry only. The digest is valid for
     # ``registry_image`` as it was when copied (the local image ``registry_source``); a changed image
@@ -66,16 +107,80 @@ class Software(models.Model):
     objects = SoftwareQuerySet.as_manager()
 
     class Meta:
-        ordering = ["name"]
+        ordering = ["name", "-created"]
         verbose_name_plural = "software"
+        constraints = [
+            # Names are per owner: one user's entry never blocks (nor reveals) another's.
+            models.UniqueConstraint(fields=["owner", "name", "version"], name="unique_software_version_per_owner"),
+            models.UniqueConstraint(
+                fields=["name", "version"], condition=Q(owner__isnull=True), name="unique_platform_software_version"
+            ),
+        ]
 
     def __str__(self) -> str:
-        return self.name
+        return self.reference
+
+    @property
+    def reference(self) -> str:
+        """How a user names it exactly: NAME:VERSION (their own, else the shared one; see resolve)."""
+        return f"{self.name}:{self.version}"
+
+    @property
+    def digest(self) -> str:
+        """What tasks run: the digest the platform's registry holds, else the local image's."""
+        current = self.registry_state == RegistryState.PUSHED and self.registry_image == self.image
+        return self.registry_digest if current and self.registry_digest else self.image_digest
 
     def clean(self) -> None:
+        if "\x00" in self.description:
+            raise ValidationError({"description": "The description contains a NUL character."})
+        if self.visibility == Visibility.GROUP and self.group_id is None:
+            raise ValidationError({"group": "Name the group that may see it."})
+        if self.visibility != Visibility.GROUP:
+            self.group = None
         # After the field validators: only a well-formed reference names a registry to check.
         if IMAGE_REFERENCE.match(self.image):
             try:
                 check_registry(self.image)
             except ValidationError as error:
                 raise ValidationError({"image": error}) from None
+
+
+class BuildState(models.TextChoices):
+    QUEUED = "queued", "Waiting for the builder"
+    BUILDING = "building", "Building"
+    SUCCEEDED = "succeeded", "Built and added to the catalogue"
+    FAILED = "failed", "Failed: nothing was added"
+
+
+class SoftwareBuild(models.Model):
+    """A user's request to build an image from a Containerfile and add it to the catalogue.
+
+    The entry it makes (``software``) exists only once the image is built and checked: a failed
+    build leaves its log and reason here and nothing in the catalogue. What the entry will be
+    (interface, environment, visibility...) is declared up front in ``declared``.
+    """
+
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="software_builds")
+    name = models.SlugField(max_length=64)
+    version = models.CharField(max_length=32, validators=[validate_version])
+    containerfile = models.TextField()
+    declared = models.JSONField(default=dict, help_text="The entry's fields besides name, version and image.")
+    state = models.CharField(max_length=9, choices=BuildState.choices, default=BuildState.QUEUED)
+    reason = models.TextField(blank=True, help_text="Why it failed, in plain words.")
+    log = models.TextField(blank=True, help_text="podman's output, as it came.")
+    image = models.CharField(max_length=255, blank=True, help_text="The image it builds.")
+    software = models.OneToOneField(Software, null=True, blank=True, on_delete=models.SET_NULL, related_name="build")
+    created = models.DateTimeField(auto_now_add=True)
+    started = models.DateTimeField(null=True, blank=True)
+    finished = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created"]
+
+    def __str__(self) -> str:
+        return f"build {self.pk} of {self.name}:{self.version}"
+
+    @property
+    def is_final(self) -> bool:
+        return self.state in (BuildState.SUCCEEDED, BuildState.FAILED)

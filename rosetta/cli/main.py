@@ -11,6 +11,7 @@ from rosetta.cli.client import ApiError, Client, save_login
 from rosetta.cli.keys import keys_group
 from rosetta.cli.registry import registry_group
 from rosetta.cli.resources import resources_group
+from rosetta.cli.software import builder, groups_group, software_group
 from rosetta.cli.tasks import task_group
 from rosetta.core.paths import keep_private
 
@@ -46,6 +47,9 @@ for command in (
     server.build_image,
     task_group,
     keys_group,
+    software_group,
+    builder,
+    groups_group,
     resources_group,
     registry_group,
 ):

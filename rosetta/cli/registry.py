@@ -85,8 +85,9 @@ def list_images():
 
     where = address()
     click.echo(f"Registry address: {where or 'not known yet (not started)'}")
-    for software in Software.objects.all():
-        line = f"{software.name:<20} {software.registry_state:<9} {software.image}"
+    for software in Software.objects.select_related("owner"):
+        who = f"{software.owner.username}/" if software.owner else ""
+        line = f"{who + software.reference:<28} {software.registry_state:<9} {software.image}"
         if software.registry_state == RegistryState.PUSHED and software.registry_image == software.image:
             line += f"  ->  {pinned(where or 'ADDRESS', software.image, software.registry_digest)}"
         elif software.registry_state == RegistryState.FAILED:

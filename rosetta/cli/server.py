@@ -237,6 +237,7 @@ def run(host, port, gateway_workers):
             "controller": [*me, "controller"],
             "gateway": [*gateway_command, "--listen-fds", ",".join(map(str, fds))],
             **door,
+            "builder": [*me, "builder"],  # users' Containerfiles (rosetta.catalog.builder)
             **registry_commands(me),
         },
         pass_fds={"gateway": fds, "ssh-door": door_fds},

@@ -36,6 +36,8 @@ def _show(task: dict) -> None:
         ("name", "name"),
         ("phase", "phase"),
         ("software", "software"),
+        ("version", "software_version"),
+        ("digest", "software_digest"),
         ("resource", "resource"),
         ("cpus", "cpus"),
         ("memory", "memory_mb"),
@@ -82,7 +84,7 @@ def list_tasks(as_json: bool):
 
 
 @task_group.command("start")
-@click.argument("software")
+@click.argument("software", metavar="SOFTWARE[:VERSION]")
 @click.option("--on", "resource", required=True, help="Computing resource to run on.")
 @click.option("--name", help="A name unique among your tasks.")
 @click.option("--cpus", type=float, default=1.0, show_default=True)

@@ -37,6 +37,9 @@ class Task(models.Model):
     owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="tasks")
     name = models.CharField(max_length=63)
     software = models.ForeignKey(Software, on_delete=models.PROTECT, related_name="tasks")
+    software_digest = models.CharField(
+        max_length=80, blank=True, help_text="The entry's image digest when the task was requested."
+    )
     resource = models.ForeignKey(Resource, on_delete=models.PROTECT, related_name="tasks")
     cpus = models.FloatField(default=1.0)
     memory_mb = models.PositiveIntegerField(default=512)

@@ -14,6 +14,7 @@ from django.db import IntegrityError, transaction
 from rosetta.accounts.models import SSHKey
 from rosetta.catalog.models import Protocol, Software
 from rosetta.catalog.registries import check_registry
+from rosetta.catalog.services import resolve
 from rosetta.computing.models import Resource
 from rosetta.computing.services import check_request
 from rosetta.core import notify
@@ -32,8 +33,10 @@ NO_SSH_KEY = (
 
 @dataclass
 class TaskRequest:
-    software: str
+    software: str  # [OWNER/]NAME[:VERSION] (rosetta.catalog.services.resolve)
     resource: str
+    version: str | None = None
+    software_id: int | None = None  # the exact entry (the web form's choice), instead of a name
     name: str | None = None
     cpus: float = 1.0
     memory_mb: int = 512
@@ -43,9 +46,7 @@ class TaskRequest:
 
 
 def start_task(user, request: TaskRequest) -> Task:
-    software = Software.objects.visible_to(user).filter(name=request.software).first()
-    if software is None:
-        raise NotFound(f"There is no software called {request.software!r} in your catalogue.")
+    software = _software_for(user, request)
     check_registry(software.image)  # the operator's list may have changed since it was added
     resource = Resource.objects.filter(name=request.resource, enabled=True).first()
     if resource is None:
@@ -56,12 +57,24 @@ def start_task(user, request: TaskRequest) -> Task:
         validate_task_name(request.name)
     with transaction.atomic():
         task = _create_with_unique_name(user, software, resource, request)
-        task.add_event(f"Requested {software.name} on {resource.name} with {task.cpus:g} CPU and {task.memory_mb} MiB.")
+        task.add_event(
+            f"Requested {software.name} on {resource.name} with {task.cpus:g} CPU and {task.memory_mb} MiB"
+            f" (version {software.version})."
+        )
         if software.interface_protocol == Protocol.SSH and not SSHKey.objects.filter(user=user).exists():
             task.add_event(NO_SSH_KEY)
         _wake_for(task)
         notify.after_commit(notify.GATEWAY)  # its origin says "created" from the start, not "no such task"
     return task
+
+
+def _software_for(user, request: TaskRequest) -> Software:
+    if request.software_id is not None:
+        software = Software.objects.visible_to(user).startable().filter(pk=request.software_id).first()
+        if software is None:
+            raise NotFound("That software is not in your catalogue, or is retired.")
+        return software
+    return resolve(user, request.software, request.version)
 
 
 def _wake_for(task: Task) -> None:
@@ -72,6 +85,8 @@ def _create_with_unique_name(user, software, resource, request: TaskRequest) -> 
     fields = dict(
         owner=user,
         software=software,
+        # What the engine there runs: this machine's image, or elsewhere the registry's copy.
+        software_digest=software.image_digest if resource.transport == "local" else software.digest,
         resource=resource,
         cpus=request.cpus,
         memory_mb=request.memory_mb,

@@ -3,6 +3,7 @@ rosetta.tasks.services stays the authority and re-checks everything."""
 
 from django import forms
 from django.core.exceptions import ValidationError
+from django.db.models import Q
 
 from rosetta.accounts.ssh_keys import MAX_KEY_TEXT, MAX_NAME
 from rosetta.catalog.models import Software
@@ -18,8 +19,30 @@ class ResourceChoiceField(forms.ModelChoiceField):
 
 
 class SoftwareChoiceField(forms.ModelChoiceField):
+    """Every version of every entry the user may start, by its exact entry (names are per owner)."""
+
+    def __init__(self, *args, user=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.user = user
+
+    def to_python(self, value):
+        """An entry's id (the form's own choices), or a reference a link or script gives
+        (NAME, NAME:VERSION, OWNER/NAME:VERSION; rosetta.catalog.services.resolve)."""
+        if isinstance(value, str) and value and not value.isdigit() and self.user is not None:
+            from rosetta.catalog.services import resolve
+            from rosetta.core.errors import NotFound
+
+            try:
+                value = resolve(self.user, value).pk
+            except NotFound as error:
+                raise ValidationError(str(error), code="invalid_choice") from None
+        return super().to_python(value)
+
     def label_from_instance(self, software: Software) -> str:
-        return software.name
+        owner = software.owner
+        whose = "" if owner is None or owner == self.user else f" (by {owner.username})"
+        hidden = " (hidden)" if software.status == "hidden" else ""
+        return f"{software.name} {software.version}{whose}{hidden}"
 
 
 def parse_environment(text: str) -> dict[str, str]:
@@ -44,7 +67,7 @@ def parse_environment(text: str) -> dict[str, str]:
 
 
 class TaskForm(forms.Form):
-    software = SoftwareChoiceField(queryset=Software.objects.none(), to_field_name="name", empty_label=None)
+    software = SoftwareChoiceField(queryset=Software.objects.none(), empty_label=None)
     resource = ResourceChoiceField(queryset=Resource.objects.none(), to_field_name="name", empty_label=None)
     name = forms.CharField(
         required=False,
@@ -71,7 +94,14 @@ class TaskForm(forms.Form):
 
     def __init__(self, *args, user, **kwargs):
         super().__init__(*args, **kwargs)
-        self.fields["software"].queryset = Software.objects.visible_to(user)
+        self.fields["software"].user = user
+        self.fields["software"].queryset = (
+            Software.objects.visible_to(user)
+            .startable()
+            .exclude(Q(status="hidden") & ~Q(owner=user))  # hidden: started by exact NAME:VERSION only
+            .select_related("owner")
+            .order_by("name", "-created")
+        )
         self.fields["resource"].queryset = Resource.objects.filter(enabled=True)
 
     def clean_name(self) -> str | None:
@@ -107,6 +137,7 @@ class TaskForm(forms.Form):
         data = self.cleaned_data
         return TaskRequest(
             software=data["software"].name,
+            software_id=data["software"].pk,
             resource=data["resource"].name,
             name=data["name"],
             cpus=data["cpus"],

@@ -1,7 +1,7 @@
 from django.contrib.auth import views as auth_views
 from django.urls import path
 
-from rosetta.web import resources, views
+from rosetta.web import catalog, resources, views
 
 urlpatterns = [
     path("", views.home, name="home"),
@@ -13,7 +13,11 @@ urlpatterns = [
     path("tasks/<str:task_id>/stop", views.task_stop, name="task-stop"),
     path("tasks/<str:task_id>/delete", views.task_delete, name="task-delete"),
     path("tasks/<str:task_id>/open", views.task_open, name="task-open"),
-    path("catalog/", views.catalog, name="catalog"),
+    path("catalog/", catalog.catalog, name="catalog"),
+    path("catalog/new/", catalog.software_new, name="software-new"),
+    path("catalog/<int:software_id>/", catalog.software_detail, name="software"),
+    path("catalog/<int:software_id>/status", catalog.software_status, name="software-status"),
+    path("catalog/builds/<int:build_id>/", catalog.software_build, name="software-build"),
     path("resources/", resources.resource_list, name="resources"),
     path("resources/new/", resources.resource_new, name="resource-new"),
     path("resources/<slug:name>/", resources.resource_detail, name="resource"),

@@ -18,7 +18,6 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from rosetta.accounts import services as account_services
 from rosetta.accounts.models import AccessEpoch, ApiToken, SSHKey
-from rosetta.catalog.models import Software
 from rosetta.core.errors import Conflict, NotFound
 from rosetta.gateway.access import LOGIN_PATH, access_key, mint_access_token, safe_next_path
 from rosetta.gateway.ssh_access import door_info, ssh_access, ssh_config
@@ -89,8 +88,21 @@ def task_new(request):
             messages.success(request, f"Task {task.name} was created; it starts in a moment.")
             return redirect("task", task_id=task.id)
     else:
-        form = TaskForm(user=request.user, initial={"software": request.GET.get("software")})
+        form = TaskForm(user=request.user, initial={"software": _chosen_software(request)})
     return render(request, "web/task_new.html", {"form": form})
+
+
+def _chosen_software(request):
+    """The entry a catalogue link asked for (?software=ID, or a name the user knows it by)."""
+    from rosetta.catalog.services import resolve
+
+    wanted = request.GET.get("software", "")
+    if wanted.isdigit():
+        return int(wanted)
+    try:
+        return resolve(request.user, wanted).pk if wanted else None
+    except NotFound:
+        return None
 
 
 def _start_task(request, form: TaskForm) -> Task | None:
@@ -162,13 +174,6 @@ def task_open(request, task_id: str):
     # takes the hand-over only from the platform's origin. The Referer says no more than it.
     response["Referrer-Policy"] = "strict-origin"
     return response
-
-
-@login_required
-@require_GET
-def catalog(request):
-    software = Software.objects.visible_to(request.user).select_related("owner")
-    return render(request, "web/catalog.html", {"software_list": software})
 
 
 def _render_account(

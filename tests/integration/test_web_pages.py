@@ -107,7 +107,7 @@ def test_catalogue_and_resources_are_listed(client, alice, software, resource):
     catalogue = client.get(reverse("catalog"))
     assert catalogue.status_code == 200
     assert b"hello" in catalogue.content and b"localhost/rosetta/hello" in catalogue.content
-    assert reverse("task-new").encode() + b"?software=hello" in catalogue.content
+    assert reverse("task-new").encode() + f"?software={software.pk}".encode() in catalogue.content
 
     resources = client.get(reverse("resources"))
     assert resources.status_code == 200
@@ -118,7 +118,7 @@ def test_catalogue_and_resources_are_listed(client, alice, software, resource):
 def test_new_task_form_preselects_software(client, alice, software, resource):
     response = client.get(reverse("task-new") + "?software=hello")
     assert response.status_code == 200
-    assert re.search(rb'<option value="hello"[^>]*selected', response.content)
+    assert re.search(rf'<option value="{software.pk}"[^>]*selected'.encode(), response.content)
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,448 @@
+"""The builder: builds users' Containerfiles with this machine's podman, one at a time, and
+adds each image that builds to the catalogue (then the pusher copies it to the platform's
+registry, so every resource runs it by digest).
+
+A build is run like a task is, as far as podman's build allows:
+
+- its context is a fresh private directory holding the Containerfile only: nothing of the
+  platform's (no secret key, no database, no host CA or other build secret) is there to COPY;
+  podman runs with a bare environment (PATH, HOME, TMPDIR, its settings), nothing of ours;
+- ``--pull=never``: only images already here or pulled beforehand, from allowed registries
+  (rosetta.catalog.containerfile), are used;
+- RUN steps get the network (package installs need it) on the builder's own network, drawn
+  from the task pool, which the task firewall fences in (rosetta.computing.firewall): no
+  service of this machine, no task, no link-local address; a build without RUN gets none;
+- capabilities as a root task's, at most 2 GiB of memory and one CPU, ``ROSETTA_BUILD_TIMEOUT``
+  seconds in all, an image of at most ``ROSETTA_BUILD_MAX_IMAGE_MB``, and a log kept to 1 MiB;
+- no layer cache shared between builds (``--layers=false``): one user's RUN output never
+  stands in for another's.
+
+Only a built, checked image becomes an entry, in one transaction with the build's success; a
+failed build removes what it made and leaves its log and reason.
+
+Level-triggered like the controller: each pass claims the oldest queued build; a build left
+``building`` by a builder that was killed is failed when the builder starts again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import selectors
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+from django.conf import settings
+from django.db import IntegrityError, close_old_connections, transaction
+from django.utils import timezone
+
+from rosetta.catalog.models import BuildState, Software, SoftwareBuild, Source
+from rosetta.catalog.services import BUILDER
+from rosetta.core.notify import MAX_TOPIC, after_commit, socket_path
+from rosetta.core.paths import home, private_dir
+
+log = logging.getLogger("rosetta.builder")
+
+POLL = 10.0
+BUILD_TIMEOUT = float(os.environ.get("ROSETTA_BUILD_TIMEOUT", "1800"))
+MAX_IMAGE_MB = int(os.environ.get("ROSETTA_BUILD_MAX_IMAGE_MB", "4096"))
+MAX_LOG = 1024 * 1024
+FLUSH_EVERY = 0.3  # seconds between writes of new log lines: the page and the CLI poll them
+MEMORY = "2g"
+KEPT_FOR_BUILDS = ("CHOWN", "DAC_OVERRIDE", "FOWNER", "FSETID", "KILL", "NET_BIND_SERVICE", "SETGID", "SETUID")
+
+
+class BuildFailed(Exception):
+    """The build did not give an image; the message says why in plain words."""
+
+
+def run_builder(poll: float = POLL) -> None:
+    signal.signal(signal.SIGTERM, _exit)
+    fail_interrupted()
+    path = socket_path(BUILDER)
+    path.unlink(missing_ok=True)
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as wakeups, _network_removed_at_exit():
+        wakeups.bind(str(path))
+        log.info("The builder is running.")
+        while True:
+            close_old_connections()
+            try:
+                build = claim_next()
+                if build is not None:
+                    run_build(build)
+                    continue  # the next one at once
+            except Exception:
+                log.exception("The builder failed a pass; it tries again.")
+            _wait(wakeups, poll)
+
+
+def _exit(signum, frame) -> None:
+    raise SystemExit(0)
+
+
+@contextlib.contextmanager
+def _network_removed_at_exit():
+    try:
+        yield
+    finally:
+        remove_builder_network()
+
+
+def _wait(wakeups: socket.socket, timeout: float) -> None:
+    wakeups.settimeout(timeout)
+    with contextlib.suppress(TimeoutError):
+        wakeups.recv(MAX_TOPIC)
+
+
+def fail_interrupted() -> None:
+    """Builds a killed builder left half-way: their podman died with it; say so, add nothing."""
+    for build in SoftwareBuild.objects.filter(state=BuildState.BUILDING):
+        _finish(build, BuildState.FAILED, "The builder stopped during this build. Start the build again.")
+        _remove_image(build.image)
+
+
+def claim_next() -> SoftwareBuild | None:
+    """The oldest queued build, now ``building`` (compare-and-swap: one builder gets each)."""
+    for build in SoftwareBuild.objects.filter(state=BuildState.QUEUED).order_by("created")[:5]:
+        claimed = SoftwareBuild.objects.filter(pk=build.pk, state=BuildState.QUEUED).update(
+            state=BuildState.BUILDING, started=timezone.now()
+        )
+        if claimed:
+            build.refresh_from_db()
+            return build
+    return None
+
+
+def run_build(build: SoftwareBuild) -> None:
+    log.info("Building %s for %s.", build.image, build.owner.username)
+    output = BuildLog(build)
+    try:
+        images = _images_to_pull(build)
+        runs = runs_programs(build.containerfile)
+        with build_place(build, network=runs) as (context, conf):
+            output.hide(str(conf.parent), "/build")  # where this machine keeps it is not the user's business
+            for image in images:
+                output.say(f"==> Pulling {image}")
+                _podman(output, ["pull", image], conf, timeout=BUILD_TIMEOUT)
+            output.say(f"==> Building {build.name}:{build.version}")
+            _podman(output, build_argv(build, context, network=runs), conf, timeout=BUILD_TIMEOUT)
+            software = _register(build, output)
+    except BuildFailed as error:
+        output.say(f"==> Failed: {error}")
+        output.flush(force=True)
+        _remove_image(build.image)
+        _finish(build, BuildState.FAILED, str(error))
+        log.info("Build %s failed: %s", build.pk, error)
+        return
+    except BaseException:
+        output.flush(force=True)
+        _remove_image(build.image)
+        _finish(build, BuildState.FAILED, "The builder met an unexpected error; an operator can find it in its log.")
+        raise
+    log.info("Build %s added %s.", build.pk, software.image)
+
+
+def runs_programs(containerfile: str) -> bool:
+    """Whether a build runs anything (a RUN step): only then does it need a network."""
+    from rosetta.catalog.containerfile import logical_lines
+
+    return any(line.split(maxsplit=1)[0].upper() == "RUN" for _, line in logical_lines(containerfile))
+
+
+def build_argv(build: SoftwareBuild, context: Path, network: bool = True) -> list[str]:
+    kept = set(KEPT_FOR_BUILDS)
+    from rosetta.computing.engines.base import DROPPED_CAPABILITIES
+
+    dropped = [capability for capability in DROPPED_CAPABILITIES if capability not in kept]
+    return [
+        "build", "--pull=never", *([] if network else ["--network", "none"]),
+        "--layers=false", "--no-cache", "--jobs", "1",
+        "--cap-drop", ",".join(dropped), "--memory", MEMORY, "--memory-swap", MEMORY,
+        "--cpu-period", "100000", "--cpu-quota", "100000", "--ulimit", "nproc=4096:4096",
+        "--label", f"rosetta.build={build.pk}", "--label", f"rosetta.owner={build.owner_id}",
+        "--file", str(context / "Containerfile"), "--tag", build.image, str(context),
+    ]  # fmt: skip
+
+
+def _images_to_pull(build: SoftwareBuild) -> list[str]:
+    from django.core.exceptions import ValidationError
+
+    from rosetta.catalog.containerfile import check_containerfile
+
+    try:  # again: the operator's allowed registries may have changed since it was queued
+        return check_containerfile(build.containerfile)
+    except ValidationError as error:
+        raise BuildFailed(" ".join(error.messages)) from None
+
+
+@contextlib.contextmanager
+def build_place(build: SoftwareBuild, network: bool = True):
+    """A private context directory with the Containerfile, and podman settings whose default
+    network is the builder's own, drawn from the task pool and fenced in by the task firewall
+    (builds run one at a time, so they never share it at once); without ``network`` (nothing
+    runs), none is used."""
+    from rosetta.computing.engines.podman import local_containers_conf
+
+    base_conf = local_containers_conf()
+    directory = Path(tempfile.mkdtemp(prefix=f"build-{build.pk}-", dir=private_dir(home() / "builds")))
+    try:
+        context = private_dir(directory / "context")
+        (context / "Containerfile").write_text(build.containerfile)
+        conf = directory / "containers.conf"
+        text = base_conf.read_text()
+        if network and os.geteuid() == 0:  # rootful: a network of our own and the firewall's fence
+            _fence()
+            name = builder_network(base_conf)
+            text = text.replace("[network]\n", f'[network]\ndefault_network = "{name}"\n', 1)
+        conf.write_text(text)
+        yield context, conf
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+def builder_network(base_conf: Path) -> str:
+    """The builder's network, made when first needed (``remove_builder_network`` at exit)."""
+    name = network_name()
+    if _run(["podman", "network", "exists", name], base_conf, timeout=60).returncode != 0:
+        result = _run(
+            ["podman", "network", "create", "--disable-dns", "--opt", "isolate=true", name], base_conf, timeout=120
+        )
+        if result.returncode != 0:
+            raise BuildFailed(f"No network for the build: {_last_line(result.stderr)}")
+    return name
+
+
+def remove_builder_network() -> None:
+    from rosetta.computing.engines.podman import local_containers_conf
+
+    if os.geteuid() == 0:
+        _run(["podman", "network", "rm", "--force", network_name()], local_containers_conf(), timeout=120)
+
+
+_fenced = False  # whether this process has put the firewall's rules in place
+
+
+def _fence() -> None:
+    """The task firewall, as the controller puts it in place before any task starts: applied
+    once by this process, and again whenever one of its jumps has gone (a flushed firewall)."""
+    global _fenced
+    from urllib.parse import urlsplit
+
+    from rosetta.computing import firewall
+    from rosetta.computing.errors import ComputingError
+    from rosetta.computing.transports.local import LocalTransport
+
+    if _fenced and all(
+        subprocess.run(firewall.check_jump(chain, rule), capture_output=True, timeout=60).returncode == 0
+        for chain, rule in firewall.jumps()
+    ):
+        return
+    public = urlsplit(settings.PUBLIC_URL)
+    port = public.port or (443 if public.scheme == "https" else 80)
+    try:
+        asyncio.run(firewall.apply(LocalTransport(), os.geteuid(), port))
+    except ComputingError as error:
+        raise BuildFailed(f"Builds cannot be fenced in on this machine, so none runs: {error}") from None
+    _fenced = True
+
+
+def network_name() -> str:
+    from rosetta.core.instance import instance_id
+
+    return f"rosetta-builds-{instance_id()[:12]}"
+
+
+def _env(conf: Path) -> dict[str, str]:
+    """podman's environment: its settings and nothing of the platform's."""
+    return {
+        "PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+        "HOME": str(conf.parent),
+        "TMPDIR": os.environ.get("TMPDIR", "/var/tmp"),
+        "CONTAINERS_CONF": str(conf),
+        "LANG": "C.UTF-8",
+    }
+
+
+def _run(argv: list[str], conf: Path, timeout: float) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        argv, capture_output=True, text=True, env=_env(conf), timeout=timeout, check=False, stdin=subprocess.DEVNULL
+    )
+
+
+def _podman(output: BuildLog, args: list[str], conf: Path, timeout: float) -> None:
+    """Run podman, its output into the build's log as it comes; BuildFailed unless it succeeds in time."""
+    process = subprocess.Popen(
+        ["podman", *args],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        env=_env(conf),
+        start_new_session=True,  # the whole group is killed at the deadline
+    )
+    deadline = time.monotonic() + timeout
+    assert process.stdout is not None
+    os.set_blocking(process.stdout.fileno(), False)
+    last_error = ""
+    with selectors.DefaultSelector() as selector:
+        selector.register(process.stdout, selectors.EVENT_READ)
+        pending = b""
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                _kill(process)
+                raise BuildFailed(f"The build took longer than {BUILD_TIMEOUT / 60:g} minutes and was stopped.")
+            if selector.select(timeout=min(left, FLUSH_EVERY)):
+                chunk = process.stdout.read(65536)
+                if not chunk:
+                    break
+                pending += chunk
+                *lines, pending = pending.split(b"\n")
+                for line in lines:
+                    text = output.redact(line.decode(errors="replace"))
+                    output.add(text)
+                    if text.startswith("Error:"):
+                        last_error = text
+            output.flush()
+        if pending:
+            output.add(pending.decode(errors="replace"))
+    status = process.wait()
+    output.flush(force=True)
+    if status != 0:
+        raise BuildFailed(_plain(last_error) or f"podman {args[0]} ended with status {status}.")
+
+
+def _plain(error: str) -> str:
+    """podman's last error, said for a person: which step failed and how."""
+    text = error.removeprefix("Error:").strip()
+    if text.startswith("building at STEP"):
+        step, _, how = text.partition(": ")
+        how = how.replace("while running runtime: ", "")
+        return f"The build failed {step.removeprefix('building ')}: {how}".rstrip(": ")
+    return text
+
+
+def _kill(process: subprocess.Popen) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+
+
+def _register(build: SoftwareBuild, output: BuildLog) -> Software:
+    """The built image as the owner's entry, after its size is checked; with the build's success."""
+    from rosetta.registry import PUSHER
+
+    size, digest = _inspect(build.image)
+    if size > MAX_IMAGE_MB * 1024 * 1024:
+        raise BuildFailed(f"The image is {size / 2**20:,.0f} MiB; at most {MAX_IMAGE_MB:,} MiB are allowed.")
+    output.say(f"==> Built {build.image} ({size / 2**20:,.1f} MiB)")
+    declared = dict(build.declared)
+    group_id = declared.pop("group", None)
+    software = Software(
+        owner=build.owner,
+        name=build.name,
+        version=build.version,
+        image=build.image,
+        image_digest=digest,
+        source=Source.BUILD,
+        group_id=group_id,
+        **declared,
+    )
+    try:
+        software.full_clean(validate_constraints=False)
+        # The log's last line goes with the success: whoever sees the one sees the other.
+        output.add(f"==> Added {software.reference} to the catalogue ({digest}).")
+        with transaction.atomic():
+            software.save()
+            updated = SoftwareBuild.objects.filter(pk=build.pk, state=BuildState.BUILDING).update(
+                state=BuildState.SUCCEEDED, software=software, finished=timezone.now(), reason="", log=output.text
+            )
+            if not updated:
+                raise BuildFailed("The build was cancelled meanwhile.")
+            after_commit(PUSHER)  # to the platform's registry, for other machines
+    except IntegrityError:
+        raise BuildFailed(
+            f"Meanwhile you added other software called {build.name}:{build.version}; nothing was added."
+        ) from None
+    except Exception as error:
+        from django.core.exceptions import ValidationError
+
+        if isinstance(error, ValidationError):
+            raise BuildFailed(" ".join(error.messages)) from None
+        raise
+    return software
+
+
+def _inspect(image: str) -> tuple[int, str]:
+    from rosetta.computing.engines.podman import local_containers_conf
+
+    argv = ["podman", "image", "inspect", "--format", "{{.Size}} {{.Digest}}", image]
+    result = _run(argv, local_containers_conf(), 60)
+    size, _, digest = result.stdout.strip().partition(" ")
+    if result.returncode != 0 or not size.isdigit():
+        raise BuildFailed(f"The built image cannot be found: {_last_line(result.stderr)}")
+    return int(size), digest
+
+
+def _remove_image(image: str) -> None:
+    from rosetta.computing.engines.podman import local_containers_conf
+
+    if image:
+        _run(["podman", "image", "rm", "--force", image], local_containers_conf(), 120)
+
+
+def _finish(build: SoftwareBuild, state: str, reason: str) -> None:
+    SoftwareBuild.objects.filter(pk=build.pk).update(state=state, reason=reason[:2000], finished=timezone.now())
+
+
+def _last_line(text: str) -> str:
+    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
+    return lines[-1][:500] if lines else "no reason given"
+
+
+class BuildLog:
+    """The build's log in the database, written every FLUSH_EVERY seconds, at most MAX_LOG."""
+
+    def __init__(self, build: SoftwareBuild) -> None:
+        self.build_id = build.pk
+        self.text = build.log
+        self.written = len(self.text)
+        self.last_flush = 0.0
+        self.truncated = False
+        self.hidden: list[tuple[str, str]] = []
+
+    def hide(self, text: str, instead: str) -> None:
+        self.hidden.append((text, instead))
+
+    def redact(self, line: str) -> str:
+        for text, instead in self.hidden:
+            line = line.replace(text, instead)
+        return line
+
+    def add(self, line: str) -> None:
+        line = self.redact(line).replace("\x00", "\ufffd")  # a database's text holds no NUL
+        if self.truncated:
+            return
+        if len(self.text) + len(line) + 1 > MAX_LOG:
+            self.text += "... (the rest of the log is left out: it is longer than 1 MiB)\n"
+            self.truncated = True
+            return
+        self.text += line + "\n"
+
+    def say(self, line: str) -> None:
+        self.add(line)
+        self.flush(force=True)
+
+    def flush(self, force: bool = False) -> None:
+        now = time.monotonic()
+        if len(self.text) == self.written or (not force and now - self.last_flush < FLUSH_EVERY):
+            return
+        SoftwareBuild.objects.filter(pk=self.build_id).update(log=self.text)
+        self.written = len(self.text)
+        self.last_flush = now

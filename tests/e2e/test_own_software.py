@@ -1,0 +1,128 @@
+"""Users' own software, end to end on a running platform: a Containerfile built here with the
+CLI (its log followed), run as a task through the gateway; a broken one; versions chosen at
+start; names per owner and private entries kept private; an operator retiring an entry."""
+
+import json
+import time
+
+import httpx
+
+# No RUN step: the build makes no container, so it takes a fraction of a second.
+CONTAINERFILE = """\
+# A user's own environment, on top of the built-in hello.
+FROM localhost/rosetta/hello
+LABEL org.opencontainers.image.title="mytool"
+ENV BUILT_BY=alice
+"""
+BROKEN = """\
+FROM localhost/rosetta/hello
+COPY results.txt /srv/www/
+"""
+
+
+def wait_until(check, timeout=60.0, what="condition"):
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.2)
+
+
+def test_own_software_builds_runs_and_stays_private(platform, tmp_path):
+    alice = platform.create_user("alice-sw")
+    bob = platform.create_user("bob-sw")
+    admin = platform.create_user("ops-sw", admin=True)
+    containerfile = tmp_path / "Containerfile"
+    containerfile.write_text(CONTAINERFILE)
+
+    # Built with the CLI, its log followed to the end; the entry declares port, BASE_PORT, env.
+    built = platform.rosetta(
+        "software", "build", "mytool", "-f", str(containerfile), "--version", "1", "--port", "8080", "--base-port",
+        "--env", "GREETING=hello-from-entry", "--description", "Alice's tool", token=alice,
+    )  # fmt: skip
+    assert "Building mytool:1" in built.stdout and "FROM localhost/rosetta/hello" in built.stdout
+    assert "Added mytool:1" in built.stdout
+
+    with platform.api(alice) as api, platform.api(bob) as bob_api, platform.api(admin) as admin_api:
+        entry = api.get("/api/software/resolve", params={"reference": "mytool"}).raise_for_status().json()
+        assert entry["owner"] == "alice-sw" and entry["source"] == "build" and entry["visibility"] == "private"
+        assert entry["image_digest"].startswith("sha256:") and entry["environment"] == {"GREETING": "hello-from-entry"}
+        assert {"resource": "local", "ready": True, "note": ""} in entry["runs_on"]
+
+        # It runs as a task, reached through the gateway: the image's env and the entry's.
+        task = api.post("/api/tasks", json={"software": "mytool", "resource": "local"}).raise_for_status().json()
+        assert (task["software"], task["software_version"]) == ("mytool", "1")
+        assert task["software_digest"] == entry["image_digest"]  # on this machine, its own image
+        platform.wait_for_task(api, task["id"], {"running"})
+        with platform.task_client(task["id"], alice) as interface:
+            page = interface.get("/cgi-bin/env").text
+        assert "BUILT_BY=alice" in page and "GREETING=hello-from-entry" in page
+
+        # A broken Containerfile: its error is shown, and nothing is registered.
+        broken = tmp_path / "Broken"
+        broken.write_text(BROKEN)
+        failed = platform.rosetta("software", "build", "broken", "-f", str(broken), token=alice, check=False)
+        assert failed.returncode == 1
+        assert "the build failed, nothing was added" in failed.stderr and "results.txt" in failed.stderr
+        assert str(platform.home) not in failed.stdout + failed.stderr  # no path of the platform's
+        assert [e["name"] for e in api.get("/api/software", params={"owner": "mine"}).json()] == ["mytool"]
+        assert "broken" not in platform.podman("images", "--format", "{{.Repository}}")
+        # Refused before it is queued: ADD from a URL would be fetched from this machine.
+        refused = api.post(
+            "/api/software/builds",
+            json={"name": "fetcher", "containerfile": "FROM localhost/rosetta/hello\nADD http://127.0.0.1:22/ /x\n"},
+        )
+        assert refused.status_code == 400 and "Line 2: ADD from a URL" in refused.json()["detail"]
+
+        # Several versions: NAME:VERSION picks one; NAME alone the newest listed.
+        platform.rosetta(
+            "software", "add", "mytool", "--image", "localhost/rosetta/hello", "--version", "2", "--base-port",
+            token=alice,
+        )  # fmt: skip
+        assert _resolved(api, "mytool")["version"] == "2"
+        second = api.post("/api/tasks", json={"software": "mytool:1", "resource": "local", "name": "v1"}).json()
+        assert second["software_version"] == "1"
+        api.delete(f"/api/tasks/{second['id']}")
+        platform.rosetta("software", "hide", "mytool:2", token=alice)
+        assert _resolved(api, "mytool")["version"] == "1"  # hidden: not chosen by name alone...
+        assert _resolved(api, "mytool:2")["version"] == "2"  # ...still by its exact version
+
+        # Names are per owner: Bob has his own mytool, and never sees Alice's.
+        platform.rosetta("software", "add", "mytool", "--image", "localhost/rosetta/hello", token=bob)
+        assert _resolved(bob_api, "mytool")["owner"] == "bob-sw"
+        clash = api.post("/api/software", json={"name": "mytool", "version": "2", "image": "localhost/rosetta/hello"})
+        assert clash.status_code == 409 and "bob" not in clash.text  # only one's own names clash
+        assert [e["owner"] for e in bob_api.get("/api/software", params={"q": "mytool"}).json()] == ["bob-sw"]
+        assert bob_api.get(f"/api/software/{entry['id']}").status_code == 404
+        refused = bob_api.post("/api/tasks", json={"software": "alice-sw/mytool:1", "resource": "local"})
+        assert refused.status_code == 404 and "alice" not in refused.json()["detail"].replace("alice-sw/", "")
+        listing = platform.rosetta("software", "list", token=bob).stdout
+        assert "mytool" in listing and "alice-sw" not in listing
+
+        # An operator retires Alice's entry: no new task, but her task still shows what it ran.
+        retired = platform.rosetta("software", "retire", "alice-sw/mytool:1", token=admin)
+        assert "Retired alice-sw/mytool:1" in retired.stdout
+        again = api.post("/api/tasks", json={"software": "mytool:1", "resource": "local"})
+        assert again.status_code == 404 and "retired" in again.json()["detail"]
+        shown = api.get(f"/api/tasks/{task['id']}").json()
+        assert (shown["software"], shown["software_version"], shown["software_digest"]) == (
+            "mytool",
+            "1",
+            entry["image_digest"],
+        )
+        staff_view = json.loads(platform.rosetta("software", "show", str(entry["id"]), "--json", token=admin).stdout)
+        assert staff_view["status"] == "retired"
+        assert admin_api.get("/api/software", params={"all_owners": True, "q": "mytool"}).json()
+        api.post(f"/api/tasks/{task['id']}/stop")
+
+        # The pusher has copied the built image to the platform's registry: every resource runs it by digest.
+        wait_until(lambda: api.get(f"/api/software/{entry['id']}").json()["registry_state"] == "pushed", 60, "the push")
+        copied = api.get(f"/api/software/{entry['id']}").json()
+        assert copied["registry_digest"].startswith("sha256:") and copied["digest"] == copied["registry_digest"]
+
+
+def _resolved(client: httpx.Client, reference: str) -> dict:
+    return client.get("/api/software/resolve", params={"reference": reference}).raise_for_status().json()

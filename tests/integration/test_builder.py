@@ -1,0 +1,45 @@
+"""The builder with this machine's podman: what fails after the build adds nothing and leaves
+no image; a build a killed builder left half-way is failed, not left hanging."""
+
+import subprocess
+
+import pytest
+from django.contrib.auth import get_user_model
+
+from rosetta.catalog import builder, services
+from rosetta.catalog.models import BuildState, Software
+from rosetta.computing.engines.podman import local_containers_conf
+
+pytestmark = pytest.mark.django_db
+
+
+def image_exists(image: str) -> bool:
+    env = {"CONTAINERS_CONF": str(local_containers_conf()), "PATH": "/usr/bin:/bin:/usr/sbin:/sbin"}
+    return subprocess.run(["podman", "image", "exists", image], env=env, check=False).returncode == 0
+
+
+def test_an_image_over_the_size_limit_is_built_but_not_added(monkeypatch):
+    owner = get_user_model().objects.create_user("builder-test")
+    build = services.request_build(
+        owner, name="too-big", version="1", containerfile="FROM localhost/rosetta/hello\nENV A=1\n"
+    )
+    monkeypatch.setattr(builder, "MAX_IMAGE_MB", 0)
+    claimed = builder.claim_next()
+    assert claimed.pk == build.pk and claimed.state == BuildState.BUILDING
+    builder.run_build(claimed)
+
+    build.refresh_from_db()
+    assert build.state == BuildState.FAILED and "at most 0 MiB are allowed" in build.reason
+    assert "Successfully tagged" in build.log and "==> Failed: The image is" in build.log
+    assert not Software.objects.filter(name="too-big").exists() and build.software is None
+    assert not image_exists(build.image)
+
+
+def test_a_build_left_half_way_fails_when_the_builder_starts_again():
+    owner = get_user_model().objects.create_user("builder-test")
+    build = services.request_build(owner, name="cut", version="1", containerfile="FROM localhost/rosetta/hello\n")
+    builder.claim_next()
+    builder.fail_interrupted()
+    build.refresh_from_db()
+    assert build.state == BuildState.FAILED and "builder stopped during this build" in build.reason
+    assert builder.claim_next() is None
