@@ -107,7 +107,7 @@ def test_deleting_a_running_task_stops_it_first(platform):
     assert f"rosetta-{task['id']}" in platform.containers()
     platform.rosetta("task", "delete", task["id"], token=token)
     with platform.api(token) as api:
-        for _ in range(200):
+        for _ in range(600):  # stop, then delete: seconds, more on a busy machine
             if api.get(f"/api/tasks/{task['id']}").status_code == 404:
                 break
             time.sleep(0.05)
