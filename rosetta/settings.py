@@ -76,6 +76,7 @@ INSTALLED_APPS = [
     "rosetta.api",
     "rosetta.catalog",
     "rosetta.computing",
+    "rosetta.storage",
     "rosetta.tasks",
     "rosetta.web",
 ]
@@ -179,3 +180,9 @@ LOGGING = {
 # Phase timeouts, in seconds (see rosetta.tasks.phases).
 TASK_START_TIMEOUT = float(os.environ.get("ROSETTA_TASK_START_TIMEOUT", "120"))
 TASK_STOP_TIMEOUT = float(os.environ.get("ROSETTA_TASK_STOP_TIMEOUT", "30"))
+
+# Local storages: who owns the files the platform creates there when it runs as root (uid, gid).
+# The image convention's user, so that tasks, each in a user namespace of its own, write through
+# an id-mapped mount as themselves (rosetta.storage.services.local_owner).
+_owner = os.environ.get("ROSETTA_STORAGE_TASK_OWNER", "1000:1000").split(":")
+STORAGE_TASK_OWNER = (int(_owner[0]), int(_owner[-1]))

@@ -226,11 +226,14 @@ def setup(admin_username, demo):
 
     from rosetta.catalog.demo import ensure_demo_catalogue
     from rosetta.computing import testbed
+    from rosetta.storage.demo import ensure_demo_storages
 
     call_command("migrate", interactive=False, verbosity=0)
     _ensure_admin(admin_username)
     if demo:
         for line in [*ensure_demo_catalogue(), *testbed.register()]:  # the test bed's resources, when it is up
+            click.echo(line)
+        for line in ensure_demo_storages():
             click.echo(line)
 
 

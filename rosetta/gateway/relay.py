@@ -47,6 +47,7 @@ from rosetta.gateway.policy import (
     complete_login,
     decide,
     too_large,
+    unlimited,
 )
 from rosetta.gateway.routes import Route
 
@@ -844,7 +845,7 @@ class ClientConnection(asyncio.Protocol):
             share.full = share.in_flight >= share.limit
         if self.serial or head.upgrade:
             self.exchange = ResponseEnd(head.method == b"HEAD", head.upgrade)
-        if chunked and route is None:
+        if chunked and route is None and not unlimited(head.method, head.target):
             self.platform_body_left = self.gateway.site.max_platform_body
 
     def send_upstream(self, data: bytes) -> None:
