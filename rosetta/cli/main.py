@@ -8,6 +8,7 @@ import click
 
 from rosetta.cli import server
 from rosetta.cli.client import ApiError, Client, save_login
+from rosetta.cli.files import files_group
 from rosetta.cli.registry import registry_group
 from rosetta.cli.resources import resources_group
 from rosetta.cli.tasks import task_group
@@ -45,6 +46,7 @@ for command in (
     task_group,
     resources_group,
     registry_group,
+    files_group,
 ):
     cli.add_command(command)
 
