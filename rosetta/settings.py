@@ -181,8 +181,7 @@ LOGGING = {
 TASK_START_TIMEOUT = float(os.environ.get("ROSETTA_TASK_START_TIMEOUT", "120"))
 TASK_STOP_TIMEOUT = float(os.environ.get("ROSETTA_TASK_STOP_TIMEOUT", "30"))
 
-# Local storages: who owns the files the platform creates there when it runs as root (uid, gid).
-# The image convention's user, so that tasks, each in a user namespace of its own, write through
-# an id-mapped mount as themselves (rosetta.storage.services.local_owner).
-_owner = os.environ.get("ROSETTA_STORAGE_TASK_OWNER", "1000:1000").split(":")
-STORAGE_TASK_OWNER = (int(_owner[0]), int(_owner[-1]))
+# Tasks that mount storages on this machine run in their owner's own user namespace: host ids
+# from STORAGE_ID_BASE + user id × 65,536 (below podman's automatic ranges, from 2^31, and above
+# the subordinate ids of ordinary accounts). Their storages' files belong to those ids.
+STORAGE_ID_BASE = int(os.environ.get("ROSETTA_STORAGE_ID_BASE", "1000000000"))

@@ -7,12 +7,14 @@ root). Transfers stream both ways, with a progress bar on a terminal for large o
 from __future__ import annotations
 
 import os
+import stat
 import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import click
+import h11
 import httpx
 
 from rosetta.cli.client import ApiError, Client, _detail
@@ -129,17 +131,21 @@ def _read(path: Path, bar) -> Iterator[bytes]:
 
 
 def _upload(client: Client, storage: str, path: str, local: Path, progress: bool | None, overwrite: bool) -> None:
-    size = local.stat().st_size
-    bar = _bar(size, local.name, progress)
+    found = local.stat()
+    regular = stat.S_ISREG(found.st_mode)  # else a pipe or device: sent chunked, its size unknown
+    bar = _bar(found.st_size if regular else None, local.name, progress)
+    headers = {"Content-Type": "application/octet-stream"}
+    if regular:
+        headers["Content-Length"] = str(found.st_size)
     try:
         response = client.http.put(
             f"/storages/{storage}/content",
             params={"path": path, "overwrite": str(overwrite).lower()},
             content=_read(local, bar),
-            headers={"Content-Length": str(size), "Content-Type": "application/octet-stream"},
+            headers=headers,
             timeout=httpx.Timeout(30, write=None, read=None),
         )
-    except httpx.HTTPError as error:
+    except (httpx.HTTPError, h11.LocalProtocolError) as error:  # the file changed size while sent
         raise ApiError(0, f"The upload of {local} failed: {error}") from error
     finally:
         if bar is not None:

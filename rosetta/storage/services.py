@@ -54,18 +54,31 @@ def root_of(storage: Storage, user) -> str:
     return os.path.normpath(storage.base_path.replace("{username}", name))
 
 
-def local_owner() -> tuple[int, int] | None:
-    """Who owns what the platform creates on local storages: the image convention's user
-    (uid/gid 1000) when the platform runs as root, which tasks in their own user namespaces
-    then see as themselves through an id-mapped mount; else the platform's own account."""
-    return settings.STORAGE_TASK_OWNER if os.geteuid() == 0 else None
+TASK_USER = 1000  # the image convention's user (images/README.md)
+ID_RANGE = 65536  # ids in a task's user namespace
+
+
+def task_id_base(user_id: int) -> int:
+    """The first host id of the user namespace of a user's tasks that mount storages: a range
+    of their own, outside the ranges of other accounts and of podman's automatic ones."""
+    return settings.STORAGE_ID_BASE + user_id * ID_RANGE
+
+
+def local_owner(user) -> tuple[int, int] | None:
+    """Who owns what the platform creates on local storages for ``user``: when the platform
+    runs as root, the host id their tasks' user has (so tasks write there as themselves, and
+    one user's tasks cannot write another's files); else the platform's own account."""
+    if os.geteuid() != 0:
+        return None
+    uid = task_id_base(user.pk) + TASK_USER
+    return uid, uid
 
 
 def files_of(storage: Storage, user) -> Files:
     """The storage's files as ``user`` reaches them (synchronous: it may read the user's key)."""
     root = root_of(storage, user)
     if storage.kind == StorageKind.LOCAL:
-        return LocalFiles(root, storage.read_only, local_owner())
+        return LocalFiles(root, storage.read_only, local_owner(user))
     from rosetta.computing.backends import transport_for
     from rosetta.storage.sftp import SFTPFiles
 
@@ -95,11 +108,17 @@ def attach(task, user, names: list[str] | None) -> list[TaskMount]:
     mounts = []
     for storage in chosen:
         root = root_of(storage, user)
+        if "," in root or "," in storage.target:
+            raise ValidationError(f"Storage {storage.name} has a comma in its path: tasks cannot mount it.")
         if storage.kind == StorageKind.LOCAL and not storage.read_only:
-            LocalFiles(root, False, local_owner()).ensure_root()
+            LocalFiles(root, False, local_owner(user)).ensure_root()
         mounts.append(
             TaskMount.objects.create(
                 task=task, storage=storage, source=root, target=storage.target, read_only=storage.read_only
             )
         )
     return mounts
+
+
+def describe(mount: TaskMount) -> str:
+    return f"{mount.storage.name} at {mount.target}{' (read-only)' if mount.read_only else ''}"

@@ -33,13 +33,14 @@ from django.db.models import Q
 from django.utils import timezone
 
 from rosetta.computing import backends
-from rosetta.computing.contract import ContainerSpec, Observation, Seen, TaskRef
+from rosetta.computing.contract import ContainerSpec, Mount, Observation, Seen, TaskRef
 from rosetta.computing.errors import ComputingError
 from rosetta.computing.models import Resource
 from rosetta.computing.schedulers.base import Scheduler
 from rosetta.core import notify
 from rosetta.core.instance import instance_id
 from rosetta.registry import from_platform_registry, image_for
+from rosetta.storage.services import task_id_base
 from rosetta.tasks.models import MAX_LOG_TAIL, Task
 from rosetta.tasks.phases import ACTIVE_PHASE_NAMES, FINAL_PHASE_NAMES, Act, Desired, Phase, TaskView, Timeouts, decide
 from rosetta.tasks.probe import PROBE_TIMEOUT, interface_answers
@@ -523,6 +524,7 @@ def _container_spec(task: Task, instance: str) -> ContainerSpec:
     """What to run: on another machine, the image copied to the platform's registry, by digest."""
     software = task.software
     image = image_for(software, task.resource)
+    mounts = tuple(Mount(m.source, m.target, m.read_only) for m in task.mounts.all())
     return ContainerSpec(
         task_id=task.id,
         instance=instance,
@@ -537,6 +539,8 @@ def _container_spec(task: Task, instance: str) -> ContainerSpec:
         base_port=software.honours_base_port,
         partition=task.partition,
         time_limit_minutes=task.time_limit_minutes,
+        mounts=mounts,
+        id_base=task_id_base(task.owner_id) if mounts else None,
     )
 
 

@@ -18,6 +18,7 @@ from rosetta.computing.services import check_request
 from rosetta.core import notify
 from rosetta.core.errors import Conflict, NotFound
 from rosetta.core.validation import validate_env_vars, validate_task_name
+from rosetta.storage import services as storage_services
 from rosetta.tasks.models import Task
 from rosetta.tasks.phases import ACTIVE_PHASE_NAMES, FINAL_PHASE_NAMES, Desired
 
@@ -34,6 +35,7 @@ class TaskRequest:
     environment: dict[str, str] = field(default_factory=dict)
     partition: str = ""  # batch schedulers only
     time_limit_minutes: int = 0  # batch schedulers only; 0: the resource's default
+    storages: list[str] | None = None  # storages to mount; None: the software's defaults
 
 
 def start_task(user, request: TaskRequest) -> Task:
@@ -50,7 +52,14 @@ def start_task(user, request: TaskRequest) -> Task:
         validate_task_name(request.name)
     with transaction.atomic():
         task = _create_with_unique_name(user, software, resource, request)
+        mounts = storage_services.attach(task, user, request.storages)
         task.add_event(f"Requested {software.name} on {resource.name} with {task.cpus:g} CPU and {task.memory_mb} MiB.")
+        if mounts:
+            task.add_event(
+                "Storages: "
+                + ", ".join(f"{m.storage.name} at {m.target}{' (read-only)' if m.read_only else ''}" for m in mounts)
+                + "."
+            )
         _wake_for(task)
         notify.after_commit(notify.GATEWAY)  # its origin says "created" from the start, not "no such task"
     return task
