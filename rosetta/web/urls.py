@@ -1,7 +1,7 @@
 from django.contrib.auth import views as auth_views
 from django.urls import path
 
-from rosetta.web import resources, views
+from rosetta.web import files, resources, views
 
 urlpatterns = [
     path("", views.home, name="home"),
@@ -14,6 +14,8 @@ urlpatterns = [
     path("tasks/<str:task_id>/delete", views.task_delete, name="task-delete"),
     path("tasks/<str:task_id>/open", views.task_open, name="task-open"),
     path("catalog/", views.catalog, name="catalog"),
+    path("files/", files.storage_list, name="storages"),
+    path("files/<slug:name>/", files.file_manager, name="files"),
     path("resources/", resources.resource_list, name="resources"),
     path("resources/new/", resources.resource_new, name="resource-new"),
     path("resources/<slug:name>/", resources.resource_detail, name="resource"),
