@@ -6,15 +6,17 @@ from __future__ import annotations
 
 import mimetypes
 import posixpath
+from typing import Literal
 
 from asgiref.sync import sync_to_async
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from django.utils.http import content_disposition_header
 from ninja import Router, Schema
+from ninja.errors import HttpError
 from pydantic import Field
 
 from rosetta.api.schemas import Message
-from rosetta.storage import fits
+from rosetta.storage import fits, services
 from rosetta.storage.archive import zip_folder
 from rosetta.storage.errors import AlreadyExists, PathRefused
 from rosetta.storage.files import Entry, Files
@@ -83,6 +85,20 @@ class TwoPathsIn(Schema):
     destination: str = Field(..., max_length=8192)
 
 
+class StorageIn(Schema):
+    name: str = Field(..., max_length=64, pattern=r"^[a-z0-9][a-z0-9_-]*$")
+    description: str = Field("", max_length=2000)
+    kind: Literal["local", "sftp"] = "local"
+    resource: str | None = Field(None, description="SFTP: the resource (reached over SSH) that holds it.")
+    base_path: str = Field(..., max_length=1024, description="Absolute; {username} becomes each user's name.")
+    read_only: bool = False
+    users: list[str] = Field(default_factory=list, description="Who may use it (with groups; both empty: everyone).")
+    groups: list[str] = Field(default_factory=list)
+    mount_point: str = Field("", max_length=255, description="Where tasks see it (default /storage/NAME).")
+    mountable_on: list[str] = Field(default_factory=list, description="Resources whose tasks may mount it.")
+    mounted_by_default: bool = True
+
+
 async def _files(request: HttpRequest, name: str) -> Files:
     def find() -> Files:
         return files_of(get_storage(request.auth, name), request.auth)
@@ -99,6 +115,23 @@ def _entry(entry: Entry) -> dict:
 def list_storages(request: HttpRequest):
     """The storages you may use."""
     return storages_of(request.auth).prefetch_related("mountable_on")
+
+
+@router.post("/storages", response={201: StorageOut, 400: Message, 403: Message, 409: Message})
+def add_storage(request: HttpRequest, payload: StorageIn):
+    """Add a storage (staff)."""
+    if not request.auth.is_staff:
+        raise HttpError(403, "Only staff may add storages.")
+    return 201, services.save_storage(**payload.dict())
+
+
+@router.delete("/storages/{name}", response={200: Message, 403: Message, 404: Message})
+def remove_storage(request: HttpRequest, name: str):
+    """Forget a storage (staff); its files stay where they are."""
+    if not request.auth.is_staff:
+        raise HttpError(403, "Only staff may remove storages.")
+    get_storage(request.auth, name).delete()
+    return {"detail": f"Storage {name} removed; its files were left in place."}
 
 
 @router.get("/storages/{name}/entries", response={200: ListingOut, 400: Message, 404: Message})
@@ -146,8 +179,10 @@ async def download(request: HttpRequest, name: str, path: str = "", inline: bool
         response["Content-Disposition"] = content_disposition_header(not shown, entry.name)
         if not shown:
             response["Content-Type"] = "application/octet-stream" if kind not in INLINE_TYPES else kind
+    elif entry.kind == "link":
+        raise PathRefused(f"{joined(found)!r} is a symbolic link: Rosetta does not follow links.")
     else:
-        raise PathRefused(f"{joined(found)!r} is a {entry.kind}: only files and folders can be downloaded.")
+        raise PathRefused(f"{joined(found)!r} is not a file or folder: it cannot be downloaded.")
     for header, value in _CONTENT_HEADERS.items():
         response[header] = value
     return response

@@ -384,6 +384,8 @@ class ClientConnection(asyncio.Protocol):
     def eof_received(self) -> bool:
         if self.lingering or not (self.tunnel or self.owes_response()):
             return False  # nothing more for this client: close now
+        if not self.tunnel and not self.reading_head:
+            return False  # it left half-way through a request's body (an upload): that request cannot complete
         # A half-closing client may still read what it is owed: the connection closes once
         # that response ended (delimited from here when it has not begun yet), or else once
         # nothing moved for a moment, whether or not the upstream closes.

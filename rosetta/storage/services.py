@@ -122,3 +122,38 @@ def attach(task, user, names: list[str] | None) -> list[TaskMount]:
 
 def describe(mount: TaskMount) -> str:
     return f"{mount.storage.name} at {mount.target}{' (read-only)' if mount.read_only else ''}"
+
+
+def save_storage(*, name: str, resource: str | None, users: list[str], groups: list[str], mountable_on: list[str],
+                 **fields) -> Storage:  # fmt: skip
+    """Add a storage as staff describe it; names of users, groups and resources must exist."""
+    from django.contrib.auth import get_user_model
+    from django.contrib.auth.models import Group
+    from django.db import IntegrityError, transaction
+
+    from rosetta.computing.models import Resource
+    from rosetta.core.errors import Conflict
+
+    def existing(model, names: list[str], field: str, what: str) -> list:
+        found = list(model.objects.filter(**{f"{field}__in": names}))
+        missing = sorted(set(names) - {getattr(item, field) for item in found})
+        if missing:
+            raise ValidationError(f"No {what} called {', '.join(missing)}.")
+        return found
+
+    storage = Storage(name=name, **fields)
+    if resource:
+        storage.resource = existing(Resource, [resource], "name", "resource")[0]
+    storage.clean()
+    allowed = existing(get_user_model(), users, "username", "user")
+    allowed_groups = existing(Group, groups, "name", "group")
+    resources = existing(Resource, mountable_on, "name", "resource")
+    try:
+        with transaction.atomic():
+            storage.save()
+            storage.users.set(allowed)
+            storage.groups.set(allowed_groups)
+            storage.mountable_on.set(resources)
+    except IntegrityError:
+        raise Conflict(f"There is a storage called {name!r} already.") from None
+    return storage
