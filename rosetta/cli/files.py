@@ -164,7 +164,10 @@ def put(sources, remote, no_clobber, progress):
     (or ends with /, or several sources are given); else PATH is the new file's name."""
     client = Client()
     storage, path = _split(remote)
-    into = path == "" or path.endswith("/") or len(sources) > 1 or _is_folder(client, storage, path)
+    exists = path.strip("/") == "" or _is_folder(client, storage, path)
+    into = exists or path.endswith("/") or len(sources) > 1
+    if into and not exists:
+        client.request("POST", f"/storages/{storage}/folders", json={"path": path})
     for source in sources:
         target = _join(path, source.name) if into else path
         if source.is_dir():
