@@ -49,13 +49,11 @@ class SFTPFiles(Files):
         except ComputingError as error:
             raise StorageUnreachable(str(error)) from None
         if self._real_root is None:
-            try:
-                self._real_root = await sftp.realpath(self.root)
-            except asyncssh.SFTPNoSuchFile:
+            if not await sftp.isdir(self.root):  # a user's own folder, made on first use
                 if self.read_only:
-                    raise NoSuchFile("This storage's folder does not exist.") from None
+                    raise NoSuchFile("This storage's folder does not exist.")
                 await sftp.makedirs(self.root, attrs=asyncssh.SFTPAttrs(permissions=0o700), exist_ok=True)
-                self._real_root = await sftp.realpath(self.root)
+            self._real_root = await sftp.realpath(self.root)
         return sftp
 
     async def _folder(self, sftp: asyncssh.SFTPClient, path: Parts) -> str:
@@ -116,6 +114,20 @@ class SFTPFiles(Files):
     # -- the interface ---------------------------------------------------------------------
 
     async def list(self, path: Parts) -> list[Entry]:
+        return await self._again_once(self._list, path)
+
+    async def stat(self, path: Parts) -> Entry:
+        return await self._again_once(self._stat, path)
+
+    async def _again_once(self, operation, path: Parts):
+        """A question that changes nothing is asked again once on a connection found broken
+        (the transport has reconnected meanwhile)."""
+        try:
+            return await operation(path)
+        except StorageUnreachable:
+            return await operation(path)
+
+    async def _list(self, path: Parts) -> list[Entry]:
         async with self._errors():
             sftp = await self._client()
             folder = await self._folder(sftp, path)
@@ -131,7 +143,7 @@ class SFTPFiles(Files):
                 entries.append(entry)
             return entries
 
-    async def stat(self, path: Parts) -> Entry:
+    async def _stat(self, path: Parts) -> Entry:
         async with self._errors():
             if not path:
                 sftp = await self._client()
@@ -144,7 +156,7 @@ class SFTPFiles(Files):
             sftp, where = await self._place(path)
             if _kind(await self._lstat(sftp, where, path)) != "file":
                 raise PathRefused(f"{joined(path)!r} is not a file.")
-            async with sftp.open(where, "rb", block_size=256 * 1024) as handle:
+            async with sftp.open(where, "rb") as handle:
                 while chunk := await handle.read(4 * CHUNK):
                     yield chunk
 
@@ -157,8 +169,7 @@ class SFTPFiles(Files):
                     raise AlreadyExists(f"{joined(path)!r} is a folder.")
             temporary = posixpath.join(posixpath.dirname(where), UPLOAD_PREFIX + secrets.token_hex(8))
             try:
-                async with sftp.open(temporary, "wb", asyncssh.SFTPAttrs(permissions=0o644),
-                                     block_size=256 * 1024) as handle:  # fmt: skip
+                async with sftp.open(temporary, "wb", asyncssh.SFTPAttrs(permissions=0o644)) as handle:
                     async for chunk in batched(chunks, 4 * CHUNK):
                         await handle.write(chunk)
                 await sftp.posix_rename(temporary, where)
@@ -204,7 +215,7 @@ class SFTPFiles(Files):
         if kind == "link":
             await sftp.symlink(await sftp.readlink(source), destination)
         elif kind == "file":
-            await sftp.copy(source, destination, remote_only=False, block_size=256 * 1024)
+            await sftp.copy(source, destination, remote_only=False)
         elif kind == "folder":
             await sftp.mkdir(destination, asyncssh.SFTPAttrs(permissions=0o755))
             for found in await sftp.readdir(source):
