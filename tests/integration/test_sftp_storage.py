@@ -132,3 +132,18 @@ def test_a_task_on_the_cluster_writes_a_file_the_file_manager_shows(cluster):
     shown = marie.get("/api/storages/cluster-own/content", params={"path": "output.txt"})
     assert shown.status_code == 200 and shown.text == "from the cluster\n"
     assert os.stat(root / "output.txt").st_uid == alice_uid  # the task wrote as alice
+
+
+def test_a_slurm_job_mounts_the_clusters_shared_home(cluster):
+    platform, marie, _, _, _, _ = cluster
+    response = marie.post("/api/tasks", json={"software": "hello", "resource": "testbed-slurm", "name": "slurm-files",
+                                              "storages": ["cluster-home"]})  # fmt: skip
+    assert response.status_code == 201, response.text
+    task_id = response.json()["id"]
+    task = platform.wait_for_task(marie, task_id, {"running", "failed"}, timeout=120)
+    assert task["phase"] == "running", task["events"]
+    script = "echo 'from a job' > /home/rosetta/cluster/job.txt"
+    ran = on("rstb-login", shlex.join(["podman", "exec", f"rosetta-{task_id}", "sh", "-c", script]))
+    assert ran.returncode == 0, ran.stderr
+    assert marie.get("/api/storages/cluster-home/content", params={"path": "job.txt"}).text == "from a job\n"
+    marie.delete("/api/storages/cluster-home/entries", params={"path": "job.txt"})
