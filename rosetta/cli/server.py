@@ -42,6 +42,9 @@ def web(socket_path, port):
         # gateway, whose X-Forwarded-For names the client (login limits count by it).
         listener = _private_unix_socket(Path(socket_path) if socket_path else web_socket_path())
         options = {"fd": listener.fileno(), "proxy_headers": True, "forwarded_allow_ips": "*"}
+    from rosetta.storage.streaming import larger_body_reads
+
+    larger_body_reads()
     uvicorn.run("rosetta.asgi:application", log_level="warning", lifespan="off", **options)
 
 

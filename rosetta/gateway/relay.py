@@ -58,6 +58,7 @@ log = logging.getLogger("rosetta.gateway.proxy")
 
 MAX_HEAD_BYTES = 64 * 1024
 MAX_LOGIN_BODY_BYTES = 8 * 1024
+UPSTREAM_WRITE_BUFFER = 256 * 1024  # bytes queued towards an upstream before the client is paused
 UPSTREAM_CONNECT_TIMEOUT = 10.0
 LINGER_TIME = 2.0  # how long a connection the gateway answered itself drops what the client still sends
 QUIET_GRACE = 1.0  # a client gone (half-closed) or a draining gateway: close once nothing moved this long
@@ -189,6 +190,8 @@ class UpstreamConnection(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.Transport) -> None:
         self.transport = transport
+        # Request bodies (uploads) go on in larger steps before the client is paused.
+        transport.set_write_buffer_limits(high=UPSTREAM_WRITE_BUFFER)
 
     def data_received(self, data: bytes) -> None:
         client = self.client

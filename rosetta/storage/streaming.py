@@ -58,7 +58,20 @@ class RequestBody:
         return await self._receive()
 
 
+BODY_READ_AHEAD = 1024 * 1024  # bytes of a request body the server reads before the view takes them
+
+
+def larger_body_reads() -> None:
+    """Let uvicorn read up to BODY_READ_AHEAD of a request body ahead of the view, not 64 KiB:
+    an upload then costs a sixteenth of the event-loop turns (the memory bound stays fixed)."""
+    from uvicorn.protocols.http import h11_impl, httptools_impl
+
+    httptools_impl.HIGH_WATER_LIMIT = h11_impl.HIGH_WATER_LIMIT = BODY_READ_AHEAD
+
+
 class Handler(ASGIHandler):
+    chunk_size = 1024 * 1024  # bytes per message of a streamed response (Django's default: 64 KiB)
+
     async def handle(self, scope, receive, send):
         if scope["type"] == "http" and streams_body(scope["method"], scope["path"]):
             body = RequestBody(receive)
