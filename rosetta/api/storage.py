@@ -20,7 +20,7 @@ from rosetta.storage import fits, services
 from rosetta.storage.archive import zip_folder
 from rosetta.storage.errors import AlreadyExists, PathRefused
 from rosetta.storage.files import Entry, Files
-from rosetta.storage.local import LocalFiles
+from rosetta.storage.local import UPLOAD_PREFIX, LocalFiles
 from rosetta.storage.paths import joined, name_of, parts
 from rosetta.storage.services import files_of, get_storage, storages_of
 from rosetta.storage.streaming import body_of
@@ -139,7 +139,7 @@ async def list_folder(request: HttpRequest, name: str, path: str = ""):
     """A folder's entries (`path` empty: the storage's root)."""
     files = await _files(request, name)
     found = parts(path)
-    entries = await files.list(found)
+    entries = [entry for entry in await files.list(found) if not entry.name.startswith(UPLOAD_PREFIX)]  # in flight
     return {
         "storage": name,
         "path": joined(found),
