@@ -16,7 +16,7 @@ from ninja.errors import HttpError
 from pydantic import Field
 
 from rosetta.api.schemas import Message
-from rosetta.storage import fits, services
+from rosetta.storage import services
 from rosetta.storage.archive import zip_folder
 from rosetta.storage.errors import AlreadyExists, PathRefused
 from rosetta.storage.files import Entry, Files
@@ -282,6 +282,8 @@ async def _fits_source(files: Files, path: str):
 async def fits_header(request: HttpRequest, name: str, path: str):
     """A FITS file's HDUs: name, kind, shape, whether it is an image, and the header as text."""
     files = await _files(request, name)
+    from rosetta.storage import fits  # astropy: loaded on first use, not with every web process
+
     with await _fits_source(files, path) as handle:
         return {"hdus": await sync_to_async(fits.describe, thread_sensitive=False)(handle)}
 
@@ -296,6 +298,8 @@ async def fits_header(request: HttpRequest, name: str, path: str):
 async def fits_image(request: HttpRequest, name: str, path: str, hdu: int | None = None):
     """A FITS image (the first image HDU, or `hdu`) drawn as a PNG, with zscale limits."""
     files = await _files(request, name)
+    from rosetta.storage import fits
+
     with await _fits_source(files, path) as handle:
         png = await sync_to_async(fits.render, thread_sensitive=False)(handle, hdu)
     response = HttpResponse(png, content_type="image/png")

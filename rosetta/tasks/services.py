@@ -53,13 +53,10 @@ def start_task(user, request: TaskRequest) -> Task:
     with transaction.atomic():
         task = _create_with_unique_name(user, software, resource, request)
         mounts = storage_services.attach(task, user, request.storages)
-        task.add_event(f"Requested {software.name} on {resource.name} with {task.cpus:g} CPU and {task.memory_mb} MiB.")
-        if mounts:
-            task.add_event(
-                "Storages: "
-                + ", ".join(f"{m.storage.name} at {m.target}{' (read-only)' if m.read_only else ''}" for m in mounts)
-                + "."
-            )
+        mounted = f"; storages: {', '.join(map(storage_services.describe, mounts))}" if mounts else ""
+        task.add_event(
+            f"Requested {software.name} on {resource.name} with {task.cpus:g} CPU and {task.memory_mb} MiB{mounted}."
+        )
         _wake_for(task)
         notify.after_commit(notify.GATEWAY)  # its origin says "created" from the start, not "no such task"
     return task
