@@ -22,6 +22,9 @@ def ensure_home() -> list[str]:
             kind=StorageKind.LOCAL,
             base_path=str(home() / "storage" / "home" / "{username}"),
             mount_point="/home/rosetta/home",
+            # Ticked on request: a task that mounts storages runs in its owner's id range, whose
+            # first use with an image costs podman a copy of the image's layers.
+            mounted_by_default=False,
         ),
     )
     if created and local is not None:
@@ -45,6 +48,7 @@ def register_testbed() -> list[str]:
             resource=slurm,
             base_path=f"{service_home}/users/{{username}}",
             mount_point="/home/rosetta/cluster",
+            mounted_by_default=False,
         ),
     )
     storage.mountable_on.set(Resource.objects.filter(name__in=["testbed-slurm", "testbed-host"]))

@@ -265,8 +265,14 @@ def test_the_cli_round_trip(platform, users, tmp_path):
 def test_a_task_sees_the_storage_and_the_file_manager_sees_what_it_writes(platform, users):
     ada, _, _ = users
     ada.put("/api/storages/home/content", params={"path": "input.txt"}, content=b"from the platform\n")
+    unmounted = ada.post("/api/tasks", json={"software": "hello", "resource": "local", "name": "without",
+                                             "cpus": 0.5, "memory_mb": 128})  # fmt: skip
+    assert unmounted.status_code == 201 and unmounted.json()["mounts"] == []  # home is not ticked by default
+    refused = ada.post("/api/tasks", json={"software": "hello", "resource": "local", "storages": ["nope"]})
+    assert refused.status_code == 400 and "cannot be mounted on local" in refused.json()["detail"]
+    ada.delete(f"/api/tasks/{unmounted.json()['id']}")
     response = ada.post("/api/tasks", json={"software": "hello", "resource": "local", "name": "with-home",
-                                            "cpus": 0.5, "memory_mb": 128})  # fmt: skip
+                                            "storages": ["home"], "cpus": 0.5, "memory_mb": 128})  # fmt: skip
     assert response.status_code == 201, response.text
     task_id = response.json()["id"]
     task = platform.wait_for_task(ada, task_id, {"running", "failed"}, timeout=90)
