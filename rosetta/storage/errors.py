@@ -27,6 +27,12 @@ class AlreadyExists(Conflict):
     """409: the destination is taken."""
 
 
+class StorageFull(FileProblem):
+    """507: no space left (or the quota is used up)."""
+
+    status = 507
+
+
 class StorageUnreachable(FileProblem):
     """503: the machine behind a remote storage does not answer."""
 

@@ -15,7 +15,7 @@ import shutil
 import stat
 from collections.abc import AsyncIterator, Iterator
 
-from rosetta.storage.errors import AlreadyExists, NoSuchFile, PathRefused
+from rosetta.storage.errors import AlreadyExists, NoSuchFile, PathRefused, StorageFull
 from rosetta.storage.files import CHUNK, Entry, Files, Parts, batched
 from rosetta.storage.paths import joined
 
@@ -292,6 +292,14 @@ class LocalFiles(Files):
             await asyncio.to_thread(os.rename, temporary, path[-1], src_dir_fd=parent, dst_dir_fd=parent)
             return await asyncio.to_thread(self._entry, parent, path[-1],
                                            os.stat(path[-1], dir_fd=parent, follow_symlinks=False))  # fmt: skip
+        except OSError as error:
+            with contextlib.suppress(OSError):
+                os.unlink(temporary, dir_fd=parent)
+            if isinstance(error, ConnectionError):  # the client went away: nothing to tell it
+                raise
+            if error.errno in (errno.ENOSPC, errno.EDQUOT):
+                raise StorageFull("The storage is full: nothing was kept of this upload.") from None
+            raise PathRefused(f"The storage refused the file: {error.strerror}.") from None
         except BaseException:
             with contextlib.suppress(OSError):
                 os.unlink(temporary, dir_fd=parent)
