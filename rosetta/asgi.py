@@ -1,6 +1,11 @@
 import os
 
-from django.core.asgi import get_asgi_application
+import django
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "rosetta.settings")
-application = get_asgi_application()
+django.setup(set_prefix=False)
+
+from rosetta.storage.streaming import Handler  # noqa: E402 -- needs the settings above
+
+# Django's handler, except that uploads to storages reach their view as they arrive.
+application = Handler()

@@ -82,6 +82,7 @@ INSTALLED_APPS = [
     "rosetta.api",
     "rosetta.catalog",
     "rosetta.computing",
+    "rosetta.storage",
     "rosetta.tasks",
     "rosetta.web",
 ]
@@ -185,3 +186,8 @@ LOGGING = {
 # Phase timeouts, in seconds (see rosetta.tasks.phases).
 TASK_START_TIMEOUT = float(os.environ.get("ROSETTA_TASK_START_TIMEOUT", "120"))
 TASK_STOP_TIMEOUT = float(os.environ.get("ROSETTA_TASK_STOP_TIMEOUT", "30"))
+
+# Tasks that mount storages on this machine run in their owner's own user namespace: host ids
+# from STORAGE_ID_BASE + user id × 65,536 (below podman's automatic ranges, from 2^31, and above
+# the subordinate ids of ordinary accounts). Their storages' files belong to those ids.
+STORAGE_ID_BASE = int(os.environ.get("ROSETTA_STORAGE_ID_BASE", "1000000000"))

@@ -45,6 +45,15 @@ class TaskIn(Schema):
     environment: dict[str, str] = Field(default_factory=dict, description="Extra environment variables.")
     partition: str = Field("", max_length=64, description="Batch schedulers: the partition (default: the resource's).")
     time_limit_minutes: int = Field(0, ge=0, le=525600, description="Batch schedulers: minutes the task may run.")
+    storages: list[str] | None = Field(
+        None, max_length=32, description="Storages to mount (see /storages); omitted: the software's defaults."
+    )
+
+
+class MountOut(Schema):
+    storage: str | None = Field(None, alias="storage.name")
+    target: str = Field(..., description="Where the task sees it.")
+    read_only: bool
 
 
 class Placement(Schema):
@@ -108,6 +117,11 @@ class TaskDetailOut(TaskOut):
     environment: dict[str, str]
     image_id: str
     events: list[EventOut]
+    mounts: list[MountOut] = Field(..., description="The storages it mounts.")
+
+    @staticmethod
+    def resolve_mounts(task) -> list:
+        return list(task.mounts.select_related("storage"))
 
     @staticmethod
     def resolve_events(task) -> list:

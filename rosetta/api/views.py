@@ -25,7 +25,9 @@ from rosetta.api.schemas import (
     TokenOut,
     UserOut,
 )
+from rosetta.api.storage import router as storage_router
 from rosetta.core.errors import Conflict, NotFound
+from rosetta.storage.errors import FileProblem
 from rosetta.tasks import services
 from rosetta.tasks.logs import stream_logs
 
@@ -41,6 +43,7 @@ api = NinjaAPI(
 api.add_router("", computing_router)
 api.add_router("", keys_router)
 api.add_router("", catalog_router)
+api.add_router("", storage_router)
 
 
 @api.exception_handler(NotFound)
@@ -51,6 +54,11 @@ def not_found(request, error):
 @api.exception_handler(Conflict)
 def conflict(request, error):
     return api.create_response(request, {"detail": str(error)}, status=409)
+
+
+@api.exception_handler(FileProblem)
+def file_problem(request, error):
+    return api.create_response(request, {"detail": str(error)}, status=error.status)
 
 
 @api.exception_handler(InvalidKey)

@@ -67,7 +67,7 @@ class Client:
             raise ApiError(response.status_code, _detail(response))
         return response.json() if response.content else None
 
-    def stream(self, path: str, **params):
+    def stream(self, path: str, /, **params):
         try:
             with self.http.stream("GET", path, params=params, timeout=httpx.Timeout(30, read=None)) as response:
                 if response.status_code >= 400:

@@ -8,6 +8,7 @@ import click
 
 from rosetta.cli import server
 from rosetta.cli.client import ApiError, Client, save_login
+from rosetta.cli.files import files_group
 from rosetta.cli.keys import keys_group
 from rosetta.cli.registry import registry_group
 from rosetta.cli.resources import resources_group
@@ -52,6 +53,7 @@ for command in (
     groups_group,
     resources_group,
     registry_group,
+    files_group,
 ):
     cli.add_command(command)
 

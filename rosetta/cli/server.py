@@ -42,6 +42,9 @@ def web(socket_path, port):
         # gateway, whose X-Forwarded-For names the client (login limits count by it).
         listener = _private_unix_socket(Path(socket_path) if socket_path else web_socket_path())
         options = {"fd": listener.fileno(), "proxy_headers": True, "forwarded_allow_ips": "*"}
+    from rosetta.storage.streaming import larger_body_reads
+
+    larger_body_reads()
     uvicorn.run("rosetta.asgi:application", log_level="warning", lifespan="off", **options)
 
 
@@ -296,11 +299,14 @@ def setup(admin_username, demo):
 
     from rosetta.catalog.demo import ensure_demo_catalogue
     from rosetta.computing import testbed
+    from rosetta.storage.demo import ensure_demo_storages
 
     call_command("migrate", interactive=False, verbosity=0)
     _ensure_admin(admin_username)
     if demo:
         for line in [*ensure_demo_catalogue(), *testbed.register()]:  # the test bed's resources, when it is up
+            click.echo(line)
+        for line in ensure_demo_storages():
             click.echo(line)
 
 

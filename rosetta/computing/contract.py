@@ -49,6 +49,15 @@ class TaskRef:
 
 
 @dataclass(frozen=True)
+class Mount:
+    """A folder of the resource bound into the container (a storage)."""
+
+    source: str  # absolute, on the resource
+    target: str  # absolute, inside the container
+    read_only: bool = False
+
+
+@dataclass(frozen=True)
 class ContainerSpec:
     task_id: str
     instance: str  # which Rosetta installation owns the container
@@ -64,3 +73,7 @@ class ContainerSpec:
     base_port: bool = False  # the interface listens on the port given in BASE_PORT
     partition: str = ""  # where a batch scheduler places the work ("": the resource's default)
     time_limit_minutes: int = 0  # how long the work may run there (0: the resource's default)
+    mounts: tuple[Mount, ...] = ()  # storages, bound in at their mount points
+    # With mounts on this machine: the first host id of the owner's user namespace (the same for
+    # all their tasks, so that their storages' files stay theirs from task to task).
+    id_base: int | None = None

@@ -38,6 +38,8 @@ def private_home() -> Path:
     path.mkdir(mode=0o700, parents=True, exist_ok=True)
     _restrict(path)
     for directory, subdirectories, files in os.walk(path):
+        if Path(directory) == path and "storage" in subdirectories:
+            subdirectories.remove("storage")  # users' files (rosetta.storage): their modes are theirs
         for name in (*subdirectories, *files):
             _restrict(Path(directory, name))
     return path

@@ -18,6 +18,7 @@ from rosetta.gateway.access import LOGIN_PATH, OneTimeToken, safe_next_path
 from rosetta.gateway.routes import Route, RouteTable
 
 _LOGIN_TARGET = LOGIN_PATH.encode()
+_STORAGES = b"/api/storages/"
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
@@ -126,7 +127,7 @@ def decide(head: RequestHead, table: RouteTable, site: Site) -> Decision:
         may_wait,
     ) = head
     if task_id is None:
-        if content_length is not None and content_length > site.max_platform_body:
+        if content_length is not None and content_length > site.max_platform_body and not unlimited(method, target):
             return too_large(site)
         return FORWARD_TO_PLATFORM
     route = table.routes.get(task_id)
@@ -188,6 +189,11 @@ def complete_login(
     if not table.may_access(token.user_id, route):
         return Refuse(403, "Forbidden", "Not allowed", f"You may not open the task “{route.name}”.")
     return Grant(token.user_id, token.epoch, safe_next_path(next_path))
+
+
+def unlimited(method: bytes, target: bytes) -> bool:
+    """Uploads to storages may be as large as the storage: the platform streams them to it."""
+    return method == b"PUT" and target.startswith(_STORAGES)
 
 
 def too_large(site: Site) -> Refuse:

@@ -47,6 +47,7 @@ from rosetta.gateway.policy import (
     complete_login,
     decide,
     too_large,
+    unlimited,
 )
 from rosetta.gateway.routes import Route
 
@@ -57,6 +58,7 @@ log = logging.getLogger("rosetta.gateway.proxy")
 
 MAX_HEAD_BYTES = 64 * 1024
 MAX_LOGIN_BODY_BYTES = 8 * 1024
+UPSTREAM_WRITE_BUFFER = 256 * 1024  # bytes queued towards an upstream before the client is paused
 UPSTREAM_CONNECT_TIMEOUT = 10.0
 LINGER_TIME = 2.0  # how long a connection the gateway answered itself drops what the client still sends
 QUIET_GRACE = 1.0  # a client gone (half-closed) or a draining gateway: close once nothing moved this long
@@ -188,6 +190,8 @@ class UpstreamConnection(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.Transport) -> None:
         self.transport = transport
+        # Request bodies (uploads) go on in larger steps before the client is paused.
+        transport.set_write_buffer_limits(high=UPSTREAM_WRITE_BUFFER)
 
     def data_received(self, data: bytes) -> None:
         client = self.client
@@ -383,6 +387,8 @@ class ClientConnection(asyncio.Protocol):
     def eof_received(self) -> bool:
         if self.lingering or not (self.tunnel or self.owes_response()):
             return False  # nothing more for this client: close now
+        if not self.tunnel and not self.reading_head:
+            return False  # it left half-way through a request's body (an upload): that request cannot complete
         # A half-closing client may still read what it is owed: the connection closes once
         # that response ended (delimited from here when it has not begun yet), or else once
         # nothing moved for a moment, whether or not the upstream closes.
@@ -844,7 +850,7 @@ class ClientConnection(asyncio.Protocol):
             share.full = share.in_flight >= share.limit
         if self.serial or head.upgrade:
             self.exchange = ResponseEnd(head.method == b"HEAD", head.upgrade)
-        if chunked and route is None:
+        if chunked and route is None and not unlimited(head.method, head.target):
             self.platform_body_left = self.gateway.site.max_platform_body
 
     def send_upstream(self, data: bytes) -> None:

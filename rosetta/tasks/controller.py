@@ -36,13 +36,14 @@ from rosetta.accounts.models import SSHKey
 from rosetta.accounts.ssh_keys import AUTHORIZED_KEYS_ENV, authorized_keys_value
 from rosetta.catalog.models import Protocol
 from rosetta.computing import backends
-from rosetta.computing.contract import ContainerSpec, Observation, Seen, TaskRef
+from rosetta.computing.contract import ContainerSpec, Mount, Observation, Seen, TaskRef
 from rosetta.computing.errors import ComputingError
 from rosetta.computing.models import Resource
 from rosetta.computing.schedulers.base import Scheduler
 from rosetta.core import notify
 from rosetta.core.instance import instance_id
 from rosetta.registry import from_platform_registry, image_for
+from rosetta.storage.services import task_id_base
 from rosetta.tasks.models import MAX_LOG_TAIL, Task
 from rosetta.tasks.phases import ACTIVE_PHASE_NAMES, FINAL_PHASE_NAMES, Act, Desired, Phase, TaskView, Timeouts, decide
 from rosetta.tasks.probe import PROBE_TIMEOUT, interface_answers
@@ -536,6 +537,7 @@ def _container_spec(task: Task, instance: str) -> ContainerSpec:
     """What to run: on another machine, the image copied to the platform's registry, by digest."""
     software = task.software
     image = image_for(software, task.resource)
+    mounts = tuple(Mount(m.source, m.target, m.read_only) for m in task.mounts.all())
     return ContainerSpec(
         task_id=task.id,
         instance=instance,
@@ -550,6 +552,8 @@ def _container_spec(task: Task, instance: str) -> ContainerSpec:
         base_port=software.honours_base_port,
         partition=task.partition,
         time_limit_minutes=task.time_limit_minutes,
+        mounts=mounts,
+        id_base=task_id_base(task.owner_id) if mounts else None,
     )
 
 

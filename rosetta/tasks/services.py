@@ -20,6 +20,7 @@ from rosetta.computing.services import check_request
 from rosetta.core import notify
 from rosetta.core.errors import Conflict, NotFound
 from rosetta.core.validation import validate_env_vars, validate_task_name
+from rosetta.storage import services as storage_services
 from rosetta.tasks.models import Task
 from rosetta.tasks.phases import ACTIVE_PHASE_NAMES, FINAL_PHASE_NAMES, Desired
 
@@ -43,6 +44,7 @@ class TaskRequest:
     environment: dict[str, str] = field(default_factory=dict)
     partition: str = ""  # batch schedulers only
     time_limit_minutes: int = 0  # batch schedulers only; 0: the resource's default
+    storages: list[str] | None = None  # storages to mount; None: the software's defaults
 
 
 def start_task(user, request: TaskRequest) -> Task:
@@ -57,9 +59,11 @@ def start_task(user, request: TaskRequest) -> Task:
         validate_task_name(request.name)
     with transaction.atomic():
         task = _create_with_unique_name(user, software, resource, request)
+        mounts = storage_services.attach(task, user, request.storages)
+        mounted = f"; storages: {', '.join(map(storage_services.describe, mounts))}" if mounts else ""
         task.add_event(
             f"Requested {software.name} on {resource.name} with {task.cpus:g} CPU and {task.memory_mb} MiB"
-            f" (version {software.version})."
+            f" (version {software.version}){mounted}."
         )
         if software.interface_protocol == Protocol.SSH and not SSHKey.objects.filter(user=user).exists():
             task.add_event(NO_SSH_KEY)

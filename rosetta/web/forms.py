@@ -10,6 +10,8 @@ from rosetta.catalog.models import Software
 from rosetta.computing.models import MIN_MEMORY_MB, Resource
 from rosetta.computing.services import check_request
 from rosetta.core.validation import validate_env_name, validate_env_vars
+from rosetta.storage.models import Storage
+from rosetta.storage.services import storages_of
 from rosetta.tasks.services import TaskRequest
 
 
@@ -66,6 +68,12 @@ def parse_environment(text: str) -> dict[str, str]:
     return environment
 
 
+class StorageChoiceField(forms.ModelMultipleChoiceField):
+    def label_from_instance(self, storage) -> str:
+        where = ", ".join(resource.name for resource in storage.mountable_on.all()) or "no resource"
+        return f"{storage.name} at {storage.target}{' (read-only)' if storage.read_only else ''} — on {where}"
+
+
 class TaskForm(forms.Form):
     software = SoftwareChoiceField(queryset=Software.objects.none(), empty_label=None)
     resource = ResourceChoiceField(queryset=Resource.objects.none(), to_field_name="name", empty_label=None)
@@ -92,6 +100,14 @@ class TaskForm(forms.Form):
         required=False, min_value=1, label="Time limit (minutes)", help_text="Clusters only: how long the job may run."
     )
 
+    storages = StorageChoiceField(
+        queryset=Storage.objects.none(),
+        to_field_name="name",
+        required=False,
+        widget=forms.CheckboxSelectMultiple,
+        help_text="Mounted where each says, on the resources it names; others are left out.",
+    )
+
     def __init__(self, *args, user, **kwargs):
         super().__init__(*args, **kwargs)
         self.fields["software"].user = user
@@ -103,6 +119,13 @@ class TaskForm(forms.Form):
             .order_by("name", "-created")
         )
         self.fields["resource"].queryset = Resource.objects.filter(enabled=True)
+        storages = storages_of(user).prefetch_related("mountable_on", "default_for")
+        self.fields["storages"].queryset = storages
+        if not self.is_bound:
+            software = Software.objects.visible_to(user).filter(name=self.initial.get("software")).first()
+            self.initial["storages"] = [
+                s.name for s in storages if (s.default_for_software(software) if software else s.mounted_by_default)
+            ]
 
     def clean_name(self) -> str | None:
         return self.cleaned_data["name"].strip() or None
@@ -145,6 +168,7 @@ class TaskForm(forms.Form):
             environment=data["environment"],
             partition=data.get("partition") or "",
             time_limit_minutes=data.get("time_limit_minutes") or 0,
+            storages=[s.name for s in data.get("storages") or () if data["resource"] in s.mountable_on.all()],
         )
 
 

@@ -1,7 +1,7 @@
 from django.contrib.auth import views as auth_views
 from django.urls import path
 
-from rosetta.web import catalog, resources, views
+from rosetta.web import catalog, files, resources, views
 
 urlpatterns = [
     path("", views.home, name="home"),
@@ -18,6 +18,8 @@ urlpatterns = [
     path("catalog/<int:software_id>/", catalog.software_detail, name="software"),
     path("catalog/<int:software_id>/status", catalog.software_status, name="software-status"),
     path("catalog/builds/<int:build_id>/", catalog.software_build, name="software-build"),
+    path("files/", files.storage_list, name="storages"),
+    path("files/<slug:name>/", files.file_manager, name="files"),
     path("resources/", resources.resource_list, name="resources"),
     path("resources/new/", resources.resource_new, name="resource-new"),
     path("resources/<slug:name>/", resources.resource_detail, name="resource"),

@@ -190,3 +190,25 @@ def test_logs_follow_and_tail():
         "10",
         "rosetta-t1",
     ]
+
+
+def test_storages_are_bound_with_their_owners_ids_here_and_as_the_account_elsewhere():
+    from dataclasses import replace
+
+    from rosetta.computing.contract import Mount
+    from rosetta.computing.engines.docker import DockerEngine
+
+    spec = replace(SPEC, mounts=(Mount("/srv/home/ada", "/home/rosetta/home"), Mount("/data", "/data", True)),
+                   id_base=1000065536)  # fmt: skip
+    here = PodmanEngine(task_networks=True, user_namespaces=True).run_argv(spec)
+    assert "type=bind,source=/srv/home/ada,destination=/home/rosetta/home" in here
+    assert "type=bind,source=/data,destination=/data,ro=true" in here
+    assert here[here.index("--uidmap") + 1] == "0:1000065536:65536" and not any("--userns" in w for w in here)
+    elsewhere = PodmanEngine().run_argv(spec)
+    assert "--userns=keep-id:uid=1000,gid=1000" in elsewhere  # what the task writes is the account's
+    job = PodmanEngine().job_steps(spec, "/x/env").prepare
+    assert "--userns=keep-id:uid=1000,gid=1000" in job and "type=bind,source=/data,destination=/data,ro=true" in job
+    assert "type=bind,source=/data,target=/data,readonly" in DockerEngine().run_argv(spec)
+    assert "--mount" not in PodmanEngine().run_argv(SPEC) and "--userns=keep-id:uid=1000,gid=1000" not in (
+        PodmanEngine().run_argv(SPEC)
+    )

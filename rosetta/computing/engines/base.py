@@ -49,6 +49,15 @@ def hardening(spec: ContainerSpec) -> list[str]:
     ]  # fmt: skip
 
 
+def bind_mounts(spec: ContainerSpec, target_key: str, read_only_flag: str) -> list[str]:
+    """--mount options for the spec's storages (paths checked free of commas when requested)."""
+    argv = []
+    for mount in spec.mounts:
+        options = f"type=bind,source={mount.source},{target_key}={mount.target}"
+        argv += ["--mount", options + (f",{read_only_flag}" if mount.read_only else "")]
+    return argv
+
+
 @dataclass(frozen=True)
 class JobSteps:
     """The commands of a batch job's script, as argv lists (rosetta.computing.schedulers.slurm)."""

@@ -16,6 +16,7 @@ from rosetta.computing.engines.base import (
     KEPT_CAPABILITIES,
     TASK_LABEL,
     Engine,
+    bind_mounts,
     hardening,
     labels,
 )
@@ -55,6 +56,7 @@ class DockerEngine(Engine):
             "--tmpfs", f"{spec.home}:rw,exec,size={spec.memory_mb}m,mode=1777",
             "--publish", f"127.0.0.1::{spec.port}",
             f"--pull={spec.pull}",
+            *bind_mounts(spec, "target", "readonly"),
         ]  # fmt: skip
         if env_file is not None:
             argv += ["--env-file", env_file]

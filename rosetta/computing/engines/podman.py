@@ -15,6 +15,7 @@ from rosetta.computing.engines.base import (
     TASK_LABEL,
     Engine,
     JobSteps,
+    bind_mounts,
     hardening,
     labels,
 )
@@ -102,18 +103,30 @@ class PodmanEngine(Engine):
             argv += ["--network", self.network_name(spec.task_id)]
         else:
             argv += ["--publish", f"127.0.0.1::{spec.port}"]
-        if self.user_namespaces:
-            argv.append(f"--userns=auto:size={USER_NAMESPACE_SIZE}")
+        argv += self._identity(spec) + _mounts(spec)
         if env_file is not None:
             argv += ["--env-file", env_file]
         return [*argv, spec.image]
+
+    def _identity(self, spec: ContainerSpec) -> list[str]:
+        """Which ids the task has on the host. Rootful: a user namespace of its own, or with
+        storages its owner's fixed range, in which the platform gives the storages' files to the
+        task's user. Rootless on a shared host: the account itself is the task's user (1000, the
+        image convention's), so what the task writes to a storage is the account's."""
+        if self.user_namespaces:
+            if spec.mounts and spec.id_base is not None:
+                mapping = f"0:{spec.id_base}:{USER_NAMESPACE_SIZE}"
+                return ["--uidmap", mapping, "--gidmap", mapping]
+            return [f"--userns=auto:size={USER_NAMESPACE_SIZE}"]
+        return ["--userns=keep-id:uid=1000,gid=1000"] if spec.mounts else []
 
     def job_steps(self, spec: ContainerSpec, env_file: str) -> JobSteps:
         name = self.container_name(spec.task_id)
         create = [
             *self.prefix, "create", "--name", name, *labels(spec), *hardening(spec),
             "--cap-drop", ",".join(DROPPED_CAPABILITIES), "--tmpfs", f"{spec.home}:rw,size={spec.memory_mb}m,U",
-            "--network", "host", f"--pull={spec.pull}", *_tls(spec), "--env-file", env_file, spec.image,
+            "--network", "host", f"--pull={spec.pull}", *_tls(spec), *self._identity(spec), *_mounts(spec),
+            "--env-file", env_file, spec.image,
         ]  # fmt: skip
         return JobSteps(
             prepare=create,
@@ -226,6 +239,10 @@ class PodmanEngine(Engine):
         if any(words in lowered for words in _IMAGE_MISSING):
             return ImageMissing(spec.image, raw)
         return Refused("podman refused to start the container.", raw)
+
+
+def _mounts(spec: ContainerSpec) -> list[str]:
+    return bind_mounts(spec, "destination", "ro=true")
 
 
 def _tls(spec: ContainerSpec) -> list[str]:

@@ -17,6 +17,7 @@ from collections.abc import AsyncIterator, Iterable
 
 from rosetta.computing.contract import ContainerSpec, Observation, TaskRef
 from rosetta.computing.engines.base import Engine
+from rosetta.computing.errors import Refused
 from rosetta.computing.transports.base import Transport
 
 
@@ -35,6 +36,15 @@ class Scheduler(ABC):
     async def prepare(self) -> None:  # noqa: B027 -- most resources need nothing
         """Make the resource ready before any task starts (e.g. isolation); safe to repeat.
         Raises ComputingError when it cannot: then no task may start there."""
+
+    async def make_mount_sources(self, spec: ContainerSpec) -> None:
+        """Create the folders of the task's writable storages where they are missing (a user's
+        folder of a storage no one has opened yet): the engine binds existing folders only."""
+        sources = [mount.source for mount in spec.mounts if not mount.read_only]
+        if sources and not self.transport.direct:
+            result = await self.transport.run(["mkdir", "-p", "--", *sources], timeout=60)
+            if not result.ok:
+                raise Refused(f"A storage's folder cannot be created there: {result.error_text()}", result.stderr)
 
     @property
     def description(self) -> str:

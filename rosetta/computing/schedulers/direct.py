@@ -32,6 +32,7 @@ class DirectScheduler(Scheduler):
 
     async def start(self, spec: ContainerSpec) -> Observation:
         engine = self.engine
+        await self.make_mount_sources(spec)
         if engine.task_networks:
             created = await self.transport.run(engine.network_create_argv(spec), timeout=60)
             if not created.ok and not engine.network_exists(created):

@@ -78,6 +78,7 @@ class SlurmScheduler(Scheduler):
 
     async def start(self, spec: ContainerSpec) -> Observation:
         directory = self.task_dir(spec.task_id)
+        await self.make_mount_sources(spec)  # on the login node: the cluster's shared file system
         await self.transport.write_file(f"{directory}/env", self.engine.env_file(spec, with_base_port=False))
         await self.transport.write_file(f"{directory}/job.sh", launcher(self.engine, spec, directory).encode(), 0o700)
         result = await self.transport.run(self.sbatch_argv(spec, directory), timeout=60)

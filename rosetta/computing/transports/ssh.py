@@ -204,6 +204,14 @@ class SSHTransport(Transport):
         except (OSError, asyncssh.Error) as error:
             raise self._lost(error) from error
 
+    async def sftp(self) -> asyncssh.SFTPClient:
+        """The connection's SFTP session (storages on this machine use it)."""
+        return await self._files()
+
+    def lost(self, error: BaseException) -> Unreachable:
+        """Forget a connection an operation found broken; what to raise about it."""
+        return self._lost(error)
+
     async def _files(self) -> asyncssh.SFTPClient:
         await self.connection()
         try:
