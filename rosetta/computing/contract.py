@@ -64,3 +64,5 @@ class ContainerSpec:
     base_port: bool = False  # the interface listens on the port given in BASE_PORT
     partition: str = ""  # where a batch scheduler places the work ("": the resource's default)
     time_limit_minutes: int = 0  # how long the work may run there (0: the resource's default)
+    # The task's secret (rosetta.tasks.secret), given as ROSETTA_TASK_SECRET; never in a repr or log.
+    secret: str = field(default="", repr=False)
