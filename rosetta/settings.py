@@ -179,3 +179,8 @@ LOGGING = {
 # Phase timeouts, in seconds (see rosetta.tasks.phases).
 TASK_START_TIMEOUT = float(os.environ.get("ROSETTA_TASK_START_TIMEOUT", "120"))
 TASK_STOP_TIMEOUT = float(os.environ.get("ROSETTA_TASK_STOP_TIMEOUT", "30"))
+
+# The built-in environments `rosetta setup` puts in the demo catalogue (rosetta.catalog.demo).
+DEMO_SOFTWARE = [
+    name.strip() for name in os.environ.get("ROSETTA_DEMO_SOFTWARE", "hello,jupyterlab,desktop,ssh").split(",")
+]

@@ -50,6 +50,9 @@ class Platform:
             "ROSETTA_TASK_START_TIMEOUT": "60",
             "ROSETTA_TESTBED_DIR": str(self.home / "no-testbed"),  # tests that use the test bed say so
             "ROSETTA_LOG_LEVEL": "INFO",
+            # Copying the large built-in images into each instance's registry takes a minute or two:
+            # tests that use them say so.
+            "ROSETTA_DEMO_SOFTWARE": "hello",
             **self.settings,
         }
 
