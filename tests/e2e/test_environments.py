@@ -103,8 +103,10 @@ def test_jupyterlab_kernel_through_the_gateway_and_nothing_without_it(environmen
     platform = environments
     token = platform.create_user("kepler")
     api = platform.api(token)
-    task_id = platform.start_task(api, "jupyterlab", name="notebook", memory_mb=1024)
-    task = platform.wait_for_task(api, task_id, {"running", "exited", "failed"}, timeout=120)
+    # The command the README gives, with its defaults (1 CPU, 512 MiB).
+    started = platform.rosetta("task", "start", "jupyterlab", "--on", "local", "--wait", "--json", token=token)
+    task = json.loads(started.stdout)
+    task_id = task["id"]
     assert task["phase"] == "running", task
 
     # Through the gateway with the user's API token: Jupyter's REST API starts a kernel...
