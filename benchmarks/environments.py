@@ -11,7 +11,8 @@ Raw: `podman run -d` with the argv the platform's engine builds for a published 
 task's secret, then the same polling loop on 127.0.0.1. Rosetta: `POST /api/tasks`, then the
 same loop through the gateway with the API token (ssh: the API's phase, then the banner).
 
-Build: each image's cached build (`rosetta build-image NAME` when nothing changed). Cold builds
+Build: each image's cached build (`images/build.sh NAME` when nothing changed; an image in the
+store built from other sources is reported "outdated" and left alone). Cold builds
 take minutes (a Debian bootstrap, apt and pip downloads) and would replace the images other
 users of this machine's store run, so they are not run here; `--cold` rebuilds with
 `images/build.sh NAME --force` (podman's layer cache still applies to unchanged steps).
@@ -169,9 +170,18 @@ def usable(name: str, base: str, authorization: str, address) -> None:
 # -- images --------------------------------------------------------------------------------------
 
 
-def cached_build_seconds(name: str) -> float:
+def up_to_date(name: str) -> bool:
+    """Whether the image in the store was built from these sources (`images/build.sh --list`):
+    measuring a cached build must not rebuild, and replace, an image built from other sources."""
+    listing = subprocess.run([str(ROOT / "images" / "build.sh"), "--list"], check=True, capture_output=True, text=True)
+    return any(line.split()[:1] == [name] and "up to date" in line for line in listing.stdout.splitlines())
+
+
+def cached_build_seconds(name: str) -> float | None:
+    if not up_to_date(name):
+        return None
     started = time.perf_counter()
-    subprocess.run([str(ROOT / ".venv" / "bin" / "rosetta"), "build-image", name], check=True, capture_output=True)
+    subprocess.run([str(ROOT / "images" / "build.sh"), name], check=True, capture_output=True)
     return time.perf_counter() - started
 
 
@@ -183,6 +193,19 @@ def cold_build_seconds(name: str) -> float:
 
 def image_size_mb(platform, name: str) -> float:
     return int(platform.podman("image", "inspect", "--format", "{{.Size}}", f"localhost/rosetta/{name}")) / 1e6
+
+
+def step_durations(events: list[dict], total: float) -> dict[str, float]:
+    """request → launch → container up → interface answered (the controller's probe) → usable."""
+    times = [datetime.datetime.fromisoformat(event["time"].replace("Z", "+00:00")).timestamp() for event in events]
+    phases = [event["phase"] for event in events]
+    launch, up, answered = times[1], times[phases.index("starting")], times[phases.index("running")]
+    return {
+        "request→launch": (launch - times[0]) * 1000,
+        "launch→up": (up - launch) * 1000,
+        "up→answered": (answered - up) * 1000,
+        "answered→usable": total * 1000 - (answered - times[0]) * 1000,
+    }
 
 
 def median_ms(seconds: list[float]) -> float:
@@ -212,7 +235,7 @@ def main() -> None:
                     steps.append(events)
                     said = f"{name} run {number}: raw {raw[-1] * 1000:.0f} ms, Rosetta {elapsed * 1000:.0f} ms"
                     print(said, flush=True)
-                results[name] = {"raw": raw, "through": through, "size": image_size_mb(platform, name)}
+                results[name] = {"raw": raw, "through": through, "size": image_size_mb(platform, name), "steps": steps}
         for name in args.only:
             results[name]["cached"] = cached_build_seconds(name)
             if args.cold:
@@ -225,10 +248,17 @@ def main() -> None:
         raw, through = median_ms(result["raw"]), median_ms(result["through"])
         verdict = "met" if through - raw <= TARGET_OVERHEAD_MS else "NOT met"
         print(f"{name:<12}{raw:>9.0f}{through:>10.0f}{through - raw:>10.0f}{through / raw:>8.2f}   {verdict}")
+    print("\nwhere Rosetta's time goes (median ms, from the task's own events; then until usable):")
+    for name, result in results.items():
+        runs = zip(result["steps"], result["through"], strict=True)
+        parts = [step_durations(events, total) for events, total in runs]
+        medians = {step: statistics.median(part[step] for part in parts) for step in parts[0]}
+        print(f"  {name:<12}" + "  ".join(f"{step} {ms:.0f}" for step, ms in medians.items()))
     print(f"\n{'image':<12}{'size MB':>9}{'cached build s':>16}{'cold build s':>14}")
     for name, result in results.items():
         cold = f"{result['cold']:.0f}" if "cold" in result else "not run"
-        print(f"{name:<12}{result['size']:>9.0f}{result['cached']:>16.2f}{cold:>14}")
+        cached = "outdated" if result["cached"] is None else f"{result['cached']:.2f}"
+        print(f"{name:<12}{result['size']:>9.0f}{cached:>16}{cold:>14}")
 
 
 if __name__ == "__main__":
