@@ -199,12 +199,15 @@ def step_durations(events: list[dict], total: float) -> dict[str, float]:
     """request → launch → container up → interface answered (the controller's probe) → usable."""
     times = [datetime.datetime.fromisoformat(event["time"].replace("Z", "+00:00")).timestamp() for event in events]
     phases = [event["phase"] for event in events]
-    launch, up, answered = times[1], times[phases.index("starting")], times[phases.index("running")]
+    launch, up = times[1], times[phases.index("starting")]
+    # The gateway forwards once the container's address is known: an interface may be usable
+    # before the controller's probe has said "running".
+    answered = times[phases.index("running")] if "running" in phases else times[0] + total
     return {
         "request→launch": (launch - times[0]) * 1000,
         "launch→up": (up - launch) * 1000,
         "up→answered": (answered - up) * 1000,
-        "answered→usable": total * 1000 - (answered - times[0]) * 1000,
+        "answered→usable": max(0.0, total * 1000 - (answered - times[0]) * 1000),
     }
 
 
