@@ -182,7 +182,16 @@ def serve_gateway(port: int, upstream_port: int, workers: int) -> None:
     from rosetta.gateway.routes import Route, RouteTable
 
     table = RouteTable(
-        routes={TASK_ID: Route(TASK_ID, "Benchmark", BENCH_USER, "running", ("127.0.0.1", upstream_port))},
+        routes={
+            TASK_ID: Route(
+                TASK_ID,
+                "Benchmark",
+                BENCH_USER,
+                "running",
+                ("127.0.0.1", upstream_port),
+                authorization=b"Authorization: Bearer benchmark-task-secret\r\n",  # sent as to every task
+            )
+        },
         epochs={BENCH_USER: 0},
     )
     config = GatewayConfig(

@@ -191,3 +191,8 @@ TASK_STOP_TIMEOUT = float(os.environ.get("ROSETTA_TASK_STOP_TIMEOUT", "30"))
 # from STORAGE_ID_BASE + user id × 65,536 (below podman's automatic ranges, from 2^31, and above
 # the subordinate ids of ordinary accounts). Their storages' files belong to those ids.
 STORAGE_ID_BASE = int(os.environ.get("ROSETTA_STORAGE_ID_BASE", "1000000000"))
+
+# The built-in environments `rosetta setup` puts in the demo catalogue (rosetta.catalog.demo).
+DEMO_SOFTWARE = [
+    name.strip() for name in os.environ.get("ROSETTA_DEMO_SOFTWARE", "hello,jupyterlab,desktop,ssh").split(",")
+]

@@ -71,6 +71,10 @@ if [ ! -f "$stamp" ]; then
     touch "$stamp"
 fi
 
-.venv/bin/rosetta build-image hello
+# The built-in environments (images/): the demo catalogue offers them all, and tests use them all.
+# Unchanged images are not rebuilt; the first build bootstraps the Debian base (a few minutes).
+for image in hello jupyterlab desktop ssh; do
+    .venv/bin/rosetta build-image "$image"
+done
 # Tests make their own instances; only a real set-up gets the database, admin and demo catalogue.
 [ "${1:-}" = "--for-tests" ] || .venv/bin/rosetta setup

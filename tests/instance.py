@@ -53,6 +53,9 @@ class Platform:
             "ROSETTA_TESTBED_DIR": str(self.home / "no-testbed"),  # tests that use the test bed say so
             "ROSETTA_LOG_LEVEL": "INFO",
             "ROSETTA_SSH_PORT": str(self.ssh_port) if self.ssh_door else "off",
+            # Copying the large built-in images into each instance's registry takes a minute or two:
+            # tests that use them say so.
+            "ROSETTA_DEMO_SOFTWARE": "hello",
             **self.settings,
         }
 

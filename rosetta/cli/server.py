@@ -295,6 +295,7 @@ def create_user(name, admin, password_stdin, email):
 def setup(admin_username, demo):
     """Create or update the database; create the admin account and the demo catalogue once."""
     setup_django()
+    from django.core.exceptions import ImproperlyConfigured
     from django.core.management import call_command
 
     from rosetta.catalog.demo import ensure_demo_catalogue
@@ -304,7 +305,11 @@ def setup(admin_username, demo):
     call_command("migrate", interactive=False, verbosity=0)
     _ensure_admin(admin_username)
     if demo:
-        for line in [*ensure_demo_catalogue(), *testbed.register()]:  # the test bed's resources, when it is up
+        try:
+            said = ensure_demo_catalogue()
+        except ImproperlyConfigured as error:
+            raise click.ClickException(str(error)) from None
+        for line in [*said, *testbed.register()]:  # the test bed's resources, when it is up
             click.echo(line)
         for line in ensure_demo_storages():
             click.echo(line)

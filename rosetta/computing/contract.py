@@ -77,3 +77,5 @@ class ContainerSpec:
     # With mounts on this machine: the first host id of the owner's user namespace (the same for
     # all their tasks, so that their storages' files stay theirs from task to task).
     id_base: int | None = None
+    # The task's secret (rosetta.tasks.secret), given as ROSETTA_TASK_SECRET; never in a repr or log.
+    secret: str = field(default="", repr=False)

@@ -491,9 +491,12 @@ class ClientConnection(asyncio.Protocol):
         parser = self.parser
         method = parser.get_method()
         gateway = self.gateway
-        parts = [b""]  # the request line, once known to be needed
+        # The request line, once known to be needed; the client's Authorization headers, which
+        # the task's secret replaces (``forward``); then the other headers, as they came.
+        parts = [b"", b""]
         host = origin = content_length = connection = None
-        cookies = authorization = upgrade_at = None  # where in parts their values are
+        cookies = upgrade_at = None  # where in parts their values are
+        api_token = None  # an Authorization header that may hold a Rosetta API token
         accepts_html = chunked = False
         for name, value in self.headers:
             kind = _HEADER_KINDS.get(name.lower())
@@ -510,9 +513,10 @@ class ClientConnection(asyncio.Protocol):
                     cookies = [*(cookies or ()), len(parts) + 2]
                 parts += (name, b": ", value, b"\r\n")
             elif kind is _AUTHORIZATION:
-                if value[:11].lower() == _BEARER_PREFIX:
-                    authorization = len(parts) + 2
-                parts += (name, b": ", value, b"\r\n")
+                if value[:11].lower() == _BEARER_PREFIX and api_token is None:
+                    api_token = (name, value)
+                else:
+                    parts[1] += name + b": " + value + b"\r\n"
             elif kind is _ACCEPT:
                 accepts_html = b"text/html" in value
                 parts += (name, b": ", value, b"\r\n")
@@ -554,8 +558,10 @@ class ClientConnection(asyncio.Protocol):
         if task_id is not None:  # the task must see neither the access cookie nor a Rosetta API token
             if cookies is not None:
                 cookie_users = self.take_access_cookies(parts, cookies, task_id)
-            if authorization is not None:
-                bearer_user = self.take_api_token(parts, authorization)
+            if api_token is not None:
+                bearer_user = gateway.table.token_users.get(hash_token(api_token[1][7:].strip().decode("latin-1")))
+        if api_token is not None and bearer_user is None:  # the platform's to check, or a task's own token
+            parts[1] += api_token[0] + b": " + api_token[1] + b"\r\n"
         parts[0] = method + b" " + url + _VERSIONS.get(parser.get_http_version(), b" HTTP/1.1\r\n")
         parts += (self.forwarding_headers, connection_line)
         head = _new_head(
@@ -654,13 +660,6 @@ class ClientConnection(asyncio.Protocol):
             else:
                 parts[index - 2 : index + 2] = (b"", b"", b"", b"")
         return tuple(holders)
-
-    def take_api_token(self, parts: list[bytes], at: int) -> int | None:
-        """The user of a Rosetta API token, which is then removed; a task's own tokens stay."""
-        user_id = self.gateway.table.token_users.get(hash_token(parts[at][7:].strip().decode("latin-1")))
-        if user_id is not None:
-            parts[at - 2 : at + 2] = (b"", b"", b"", b"")
-        return user_id
 
     def queue(self, head: RequestHead, parts: list[bytes], chunked: bool) -> None:
         if self.watching and self.exchange is None:
@@ -836,6 +835,8 @@ class ClientConnection(asyncio.Protocol):
         if target != self.upstream_target:
             address = self.gateway.config.platform_upstream if route is None else route.upstream
             self.open_upstream(target, address, route)
+        if route is not None and route.authorization is not None:
+            parts[1] = route.authorization  # the task's secret, whatever the client sent
         if self.upstream_transport is not None:
             self.upstream_transport.write(b"".join(parts))
         else:

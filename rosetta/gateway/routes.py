@@ -23,6 +23,9 @@ class Route:
     upstream: tuple[str, int] | None  # where the interface listens as its resource sees it, once known
     # Where on this machine to connect for ``upstream`` (an SSH forward, say); None: connect to it directly.
     reach: Callable[[str, int], Awaitable[Address]] | None = None
+    # The header line carrying the task's secret (rosetta.tasks.secret), sent instead of any
+    # Authorization the client sent; None: the client's own goes through. Kept in memory only.
+    authorization: bytes | None = field(default=None, repr=False)
 
     @property
     def is_final(self) -> bool:

@@ -14,8 +14,10 @@ from rosetta.computing.contract import Address
 from rosetta.computing.models import Resource
 from rosetta.gateway.routes import Route, RouteTable
 from rosetta.tasks.models import Task
+from rosetta.tasks.secret import authorization_header
 
 FINISHED_TASKS_SHOWN_FOR = timedelta(days=1)
+_HTTP = frozenset({"http", "https"})  # interfaces that are sent the task's secret with every request
 log = logging.getLogger(__name__)
 
 
@@ -56,13 +58,20 @@ def _routable_tasks():
 
 def load_route_table() -> RouteTable:
     fields = ("id", "name", "owner_id", "phase", "endpoint_host", "endpoint_port", "resource_id")
+    fields += ("software__interface_protocol",)
     rows = list(_routable_tasks().values_list(*fields))
-    reach = _connectors({(resource_id, owner_id) for _, _, owner_id, _, _, port, resource_id in rows if port})
+    reach = _connectors({(resource_id, owner_id) for _, _, owner_id, _, _, port, resource_id, _ in rows if port})
     routes = {
         task_id: Route(
-            task_id, name, owner_id, phase, (host, port) if port else None, reach.get((resource_id, owner_id))
+            task_id,
+            name,
+            owner_id,
+            phase,
+            (host, port) if port else None,
+            reach.get((resource_id, owner_id)),
+            authorization_header(task_id) if protocol in _HTTP else None,
         )
-        for task_id, name, owner_id, phase, host, port, resource_id in rows
+        for task_id, name, owner_id, phase, host, port, resource_id, protocol in rows
     }
     users = get_user_model().objects.filter(is_active=True)
     staff = frozenset(users.filter(is_staff=True).values_list("id", flat=True))

@@ -47,6 +47,7 @@ from rosetta.storage.services import task_id_base
 from rosetta.tasks.models import MAX_LOG_TAIL, Task
 from rosetta.tasks.phases import ACTIVE_PHASE_NAMES, FINAL_PHASE_NAMES, Act, Desired, Phase, TaskView, Timeouts, decide
 from rosetta.tasks.probe import PROBE_TIMEOUT, interface_answers
+from rosetta.tasks.secret import task_secret
 
 log = logging.getLogger(__name__)
 
@@ -364,10 +365,11 @@ class BackendWorker:
         window_ends = time.monotonic() + min(PROBE_WINDOW, deadline - time.time())
         address = await self.backend.transport.reach(task.endpoint_host, task.endpoint_port)
         protocol = task.software.interface_protocol
+        secret = task_secret(task.id)  # asked as the gateway will ask: interfaces refuse requests without it
         delay = 0.02
         job.cancellable = True  # probing changes nothing: a stop may interrupt it
         while (left := window_ends - time.monotonic()) > 0:
-            if await interface_answers(address, protocol, timeout=min(PROBE_TIMEOUT, left)):
+            if await interface_answers(address, protocol, timeout=min(PROBE_TIMEOUT, left), secret=secret):
                 job.cancellable = False
                 await db(task.transition)(Phase.RUNNING, f"The interface answers ({protocol}).")
                 return
@@ -554,6 +556,7 @@ def _container_spec(task: Task, instance: str) -> ContainerSpec:
         time_limit_minutes=task.time_limit_minutes,
         mounts=mounts,
         id_base=task_id_base(task.owner_id) if mounts else None,
+        secret=task_secret(task.id),
     )
 
 

@@ -20,21 +20,22 @@ def _insecure_tls() -> ssl.SSLContext:
     return context
 
 
-async def interface_answers(address: Address, protocol: str, timeout: float = PROBE_TIMEOUT) -> bool:
+async def interface_answers(address: Address, protocol: str, timeout: float = PROBE_TIMEOUT, secret: str = "") -> bool:
     """True once something speaking ``protocol`` answers at ``address``, within ``timeout``
-    seconds in all (so that a probe never outlives the phase's deadline).
+    seconds in all (so that a probe never outlives the phase's deadline). An HTTP probe presents
+    the task's ``secret`` as the gateway does (rosetta.tasks.secret).
 
     A bare TCP connect is not enough: podman's conmon holds published ports open before
     the program inside listens, so we wait for the protocol's first words.
     """
     deadline = time.monotonic() + timeout
     try:
-        return await asyncio.wait_for(_ask(address, protocol, deadline), timeout)
+        return await asyncio.wait_for(_ask(address, protocol, deadline, secret), timeout)
     except (OSError, TimeoutError, ssl.SSLError):
         return False
 
 
-async def _ask(address: Address, protocol: str, deadline: float) -> bool:
+async def _ask(address: Address, protocol: str, deadline: float, secret: str) -> bool:
     tls = _insecure_tls() if protocol == "https" else None
     if isinstance(address, str):
         reader, writer = await asyncio.open_unix_connection(address, ssl=tls, server_hostname="" if tls else None)
@@ -42,7 +43,11 @@ async def _ask(address: Address, protocol: str, deadline: float) -> bool:
         reader, writer = await asyncio.open_connection(*address, ssl=tls)
     try:
         if protocol in ("http", "https"):
-            request = "GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\nUser-Agent: rosetta-probe\r\n\r\n"
+            authorization = f"Authorization: Bearer {secret}\r\n" if secret else ""
+            request = (
+                f"GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\nUser-Agent: rosetta-probe\r\n"
+                f"{authorization}\r\n"
+            )
             writer.write(request.encode())
             await writer.drain()
             return await reader.read(5) == b"HTTP/"

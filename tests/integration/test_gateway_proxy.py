@@ -72,13 +72,34 @@ async def websocket_server():
         yield next(iter(server.sockets)).getsockname()[:2]
 
 
+TASK_SECRET = "s3cret-of-the-task"
+SECRET_HEADER = f"Authorization: Bearer {TASK_SECRET}\r\n".encode()
+
+
+@pytest.fixture
+async def guarded_websocket_server():
+    """A WebSocket echo that, like the built-in environments, refuses handshakes without the task's secret."""
+
+    def check_secret(connection, request):
+        if request.headers.get_all("Authorization") != [f"Bearer {TASK_SECRET}"]:
+            return connection.respond(401, "task secret missing\n")
+        return None
+
+    async def echo(connection):
+        async for message in connection:
+            await connection.send(message)
+
+    async with websockets.asyncio.server.serve(echo, "127.0.0.1", 0, process_request=check_secret) as server:
+        yield next(iter(server.sockets)).getsockname()[:2]
+
+
 @pytest.fixture
 def api_token():
     return new_token()
 
 
 @pytest.fixture
-async def gateway(echo_server, platform_socket, websocket_server, api_token):
+async def gateway(echo_server, platform_socket, websocket_server, guarded_websocket_server, api_token):
     config = GatewayConfig(
         listen=[("127.0.0.1", 0)],
         tasks_domain="localhost",
@@ -93,6 +114,10 @@ async def gateway(echo_server, platform_socket, websocket_server, api_token):
             "t3": Route("t3", "Waiting <b>", OWNER, "starting", None),
             "t4": Route("t4", "Crashed", OWNER, "failed", None),
             "t5": Route("t5", "Refusing", OWNER, "running", ("127.0.0.1", free_port())),
+            "t6": Route("t6", "Guarded", OWNER, "running", echo_server, authorization=SECRET_HEADER),
+            "wss": Route(
+                "wss", "Guarded sockets", OWNER, "running", guarded_websocket_server, authorization=SECRET_HEADER
+            ),
         },
         staff_ids=frozenset({STAFF}),
         token_users={hash_token(api_token): OWNER, hash_token("rst_stranger"): STRANGER},
@@ -152,6 +177,37 @@ async def test_the_tasks_own_bearer_token_is_passed_through(client):
     )
     assert response.status_code == 200
     assert header(response.json(), "Authorization") == ["Bearer app-secret"]
+
+
+async def test_the_task_secret_replaces_whatever_authorization_the_client_sent(client, api_token):
+    for authorization in (f"Bearer {api_token}", "Bearer guessed-secret", "Basic YTpi"):
+        response = await client.get(
+            "/", headers=task("t6", Authorization=authorization, Cookie=f"{COOKIE_NAME}={access_cookie('t6')}")
+        )
+        assert response.status_code == 200
+        assert header(response.json(), "Authorization") == [f"Bearer {TASK_SECRET}"], authorization
+    # A task without a secret of its own (the route has none) still gets the client's header.
+    response = await client.get(
+        "/", headers=task("t1", Authorization="Basic YTpi", Cookie=f"{COOKIE_NAME}={access_cookie()}")
+    )
+    assert header(response.json(), "Authorization") == ["Basic YTpi"]
+
+
+async def test_websocket_upgrades_carry_the_task_secret(gateway, api_token):
+    port = gateway.addresses[0][1]
+    async with websockets.asyncio.client.connect(
+        f"ws://wss.localhost:{port}/socket",
+        host="127.0.0.1",
+        port=port,
+        additional_headers={"Authorization": f"Bearer {api_token}"},
+    ) as connection:
+        await connection.send("through")
+        assert await connection.recv() == "through"
+    # The same server, reached without the gateway, refuses.
+    with pytest.raises(websockets.exceptions.InvalidStatus) as refused:
+        async with websockets.asyncio.client.connect(f"ws://127.0.0.1:{gateway.table.routes['wss'].upstream[1]}/"):
+            pass
+    assert refused.value.response.status_code == 401
 
 
 async def test_another_user_is_forbidden(client):

@@ -90,6 +90,18 @@ def history(task: dict) -> list[tuple[str, str]]:
     return [(event["phase"], event["reason"]) for event in task["events"]]
 
 
+def assert_the_task_secret_arrives(platform, task_id: str, token: str) -> None:
+    """The platform gave the container its secret, and the gateway presents that secret, in
+    place of the user's API token (hello's CGI shows its environment and the request's headers)."""
+    seen = dict(
+        line.split("=", 1)
+        for line in platform.task_client(task_id, token).get("/cgi-bin/env").text.split("\n")
+        if "=" in line
+    )
+    secret = seen["ROSETTA_TASK_SECRET"]
+    assert len(secret) >= 43 and seen["HTTP_AUTHORIZATION"] == f"Bearer {secret}"
+
+
 @pytest.mark.parametrize(("resource", "host"), [("testbed-host", "rstb-host"), ("testbed-docker", "rstb-docker")])
 def test_a_task_runs_on_an_ssh_host_and_is_reached_through_the_gateway(remote, resource, host):
     platform, api, token = remote
@@ -98,6 +110,7 @@ def test_a_task_runs_on_an_ssh_host_and_is_reached_through_the_gateway(remote, r
     assert task["phase"] == "running", history(task)
     page = platform.task_client(task_id, token).get("/")
     assert page.status_code == 200 and "Hello from Rosetta" in page.text
+    assert_the_task_secret_arrives(platform, task_id, token)
     assert f"rosetta-{task_id}" in on(host, "podman" if resource == "testbed-host" else "docker", "ps").stdout
     assert api.post(f"/api/tasks/{task_id}/stop").status_code == 202
     task = platform.wait_for_task(api, task_id, {"stopped"}, timeout=60)
@@ -116,6 +129,7 @@ def test_a_slurm_task_is_queued_placed_reached_and_stopped(remote):
     assert placement["job"] and placement["node"] in ("node1", "node2") and placement["ends_at"]
     page = platform.task_client(task_id, token).get("/")
     assert page.status_code == 200 and "Hello from Rosetta" in page.text
+    assert_the_task_secret_arrives(platform, task_id, token)
     assert api.post(f"/api/tasks/{task_id}/stop").status_code == 202
     task = platform.wait_for_task(api, task_id, {"stopped"}, timeout=60)
     assert_legal(history(task))

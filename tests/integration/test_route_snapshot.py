@@ -56,3 +56,23 @@ def test_route_table_knows_the_access_epoch_of_active_users_only():
 
     assert table.epochs == {fresh.id: 0, logged_out.id: 2}
     assert AccessEpoch.objects.current(deactivated.id) == 1
+
+
+def test_routes_of_web_interfaces_carry_their_own_task_secret_and_no_other():
+    from rosetta.tasks.secret import task_secret
+
+    owner = get_user_model().objects.create_user("owner")
+    resource = Resource.objects.create(name="local")
+    web = Software.objects.create(name="lab", image="localhost/rosetta/jupyterlab", interface_protocol="http")
+    ssh = Software.objects.create(name="ssh", image="localhost/rosetta/ssh", interface_protocol="ssh")
+    one, two, shell = (
+        Task.objects.create(owner=owner, name=name, software=software, resource=resource, phase="running")
+        for name, software in (("one", web), ("two", web), ("shell", ssh))
+    )
+
+    routes = load_route_table().routes
+
+    assert routes[one.id].authorization == f"Authorization: Bearer {task_secret(one.id)}\r\n".encode()
+    assert routes[two.id].authorization != routes[one.id].authorization and len(task_secret(two.id)) >= 43
+    assert routes[shell.id].authorization is None
+    assert task_secret(one.id) not in repr(routes[one.id])

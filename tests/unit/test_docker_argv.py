@@ -1,4 +1,5 @@
 import json
+from dataclasses import replace
 
 from rosetta.computing.contract import ContainerSpec, Seen
 from rosetta.computing.engines.docker import DockerEngine
@@ -17,6 +18,16 @@ def test_a_docker_task_is_hardened_published_on_loopback_and_its_environment_kep
     assert argv[argv.index("--security-opt") + 1] == "no-new-privileges"
     assert argv[argv.index("--cap-drop") + 1] == "ALL" and "NET_RAW" not in argv
     assert argv[argv.index("--env-file") + 1] == ".rosetta/work/tabc.env" and not any("never" in w for w in argv)
+    # The root is read-only; the home and the usual scratch places are private and writable.
+    tmpfs = [argv[at + 1].split(":")[0] for at, word in enumerate(argv) if word == "--tmpfs"]
+    assert sorted(tmpfs) == ["/home/rosetta", "/run", "/tmp", "/var/tmp"]
+
+
+def test_the_task_secret_is_in_the_environment_file_only():
+    spec = replace(SPEC, secret="s3cret" * 8)
+    assert b"ROSETTA_TASK_SECRET=" + b"s3cret" * 8 + b"\n" in DockerEngine.env_file(spec)
+    assert not any("s3cret" in word for word in DockerEngine().run_argv(spec, env_file="e.env"))
+    assert "s3cret" not in repr(spec)
 
 
 def test_docker_listing_is_read_from_its_one_json_object_per_line():

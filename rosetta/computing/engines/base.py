@@ -15,6 +15,7 @@ from rosetta.computing.transports.base import CommandResult
 
 TASK_LABEL = "rosetta.task"
 INSTANCE_LABEL = "rosetta.instance"
+TASK_SECRET_ENV = "ROSETTA_TASK_SECRET"  # images/README.md: the interface demands it from every request
 
 
 # Capabilities a task keeps when it runs as root in its user namespace: enough to own files,
@@ -98,10 +99,13 @@ class Engine(ABC):
         """The task's environment as --env-file reads it: NAME=value, one per line, values taken
         literally (validation keeps newlines out of them). Values never appear in an argv, which
         every account on a machine can read. BASE_PORT is the interface's port, unless whoever
-        launches it picks one (a batch job on a shared node)."""
+        launches it picks one (a batch job on a shared node); the task's secret comes last, so
+        nothing a user sets can stand in for it."""
         env = dict(spec.env)
         if spec.base_port and with_base_port:
             env["BASE_PORT"] = str(spec.port)
+        if spec.secret:
+            env[TASK_SECRET_ENV] = spec.secret
         return "".join(f"{name}={value}\n" for name, value in env.items()).encode()
 
     @abstractmethod

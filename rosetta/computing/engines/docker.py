@@ -54,6 +54,10 @@ class DockerEngine(Engine):
             "--cap-drop", "ALL", *[word for kept in sorted(KEPT_CAPABILITIES) for word in ("--cap-add", kept)],
             # Docker's tmpfs takes the kernel's options; whoever the image runs as may write there.
             "--tmpfs", f"{spec.home}:rw,exec,size={spec.memory_mb}m,mode=1777",
+            # Podman gives a read-only container these by itself; docker leaves them read-only
+            # (JupyterLab and the desktop keep their private runtime files under /tmp).
+            *[word for path in ("/tmp", "/var/tmp") for word in ("--tmpfs", f"{path}:rw,nosuid,nodev,mode=1777")],
+            "--tmpfs", "/run:rw,nosuid,nodev,mode=755",
             "--publish", f"127.0.0.1::{spec.port}",
             f"--pull={spec.pull}",
             *bind_mounts(spec, "target", "readonly"),
