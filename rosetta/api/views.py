@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from asgiref.sync import sync_to_async
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.http import HttpRequest, JsonResponse, StreamingHttpResponse
 from ninja import NinjaAPI
@@ -30,6 +33,7 @@ from rosetta.catalog.models import Software
 from rosetta.core.errors import Conflict, NotFound
 from rosetta.tasks import services
 from rosetta.tasks.logs import stream_logs
+from rosetta.tasks.phases import Phase
 
 api = NinjaAPI(
     title="Rosetta",
@@ -73,7 +77,14 @@ def invalid_schema(request, error):
 
 @api.exception_handler(AuthenticationError)
 def unauthenticated(request, error):
-    return api.create_response(request, {"detail": "Log in, or send 'Authorization: Bearer <API token>'."}, status=401)
+    if request.headers.get("Authorization", "").lower().startswith("bearer "):
+        detail = (
+            "This API token is invalid, expired or revoked. Create a new one on your Account page "
+            f"({settings.PUBLIC_URL}/account/) and run `rosetta login`."
+        )
+    else:
+        detail = "Log in, or send 'Authorization: Bearer <API token>'."
+    return api.create_response(request, {"detail": detail}, status=401)
 
 
 @api.get("/me", response=UserOut, tags=["account"])
@@ -117,9 +128,13 @@ def add_software(request: HttpRequest, payload: SoftwareIn):
     return _once(request, add)
 
 
+PhaseFilter = Literal["all", "active", "finished", *sorted(phase.value for phase in Phase)]
+
+
 @api.get("/tasks", response=list[TaskOut], tags=["tasks"])
-def list_tasks(request: HttpRequest):
-    return services.task_list_of(request.auth)
+def list_tasks(request: HttpRequest, phase: PhaseFilter = "all"):
+    """Your tasks, newest first (staff: everyone's). `phase`: `active`, `finished`, one phase, or `all`."""
+    return services.filter_by_phase(services.task_list_of(request.auth), phase)
 
 
 @api.post("/tasks", response={201: TaskDetailOut, 400: Message, 404: Message, 409: Message}, tags=["tasks"])
@@ -137,6 +152,17 @@ def start_task(request: HttpRequest, payload: TaskIn):
 @api.get("/tasks/{task_id}", response=TaskDetailOut, tags=["tasks"])
 def get_task(request: HttpRequest, task_id: str):
     return services.get_task(request.auth, task_id)
+
+
+@api.post("/tasks/{task_id}/relaunch", response={201: TaskDetailOut, 404: Message, 409: Message}, tags=["tasks"])
+def relaunch_task(request: HttpRequest, task_id: str):
+    """Start a finished task's request again (software, resource, size, environment, name)."""
+
+    def relaunch():
+        task = services.relaunch(request.auth, services.get_task(request.auth, task_id))
+        return 201, TaskDetailOut.from_orm(services.get_task(request.auth, task.id)).model_dump(mode="json")
+
+    return _once(request, relaunch)
 
 
 @api.get("/tasks/{task_id}/events", response=list[EventOut], tags=["tasks"])

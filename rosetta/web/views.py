@@ -11,6 +11,7 @@ from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
 from django.http import Http404
 from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
 from django.utils.decorators import method_decorator
 from django.views.decorators.cache import never_cache
 from django.views.decorators.debug import sensitive_post_parameters
@@ -20,6 +21,7 @@ from rosetta.accounts import services as account_services
 from rosetta.accounts.models import AccessEpoch, ApiToken
 from rosetta.catalog.models import Software
 from rosetta.core.errors import Conflict, NotFound
+from rosetta.core.units import format_memory
 from rosetta.gateway.access import LOGIN_PATH, access_key, mint_access_token, safe_next_path
 from rosetta.tasks import services
 from rosetta.tasks.models import Task
@@ -71,11 +73,48 @@ class LoginView(auth_views.LoginView):
         return super().form_invalid(form)
 
 
+TASK_FILTERS = [("active", "Active"), ("finished", "Finished"), ("all", "All")]
+
+
 @login_required
 @require_GET
 def task_list(request):
-    tasks = services.task_list_of(request.user)
-    return render(request, "web/task_list.html", {"tasks": tasks})
+    show = request.GET.get("show", "active")
+    if show not in dict(TASK_FILTERS):
+        show = "active"
+    tasks = services.filter_by_phase(services.task_list_of(request.user), show)
+    finished = services.filter_by_phase(services.task_list_of(request.user).filter(owner=request.user), "finished")
+    context = {
+        "tasks": tasks,
+        "show": show,
+        "api_phase": show,
+        "filters": TASK_FILTERS,
+        "finished_count": finished.count(),
+    }
+    return render(request, "web/task_list.html", context)
+
+
+@login_required
+@require_POST
+def tasks_delete_finished(request):
+    deleted = services.delete_finished(request.user)
+    messages.success(request, f"Deleted {deleted} finished task{'s' if deleted != 1 else ''}.")
+    return redirect(f"{reverse('tasks')}?show=all")
+
+
+@login_required
+@require_POST
+def task_relaunch(request, task_id: str):
+    task = _task_or_404(request, task_id)
+    try:
+        new = services.relaunch(request.user, task)
+    except (Conflict, NotFound, ValidationError) as error:
+        messages.error(request, " ".join(getattr(error, "messages", [str(error)])))
+        return redirect("task", task_id=task.id)
+    return redirect("task", task_id=new.id)
+
+
+LAST_TASK = "last-task-form"  # session key: what the form was last sent with (no environment: it may hold secrets)
 
 
 @login_required
@@ -85,11 +124,19 @@ def task_new(request):
         form = TaskForm(request.POST, user=request.user)
         task = _start_task(request, form) if form.is_valid() else None
         if task is not None:
-            messages.success(request, f"Task {task.name} was created; it starts in a moment.")
+            request.session[LAST_TASK] = {
+                "software": task.software.name,
+                "resource": task.resource.name,
+                "cpus": task.cpus,
+                "memory_mb": format_memory(task.memory_mb),
+            }
             return redirect("task", task_id=task.id)
     else:
-        form = TaskForm(user=request.user, initial={"software": request.GET.get("software")})
-    return render(request, "web/task_new.html", {"form": form})
+        initial = dict(request.session.get(LAST_TASK) or {})
+        if request.GET.get("software"):
+            initial["software"] = request.GET["software"]
+        form = TaskForm(user=request.user, initial=initial)
+    return render(request, "web/task_new.html", {"form": form}, status=400 if form.errors else 200)
 
 
 def _start_task(request, form: TaskForm) -> Task | None:
@@ -117,7 +164,8 @@ def task_detail(request, task_id: str):
 def task_stop(request, task_id: str):
     task = _task_or_404(request, task_id)
     services.request_stop(task)
-    messages.info(request, f"Stopping {task.name}.")
+    if request.POST.get("back") == "list":
+        return redirect("tasks")
     return redirect("task", task_id=task.id)
 
 

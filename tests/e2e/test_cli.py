@@ -60,7 +60,8 @@ def test_cli_errors_are_readable(platform):
     failed = platform.rosetta("task", "start", "nope", "--on", "local", token=token, check=False)
     assert (
         failed.returncode == 1
-        and failed.stderr.strip() == "Error: There is no software called 'nope' in your catalogue."
+        and failed.stderr.strip()
+        == "Error: There is no software called 'nope' in your catalogue; choose one of: hello."
     )
     assert "Traceback" not in failed.stderr
     bad_memory = platform.rosetta(
@@ -113,3 +114,45 @@ def test_deleting_a_running_task_stops_it_first(platform):
             time.sleep(0.05)
         assert api.get(f"/api/tasks/{task['id']}").status_code == 404
     assert f"rosetta-{task['id']}" not in platform.containers()
+
+
+def test_a_failed_task_says_why_and_relaunches_by_name(platform):
+    token = platform.create_user("rosalind")
+    image = platform.build_image(
+        "localhost/rosetta-test/exit3-cli",
+        'FROM localhost/rosetta/hello\nCMD ["/bin/sh", "-c", "echo computing; sleep 0.5; exit 3"]\n',
+    )
+    with platform.api(token) as api:
+        assert api.post("/api/software", json={"name": "exit3-cli", "image": image}).status_code == 201
+    start = ("task", "start", "exit3-cli", "--on", "local", "--name", "crunch", "--memory", "192M", "--env", "A=1")
+    failed = platform.rosetta(*start, "--wait", token=token, check=False)
+    # A non-zero exit is a failure, said as such, with what to do about it.
+    assert failed.returncode == 1, failed.stderr
+    assert "phase:     exited (3)" in failed.stdout and "memory:    192M" in failed.stdout
+    assert "why:       The program exited with code 3." in failed.stdout
+    assert "rosetta task relaunch crunch" in failed.stdout
+    first = json.loads(platform.rosetta("task", "show", "crunch", "--json", token=token).stdout)
+    assert first["outcome"] == "failed" and first["exit_code"] == 3
+
+    # Relaunch by name: the same request again, under the same name; the first run is kept.
+    again = json.loads(platform.rosetta("task", "relaunch", "crunch", "--json", token=token).stdout)
+    assert again["id"] != first["id"] and again["name"] == "crunch"
+    assert (again["software"], again["resource"], again["memory_mb"], again["environment"]) == (
+        "exit3-cli",
+        "local",
+        192,
+        {"A": "1"},
+    )
+    # Following its logs waits for output instead of returning at once.
+    logs = platform.rosetta("task", "logs", "crunch", "--follow", token=token)
+    assert logs.stdout == "computing\n"
+    shown = json.loads(platform.rosetta("task", "show", "crunch", "--json", token=token).stdout)
+    assert shown["id"] == again["id"] and shown["phase"] == "exited"
+    both = json.loads(platform.rosetta("task", "list", "--all", "--json", token=token).stdout)
+    assert [t["id"] for t in both] == [again["id"], first["id"]]
+    assert json.loads(platform.rosetta("task", "list", "--json", token=token).stdout) == []  # active only
+    # A running task cannot be relaunched; a finished one's name is free for a new task.
+    platform.rosetta("task", "start", "hello", "--name", "crunch", "--on", "local", token=token)
+    busy = platform.rosetta("task", "relaunch", "crunch", token=token, check=False)
+    assert busy.returncode == 1 and "is still" in busy.stderr and "stop it" in busy.stderr
+    platform.rosetta("task", "delete", "crunch", token=token)

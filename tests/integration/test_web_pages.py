@@ -134,7 +134,8 @@ def test_new_task_form_preselects_software(client, alice, software, resource):
         ),
         ({"environment": "GOOD=1\nno equals sign"}, "environment", "Line 2: expected NAME=value"),
         ({"environment": "BASE_PORT=1"}, "environment", "BASE_PORT is set by Rosetta itself"),
-        ({"name": "-bad"}, None, "is not a valid task name"),
+        ({"name": "-bad"}, "name", "is not a valid task name"),
+        ({"memory_mb": "lots"}, "memory_mb", "is not a memory size"),
     ],
 )
 def test_invalid_new_task_is_refused_with_a_clear_error(client, alice, software, resource, overrides, field, message):
@@ -151,7 +152,7 @@ def test_duplicate_task_name_is_refused_next_to_the_name(client, alice, software
     assert first.status_code == 302
     second = client.post(reverse("task-new"), new_task_form(name="analysis"))
     assert second.status_code in (200, 400)
-    assert "already have a task called" in second.content.decode()
+    assert "already have an active task called" in second.content.decode()
     assert "name" in second.context["form"].errors
     assert Task.objects.count() == 1
 
