@@ -72,6 +72,28 @@ def test_cli_errors_are_readable(platform):
     assert no_token.returncode == 1 and "ROSETTA_TOKEN" in no_token.stderr
     missing = platform.rosetta("task", "show", "tnothere", token=token, check=False)
     assert missing.returncode == 1 and "There is no task 'tnothere'" in missing.stderr
+    nowhere = platform.rosetta("task", "start", "hello", "--on", "mars", token=token, check=False)
+    assert "no computing resource called 'mars'; choose one of: local." in nowhere.stderr
+    expired = platform.rosetta("task", "list", token="rst_" + "x" * 43, check=False)
+    assert expired.returncode == 1 and "invalid, expired or revoked" in expired.stderr
+    assert f"{platform.url}/account/" in expired.stderr and "rosetta login" in expired.stderr
+
+
+def test_cli_says_what_there_is(platform):
+    token = platform.create_user("grace")
+    assert platform.rosetta("--version").stdout.startswith("rosetta ")
+    helped = platform.rosetta("--help").stdout
+    scientists, operators = helped.index("Commands for scientists"), helped.index("Commands for operators")
+    assert scientists < helped.index("  task ") < operators < helped.index("  controller ")
+    software = platform.rosetta("software", "list", token=token).stdout
+    assert software.splitlines()[0].split() == ["NAME", "INTERFACE", "VISIBLE", "TO", "DESCRIPTION"]
+    assert any(line.startswith("hello ") for line in software.splitlines())
+    resources = platform.rosetta("resources", "list", token=token).stdout
+    assert "local (default)" in resources and "CPU" in resources
+    # No --on: the default resource; no --name: the software's name.
+    started = json.loads(platform.rosetta("task", "start", "hello", "--memory", "0.25G", "--json", token=token).stdout)
+    assert (started["resource"], started["name"], started["memory_mb"]) == ("local", "hello", 256)
+    platform.rosetta("task", "delete", "hello", token=token)
 
 
 def test_operator_creates_users_once(platform):
