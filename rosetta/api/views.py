@@ -8,7 +8,7 @@ from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.http import HttpRequest, JsonResponse, StreamingHttpResponse
-from ninja import NinjaAPI
+from ninja import Swagger
 from ninja.errors import AuthenticationError
 from ninja.errors import ValidationError as SchemaValidationError
 
@@ -16,6 +16,7 @@ from rosetta.accounts import services as account_services
 from rosetta.api.auth import session_or_token
 from rosetta.api.computing import router as computing_router
 from rosetta.api.idempotency import InvalidKey, respond_once
+from rosetta.api.openapi import RosettaAPI
 from rosetta.api.schemas import (
     EventOut,
     Message,
@@ -35,12 +36,25 @@ from rosetta.tasks import services
 from rosetta.tasks.logs import stream_logs
 from rosetta.tasks.phases import Phase
 
-api = NinjaAPI(
+
+class RosettaDocs(Swagger):
+    """Swagger UI from local files, inside Rosetta's own page (with the way back to the app)."""
+
+    template = "web/api_docs.html"
+
+
+api = RosettaAPI(
     title="Rosetta",
     version="1",
     auth=session_or_token,
     urls_namespace="api",
-    description="Run analysis environments as containers on computing resources.",
+    docs=RosettaDocs(),
+    description=(
+        "Run analysis environments as containers on computing resources, and reach them through the gateway. "
+        "Authenticate with `Authorization: Bearer <API token>` (tokens: the Account page, or `POST /api/tokens`) "
+        'or the browser session. Every error is JSON: `{"detail": "..."}`. A task is addressed by its id '
+        "or by its name among your tasks."
+    ),
 )
 
 
