@@ -6,18 +6,25 @@ the change has committed.
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from django.contrib.auth import get_user_model
 from django.db import IntegrityError, transaction
+from django.utils import timezone
 
 from rosetta.accounts.models import ApiToken
 from rosetta.core import notify
 from rosetta.core.errors import Conflict
 
 
-def create_token(user, name: str) -> tuple[ApiToken, str]:
-    """A new token and its secret, which is shown once and never stored."""
+def create_token(user, name: str, expires_in_days: int | None = None) -> tuple[ApiToken, str]:
+    """A new token and its secret, which is shown once and never stored. Names are unique per
+    user, so that a list of tokens can be read; ``expires_in_days``: None, until revoked."""
+    expires = timezone.now() + timedelta(days=expires_in_days) if expires_in_days else None
     with transaction.atomic():
-        token, secret = ApiToken.objects.create_for(user, name)
+        if ApiToken.objects.filter(user=user, name=name).exists():
+            raise Conflict(f"You already have a token called {name!r}; revoke it or choose another name.")
+        token, secret = ApiToken.objects.create_for(user, name, expires=expires)
         notify.after_commit(notify.GATEWAY)
     return token, secret
 

@@ -140,9 +140,11 @@ class TaskDetailOut(TaskOut):
 
 
 class TokenIn(Schema):
-    name: str = Field("cli", max_length=64)
+    name: str = Field("cli", min_length=1, max_length=64, description="Unique among your tokens.")
+    expires_in_days: int | None = Field(None, ge=1, le=3650, description="Omit for a token that lasts until revoked.")
 
 
 class TokenOut(Schema):
     name: str
     token: str = Field(..., description="Shown once; store it safely.")
+    expires: datetime | None = Field(None, description="When it stops working (never, if null).")

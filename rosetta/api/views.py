@@ -118,8 +118,9 @@ def _once(request: HttpRequest, answer, *, replayable: bool = True) -> JsonRespo
 @api.post("/tokens", response={201: TokenOut, 409: Message}, tags=["account"])
 def create_token(request: HttpRequest, payload: TokenIn):
     def create():
-        _, secret = account_services.create_token(request.auth, payload.name)
-        return 201, {"name": payload.name, "token": secret}
+        token, secret = account_services.create_token(request.auth, payload.name, payload.expires_in_days)
+        expires = token.expires.isoformat() if token.expires else None
+        return 201, {"name": payload.name, "token": secret, "expires": expires}
 
     return _once(request, create, replayable=False)
 

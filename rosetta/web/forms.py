@@ -200,7 +200,12 @@ class TaskForm(forms.Form):
 
 
 class TokenForm(forms.Form):
+    EXPIRY_CHOICES = [("", "Never (until revoked)"), ("7", "In 7 days"), ("30", "In 30 days"), ("90", "In 90 days"),
+                      ("365", "In a year")]  # fmt: skip
     name = forms.CharField(max_length=64, initial="cli", widget=forms.TextInput(attrs={"placeholder": "cli"}))
+    expires_in_days = forms.TypedChoiceField(
+        choices=EXPIRY_CHOICES, coerce=int, empty_value=None, required=False, label="Expires"
+    )
 
 
 class ResourceForm(forms.ModelForm):

@@ -1,4 +1,3 @@
-from django.contrib.auth import views as auth_views
 from django.urls import path
 
 from rosetta.web import resources, views
@@ -6,7 +5,7 @@ from rosetta.web import resources, views
 urlpatterns = [
     path("", views.home, name="home"),
     path("login/", views.LoginView.as_view(), name="login"),
-    path("logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("logout/", views.LogoutView.as_view(), name="logout"),
     path("tasks/", views.task_list, name="tasks"),
     path("tasks/new/", views.task_new, name="task-new"),
     path("tasks/delete-finished", views.tasks_delete_finished, name="tasks-delete-finished"),

@@ -41,6 +41,15 @@ def home(request):
     return redirect("tasks")
 
 
+class LogoutView(auth_views.LogoutView):
+    """Django's logout, which then says so on the login page."""
+
+    def post(self, request, *args, **kwargs):
+        response = super().post(request, *args, **kwargs)
+        messages.info(request, "You are logged out.")
+        return response
+
+
 class LoginView(auth_views.LoginView):
     """Django's login, with failed attempts limited per account and per client address."""
 
@@ -234,10 +243,13 @@ def _render_account(request, form: TokenForm, new_secret: str | None = None, sta
     return response
 
 
+NEW_SECRET = "new-token-secret"  # session key: a token's secret, until the page that shows it once
+
+
 @login_required
 @require_GET
 def account(request):
-    return _render_account(request, TokenForm())
+    return _render_account(request, TokenForm(), new_secret=request.session.pop(NEW_SECRET, None))
 
 
 @login_required
@@ -246,9 +258,17 @@ def token_create(request):
     form = TokenForm(request.POST)
     if not form.is_valid():
         return _render_account(request, form, status=400)
-    token, secret = account_services.create_token(request.user, form.cleaned_data["name"])
+    try:
+        token, secret = account_services.create_token(
+            request.user, form.cleaned_data["name"], form.cleaned_data["expires_in_days"]
+        )
+    except Conflict as error:
+        form.add_error("name", str(error))
+        return _render_account(request, form, status=400)
     messages.success(request, f"Token {token.name} was created.")
-    return _render_account(request, TokenForm(), new_secret=secret)
+    # Shown by the page this redirects to, once: a reload of that page mints nothing.
+    request.session[NEW_SECRET] = secret
+    return redirect("account")
 
 
 @login_required

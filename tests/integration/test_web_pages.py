@@ -241,9 +241,12 @@ def test_open_an_ended_task_says_it_is_not_running(client, alice, software, reso
 
 
 def test_api_token_is_shown_once_and_stored_as_digest(client, alice):
-    response = client.post(reverse("token-create"), {"name": "laptop"})
+    created = client.post(reverse("token-create"), {"name": "laptop"})
+    assert created.status_code == 302 and created["Location"] == reverse("account")  # a reload mints nothing
+    response = client.get(reverse("account"))
     assert response.status_code == 200
     assert response["Cache-Control"] == "no-store"
+    assert "rosetta login --url" in response.content.decode()
     secret = re.search(rb'value="(rst_[^"]+)"', response.content).group(1).decode()
     assert response.content.decode().count(secret) == 1
 
@@ -255,6 +258,34 @@ def test_api_token_is_shown_once_and_stored_as_digest(client, alice):
     again = client.get(reverse("account"))
     assert secret not in again.content.decode()
     assert token.hint.encode() in again.content
+
+
+def test_token_names_are_unique_and_tokens_may_expire(client, alice):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    assert client.post(reverse("token-create"), {"name": "ci", "expires_in_days": "7"}).status_code == 302
+    token = ApiToken.objects.get(user=alice, name="ci")
+    assert timedelta(days=6, hours=23) < token.expires - timezone.now() <= timedelta(days=7)
+    again = client.post(reverse("token-create"), {"name": "ci"})
+    assert again.status_code == 400 and "already have a token called" in again.content.decode()
+    assert ApiToken.objects.filter(user=alice).count() == 1
+    # An expired token opens nothing, and says so.
+    secret = "rst_expired-test-token"
+    ApiToken.objects.create(
+        user=alice, name="old", digest=hashlib.sha256(secret.encode()).hexdigest(), expires=timezone.now()
+    )
+    from django.test import Client
+
+    refused = Client().get("/api/me", headers={"Authorization": f"Bearer {secret}"})  # no session
+    assert refused.status_code == 401 and "invalid, expired or revoked" in refused.json()["detail"]
+    assert "expired" in client.get(reverse("account")).content.decode()
+
+
+def test_logging_out_says_so(client, alice):
+    response = client.post(reverse("logout"), follow=True)
+    assert "You are logged out." in response.content.decode()
 
 
 def test_api_token_can_be_revoked_by_its_owner_only(client, alice, bob):
