@@ -6,6 +6,7 @@ the change has committed.
 
 from __future__ import annotations
 
+import secrets
 from datetime import timedelta
 
 from django.contrib.auth import get_user_model
@@ -46,3 +47,26 @@ def create_user(name: str, *, email: str = "", password: str | None = None, admi
     except IntegrityError:
         raise Conflict(f"A user called {name!r} exists already.") from None
     return user, secret
+
+
+def set_active(user, active: bool) -> None:
+    """Deactivate (no login, tokens and task access refused at once) or reactivate a user. Their
+    tasks keep running: staff stop them where they must."""
+    user.is_active = active
+    user.save(update_fields=["is_active"])  # rosetta.accounts.signals tells the gateway
+
+
+def reset_password(user, password: str | None = None) -> str:
+    """Set a new password (a random one when none is given) and end the user's sessions and
+    task access; the password, to hand to the user once."""
+    from django.contrib.auth.password_validation import validate_password
+
+    from rosetta.accounts.signals import end_task_access
+
+    password = password or secrets.token_urlsafe(12)
+    validate_password(password, user)
+    with transaction.atomic():
+        user.set_password(password)
+        user.save(update_fields=["password"])
+        end_task_access(user.pk)
+    return password

@@ -12,6 +12,7 @@ from rosetta.cli.registry import registry_group
 from rosetta.cli.resources import resources_group
 from rosetta.cli.software import software_group
 from rosetta.cli.tasks import task_group
+from rosetta.cli.users import add_to as add_user_commands
 from rosetta.core.paths import keep_private
 
 SCIENTIST_COMMANDS = ("login", "task", "software", "resources")
@@ -72,6 +73,9 @@ for command in (
     registry_group,
 ):
     cli.add_command(command)
+
+
+add_user_commands(server.users)
 
 
 def main() -> None:

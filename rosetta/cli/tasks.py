@@ -109,9 +109,11 @@ def list_tasks(show_all: bool, as_json: bool):
     if not tasks:
         hint = "" if show_all else " (finished ones: rosetta task list --all)"
         return click.echo(f"No active tasks{hint}. Start one with: rosetta task start SOFTWARE")
+    everyone = len({t["owner"] for t in tasks}) > 1  # staff see every user's tasks
     table(
         [
             [
+                *([t["owner"]] if everyone else []),
                 t["name"],
                 t["id"],
                 t["software"],
@@ -122,7 +124,7 @@ def list_tasks(show_all: bool, as_json: bool):
             ]
             for t in tasks
         ],
-        ["NAME", "ID", "SOFTWARE", "RESOURCE", "PHASE", "SINCE", "URL / WHY"],
+        [*(["OWNER"] if everyone else []), "NAME", "ID", "SOFTWARE", "RESOURCE", "PHASE", "SINCE", "URL / WHY"],
     )
 
 

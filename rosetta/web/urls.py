@@ -1,6 +1,6 @@
 from django.urls import path
 
-from rosetta.web import resources, views
+from rosetta.web import resources, staff, views
 
 urlpatterns = [
     path("", views.home, name="home"),
@@ -21,6 +21,9 @@ urlpatterns = [
     path("resources/<slug:name>/check", resources.resource_check, name="resource-check"),
     path("resources/<slug:name>/toggle", resources.resource_toggle, name="resource-toggle"),
     path("account/remote-username", resources.remote_username, name="remote-username"),
+    path("users/", staff.user_list, name="users"),
+    path("users/<int:user_id>/toggle", staff.user_toggle, name="user-toggle"),
+    path("users/<int:user_id>/reset-password", staff.user_reset_password, name="user-reset-password"),
     path("account/", views.account, name="account"),
     path("account/tokens/", views.token_create, name="token-create"),
     path("account/tokens/<int:token_id>/revoke", views.token_revoke, name="token-revoke"),

@@ -6,6 +6,7 @@ import time
 
 import httpx
 
+from tests.e2e.test_http_flow import login
 from tests.instance import ROSETTA
 
 
@@ -178,3 +179,19 @@ def test_a_failed_task_says_why_and_relaunches_by_name(platform):
     busy = platform.rosetta("task", "relaunch", "crunch", token=token, check=False)
     assert busy.returncode == 1 and "is still" in busy.stderr and "stop it" in busy.stderr
     platform.rosetta("task", "delete", "crunch", token=token)
+
+
+def test_operators_run_users_from_the_shell(platform):
+    token = platform.create_user("lovelace")
+    listed = platform.rosetta("users", "list").stdout
+    assert any(line.split()[:3] == ["lovelace", "user", "active"] for line in listed.splitlines())
+    platform.rosetta("users", "deactivate", "lovelace")
+    refused = platform.rosetta("task", "list", token=token, check=False)
+    assert refused.returncode == 1 and "invalid, expired or revoked" in refused.stderr
+    platform.rosetta("users", "reactivate", "lovelace")
+    platform.rosetta("task", "list", token=token)
+    password = platform.rosetta("users", "set-password", "lovelace").stdout.strip()
+    assert len(password) >= 12
+    login(platform, "lovelace", password).close()  # the web login takes the new password
+    unknown = platform.rosetta("users", "deactivate", "nobody", check=False)
+    assert unknown.returncode == 1 and "no user called 'nobody'" in unknown.stderr

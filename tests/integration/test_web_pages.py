@@ -303,3 +303,32 @@ def test_pages_escape_user_data(client, alice, resource):
     response = client.get(reverse("catalog"))
     assert b"<script>alert(1)</script>" not in response.content
     assert b"&lt;script&gt;alert(1)&lt;/script&gt;" in response.content
+
+
+def test_staff_run_users_and_everyones_tasks_from_the_pages(client, alice, bob, software, resource):
+    task = Task.objects.create(owner=bob, name="bobs", software=software, resource=resource, phase="running")
+    assert client.get(reverse("users")).status_code == 404  # not for users
+    staff = get_user_model().objects.create_user("root-ish", password=PASSWORD, is_staff=True)
+    client.force_login(staff)
+    page = client.get(reverse("users")).content.decode()
+    assert 'data-user="bob"' in page and 'data-user="alice"' in page
+
+    # Every active task across users, with its owner, resource and age; staff stop it from there.
+    listing = client.get(reverse("tasks")).content.decode()
+    assert "bobs" in listing and ">bob<" in listing and "running for" in listing
+    assert client.post(reverse("task-stop", args=[task.id]), {"back": "list"})["Location"] == reverse("tasks")
+    task.refresh_from_db()
+    assert task.desired == "stopped"
+
+    assert client.post(reverse("user-toggle", args=[bob.pk])).status_code == 302
+    bob.refresh_from_db()
+    assert not bob.is_active and "deactivated" in client.get(reverse("users")).content.decode()
+    client.post(reverse("user-toggle", args=[bob.pk]))
+    bob.refresh_from_db()
+    assert bob.is_active
+
+    client.post(reverse("user-reset-password", args=[bob.pk]))
+    shown = client.get(reverse("users")).content.decode()
+    password = re.search(r'aria-label="New password"', shown) and re.search(r'value="([^"]+)" data-secret', shown)
+    assert password and get_user_model().objects.get(pk=bob.pk).check_password(password.group(1))
+    assert password.group(1) not in client.get(reverse("users")).content.decode()  # shown once
