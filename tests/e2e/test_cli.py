@@ -1,6 +1,9 @@
 """The `rosetta` command line against a running platform, as a script would use it."""
 
 import json
+import os
+import pty
+import re
 import subprocess
 import time
 
@@ -78,6 +81,39 @@ def test_cli_errors_are_readable(platform):
     expired = platform.rosetta("task", "list", token="rst_" + "x" * 43, check=False)
     assert expired.returncode == 1 and "invalid, expired or revoked" in expired.stderr
     assert f"{platform.url}/account/" in expired.stderr and "rosetta login" in expired.stderr
+
+
+def test_wait_shows_progress_on_a_terminal(platform):
+    token = platform.create_user("hedy")
+    parent, child = pty.openpty()  # the CLI draws progress only where a person watches
+    try:
+        result = subprocess.run(
+            [*ROSETTA, "task", "start", "hello", "--name", "watched", "--wait"],
+            env={**platform.env, "ROSETTA_TOKEN": token},
+            stdout=subprocess.PIPE,
+            stderr=child,
+            text=True,
+            timeout=120,
+        )
+        os.close(child)
+        child = None
+        shown = b""
+        while True:
+            try:
+                chunk = os.read(parent, 4096)
+            except OSError:
+                break
+            if not chunk:
+                break
+            shown += chunk
+    finally:
+        if child is not None:
+            os.close(child)
+        os.close(parent)
+    assert result.returncode == 0 and "phase:     running" in result.stdout
+    progress = shown.decode(errors="replace")
+    assert "watched: " in progress and " · " in progress and re.search(r"\d:\d\d", progress), progress
+    platform.rosetta("task", "delete", "watched", token=token)
 
 
 def test_cli_says_what_there_is(platform):

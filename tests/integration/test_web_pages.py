@@ -332,3 +332,25 @@ def test_staff_run_users_and_everyones_tasks_from_the_pages(client, alice, bob, 
     password = re.search(r'aria-label="New password"', shown) and re.search(r'value="([^"]+)" data-secret', shown)
     assert password and get_user_model().objects.get(pk=bob.pk).check_password(password.group(1))
     assert password.group(1) not in client.get(reverse("users")).content.decode()  # shown once
+
+
+def test_a_task_nobody_picks_up_says_so(client, alice, software, resource, settings):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    settings.TASK_START_TIMEOUT = 120
+    waiting = Task.objects.create(owner=alice, name="stuck", software=software, resource=resource)
+    Task.objects.filter(pk=waiting.pk).update(phase_since=timezone.now() - timedelta(seconds=12))
+    page = client.get(reverse("task", args=[waiting.id])).content.decode()
+    assert "waiting for the controller to launch it" in page
+    assert "No controller has picked this task up after 12 s" in page
+    starting = Task.objects.create(owner=alice, name="slow", software=software, resource=resource, phase="starting")
+    shown = client.get(f"/api/tasks/{starting.id}").json()
+    assert (shown["waiting_for"], shown["phase_timeout"], shown["warning"]) == (
+        "waiting for the interface to answer",
+        120,
+        "",
+    )
+    page = client.get(reverse("task", args=[starting.id])).content.decode()
+    assert 'data-timeout="120' in page and "waiting for the interface to answer" in page
