@@ -125,3 +125,12 @@ def test_failure_relaunch_list_gateway_pages_and_phone_width(platform, page):
     page.once("dialog", lambda dialog: dialog.accept())
     page.get_by_role("button", name="Delete 2 finished tasks").click()
     expect(page.locator(".message")).to_have_text("Deleted 2 finished tasks.")
+
+    # Logging out is said; staff pages and the API docs fit the phone too.
+    page.get_by_role("button", name="Log out").click()
+    expect(page.locator(".message")).to_have_text("You are logged out.")
+    platform.create_user("staff-everyday", password=PASSWORD, admin=True)
+    log_in(page, platform, "staff-everyday")
+    for path in ("/users/", "/resources/new/", "/tasks/?show=all", "/api/docs"):
+        assert_fits(page, platform.url + path)
+    expect(page.get_by_role("link", name="Back to your tasks")).to_be_visible()
