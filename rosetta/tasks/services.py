@@ -72,9 +72,16 @@ def start_task(user, request: TaskRequest) -> Task:
     return task
 
 
+MAX_CHOICES_SAID = 20
+
+
 def _choices(queryset, what: str) -> str:
+    """The valid names, said beside a wrong one (the first few of a long list)."""
     names = sorted(set(queryset.values_list("name", flat=True)))
-    return f"; choose one of: {', '.join(names)}" if names else f"; there is no {what} yet"
+    if not names:
+        return f"; there is no {what} yet"
+    more = len(names) - MAX_CHOICES_SAID
+    return f"; choose one of: {', '.join(names[:MAX_CHOICES_SAID])}" + (f" and {more} more" if more > 0 else "")
 
 
 def default_resource() -> Resource | None:
