@@ -205,6 +205,8 @@ def test_a_failed_task_says_why_and_relaunches_by_name(platform):
     # Following its logs waits for output instead of returning at once.
     logs = platform.rosetta("task", "logs", "crunch", "--follow", token=token)
     assert logs.stdout == "computing\n"
+    with platform.api(token) as api:
+        platform.wait_for_task(api, again["id"], {"exited", "failed"})  # the controller records the end
     shown = json.loads(platform.rosetta("task", "show", "crunch", "--json", token=token).stdout)
     assert shown["id"] == again["id"] and shown["phase"] == "exited"
     both = json.loads(platform.rosetta("task", "list", "--all", "--json", token=token).stdout)
