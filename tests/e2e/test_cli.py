@@ -88,7 +88,7 @@ def test_wait_shows_progress_on_a_terminal(platform):
     parent, child = pty.openpty()  # the CLI draws progress only where a person watches
     try:
         result = subprocess.run(
-            [*ROSETTA, "task", "start", "hello", "--name", "watched", "--wait"],
+            [*ROSETTA, "task", "start", "hello", "--memory", "0.25G", "--wait"],  # no --on, no --name
             env={**platform.env, "ROSETTA_TOKEN": token},
             stdout=subprocess.PIPE,
             stderr=child,
@@ -111,9 +111,12 @@ def test_wait_shows_progress_on_a_terminal(platform):
             os.close(child)
         os.close(parent)
     assert result.returncode == 0 and "phase:     running" in result.stdout
+    # The default resource, the software's name, memory as it was written.
+    for line in ("resource:  local", "name:      hello", "memory:    256M"):
+        assert line in result.stdout.splitlines()
     progress = shown.decode(errors="replace")
-    assert "watched: " in progress and " · " in progress and re.search(r"\d:\d\d", progress), progress
-    platform.rosetta("task", "delete", "watched", token=token)
+    assert "hello: " in progress and " · " in progress and re.search(r"\d:\d\d", progress), progress
+    platform.rosetta("task", "delete", "hello", token=token)
 
 
 def test_cli_says_what_there_is(platform):
@@ -127,10 +130,6 @@ def test_cli_says_what_there_is(platform):
     assert any(line.startswith("hello ") for line in software.splitlines())
     resources = platform.rosetta("resources", "list", token=token).stdout
     assert "local (default)" in resources and "CPU" in resources
-    # No --on: the default resource; no --name: the software's name.
-    started = json.loads(platform.rosetta("task", "start", "hello", "--memory", "0.25G", "--json", token=token).stdout)
-    assert (started["resource"], started["name"], started["memory_mb"]) == ("local", "hello", 256)
-    platform.rosetta("task", "delete", "hello", token=token)
 
 
 def test_operator_creates_users_once(platform):
