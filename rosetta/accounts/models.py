@@ -6,14 +6,20 @@ from rosetta.accounts.tokens import hash_token, new_token
 
 
 class ApiTokenQuerySet(models.QuerySet):
-    def create_for(self, user, name: str = "cli") -> tuple["ApiToken", str]:
+    def create_for(self, user, name: str = "cli", expires=None) -> tuple["ApiToken", str]:
         """Create a token and return it with its secret, which is never stored nor shown again."""
         secret = new_token()
-        token = self.create(user=user, name=name, digest=hash_token(secret), hint=secret[:8])
+        token = self.create(user=user, name=name, digest=hash_token(secret), hint=secret[:8], expires=expires)
         return token, secret
 
+    def usable(self):
+        """Tokens that open something: of active users, not expired."""
+        return self.filter(user__is_active=True).filter(
+            models.Q(expires__isnull=True) | models.Q(expires__gt=timezone.now())
+        )
+
     def user_for(self, secret: str):
-        token = self.select_related("user").filter(digest=hash_token(secret), user__is_active=True).first()
+        token = self.usable().select_related("user").filter(digest=hash_token(secret)).first()
         if token is None:
             return None
         ApiTokenQuerySet._touch(token)
@@ -36,8 +42,13 @@ class ApiToken(models.Model):
     hint = models.CharField(max_length=8, help_text="First characters, to tell tokens apart.")
     created = models.DateTimeField(auto_now_add=True)
     last_used = models.DateTimeField(null=True, blank=True)
+    expires = models.DateTimeField(null=True, blank=True, help_text="None: until revoked.")
 
     objects = ApiTokenQuerySet.as_manager()
+
+    @property
+    def expired(self) -> bool:
+        return self.expires is not None and self.expires <= timezone.now()
 
     def __str__(self) -> str:
         return f"{self.user} / {self.name} ({self.hint}…)"

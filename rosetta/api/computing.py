@@ -45,6 +45,14 @@ class ResourceOut(Schema):
     time_limit_minutes: int = Field(..., description="The time limit tasks get when they name none (Slurm).")
     partitions: list[PartitionOut] = Field(..., description="What the last check found (Slurm).")
     per_user: bool = Field(..., description="Tasks run as their owner's own account there (see /me/ssh-key).")
+    default: bool = Field(..., description="Where tasks that name no resource run.")
+
+    @staticmethod
+    def resolve_default(resource) -> bool:
+        from rosetta.tasks.services import default_resource
+
+        default = default_resource()
+        return default is not None and default.pk == resource.pk
 
     @staticmethod
     def resolve_partitions(resource) -> list:

@@ -1,9 +1,11 @@
 from datetime import datetime
+from typing import Literal
 
 from ninja import Schema
 from pydantic import Field
 
 from rosetta.gateway.ssh_access import ssh_access
+from rosetta.tasks.progress import progress_of
 
 
 class Message(Schema):
@@ -36,12 +38,14 @@ class TaskIn(Schema):
         description="The software: NAME, NAME:VERSION or OWNER/NAME:VERSION (see GET /software/resolve).",
     )
     version: str | None = Field(None, max_length=32, description="Its version, if not in `software`.")
-    resource: str = Field(..., max_length=64, description="Name of a computing resource.")
+    resource: str | None = Field(
+        None, max_length=64, description="Name of a computing resource (default: the platform's default resource)."
+    )
     name: str | None = Field(
         None, max_length=63, description="Unique among your tasks; derived from the software if omitted."
     )
-    cpus: float = Field(1.0, description="CPU cores, e.g. 0.5 or 2.")
-    memory_mb: int = Field(512, description="Memory limit in MiB.")
+    cpus: float = Field(1.0, description="CPU cores, e.g. 0.5 or 2 (within the resource's limits).")
+    memory_mb: int = Field(512, description="Memory limit in MiB (within the resource's limits).")
     environment: dict[str, str] = Field(default_factory=dict, description="Extra environment variables.")
     partition: str = Field("", max_length=64, description="Batch schedulers: the partition (default: the resource's).")
     time_limit_minutes: int = Field(0, ge=0, le=525600, description="Batch schedulers: minutes the task may run.")
@@ -97,6 +101,30 @@ class TaskOut(Schema):
     placement: Placement = Field(..., description="Where a batch scheduler has the task (empty elsewhere).")
     ssh_command: str | None = Field(None, description="Tasks with an SSH interface: the command that logs in.")
     ssh: SSHAccessOut | None = Field(None, description="Tasks with an SSH interface: how to reach it with OpenSSH.")
+    outcome: Literal["active", "stopped", "succeeded", "failed"] = Field(
+        ..., description="How it went: a non-zero exit is `failed`, like a failure to start."
+    )
+    reason: str = Field(..., description="The latest word in its phase: why it failed, what it waits for.")
+    phase_since: datetime = Field(..., description="When it entered its phase.")
+    waiting_for: str = Field(..., description="What a task in transition waits for (empty otherwise).")
+    phase_timeout: float | None = Field(..., description="Seconds the current phase may last, where it has a limit.")
+    warning: str = Field(..., description="Something unusual about its progress, in plain words (or empty).")
+
+    @staticmethod
+    def resolve_waiting_for(task) -> str:
+        return progress_of(task).waiting_for
+
+    @staticmethod
+    def resolve_phase_timeout(task) -> float | None:
+        return progress_of(task).timeout
+
+    @staticmethod
+    def resolve_warning(task) -> str:
+        return progress_of(task).warning
+
+    @staticmethod
+    def resolve_reason(task) -> str:
+        return getattr(task, "reason", None) or ""
 
     @staticmethod
     def resolve_placement(task) -> dict:
@@ -129,9 +157,11 @@ class TaskDetailOut(TaskOut):
 
 
 class TokenIn(Schema):
-    name: str = Field("cli", max_length=64)
+    name: str = Field("cli", min_length=1, max_length=64, description="Unique among your tokens.")
+    expires_in_days: int | None = Field(None, ge=1, le=3650, description="Omit for a token that lasts until revoked.")
 
 
 class TokenOut(Schema):
     name: str
     token: str = Field(..., description="Shown once; store it safely.")
+    expires: datetime | None = Field(None, description="When it stops working (never, if null).")

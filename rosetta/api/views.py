@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from asgiref.sync import sync_to_async
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.http import HttpRequest, JsonResponse, StreamingHttpResponse
-from ninja import NinjaAPI
+from ninja import Swagger
 from ninja.errors import AuthenticationError
 from ninja.errors import ValidationError as SchemaValidationError
 
@@ -15,6 +18,7 @@ from rosetta.api.catalog import router as catalog_router
 from rosetta.api.computing import router as computing_router
 from rosetta.api.idempotency import InvalidKey, respond_once
 from rosetta.api.keys import router as keys_router
+from rosetta.api.openapi import RosettaAPI
 from rosetta.api.schemas import (
     EventOut,
     Message,
@@ -30,13 +34,27 @@ from rosetta.core.errors import Conflict, NotFound
 from rosetta.storage.errors import FileProblem
 from rosetta.tasks import services
 from rosetta.tasks.logs import stream_logs
+from rosetta.tasks.phases import Phase
 
-api = NinjaAPI(
+
+class RosettaDocs(Swagger):
+    """Swagger UI from local files, inside Rosetta's own page (with the way back to the app)."""
+
+    template = "web/api_docs.html"
+
+
+api = RosettaAPI(
     title="Rosetta",
     version="1",
     auth=session_or_token,
     urls_namespace="api",
-    description="Run analysis environments as containers on computing resources.",
+    docs=RosettaDocs(),
+    description=(
+        "Run analysis environments as containers on computing resources, and reach them through the gateway. "
+        "Authenticate with `Authorization: Bearer <API token>` (tokens: the Account page, or `POST /api/tokens`) "
+        'or the browser session. Every error is JSON: `{"detail": "..."}`. A task is addressed by its id '
+        "or by its name among your tasks."
+    ),
 )
 
 
@@ -81,7 +99,14 @@ def invalid_schema(request, error):
 
 @api.exception_handler(AuthenticationError)
 def unauthenticated(request, error):
-    return api.create_response(request, {"detail": "Log in, or send 'Authorization: Bearer <API token>'."}, status=401)
+    if request.headers.get("Authorization", "").lower().startswith("bearer "):
+        detail = (
+            "This API token is invalid, expired or revoked. Create a new one on your Account page "
+            f"({settings.PUBLIC_URL}/account/) and run `rosetta login`."
+        )
+    else:
+        detail = "Log in, or send 'Authorization: Bearer <API token>'."
+    return api.create_response(request, {"detail": detail}, status=401)
 
 
 @api.get("/me", response=UserOut, tags=["account"])
@@ -101,15 +126,20 @@ def _once(request: HttpRequest, answer, *, replayable: bool = True) -> JsonRespo
 @api.post("/tokens", response={201: TokenOut, 409: Message}, tags=["account"])
 def create_token(request: HttpRequest, payload: TokenIn):
     def create():
-        _, secret = account_services.create_token(request.auth, payload.name)
-        return 201, {"name": payload.name, "token": secret}
+        token, secret = account_services.create_token(request.auth, payload.name, payload.expires_in_days)
+        expires = token.expires.isoformat() if token.expires else None
+        return 201, {"name": payload.name, "token": secret, "expires": expires}
 
     return _once(request, create, replayable=False)
 
 
+PhaseFilter = Literal["all", "active", "finished", *sorted(phase.value for phase in Phase)]
+
+
 @api.get("/tasks", response=list[TaskOut], tags=["tasks"])
-def list_tasks(request: HttpRequest):
-    return services.task_list_of(request.auth)
+def list_tasks(request: HttpRequest, phase: PhaseFilter = "all"):
+    """Your tasks, newest first (staff: everyone's). `phase`: `active`, `finished`, one phase, or `all`."""
+    return services.filter_by_phase(services.task_list_of(request.auth), phase)
 
 
 @api.post("/tasks", response={201: TaskDetailOut, 400: Message, 404: Message, 409: Message}, tags=["tasks"])
@@ -127,6 +157,17 @@ def start_task(request: HttpRequest, payload: TaskIn):
 @api.get("/tasks/{task_id}", response=TaskDetailOut, tags=["tasks"])
 def get_task(request: HttpRequest, task_id: str):
     return services.get_task(request.auth, task_id)
+
+
+@api.post("/tasks/{task_id}/relaunch", response={201: TaskDetailOut, 404: Message, 409: Message}, tags=["tasks"])
+def relaunch_task(request: HttpRequest, task_id: str):
+    """Start a finished task's request again (software, resource, size, environment, name)."""
+
+    def relaunch():
+        task = services.relaunch(request.auth, services.get_task(request.auth, task_id))
+        return 201, TaskDetailOut.from_orm(services.get_task(request.auth, task.id)).model_dump(mode="json")
+
+    return _once(request, relaunch)
 
 
 @api.get("/tasks/{task_id}/events", response=list[EventOut], tags=["tasks"])

@@ -25,6 +25,7 @@ from rosetta.catalog.models import (
     Visibility,
     validate_version,
 )
+from rosetta.core.choices import choices_said
 from rosetta.core.errors import Conflict, NotFound
 from rosetta.core.notify import after_commit
 
@@ -141,7 +142,8 @@ def _missing(user, reference, name, version, entries, retired) -> str:
     if version is not None and entries:
         versions = ", ".join(sorted({entry.version for entry in entries}))
         return f"There is no version {version!r} of {name!r} in your catalogue (there are: {versions})."
-    return f"There is no software called {reference!r} in your catalogue."
+    startable = catalogue_for(user).startable().values_list("name", flat=True)
+    return f"There is no software called {reference!r} in your catalogue{choices_said(startable, 'software')}."
 
 
 def get_entry(user, software_id: int, *, managing: bool = False) -> Software:

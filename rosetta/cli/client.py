@@ -37,6 +37,10 @@ def save_login(url: str, token: str) -> Path:
     return CONFIG_PATH
 
 
+def has_client_login() -> bool:
+    return bool(os.environ.get("ROSETTA_TOKEN") or saved_login().get("token"))
+
+
 class Client:
     def __init__(self, url: str | None = None, token: str | None = None) -> None:
         saved = saved_login()
@@ -66,6 +70,9 @@ class Client:
         if response.status_code >= 400:
             raise ApiError(response.status_code, _detail(response))
         return response.json() if response.content else None
+
+    def __repr__(self) -> str:
+        return f"Client({self.url})"  # never the token
 
     def stream(self, path: str, /, **params):
         try:

@@ -14,14 +14,38 @@ from rosetta.cli.registry import registry_group
 from rosetta.cli.resources import resources_group
 from rosetta.cli.software import builder, groups_group, software_group
 from rosetta.cli.tasks import task_group
+from rosetta.cli.users import add_to as add_user_commands
 from rosetta.core.paths import keep_private
 
+SCIENTIST_COMMANDS = ("login", "task", "software", "resources", "keys", "files")
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+
+class GroupedHelp(click.Group):
+    """Help that lists scientists' commands apart from operators' (which run on the platform's host)."""
+
+    def list_commands(self, ctx):
+        return list(self.commands)  # in the order they were added, not alphabetical
+
+    def format_commands(self, ctx, formatter):
+        rows = {"scientist": [], "operator": []}
+        for name in self.list_commands(ctx):
+            command = self.get_command(ctx, name)
+            if command is not None and not command.hidden:
+                kind = "scientist" if name in SCIENTIST_COMMANDS else "operator"
+                rows[kind].append((name, command.get_short_help_str(limit=80)))
+        with formatter.section("Commands for scientists (through the API, with your token)"):
+            formatter.write_dl(rows["scientist"])
+        with formatter.section("Commands for operators (on the platform's host)"):
+            formatter.write_dl(rows["operator"])
+
+
+@click.group(cls=GroupedHelp, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="rosetta", prog_name="rosetta", message="%(prog)s %(version)s")
 def cli():
     """Rosetta: run analysis environments as containers and reach them through the gateway.
 
-    Client commands read ROSETTA_URL and ROSETTA_TOKEN, or the login saved by `rosetta login`.
+    Client commands read ROSETTA_URL and ROSETTA_TOKEN, or the login saved by `rosetta login`
+    (tokens are made on the Account page).
     """
 
 
@@ -37,6 +61,9 @@ def login(url, token_stdin):
 
 
 for command in (
+    task_group,
+    software_group,
+    resources_group,
     server.run,
     server.web,
     server.controller,
@@ -46,16 +73,16 @@ for command in (
     server.setup,
     server.manage,
     server.build_image,
-    task_group,
     keys_group,
-    software_group,
     builder,
     groups_group,
-    resources_group,
     registry_group,
     files_group,
 ):
     cli.add_command(command)
+
+
+add_user_commands(server.users)
 
 
 def main() -> None:
@@ -71,6 +98,9 @@ def main() -> None:
     except ApiError as error:
         click.echo(f"Error: {error}", err=True)
         sys.exit(1)
+    except KeyboardInterrupt:
+        click.echo("", err=True)
+        sys.exit(130)
 
 
 if __name__ == "__main__":

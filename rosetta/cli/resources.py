@@ -9,6 +9,7 @@ from pathlib import Path
 
 import click
 
+from rosetta.cli.client import has_client_login
 from rosetta.cli.django_setup import setup_django
 
 SSH_TARGET = re.compile(r"^(?P<user>[^@\s]+)@(?P<host>[^:\s]+)(?::(?P<port>\d+))?$")
@@ -16,7 +17,7 @@ SSH_TARGET = re.compile(r"^(?P<user>[^@\s]+)@(?P<host>[^:\s]+)(?::(?P<port>\d+))
 
 @click.group("resources")
 def resources_group():
-    """Add, check and retire computing resources (operator)."""
+    """Where tasks run: list them; operators add, check and retire them."""
 
 
 def _resource(name: str):
@@ -77,8 +78,11 @@ def add(name, target, key_file, per_user, scheduler, engine, max_cpus, max_memor
 
 @resources_group.command("list")
 @click.option("--json", "as_json", is_flag=True)
-def list_resources(as_json):
-    """List every resource, enabled or not."""
+@click.option("--local", "on_host", is_flag=True, help="Read the platform's database here instead of the API.")
+def list_resources(as_json, on_host):
+    """List where tasks may run (with a token: through the API; operators: --local, every one)."""
+    if not on_host and has_client_login():
+        return _list_through_api(as_json)
     setup_django()
     from rosetta.computing.models import Resource
 
@@ -88,6 +92,28 @@ def list_resources(as_json):
     for row in rows:
         state = "enabled" if row["enabled"] else "disabled"
         click.echo(f"{row['name']:<20} {state:<9} {row['kind']:<50} {row['where']}")
+
+
+def _list_through_api(as_json: bool) -> None:
+    from rosetta.cli.client import Client
+    from rosetta.cli.tasks import echo_json, table
+    from rosetta.core.units import format_memory
+
+    resources = Client().request("GET", "/resources")
+    if as_json:
+        return echo_json(resources)
+    if not resources:
+        return click.echo("No computing resource is enabled yet.")
+    rows = [
+        [
+            r["name"] + (" (default)" if r.get("default") else ""),
+            r["kind"],
+            f"{r['max_cpus']:g} CPU, {format_memory(r['max_memory_mb'])}",
+            "" if r["enabled"] else "disabled",
+        ]
+        for r in resources
+    ]
+    table(rows, ["NAME", "KIND", "UP TO", "STATE"])
 
 
 @resources_group.command("show")

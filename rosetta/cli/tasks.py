@@ -1,57 +1,103 @@
-"""`rosetta task ...`: client commands over the REST API."""
+"""`rosetta task ...`: client commands over the REST API. A TASK is its name or its id."""
 
 from __future__ import annotations
 
 import json
 import sys
 import time
+from datetime import UTC, datetime
+from urllib.parse import quote
 
 import click
 
 from rosetta.cli.client import ApiError, Client
-from rosetta.cli.units import parse_memory_mb
+from rosetta.core.units import format_memory, parse_memory_mb
 from rosetta.tasks.phases import FINAL_PHASE_NAMES
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
+wait_option = click.option("--wait", is_flag=True, help="Wait until the interface answers (or the task ends).")
+timeout_option = click.option("--timeout", type=float, default=300, show_default=True, help="Seconds to --wait.")
 
 
 @click.group("task")
 def task_group():
-    """Start, watch and stop your tasks."""
+    """Start, watch, relaunch and stop your tasks.
+
+    A TASK is its name or its id.
+    """
 
 
-def _echo_json(data) -> None:
+def task_path(task: str, action: str = "") -> str:
+    return f"/tasks/{quote(task, safe='')}" + (f"/{action}" if action else "")
+
+
+def echo_json(data) -> None:
     click.echo(json.dumps(data, indent=2, sort_keys=True))
 
 
-def _table(rows: list[list[str]], headers: list[str]) -> None:
+def table(rows: list[list[str]], headers: list[str]) -> None:
     widths = [max(len(str(row[i])) for row in [headers, *rows]) for i in range(len(headers))]
     for row in [headers, *rows]:
         click.echo("  ".join(str(cell).ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
 
 
-def _show(task: dict) -> None:
+def _parse_time(iso: str | None) -> datetime | None:
+    return datetime.fromisoformat(iso.replace("Z", "+00:00")) if iso else None
+
+
+def clock(seconds: float) -> str:
+    """0:42, 1:05:00: how long, as a clock shows it."""
+    seconds = max(0, int(seconds))
+    hours, rest = divmod(seconds, 3600)
+    return f"{hours}:{rest // 60:02}:{rest % 60:02}" if hours else f"{rest // 60}:{rest % 60:02}"
+
+
+def ago(iso: str | None) -> str:
+    """'3 min ago', '2 h ago': relative, as people read a list."""
+    when = _parse_time(iso)
+    if when is None:
+        return ""
+    seconds = (datetime.now(UTC) - when).total_seconds()
+    for size, unit in ((86400, "d"), (3600, "h"), (60, "min")):
+        if seconds >= size:
+            return f"{int(seconds // size)} {unit} ago"
+    return "just now"
+
+
+def phase_text(task: dict) -> str:
+    """The phase, with an exit code that is not clean said beside it."""
+    if task["phase"] == "exited" and task.get("exit_code") not in (0, None):
+        return f"exited ({task['exit_code']})"
+    return task["phase"]
+
+
+def show_task(task: dict) -> None:
     fields = [
-        ("id", "id"),
-        ("name", "name"),
-        ("phase", "phase"),
-        ("software", "software"),
-        ("version", "software_version"),
-        ("digest", "software_digest"),
-        ("resource", "resource"),
-        ("cpus", "cpus"),
-        ("memory", "memory_mb"),
-        ("url", "interface_url"),
-        ("ssh", "ssh_command"),
-        ("exit code", "exit_code"),
-        ("created", "created"),
-        ("started", "started"),
-        ("finished", "finished"),
+        ("id", task["id"]),
+        ("name", task["name"]),
+        ("phase", phase_text(task)),
+        ("software", task["software"]),
+        ("version", task.get("software_version")),
+        ("digest", task.get("software_digest")),
+        ("resource", task["resource"]),
+        ("cpus", f"{task['cpus']:g}"),
+        ("memory", format_memory(task["memory_mb"])),
+        (
+            "url",
+            task["interface_url"] if task["phase"] in ("starting", "running") and not task.get("ssh_command") else None,
+        ),
+        ("ssh", task.get("ssh_command")),
+        ("exit code", task.get("exit_code")),
+        ("created", task.get("created")),
+        ("started", task.get("started")),
+        ("finished", task.get("finished")),
     ]
-    for label, key in fields:
-        value = task.get(key)
+    for label, value in fields:
         if value is not None:
-            click.echo(f"{label + ':':<11}{value}{' MiB' if key == 'memory_mb' else ''}")
+            click.echo(f"{label + ':':<11}{value}")
+    if task.get("outcome") == "failed" and task.get("reason"):
+        click.echo(f"{'why:':<11}{task['reason']}")
+        click.echo(f"{'':<11}Start it again with: rosetta task relaunch {task['name']}")
     if task.get("events"):
         click.echo("events:")
         for event in task["events"]:
@@ -59,124 +105,169 @@ def _show(task: dict) -> None:
 
 
 @task_group.command("list")
+@click.option("--all", "show_all", is_flag=True, help="Finished tasks too (default: active ones only).")
 @json_option
-def list_tasks(as_json: bool):
-    """List your tasks."""
-    tasks = Client().request("GET", "/tasks")
+def list_tasks(show_all: bool, as_json: bool):
+    """List your active tasks (--all: finished ones too)."""
+    tasks = Client().request("GET", "/tasks", params={} if show_all else {"phase": "active"})
     if as_json:
-        return _echo_json(tasks)
+        return echo_json(tasks)
     if not tasks:
-        return click.echo("No tasks yet. Start one with: rosetta task start SOFTWARE --on RESOURCE")
-    _table(
+        hint = "" if show_all else " (finished ones: rosetta task list --all)"
+        return click.echo(f"No active tasks{hint}. Start one with: rosetta task start SOFTWARE")
+    everyone = len({t["owner"] for t in tasks}) > 1  # staff see every user's tasks
+    table(
         [
             [
-                t["id"],
+                *([t["owner"]] if everyone else []),
                 t["name"],
+                t["id"],
                 t["software"],
                 t["resource"],
-                t["phase"],
-                (t.get("ssh_command") or t["interface_url"]) if t["phase"] == "running" else "",
+                phase_text(t),
+                ago(t["phase_since"]),
+                (t.get("ssh_command") or t["interface_url"])
+                if t["phase"] == "running"
+                else (t["reason"] if t["outcome"] == "failed" else ""),
             ]
             for t in tasks
         ],
-        ["ID", "NAME", "SOFTWARE", "RESOURCE", "PHASE", "URL"],
+        [*(["OWNER"] if everyone else []), "NAME", "ID", "SOFTWARE", "RESOURCE", "PHASE", "SINCE", "URL / WHY"],
     )
 
 
-@task_group.command("start")
-@click.argument("software", metavar="SOFTWARE[:VERSION]")
-@click.option("--on", "resource", required=True, help="Computing resource to run on.")
-@click.option("--name", help="A name unique among your tasks.")
-@click.option("--cpus", type=float, default=1.0, show_default=True)
-@click.option("--memory", default="512M", show_default=True, help="Memory limit, e.g. 512M or 2G.")
-@click.option("--env", "env", multiple=True, metavar="NAME=VALUE", help="Environment variable (repeatable).")
-@click.option("--wait", is_flag=True, help="Wait until the interface answers (or the task ends).")
-@click.option("--timeout", type=float, default=300, show_default=True, help="Seconds to --wait.")
-@json_option
-def start(software, resource, name, cpus, memory, env, wait, timeout, as_json):
-    """Start SOFTWARE on a computing resource."""
-    try:
-        memory_mb = parse_memory_mb(memory)
-    except ValueError as error:
-        raise click.BadParameter(str(error), param_hint="--memory") from None
+def _environment(env: tuple[str, ...]) -> dict[str, str]:
     environment = {}
     for item in env:
         key, sep, value = item.partition("=")
         if not sep:
             raise click.BadParameter(f"{item!r} is not NAME=VALUE", param_hint="--env")
         environment[key] = value
+    return environment
+
+
+def _memory(text: str) -> int:
+    try:
+        return parse_memory_mb(text)
+    except ValueError as error:
+        raise click.BadParameter(str(error), param_hint="--memory") from None
+
+
+@task_group.command("start")
+@click.argument("software", metavar="SOFTWARE[:VERSION]")
+@click.option("--on", "resource", help="Computing resource to run on (default: the platform's default resource).")
+@click.option("--name", help="A name unique among your active tasks.")
+@click.option("--cpus", type=float, default=1.0, show_default=True)
+@click.option("--memory", default="512M", show_default=True, help="Memory limit, e.g. 512M or 2G.")
+@click.option("--env", "env", multiple=True, metavar="NAME=VALUE", help="Environment variable (repeatable).")
+@wait_option
+@timeout_option
+@json_option
+def start(software, resource, name, cpus, memory, env, wait, timeout, as_json):
+    """Start SOFTWARE (see `rosetta software list`) on a computing resource."""
+    payload = {"software": software, "name": name, "cpus": cpus, "memory_mb": _memory(memory)}
+    payload["environment"] = _environment(env)
+    if resource:
+        payload["resource"] = resource
     client = Client()
-    task = client.request(
-        "POST",
-        "/tasks",
-        retry=True,
-        json={
-            "software": software,
-            "resource": resource,
-            "name": name,
-            "cpus": cpus,
-            "memory_mb": memory_mb,
-            "environment": environment,
-        },
-    )
+    task = client.request("POST", "/tasks", retry=True, json=payload)
+    report_start(client, task, wait, timeout, as_json)
+
+
+@task_group.command("relaunch")
+@click.argument("task")
+@wait_option
+@timeout_option
+@json_option
+def relaunch(task, wait, timeout, as_json):
+    """Start a finished TASK again: same software, resource, size, environment and name."""
+    client = Client()
+    started = client.request("POST", task_path(task, "relaunch"), retry=True)
+    report_start(client, started, wait, timeout, as_json)
+
+
+def report_start(client: Client, task: dict, wait: bool, timeout: float, as_json: bool) -> None:
     if wait:
-        task = _wait_until_settled(client, task["id"], timeout)
+        task = wait_until_settled(client, task["id"], timeout, progress=not as_json and sys.stderr.isatty())
     if as_json:
-        return _echo_json(task)
-    _show(task)
+        return echo_json(task)
+    show_task(task)
     if wait and task["phase"] != "running":
         sys.exit(1)
 
 
-def _wait_until_settled(client: Client, task_id: str, timeout: float) -> dict:
+def progress_line(task: dict) -> str:
+    """What a starting task waits for, how long it has, and anything unusual."""
+    since = _parse_time(task.get("phase_since"))
+    elapsed = (datetime.now(UTC) - since).total_seconds() if since else 0
+    limit = task.get("phase_timeout")
+    took = clock(elapsed) + (f" of {clock(limit)}" if limit else "")
+    line = f"{task['name']}: {task['phase']} · {task.get('waiting_for') or task.get('reason') or ''} · {took}"
+    if task.get("warning"):
+        line += f" — {task['warning']}"
+    return line
+
+
+def wait_until_settled(client: Client, task_id: str, timeout: float, progress: bool = False) -> dict:
+    """Poll until the task runs or ends; on a terminal, one line of progress kept up to date."""
     deadline = time.monotonic() + timeout
-    while True:
-        task = client.request("GET", f"/tasks/{task_id}", retry=True)
-        if task["phase"] == "running" or task["phase"] in FINAL_PHASE_NAMES:
-            return task
-        if time.monotonic() > deadline:
-            raise ApiError(0, f"Task {task_id} is still {task['phase']} after {timeout:g} s.")
-        time.sleep(0.2)
+    shown = ""
+    try:
+        while True:
+            task = client.request("GET", task_path(task_id), retry=True)
+            if progress:
+                line = progress_line(task)
+                if line != shown:
+                    click.echo("\r\033[K" + line, nl=False, err=True)
+                    shown = line
+            if task["phase"] == "running" or task["phase"] in FINAL_PHASE_NAMES:
+                return task
+            if time.monotonic() > deadline:
+                raise ApiError(0, f"Task {task['name']} is still {task['phase']} after {timeout:g} s.")
+            time.sleep(0.2 if not progress else 0.5)
+    finally:
+        if shown:
+            click.echo("", err=True)
 
 
 @task_group.command("show")
-@click.argument("task_id")
+@click.argument("task")
 @json_option
-def show(task_id, as_json):
+def show(task, as_json):
     """Show a task with its events."""
-    task = Client().request("GET", f"/tasks/{task_id}")
-    _echo_json(task) if as_json else _show(task)
+    found = Client().request("GET", task_path(task))
+    echo_json(found) if as_json else show_task(found)
 
 
 @task_group.command("logs")
-@click.argument("task_id")
-@click.option("--follow", "-f", is_flag=True, help="Keep printing new output until the task ends.")
+@click.argument("task")
+@click.option("--follow", "-f", is_flag=True, help="Wait for output and keep printing it until the task ends.")
 @click.option("--tail", type=int, help="Only the last N lines.")
 @json_option
-def logs(task_id, follow, tail, as_json):
+def logs(task, follow, tail, as_json):
     """Print a task's output."""
     params = {"follow": str(follow).lower(), **({"tail": tail} if tail is not None else {})}
-    chunks = Client().stream(f"/tasks/{task_id}/logs", **params)
+    chunks = Client().stream(task_path(task, "logs"), **params)
     if as_json:
-        return _echo_json({"id": task_id, "logs": b"".join(chunks).decode(errors="replace")})
+        return echo_json({"task": task, "logs": b"".join(chunks).decode(errors="replace")})
     for chunk in chunks:
         sys.stdout.buffer.write(chunk)
         sys.stdout.flush()
 
 
 @task_group.command("stop")
-@click.argument("task_id")
+@click.argument("task")
 @json_option
-def stop(task_id, as_json):
+def stop(task, as_json):
     """Stop a task (its container is removed)."""
-    task = Client().request("POST", f"/tasks/{task_id}/stop", retry=True)
-    _echo_json(task) if as_json else click.echo(f"Stopping {task['name']} ({task['id']}).")
+    stopped = Client().request("POST", task_path(task, "stop"), retry=True)
+    echo_json(stopped) if as_json else click.echo(f"Stopping {stopped['name']} ({stopped['id']}).")
 
 
 @task_group.command("delete")
-@click.argument("task_id")
+@click.argument("task")
 @json_option
-def delete(task_id, as_json):
+def delete(task, as_json):
     """Delete a task, stopping it first if needed."""
-    result = Client().request("DELETE", f"/tasks/{task_id}")
-    _echo_json({"id": task_id, **result}) if as_json else click.echo(result["detail"])
+    result = Client().request("DELETE", task_path(task))
+    echo_json({"task": task, **result}) if as_json else click.echo(result["detail"])

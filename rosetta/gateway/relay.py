@@ -950,7 +950,7 @@ class ClientConnection(asyncio.Protocol):
         https = self.gateway.https
         kind = type(decision)
         if kind is Refuse:
-            response = pages.refusal(decision, https)
+            response = pages.refusal(decision, https, self.gateway.site.public_url)
             log.debug("gateway: refused a request to %s: %d", self.last_task_id or "-", decision.status)
         elif kind is Redirect:
             response = pages.redirect(decision, https)

@@ -75,6 +75,6 @@ def load_route_table() -> RouteTable:
     }
     users = get_user_model().objects.filter(is_active=True)
     staff = frozenset(users.filter(is_staff=True).values_list("id", flat=True))
-    tokens = dict(ApiToken.objects.filter(user__is_active=True).values_list("digest", "user_id"))
+    tokens = dict(ApiToken.objects.usable().values_list("digest", "user_id"))
     epochs = {user_id: epoch or 0 for user_id, epoch in users.values_list("id", "access_epoch__value")}
     return RouteTable(routes=routes, staff_ids=staff, token_users=tokens, epochs=epochs)

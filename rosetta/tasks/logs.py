@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 
 from asgiref.sync import sync_to_async
@@ -15,7 +16,17 @@ from rosetta.tasks.phases import Phase
 LIVE_PHASES = frozenset({Phase.STARTING, Phase.RUNNING, Phase.STOPPING})
 
 
+WAITING_PHASES = frozenset({Phase.CREATED, Phase.QUEUED})
+WAIT_POLL = 0.5  # seconds between looks at a task that has no container yet
+
+
 async def stream_logs(task: Task, *, follow: bool, tail: int | None = None) -> AsyncIterator[bytes]:
+    if follow and task.phase_enum in WAITING_PHASES:
+        # Following a task that has no output yet means waiting for its output, not ending at once.
+        while task.phase_enum in WAITING_PHASES:
+            await asyncio.sleep(WAIT_POLL)
+            if not await sync_to_async(_refresh)(task):
+                return  # deleted meanwhile
     if task.phase_enum in LIVE_PHASES:
         try:
             backend = await sync_to_async(backend_for)(task.resource, task.owner)
@@ -30,3 +41,11 @@ async def stream_logs(task: Task, *, follow: bool, tail: int | None = None) -> A
     if tail is not None:
         text = "\n".join(text.splitlines()[-tail:]) + ("\n" if text else "")
     yield text.encode()
+
+
+def _refresh(task: Task) -> bool:
+    fresh = Task.objects.filter(pk=task.pk).values("phase", "backend_state").first()
+    if fresh is None:
+        return False
+    task.phase, task.backend_state = fresh["phase"], fresh["backend_state"]
+    return True

@@ -10,7 +10,7 @@ from django.utils import timezone
 from rosetta.catalog.models import Software
 from rosetta.computing.models import Resource
 from rosetta.core import notify
-from rosetta.tasks.phases import Desired, Phase, check_transition
+from rosetta.tasks.phases import FINAL_PHASE_NAMES, Desired, Phase, check_transition
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +71,14 @@ class Task(models.Model):
 
     class Meta:
         ordering = ["-created"]
-        constraints = [models.UniqueConstraint(fields=["owner", "name"], name="unique_task_name_per_owner")]
+        constraints = [
+            # A finished task's name can be used again: only active tasks need telling apart.
+            models.UniqueConstraint(
+                fields=["owner", "name"],
+                condition=~models.Q(phase__in=sorted(FINAL_PHASE_NAMES)),
+                name="unique_active_task_name_per_owner",
+            )
+        ]
 
     def __str__(self) -> str:
         return f"{self.name} ({self.id})"
@@ -83,6 +90,18 @@ class Task(models.Model):
     @property
     def is_final(self) -> bool:
         return self.phase_enum.is_final
+
+    @property
+    def outcome(self) -> str:
+        """How it went, as a person reads it: active, stopped (as asked), succeeded (exited
+        with code 0) or failed (failed, or exited otherwise: a crash is not a clean end)."""
+        if not self.is_final:
+            return "active"
+        if self.phase == Phase.STOPPED.value:
+            return "stopped"
+        if self.phase == Phase.EXITED.value and self.exit_code == 0:
+            return "succeeded"
+        return "failed"
 
     @property
     def endpoint(self) -> tuple[str, int] | None:

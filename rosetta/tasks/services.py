@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
+from django.db.models import OuterRef, Subquery
 
 from rosetta.accounts.models import SSHKey
 from rosetta.catalog.models import Protocol, Software
@@ -18,10 +19,11 @@ from rosetta.catalog.services import resolve
 from rosetta.computing.models import Resource
 from rosetta.computing.services import check_request
 from rosetta.core import notify
+from rosetta.core.choices import choices_said
 from rosetta.core.errors import Conflict, NotFound
 from rosetta.core.validation import validate_env_vars, validate_task_name
 from rosetta.storage import services as storage_services
-from rosetta.tasks.models import Task
+from rosetta.tasks.models import Task, TaskEvent
 from rosetta.tasks.phases import ACTIVE_PHASE_NAMES, FINAL_PHASE_NAMES, Desired
 
 MAX_NAME_SUFFIX = 1000
@@ -35,9 +37,9 @@ NO_SSH_KEY = (
 @dataclass
 class TaskRequest:
     software: str  # [OWNER/]NAME[:VERSION] (rosetta.catalog.services.resolve)
-    resource: str
+    resource: str | None = None  # None: the default resource (see default_resource)
     version: str | None = None
-    software_id: int | None = None  # the exact entry (the web form's choice), instead of a name
+    software_id: int | None = None  # the exact entry (the web form's choice, a relaunch), instead of a name
     name: str | None = None
     cpus: float = 1.0
     memory_mb: int = 512
@@ -46,13 +48,27 @@ class TaskRequest:
     time_limit_minutes: int = 0  # batch schedulers only; 0: the resource's default
     storages: list[str] | None = None  # storages to mount; None: the software's defaults
 
+    @classmethod
+    def again(cls, task: Task) -> TaskRequest:
+        """The request that made ``task``: same software, resource, size, environment, name."""
+        return cls(
+            software=task.software.name,
+            software_id=task.software_id,  # the very entry, not the newest of its name
+            resource=task.resource.name,
+            name=task.name,
+            cpus=task.cpus,
+            memory_mb=task.memory_mb,
+            environment=dict(task.environment),
+            partition=task.partition,
+            time_limit_minutes=task.time_limit_minutes,
+            storages=[mount.storage.name for mount in task.mounts.all() if mount.storage is not None],
+        )
+
 
 def start_task(user, request: TaskRequest) -> Task:
     software = _software_for(user, request)
     check_registry(software.image)  # the operator's list may have changed since it was added
-    resource = Resource.objects.filter(name=request.resource, enabled=True).first()
-    if resource is None:
-        raise NotFound(f"There is no computing resource called {request.resource!r}.")
+    resource = _resource(request.resource)
     check_request(resource, request.cpus, request.memory_mb, request.partition, request.time_limit_minutes)
     validate_env_vars(request.environment)
     if request.name is not None:
@@ -81,6 +97,41 @@ def _software_for(user, request: TaskRequest) -> Software:
     return resolve(user, request.software, request.version)
 
 
+def _choices(queryset, what: str) -> str:
+    return choices_said(queryset.values_list("name", flat=True), what)
+
+
+def default_resource() -> Resource | None:
+    """Where a task runs when its request names no resource: the only enabled resource, or
+    the one called `local` (this machine) among several."""
+    enabled = list(Resource.objects.filter(enabled=True).order_by("name")[:50])
+    if len(enabled) == 1:
+        return enabled[0]
+    return next((resource for resource in enabled if resource.name == "local"), None)
+
+
+def _resource(name: str | None) -> Resource:
+    enabled = Resource.objects.filter(enabled=True)
+    resource = default_resource() if name is None else enabled.filter(name=name).first()
+    if resource is None:
+        said = (
+            "No resource was named and there is no default"
+            if name is None
+            else (f"There is no computing resource called {name!r}")
+        )
+        raise NotFound(f"{said}{_choices(enabled, 'enabled resource')}.")
+    return resource
+
+
+def relaunch(user, task: Task) -> Task:
+    """Start the same request again, under the same name; the finished task stays as it was."""
+    if not task.is_final:
+        raise Conflict(f"Task {task.name!r} is still {task.phase}; stop it before relaunching it.")
+    if Task.objects.filter(owner=task.owner, name=task.name).exclude(phase__in=FINAL_PHASE_NAMES).exists():
+        raise Conflict(f"Task {task.name!r} has been relaunched already.")
+    return start_task(task.owner if user.is_staff else user, TaskRequest.again(task))
+
+
 def _wake_for(task: Task) -> None:
     notify.after_commit(notify.CONTROLLER, str(task.resource_id))
 
@@ -103,10 +154,11 @@ def _create_with_unique_name(user, software, resource, request: TaskRequest) -> 
             with transaction.atomic():
                 return Task.objects.create(name=request.name, **fields)
         except IntegrityError:
-            raise Conflict(f"You already have a task called {request.name!r}.") from None
+            raise Conflict(f"You already have an active task called {request.name!r}.") from None
+    active = Task.objects.filter(owner=user).exclude(phase__in=FINAL_PHASE_NAMES)
     for suffix in range(1, MAX_NAME_SUFFIX):
         name = software.name if suffix == 1 else f"{software.name}-{suffix}"
-        if not Task.objects.filter(owner=user, name=name).exists():
+        if not active.filter(name=name).exists():
             try:
                 with transaction.atomic():
                     return Task.objects.create(name=name, **fields)
@@ -116,7 +168,11 @@ def _create_with_unique_name(user, software, resource, request: TaskRequest) -> 
 
 
 def tasks_of(user):
-    queryset = Task.objects.select_related("software", "resource", "owner")
+    # The latest word in the current phase: why it failed, what it waits for.
+    latest = TaskEvent.objects.filter(task=OuterRef("pk"), phase=OuterRef("phase")).order_by("-time", "-id")
+    queryset = Task.objects.select_related("software", "resource", "owner").annotate(
+        reason=Subquery(latest.values("reason")[:1]), reason_detail=Subquery(latest.values("detail")[:1])
+    )
     return queryset if user.is_staff else queryset.filter(owner=user)
 
 
@@ -125,12 +181,26 @@ def task_list_of(user):
     return tasks_of(user).defer("log_tail", "environment")
 
 
-def get_task(user, task_id: str) -> Task:
-    """The task if ``user`` may see it. Others' tasks are reported as missing, not forbidden,
-    so that task ids cannot be probed."""
-    task = tasks_of(user).filter(pk=task_id).first()
+def filter_by_phase(queryset, phase: str):
+    """``active``, ``finished``, one phase's name, or ``all``."""
+    if phase == "active":
+        return queryset.exclude(phase__in=FINAL_PHASE_NAMES)
+    if phase == "finished":
+        return queryset.filter(phase__in=FINAL_PHASE_NAMES)
+    return queryset if phase == "all" else queryset.filter(phase=phase)
+
+
+def get_task(user, task_ref: str) -> Task:
+    """The task if ``user`` may see it, by id or by name among the user's own tasks (the
+    active one, else the latest). Others' tasks are reported as missing, not forbidden, so
+    that task ids cannot be probed."""
+    visible = tasks_of(user)
+    task = visible.filter(pk=task_ref).first()
     if task is None:
-        raise NotFound(f"There is no task {task_id!r}.")
+        named = visible.filter(owner=user, name=task_ref)
+        task = named.exclude(phase__in=FINAL_PHASE_NAMES).first() or named.order_by("-created").first()
+    if task is None:
+        raise NotFound(f"There is no task {task_ref!r}.")
     return task
 
 
@@ -155,3 +225,12 @@ def request_delete(task: Task) -> None:
             task.desired = Desired.DELETED.value
             task.add_event("Deletion requested: the task is stopped first.")
             _wake_for(task)
+
+
+def delete_finished(user) -> int:
+    """Forget every finished task of ``user`` at once; how many there were."""
+    with transaction.atomic():
+        deleted = Task.objects.filter(owner=user, phase__in=FINAL_PHASE_NAMES).delete()[1].get("tasks.Task", 0)
+        if deleted:
+            notify.after_commit(notify.GATEWAY)
+    return deleted

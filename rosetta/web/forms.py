@@ -9,15 +9,18 @@ from rosetta.accounts.ssh_keys import MAX_KEY_TEXT, MAX_NAME
 from rosetta.catalog.models import Software
 from rosetta.computing.models import MIN_MEMORY_MB, Resource
 from rosetta.computing.services import check_request
-from rosetta.core.validation import validate_env_name, validate_env_vars
+from rosetta.core.units import MEMORY_EXAMPLES, format_memory, parse_memory_mb
+from rosetta.core.validation import validate_env_name, validate_env_vars, validate_task_name
 from rosetta.storage.models import Storage
 from rosetta.storage.services import storages_of
-from rosetta.tasks.services import TaskRequest
+from rosetta.tasks.services import TaskRequest, default_resource
+
+NAME_RULES = "1-63 letters, digits, '.', '_' or '-', starting with a letter or digit"
 
 
 class ResourceChoiceField(forms.ModelChoiceField):
     def label_from_instance(self, resource: Resource) -> str:
-        return f"{resource.name} — up to {resource.max_cpus:g} CPU, {resource.max_memory_mb} MiB"
+        return f"{resource.name} — up to {resource.max_cpus:g} CPU, {format_memory(resource.max_memory_mb)}"
 
 
 class SoftwareChoiceField(forms.ModelChoiceField):
@@ -45,6 +48,56 @@ class SoftwareChoiceField(forms.ModelChoiceField):
         whose = "" if owner is None or owner == self.user else f" (by {owner.username})"
         hidden = " (hidden)" if software.status == "hidden" else ""
         return f"{software.name} {software.version}{whose}{hidden}"
+
+
+class DescribedSelect(forms.Select):
+    """A select whose options carry data-* attributes, for the page's script (limits, descriptions)."""
+
+    def __init__(self, *args, describe=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.describe = describe
+
+    def create_option(self, name, value, label, selected, index, subindex=None, attrs=None):
+        option = super().create_option(name, value, label, selected, index, subindex, attrs)
+        instance = getattr(value, "instance", None)
+        if instance is not None and self.describe is not None:
+            option["attrs"].update(self.describe(instance))
+        return option
+
+
+def describe_resource(resource: Resource) -> dict:
+    return {"data-max-cpus": f"{resource.max_cpus:g}", "data-max-memory": format_memory(resource.max_memory_mb)}
+
+
+def _initial_software(user, chosen) -> Software | None:
+    """The entry the form starts with: an id (a catalogue link, the last task) or a name."""
+    visible = Software.objects.visible_to(user)
+    if chosen is None or chosen == "":
+        return None
+    if isinstance(chosen, int) or str(chosen).isdigit():
+        return visible.filter(pk=int(chosen)).first()
+    return visible.filter(name=chosen).first()
+
+
+def describe_software(software: Software) -> dict:
+    return {"data-description": software.description or "No description."}
+
+
+class MemoryField(forms.Field):
+    """Memory written as everywhere else: 512M, 2G (a bare number is MiB)."""
+
+    widget = forms.TextInput
+
+    def to_python(self, value):
+        value = str(value).strip() if value is not None else ""
+        if len(value) > 16:
+            raise ValidationError("That is not a memory size (e.g. 512M or 2G).")
+        if value in self.empty_values:
+            return None
+        try:
+            return parse_memory_mb(value)
+        except ValueError as error:
+            raise ValidationError(f"{error}.") from None
 
 
 def parse_environment(text: str) -> dict[str, str]:
@@ -75,16 +128,34 @@ class StorageChoiceField(forms.ModelMultipleChoiceField):
 
 
 class TaskForm(forms.Form):
-    software = SoftwareChoiceField(queryset=Software.objects.none(), empty_label=None)
-    resource = ResourceChoiceField(queryset=Resource.objects.none(), to_field_name="name", empty_label=None)
+    software = SoftwareChoiceField(
+        queryset=Software.objects.none(),
+        empty_label=None,
+        widget=DescribedSelect(describe=describe_software),
+    )
+    resource = ResourceChoiceField(
+        queryset=Resource.objects.none(),
+        to_field_name="name",
+        empty_label=None,
+        widget=DescribedSelect(describe=describe_resource),
+    )
     name = forms.CharField(
         required=False,
         max_length=63,
-        help_text="Optional; unique among your tasks. Derived from the software when empty.",
-        widget=forms.TextInput(attrs={"placeholder": "e.g. analysis-1"}),
+        help_text=f"Optional: {NAME_RULES}; unique among your active tasks. Derived from the software when empty.",
+        widget=forms.TextInput(
+            attrs={"placeholder": "e.g. analysis-1", "pattern": r"[A-Za-z0-9][A-Za-z0-9._\-]{0,62}"}
+        ),
     )
-    cpus = forms.FloatField(initial=1, min_value=0.1, label="CPUs", widget=forms.NumberInput(attrs={"step": "0.1"}))
-    memory_mb = forms.IntegerField(initial=512, min_value=MIN_MEMORY_MB, label="Memory (MiB)")
+    cpus = forms.FloatField(
+        initial=1, min_value=0.1, label="CPUs", widget=forms.NumberInput(attrs={"step": "0.1", "min": "0.1"})
+    )
+    memory_mb = MemoryField(
+        initial="512M",
+        label="Memory",
+        help_text=MEMORY_EXAMPLES,
+        widget=forms.TextInput(attrs={"spellcheck": "false", "autocomplete": "off", "maxlength": "16"}),
+    )
     environment = forms.CharField(
         required=False,
         label="Environment variables",
@@ -122,13 +193,32 @@ class TaskForm(forms.Form):
         storages = storages_of(user).prefetch_related("mountable_on", "default_for")
         self.fields["storages"].queryset = storages
         if not self.is_bound:
-            software = Software.objects.visible_to(user).filter(name=self.initial.get("software")).first()
+            software = _initial_software(user, self.initial.get("software"))
             self.initial["storages"] = [
                 s.name for s in storages if (s.default_for_software(software) if software else s.mounted_by_default)
             ]
+        if not self.initial.get("resource"):
+            default = default_resource()
+            self.initial["resource"] = default.name if default else None
+        self._show_limits()
+
+    def _show_limits(self) -> None:
+        """Limits beside the fields, and as the inputs' bounds, for the resource shown first."""
+        name = self.data.get("resource") or self.initial.get("resource")
+        resource = self.fields["resource"].queryset.filter(name=name).first() if name else None
+        if resource is None:
+            return
+        cpus, memory = self.fields["cpus"], self.fields["memory_mb"]
+        cpus.help_text = f"Up to {resource.max_cpus:g} on {resource.name}."
+        cpus.widget.attrs["max"] = f"{resource.max_cpus:g}"
+        limit = format_memory(resource.max_memory_mb)
+        memory.help_text = f"{MEMORY_EXAMPLES}; from {MIN_MEMORY_MB}M up to {limit} on {resource.name}."
 
     def clean_name(self) -> str | None:
-        return self.cleaned_data["name"].strip() or None
+        name = self.cleaned_data["name"].strip()
+        if name:
+            validate_task_name(name)
+        return name or None
 
     def clean_environment(self) -> dict[str, str]:
         return parse_environment(self.cleaned_data["environment"])
@@ -147,6 +237,8 @@ class TaskForm(forms.Form):
             self.add_error("cpus", f"At most {resource.max_cpus:g} CPUs on {resource.name}.")
         if memory_mb is not None and memory_mb > resource.max_memory_mb:
             self.add_error("memory_mb", f"At most {resource.max_memory_mb} MiB on {resource.name}.")
+        if memory_mb is not None and memory_mb < MIN_MEMORY_MB:
+            self.add_error("memory_mb", f"At least {MIN_MEMORY_MB}M.")
         if self.errors or cpus is None or memory_mb is None:
             return
         try:  # a cluster's partition and its limits, as the resource's last check found them
@@ -173,7 +265,12 @@ class TaskForm(forms.Form):
 
 
 class TokenForm(forms.Form):
+    EXPIRY_CHOICES = [("", "Never (until revoked)"), ("7", "In 7 days"), ("30", "In 30 days"), ("90", "In 90 days"),
+                      ("365", "In a year")]  # fmt: skip
     name = forms.CharField(max_length=64, initial="cli", widget=forms.TextInput(attrs={"placeholder": "cli"}))
+    expires_in_days = forms.TypedChoiceField(
+        choices=EXPIRY_CHOICES, coerce=int, empty_value=None, required=False, label="Expires"
+    )
 
 
 class SSHKeyForm(forms.Form):

@@ -11,6 +11,7 @@ from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
 from django.http import Http404
 from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
 from django.utils.decorators import method_decorator
 from django.views.decorators.cache import never_cache
 from django.views.decorators.debug import sensitive_post_parameters
@@ -19,6 +20,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from rosetta.accounts import services as account_services
 from rosetta.accounts.models import AccessEpoch, ApiToken, SSHKey
 from rosetta.core.errors import Conflict, NotFound
+from rosetta.core.units import format_memory
 from rosetta.gateway.access import LOGIN_PATH, access_key, mint_access_token, safe_next_path
 from rosetta.gateway.ssh_access import door_info, ssh_access, ssh_config
 from rosetta.tasks import services
@@ -37,6 +39,15 @@ def _task_or_404(request, task_id: str) -> Task:
 @require_GET
 def home(request):
     return redirect("tasks")
+
+
+class LogoutView(auth_views.LogoutView):
+    """Django's logout, which then says so on the login page."""
+
+    def post(self, request, *args, **kwargs):
+        response = super().post(request, *args, **kwargs)
+        messages.info(request, "You are logged out.")
+        return response
 
 
 class LoginView(auth_views.LoginView):
@@ -71,11 +82,48 @@ class LoginView(auth_views.LoginView):
         return super().form_invalid(form)
 
 
+TASK_FILTERS = [("active", "Active"), ("finished", "Finished"), ("all", "All")]
+
+
 @login_required
 @require_GET
 def task_list(request):
-    tasks = services.task_list_of(request.user)
-    return render(request, "web/task_list.html", {"tasks": tasks})
+    show = request.GET.get("show", "active")
+    if show not in dict(TASK_FILTERS):
+        show = "active"
+    tasks = services.filter_by_phase(services.task_list_of(request.user), show)
+    finished = services.filter_by_phase(services.task_list_of(request.user).filter(owner=request.user), "finished")
+    context = {
+        "tasks": tasks,
+        "show": show,
+        "api_phase": show,
+        "filters": TASK_FILTERS,
+        "finished_count": finished.count(),
+    }
+    return render(request, "web/task_list.html", context)
+
+
+@login_required
+@require_POST
+def tasks_delete_finished(request):
+    deleted = services.delete_finished(request.user)
+    messages.success(request, f"Deleted {deleted} finished task{'s' if deleted != 1 else ''}.")
+    return redirect(f"{reverse('tasks')}?show=all")
+
+
+@login_required
+@require_POST
+def task_relaunch(request, task_id: str):
+    task = _task_or_404(request, task_id)
+    try:
+        new = services.relaunch(request.user, task)
+    except (Conflict, NotFound, ValidationError) as error:
+        messages.error(request, " ".join(getattr(error, "messages", [str(error)])))
+        return redirect("task", task_id=task.id)
+    return redirect("task", task_id=new.id)
+
+
+LAST_TASK = "last-task-form"  # session key: what the form was last sent with (no environment: it may hold secrets)
 
 
 @login_required
@@ -85,11 +133,19 @@ def task_new(request):
         form = TaskForm(request.POST, user=request.user)
         task = _start_task(request, form) if form.is_valid() else None
         if task is not None:
-            messages.success(request, f"Task {task.name} was created; it starts in a moment.")
+            request.session[LAST_TASK] = {
+                "software": task.software_id,
+                "resource": task.resource.name,
+                "cpus": task.cpus,
+                "memory_mb": format_memory(task.memory_mb),
+            }
             return redirect("task", task_id=task.id)
     else:
-        form = TaskForm(user=request.user, initial={"software": _chosen_software(request)})
-    return render(request, "web/task_new.html", {"form": form})
+        initial = dict(request.session.get(LAST_TASK) or {})
+        if request.GET.get("software"):
+            initial["software"] = _chosen_software(request)
+        form = TaskForm(user=request.user, initial=initial)
+    return render(request, "web/task_new.html", {"form": form}, status=400 if form.errors else 200)
 
 
 def _chosen_software(request):
@@ -131,7 +187,8 @@ def task_detail(request, task_id: str):
 def task_stop(request, task_id: str):
     task = _task_or_404(request, task_id)
     services.request_stop(task)
-    messages.info(request, f"Stopping {task.name}.")
+    if request.POST.get("back") == "list":
+        return redirect("tasks")
     return redirect("task", task_id=task.id)
 
 
@@ -203,10 +260,13 @@ def _render_account(
     return response
 
 
+NEW_SECRET = "new-token-secret"  # session key: a token's secret, until the page that shows it once
+
+
 @login_required
 @require_GET
 def account(request):
-    return _render_account(request, TokenForm())
+    return _render_account(request, TokenForm(), new_secret=request.session.pop(NEW_SECRET, None))
 
 
 @login_required
@@ -215,9 +275,17 @@ def token_create(request):
     form = TokenForm(request.POST)
     if not form.is_valid():
         return _render_account(request, form, status=400)
-    token, secret = account_services.create_token(request.user, form.cleaned_data["name"])
+    try:
+        token, secret = account_services.create_token(
+            request.user, form.cleaned_data["name"], form.cleaned_data["expires_in_days"]
+        )
+    except Conflict as error:
+        form.add_error("name", str(error))
+        return _render_account(request, form, status=400)
     messages.success(request, f"Token {token.name} was created.")
-    return _render_account(request, TokenForm(), new_secret=secret)
+    # Shown by the page this redirects to, once: a reload of that page mints nothing.
+    request.session[NEW_SECRET] = secret
+    return redirect("account")
 
 
 @login_required

@@ -62,7 +62,7 @@ def test_malformed_and_oversized_bodies(api):
 def test_duplicate_name_is_a_conflict(api, platform):
     task_id = platform.start_task(api, name="unique-one")
     response = api.post("/api/tasks", json={"software": "hello", "resource": "local", "name": "unique-one"})
-    assert response.status_code == 409 and "already have a task called 'unique-one'" in response.json()["detail"]
+    assert response.status_code == 409 and "an active task called 'unique-one'" in response.json()["detail"]
     api.delete(f"/api/tasks/{task_id}")
 
 

@@ -46,7 +46,7 @@ def test_log_in_start_from_the_form_open_and_see_the_page(platform, page):
     page.goto(f"{platform.url}/tasks/new/?software=hello")
     page.get_by_label("Name").fill("in-the-browser")
     page.get_by_label("CPUs").fill("0.5")
-    page.get_by_label("Memory (MiB)").fill("128")
+    page.get_by_label("Memory").fill("128M")
     page.get_by_role("button", name="Start task").click()
 
     # The task page follows the phase live, without a reload.

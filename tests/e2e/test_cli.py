@@ -1,11 +1,15 @@
 """The `rosetta` command line against a running platform, as a script would use it."""
 
 import json
+import os
+import pty
+import re
 import subprocess
 import time
 
 import httpx
 
+from tests.e2e.test_http_flow import login
 from tests.instance import ROSETTA
 
 
@@ -60,7 +64,8 @@ def test_cli_errors_are_readable(platform):
     failed = platform.rosetta("task", "start", "nope", "--on", "local", token=token, check=False)
     assert (
         failed.returncode == 1
-        and failed.stderr.strip() == "Error: There is no software called 'nope' in your catalogue."
+        and failed.stderr.strip()
+        == "Error: There is no software called 'nope' in your catalogue; choose one of: hello."
     )
     assert "Traceback" not in failed.stderr
     bad_memory = platform.rosetta(
@@ -71,6 +76,60 @@ def test_cli_errors_are_readable(platform):
     assert no_token.returncode == 1 and "ROSETTA_TOKEN" in no_token.stderr
     missing = platform.rosetta("task", "show", "tnothere", token=token, check=False)
     assert missing.returncode == 1 and "There is no task 'tnothere'" in missing.stderr
+    nowhere = platform.rosetta("task", "start", "hello", "--on", "mars", token=token, check=False)
+    assert "no computing resource called 'mars'; choose one of: local." in nowhere.stderr
+    expired = platform.rosetta("task", "list", token="rst_" + "x" * 43, check=False)
+    assert expired.returncode == 1 and "invalid, expired or revoked" in expired.stderr
+    assert f"{platform.url}/account/" in expired.stderr and "rosetta login" in expired.stderr
+
+
+def test_wait_shows_progress_on_a_terminal(platform):
+    token = platform.create_user("hedy")
+    parent, child = pty.openpty()  # the CLI draws progress only where a person watches
+    try:
+        result = subprocess.run(
+            [*ROSETTA, "task", "start", "hello", "--memory", "0.25G", "--wait"],  # no --on, no --name
+            env={**platform.env, "ROSETTA_TOKEN": token},
+            stdout=subprocess.PIPE,
+            stderr=child,
+            text=True,
+            timeout=120,
+        )
+        os.close(child)
+        child = None
+        shown = b""
+        while True:
+            try:
+                chunk = os.read(parent, 4096)
+            except OSError:
+                break
+            if not chunk:
+                break
+            shown += chunk
+    finally:
+        if child is not None:
+            os.close(child)
+        os.close(parent)
+    assert result.returncode == 0 and "phase:     running" in result.stdout
+    # The default resource, the software's name, memory as it was written.
+    for line in ("resource:  local", "name:      hello", "memory:    256M"):
+        assert line in result.stdout.splitlines()
+    progress = shown.decode(errors="replace")
+    assert "hello: " in progress and " · " in progress and re.search(r"\d:\d\d", progress), progress
+    platform.rosetta("task", "delete", "hello", token=token)
+
+
+def test_cli_says_what_there_is(platform):
+    token = platform.create_user("grace")
+    assert platform.rosetta("--version").stdout.startswith("rosetta ")
+    helped = platform.rosetta("--help").stdout
+    scientists, operators = helped.index("Commands for scientists"), helped.index("Commands for operators")
+    assert scientists < helped.index("  task ") < operators < helped.index("  controller ")
+    software = platform.rosetta("software", "list", token=token).stdout
+    assert software.splitlines()[0].split() == ["NAME", "INTERFACE", "VISIBLE", "TO", "DESCRIPTION"]
+    assert any(line.startswith("hello ") for line in software.splitlines())
+    resources = platform.rosetta("resources", "list", token=token).stdout
+    assert "local (default)" in resources and "CPU" in resources
 
 
 def test_operator_creates_users_once(platform):
@@ -113,3 +172,63 @@ def test_deleting_a_running_task_stops_it_first(platform):
             time.sleep(0.05)
         assert api.get(f"/api/tasks/{task['id']}").status_code == 404
     assert f"rosetta-{task['id']}" not in platform.containers()
+
+
+def test_a_failed_task_says_why_and_relaunches_by_name(platform):
+    token = platform.create_user("rosalind")
+    image = platform.build_image(
+        "localhost/rosetta-test/exit3-cli",
+        'FROM localhost/rosetta/hello\nCMD ["/bin/sh", "-c", "echo computing; sleep 0.5; exit 3"]\n',
+    )
+    with platform.api(token) as api:
+        assert api.post("/api/software", json={"name": "exit3-cli", "image": image}).status_code == 201
+    start = ("task", "start", "exit3-cli", "--on", "local", "--name", "crunch", "--memory", "192M", "--env", "A=1")
+    failed = platform.rosetta(*start, "--wait", token=token, check=False)
+    # A non-zero exit is a failure, said as such, with what to do about it.
+    assert failed.returncode == 1, failed.stderr
+    assert "phase:     exited (3)" in failed.stdout and "memory:    192M" in failed.stdout
+    assert "why:       The program exited with code 3." in failed.stdout
+    assert "rosetta task relaunch crunch" in failed.stdout
+    first = json.loads(platform.rosetta("task", "show", "crunch", "--json", token=token).stdout)
+    assert first["outcome"] == "failed" and first["exit_code"] == 3
+
+    # Relaunch by name: the same request again, under the same name; the first run is kept.
+    again = json.loads(platform.rosetta("task", "relaunch", "crunch", "--json", token=token).stdout)
+    assert again["id"] != first["id"] and again["name"] == "crunch"
+    assert (again["software"], again["resource"], again["memory_mb"], again["environment"]) == (
+        "exit3-cli",
+        "local",
+        192,
+        {"A": "1"},
+    )
+    # Following its logs waits for output instead of returning at once.
+    logs = platform.rosetta("task", "logs", "crunch", "--follow", token=token)
+    assert logs.stdout == "computing\n"
+    with platform.api(token) as api:
+        platform.wait_for_task(api, again["id"], {"exited", "failed"})  # the controller records the end
+    shown = json.loads(platform.rosetta("task", "show", "crunch", "--json", token=token).stdout)
+    assert shown["id"] == again["id"] and shown["phase"] == "exited"
+    both = json.loads(platform.rosetta("task", "list", "--all", "--json", token=token).stdout)
+    assert [t["id"] for t in both] == [again["id"], first["id"]]
+    assert json.loads(platform.rosetta("task", "list", "--json", token=token).stdout) == []  # active only
+    # A running task cannot be relaunched; a finished one's name is free for a new task.
+    platform.rosetta("task", "start", "hello", "--name", "crunch", "--on", "local", token=token)
+    busy = platform.rosetta("task", "relaunch", "crunch", token=token, check=False)
+    assert busy.returncode == 1 and "is still" in busy.stderr and "stop it" in busy.stderr
+    platform.rosetta("task", "delete", "crunch", token=token)
+
+
+def test_operators_run_users_from_the_shell(platform):
+    token = platform.create_user("lovelace")
+    listed = platform.rosetta("users", "list").stdout
+    assert any(line.split()[:3] == ["lovelace", "user", "active"] for line in listed.splitlines())
+    platform.rosetta("users", "deactivate", "lovelace")
+    refused = platform.rosetta("task", "list", token=token, check=False)
+    assert refused.returncode == 1 and "invalid, expired or revoked" in refused.stderr
+    platform.rosetta("users", "reactivate", "lovelace")
+    platform.rosetta("task", "list", token=token)
+    password = platform.rosetta("users", "set-password", "lovelace").stdout.strip()
+    assert len(password) >= 12
+    login(platform, "lovelace", password).close()  # the web login takes the new password
+    unknown = platform.rosetta("users", "deactivate", "nobody", check=False)
+    assert unknown.returncode == 1 and "no user called 'nobody'" in unknown.stderr

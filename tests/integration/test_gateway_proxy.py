@@ -299,8 +299,8 @@ async def test_task_without_upstream_shows_its_phase(client):
 async def test_final_task_says_so_and_links_back(client):
     response = await client.get("/", headers=task("t4", Cookie=f"{COOKIE_NAME}={access_cookie('t4')}"))
     assert response.status_code == 503
-    assert "failed" in response.text and "final" in response.text
-    assert f'href="{PUBLIC_URL}/tasks/t4"' in response.text
+    assert "failed" in response.text and "will not come back" in response.text
+    assert f'href="{PUBLIC_URL}/tasks/t4/"' in response.text and f'href="{PUBLIC_URL}/tasks/"' in response.text
     assert "refresh" not in response.text
 
 

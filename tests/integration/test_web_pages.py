@@ -135,7 +135,8 @@ def test_new_task_form_preselects_software(client, alice, software, resource):
         ),
         ({"environment": "GOOD=1\nno equals sign"}, "environment", "Line 2: expected NAME=value"),
         ({"environment": "BASE_PORT=1"}, "environment", "BASE_PORT is set by Rosetta itself"),
-        ({"name": "-bad"}, None, "is not a valid task name"),
+        ({"name": "-bad"}, "name", "is not a valid task name"),
+        ({"memory_mb": "lots"}, "memory_mb", "is not a memory size"),
     ],
 )
 def test_invalid_new_task_is_refused_with_a_clear_error(client, alice, software, resource, overrides, field, message):
@@ -152,7 +153,7 @@ def test_duplicate_task_name_is_refused_next_to_the_name(client, alice, software
     assert first.status_code == 302
     second = client.post(reverse("task-new"), new_task_form(name="analysis"))
     assert second.status_code in (200, 400)
-    assert "already have a task called" in second.content.decode()
+    assert "already have an active task called" in second.content.decode()
     assert "name" in second.context["form"].errors
     assert Task.objects.count() == 1
 
@@ -241,9 +242,12 @@ def test_open_an_ended_task_says_it_is_not_running(client, alice, software, reso
 
 
 def test_api_token_is_shown_once_and_stored_as_digest(client, alice):
-    response = client.post(reverse("token-create"), {"name": "laptop"})
+    created = client.post(reverse("token-create"), {"name": "laptop"})
+    assert created.status_code == 302 and created["Location"] == reverse("account")  # a reload mints nothing
+    response = client.get(reverse("account"))
     assert response.status_code == 200
     assert response["Cache-Control"] == "no-store"
+    assert "rosetta login --url" in response.content.decode()
     secret = re.search(rb'value="(rst_[^"]+)"', response.content).group(1).decode()
     assert response.content.decode().count(secret) == 1
 
@@ -255,6 +259,34 @@ def test_api_token_is_shown_once_and_stored_as_digest(client, alice):
     again = client.get(reverse("account"))
     assert secret not in again.content.decode()
     assert token.hint.encode() in again.content
+
+
+def test_token_names_are_unique_and_tokens_may_expire(client, alice):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    assert client.post(reverse("token-create"), {"name": "ci", "expires_in_days": "7"}).status_code == 302
+    token = ApiToken.objects.get(user=alice, name="ci")
+    assert timedelta(days=6, hours=23) < token.expires - timezone.now() <= timedelta(days=7)
+    again = client.post(reverse("token-create"), {"name": "ci"})
+    assert again.status_code == 400 and "already have a token called" in again.content.decode()
+    assert ApiToken.objects.filter(user=alice).count() == 1
+    # An expired token opens nothing, and says so.
+    secret = "rst_expired-test-token"
+    ApiToken.objects.create(
+        user=alice, name="old", digest=hashlib.sha256(secret.encode()).hexdigest(), expires=timezone.now()
+    )
+    from django.test import Client
+
+    refused = Client().get("/api/me", headers={"Authorization": f"Bearer {secret}"})  # no session
+    assert refused.status_code == 401 and "invalid, expired or revoked" in refused.json()["detail"]
+    assert "expired" in client.get(reverse("account")).content.decode()
+
+
+def test_logging_out_says_so(client, alice):
+    response = client.post(reverse("logout"), follow=True)
+    assert "You are logged out." in response.content.decode()
 
 
 def test_api_token_can_be_revoked_by_its_owner_only(client, alice, bob):
@@ -323,3 +355,54 @@ def test_an_ssh_task_started_without_a_key_says_nobody_can_log_in(client, alice,
     assert response.status_code == 302
     page = client.get(response["Location"]).content.decode()
     assert "You have no SSH key registered, so nobody can log in to this task." in page
+
+
+def test_staff_run_users_and_everyones_tasks_from_the_pages(client, alice, bob, software, resource):
+    task = Task.objects.create(owner=bob, name="bobs", software=software, resource=resource, phase="running")
+    assert client.get(reverse("users")).status_code == 404  # not for users
+    staff = get_user_model().objects.create_user("root-ish", password=PASSWORD, is_staff=True)
+    client.force_login(staff)
+    page = client.get(reverse("users")).content.decode()
+    assert 'data-user="bob"' in page and 'data-user="alice"' in page
+
+    # Every active task across users, with its owner, resource and age; staff stop it from there.
+    listing = client.get(reverse("tasks")).content.decode()
+    assert "bobs" in listing and ">bob<" in listing and "running for" in listing
+    assert client.post(reverse("task-stop", args=[task.id]), {"back": "list"})["Location"] == reverse("tasks")
+    task.refresh_from_db()
+    assert task.desired == "stopped"
+
+    assert client.post(reverse("user-toggle", args=[bob.pk])).status_code == 302
+    bob.refresh_from_db()
+    assert not bob.is_active and "deactivated" in client.get(reverse("users")).content.decode()
+    client.post(reverse("user-toggle", args=[bob.pk]))
+    bob.refresh_from_db()
+    assert bob.is_active
+
+    client.post(reverse("user-reset-password", args=[bob.pk]))
+    shown = client.get(reverse("users")).content.decode()
+    password = re.search(r'aria-label="New password"', shown) and re.search(r'value="([^"]+)" data-secret', shown)
+    assert password and get_user_model().objects.get(pk=bob.pk).check_password(password.group(1))
+    assert password.group(1) not in client.get(reverse("users")).content.decode()  # shown once
+
+
+def test_a_task_nobody_picks_up_says_so(client, alice, software, resource, settings):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    settings.TASK_START_TIMEOUT = 120
+    waiting = Task.objects.create(owner=alice, name="stuck", software=software, resource=resource)
+    Task.objects.filter(pk=waiting.pk).update(phase_since=timezone.now() - timedelta(seconds=12))
+    page = client.get(reverse("task", args=[waiting.id])).content.decode()
+    assert "waiting for the controller to launch it" in page
+    assert "No controller has picked this task up after 12 s" in page
+    starting = Task.objects.create(owner=alice, name="slow", software=software, resource=resource, phase="starting")
+    shown = client.get(f"/api/tasks/{starting.id}").json()
+    assert (shown["waiting_for"], shown["phase_timeout"], shown["warning"]) == (
+        "waiting for the interface to answer",
+        120,
+        "",
+    )
+    page = client.get(reverse("task", args=[starting.id])).content.decode()
+    assert 'data-timeout="120' in page and "waiting for the interface to answer" in page

@@ -1,7 +1,7 @@
 import pytest
 from django.core.exceptions import ValidationError
 
-from rosetta.cli.units import parse_memory_mb
+from rosetta.core.units import parse_memory_mb
 from rosetta.core.validation import validate_env_vars, validate_image_reference, validate_task_name
 
 

@@ -76,64 +76,66 @@
       && (task.desired === "running" || FINAL_PHASES.has(task.phase))) ? IDLE_POLL_MS : POLL_MS;
   }
 
+  // ---- relative times ---------------------------------------------------
+
+  // 12 s, 3 min, 2 h, 4 d: as rosetta.web.templatetags says them.
+  function duration(seconds) {
+    seconds = Math.max(0, Math.floor(seconds));
+    for (const [size, unit] of [[86400, "d"], [3600, "h"], [60, "min"]]) {
+      if (seconds >= size) return Math.floor(seconds / size) + " " + unit;
+    }
+    return seconds + " s";
+  }
+
+  // 0:42, 1:05:00
+  function clock(seconds) {
+    seconds = Math.max(0, Math.floor(seconds));
+    const hours = Math.floor(seconds / 3600);
+    const minutes = Math.floor((seconds % 3600) / 60);
+    const rest = String(seconds % 60).padStart(2, "0");
+    return hours ? hours + ":" + String(minutes).padStart(2, "0") + ":" + rest : minutes + ":" + rest;
+  }
+
+  function secondsSince(iso) {
+    return (Date.now() - new Date(iso).getTime()) / 1000;
+  }
+
+  // "running for 2 h", "failed 3 min ago"
+  function refreshSince(root) {
+    for (const time of root.querySelectorAll("time[data-since]")) {
+      const took = duration(secondsSince(time.dataset.since));
+      time.textContent = time.dataset.final === "true"
+        ? time.dataset.phaseLabel + " " + took + " ago" : time.dataset.phaseLabel + " for " + took;
+    }
+  }
+
   // ---- task list ----------------------------------------------------------
 
-  function initTaskList(table) {
-    const tbody = table.tBodies[0];
-    const empty = table.parentElement.querySelector("[data-empty]");
-    const taskUrl = table.dataset.taskUrl;
-    const openUrl = table.dataset.openUrl;
-    const showOwner = table.dataset.showOwner === "true";
-
-    function buildRow(task) {
-      const row = element("tr", { "data-task-id": task.id });
-      const nameCell = element("td");
-      nameCell.append(element("a", { href: urlFor(taskUrl, task.id), "data-field": "name" }, task.name), " ",
-        element("span", { class: "muted mono small" }, task.id));
-      row.append(nameCell);
-      if (showOwner) row.append(element("td", { "data-field": "owner" }, task.owner));
-      row.append(element("td", { "data-field": "software" }, task.software));
-      row.append(element("td", { "data-field": "resource" }, task.resource));
-      const phaseCell = element("td");
-      phaseCell.append(element("span", { "data-field": "phase" }));
-      row.append(phaseCell);
-      const createdCell = element("td");
-      createdCell.append(element("time", { "data-field": "created" }));
-      row.append(createdCell);
-      const openCell = element("td", { class: "right" });
-      openCell.append(element("a", { class: "button small", "data-field": "open", href: urlFor(openUrl, task.id),
-        target: "_blank", rel: "noopener" }, "Open"));
-      row.append(openCell);
-      return row;
+  // The rows are the server's to render: when what the API lists changes (a task appears,
+  // goes, or changes phase), the list is fetched again as HTML and swapped in.
+  function initTaskList(card) {
+    function signature(tasks) {
+      return tasks.map((task) => task.id + ":" + task.phase + ":" + task.desired).join(" ");
     }
-
-    function updateRow(row, task) {
-      row.querySelector('[data-field="name"]').textContent = task.name;
-      setPhase(row.querySelector('[data-field="phase"]'), task.phase);
-      setTime(row.querySelector('[data-field="created"]'), task.created, false);
-      row.querySelector('[data-field="open"]').hidden = task.phase !== "running";
+    function signatureOfPage() {
+      return Array.from(card.querySelectorAll("tr[data-task-id]"),
+        (row) => row.dataset.taskId + ":" + row.dataset.phase + ":" + row.dataset.desired).join(" ");
     }
-
-    // The API lists tasks newest first, like the page: rebuild the order from it.
-    function render(tasks) {
-      const rows = new Map(Array.from(tbody.rows, (row) => [row.dataset.taskId, row]));
-      let previous = null;
-      for (const task of tasks) {
-        const row = rows.get(task.id) || buildRow(task);
-        rows.delete(task.id);
-        updateRow(row, task);
-        const expected = previous ? previous.nextSibling : tbody.firstChild;
-        if (row !== expected) tbody.insertBefore(row, expected);
-        previous = row;
-      }
-      for (const gone of rows.values()) gone.remove();
-      if (empty) empty.hidden = tasks.length > 0;
-    }
-
+    setInterval(() => refreshSince(card), 15000);
     poll(async () => {
-      const tasks = await getJSON(table.dataset.api);
+      const tasks = await getJSON(card.dataset.api);
       if (!tasks) return POLL_MS;
-      render(tasks);
+      if (signature(tasks) !== signatureOfPage()) {
+        const response = await fetch(window.location.href, { credentials: "same-origin" });
+        if (response.ok) {
+          const fresh = new DOMParser().parseFromString(await response.text(), "text/html");
+          const freshCard = fresh.querySelector("[data-task-list]");
+          if (freshCard) {
+            card.replaceChildren(...freshCard.childNodes);
+            card.querySelectorAll("form[data-confirm]").forEach(confirmBeforeSubmit);
+          }
+        }
+      }
       return pollDelay(tasks);
     });
   }
@@ -227,6 +229,8 @@
   function initTaskDetail(root) {
     const api = root.dataset.api;
     const badge = root.querySelector('h1 [data-field="phase"]');
+    const announce = root.querySelector("[data-announce]");
+    const progress = root.querySelector("[data-progress]");
     const events = root.querySelector("[data-events]");
     const logs = new LogPanel(root.querySelector("[data-logs]"), root.querySelector("[data-log-status]"), api + "/logs");
     let phase = root.dataset.phase;
@@ -285,8 +289,38 @@
     showTimeLeft();
     setInterval(showTimeLeft, 30000);
 
+    function phaseLabel(task) {
+      return task.phase === "exited" && task.exit_code !== null && task.exit_code !== 0
+        ? "exited (" + task.exit_code + ")" : task.phase;
+    }
+
+    // "waiting for the interface to answer · 0:42 of 2:00", ticking every second.
+    function showElapsed() {
+      const elapsed = progress && progress.querySelector('[data-field="elapsed"]');
+      if (!elapsed || !elapsed.dataset.since) return;
+      const timeout = parseFloat(elapsed.dataset.timeout);
+      elapsed.textContent = clock(secondsSince(elapsed.dataset.since)) + (timeout ? " of " + clock(timeout) : "");
+    }
+    showElapsed();
+    setInterval(showElapsed, 1000);
+
+    function renderProgress(task) {
+      if (!progress) return;
+      progress.hidden = !task.waiting_for;
+      progress.querySelector('[data-field="waiting_for"]').textContent = task.waiting_for;
+      const elapsed = progress.querySelector('[data-field="elapsed"]');
+      elapsed.dataset.since = task.phase_since;
+      elapsed.dataset.timeout = task.phase_timeout === null ? "" : String(task.phase_timeout);
+      const warning = progress.querySelector('[data-field="warning"]');
+      warning.textContent = task.warning;
+      warning.hidden = !task.warning;
+      showElapsed();
+    }
+
     function render(task) {
-      setPhase(badge, task.phase);
+      badge.className = "badge " + (task.outcome === "failed" ? "phase-failed" : "phase-" + task.phase);
+      badge.textContent = phaseLabel(task);
+      renderProgress(task);
       setTime(root.querySelector('[data-field="started"]'), task.started, true);
       setTime(root.querySelector('[data-field="finished"]'), task.finished, true);
       root.querySelector('[data-field="exit_code"]').textContent = task.exit_code === null ? "—" : String(task.exit_code);
@@ -298,6 +332,7 @@
     // A container's output exists from `starting` on; once the task ends, its saved tail is the record.
     function followLogsOnPhaseChange(newPhase) {
       if (newPhase === phase) return;
+      if (announce) announce.textContent = "The task is now " + newPhase + ".";
       if (FINAL_PHASES.has(newPhase)) logs.readOnce();
       else if (CONTAINER_PHASES.has(newPhase) && !CONTAINER_PHASES.has(phase)) logs.follow();
       phase = newPhase;
@@ -320,6 +355,11 @@
         return false;
       }
       render(task);
+      // A task that just ended gets its outcome (why, and Relaunch) from the server's page.
+      if (FINAL_PHASES.has(task.phase) && !FINAL_PHASES.has(phase)) {
+        window.location.reload();
+        return false;
+      }
       followLogsOnPhaseChange(task.phase);
       return pollDelay([task]);
     });
@@ -346,10 +386,38 @@
     });
   }
 
+  // The new-task form: the chosen software's description, and the chosen resource's limits
+  // beside the fields and as the inputs' bounds.
+  function initTaskForm(form) {
+    const software = form.querySelector('select[name="software"]');
+    const resource = form.querySelector('select[name="resource"]');
+    const description = form.querySelector("[data-software-description]");
+    const cpus = form.querySelector('input[name="cpus"]');
+    const memory = form.querySelector('input[name="memory_mb"]');
+    function helpOf(input) {
+      return input && input.closest(".field").querySelector(".help");
+    }
+    function update() {
+      const chosenSoftware = software && software.selectedOptions[0];
+      if (description && chosenSoftware) description.textContent = chosenSoftware.dataset.description || "";
+      const chosen = resource && resource.selectedOptions[0];
+      if (!chosen || !chosen.dataset.maxCpus) return;
+      cpus.max = chosen.dataset.maxCpus;
+      const cpusHelp = helpOf(cpus);
+      if (cpusHelp) cpusHelp.textContent = "Up to " + chosen.dataset.maxCpus + " on " + chosen.value + ".";
+      const memoryHelp = helpOf(memory);
+      if (memoryHelp) memoryHelp.textContent = "e.g. 512M or 2G; from 16M up to " + chosen.dataset.maxMemory + " on " + chosen.value + ".";
+    }
+    if (software) software.addEventListener("change", update);
+    if (resource) resource.addEventListener("change", update);
+    update();
+  }
+
   document.addEventListener("DOMContentLoaded", () => {
+    document.querySelectorAll("form[data-task-form]").forEach(initTaskForm);
     document.querySelectorAll("form[data-confirm]").forEach(confirmBeforeSubmit);
     document.querySelectorAll("[data-copy]").forEach(copyButton);
-    document.querySelectorAll("table[data-task-list]").forEach(initTaskList);
+    document.querySelectorAll("[data-task-list]").forEach(initTaskList);
     document.querySelectorAll("[data-task-detail]").forEach(initTaskDetail);
     // The hand-over to a task's origin: the visible button stays for browsers without JS.
     document.querySelectorAll("form[data-autosubmit]").forEach((form) => form.submit());

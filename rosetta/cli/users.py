@@ -1,0 +1,92 @@
+"""`rosetta users list | deactivate | reactivate | set-password`: operators run the place from
+the platform's host (the same as the staff pages' Users)."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from rosetta.cli.django_setup import setup_django
+
+
+def _user(name: str):
+    from django.contrib.auth import get_user_model
+
+    found = get_user_model().objects.filter(username=name).first()
+    if found is None:
+        raise click.ClickException(f"There is no user called {name!r} (see `rosetta users list`).")
+    return found
+
+
+@click.command("list")
+def list_users():
+    """List users with their role, state and active tasks."""
+    setup_django()
+    from django.contrib.auth import get_user_model
+    from django.db.models import Count, Q
+
+    from rosetta.cli.tasks import table
+    from rosetta.tasks.phases import FINAL_PHASE_NAMES
+
+    users = (
+        get_user_model()
+        .objects.annotate(active_tasks=Count("tasks", filter=~Q(tasks__phase__in=FINAL_PHASE_NAMES)))
+        .order_by("username")
+    )
+    rows = [
+        [
+            u.username,
+            "staff" if u.is_staff else "user",
+            "active" if u.is_active else "deactivated",
+            str(u.active_tasks),
+            f"{u.last_login:%Y-%m-%d %H:%M}" if u.last_login else "never",
+        ]
+        for u in users
+    ]
+    table(rows, ["USER", "ROLE", "STATE", "ACTIVE TASKS", "LAST LOGIN (UTC)"])
+
+
+@click.command("deactivate")
+@click.argument("name")
+def deactivate(name):
+    """End NAME's logins, API tokens and task access at once (their tasks keep running)."""
+    setup_django()
+    from rosetta.accounts.services import set_active
+
+    set_active(_user(name), False)
+    click.echo(f"{name} was deactivated.")
+
+
+@click.command("reactivate")
+@click.argument("name")
+def reactivate(name):
+    """Let NAME log in again (earlier task cookies stay invalid)."""
+    setup_django()
+    from rosetta.accounts.services import set_active
+
+    set_active(_user(name), True)
+    click.echo(f"{name} was reactivated.")
+
+
+@click.command("set-password")
+@click.argument("name")
+@click.option("--password-stdin", is_flag=True, help="Read the password from standard input (else one is made).")
+def set_password(name, password_stdin):
+    """Give NAME a new password (printed when Rosetta makes one) and end their sessions."""
+    setup_django()
+    from django.core.exceptions import ValidationError
+
+    from rosetta.accounts.services import reset_password
+
+    given = sys.stdin.readline().rstrip("\n") if password_stdin else None
+    try:
+        password = reset_password(_user(name), given)
+    except ValidationError as error:
+        raise click.ClickException(" ".join(error.messages)) from None
+    click.echo(f"{name}'s password was changed." if given else password)
+
+
+def add_to(group: click.Group) -> None:
+    for command in (list_users, deactivate, reactivate, set_password):
+        group.add_command(command)

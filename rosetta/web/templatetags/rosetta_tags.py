@@ -1,0 +1,50 @@
+"""Small template helpers: how tasks read in a list (relative times, outcomes) and memory sizes."""
+
+from django import template
+from django.utils import timezone
+
+from rosetta.core.units import format_memory
+from rosetta.tasks.progress import progress_of
+
+register = template.Library()
+
+
+def duration(seconds: float) -> str:
+    """12 s, 3 min, 2 h, 4 d: the largest unit, as people say it."""
+    seconds = max(0, int(seconds))
+    for size, unit in ((86400, "d"), (3600, "h"), (60, "min")):
+        if seconds >= size:
+            return f"{seconds // size} {unit}"
+    return f"{seconds} s"
+
+
+@register.filter
+def memory(mb: int) -> str:
+    return format_memory(mb)
+
+
+@register.filter
+def phase_label(task) -> str:
+    """The phase, with an exit code that is not clean said beside it."""
+    if task.phase == "exited" and task.exit_code not in (0, None):
+        return f"exited ({task.exit_code})"
+    return task.phase
+
+
+@register.filter
+def phase_class(task) -> str:
+    return "phase-failed" if task.outcome == "failed" else f"phase-{task.phase}"
+
+
+@register.filter
+def since(task) -> str:
+    """'running for 2 h', 'failed 3 min ago'."""
+    seconds = (timezone.now() - task.phase_since).total_seconds()
+    if task.is_final:
+        return f"{phase_label(task)} {duration(seconds)} ago"
+    return f"{task.phase} for {duration(seconds)}"
+
+
+@register.filter
+def progress(task):
+    return progress_of(task)
