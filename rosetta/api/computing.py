@@ -116,12 +116,12 @@ class CheckOut(Schema):
     problems: list[str]
 
 
-class SSHKeyOut(Schema):
+class ResourceIdentityOut(Schema):
     public_key: str = Field(..., description="Add this line to ~/.ssh/authorized_keys of your account there.")
     remote_username: str = Field(..., description="Your account's name on the resources.")
 
 
-class SSHKeyIn(Schema):
+class ResourceIdentityIn(Schema):
     remote_username: str = Field(..., max_length=64, pattern=r"^[a-z_][a-z0-9_.-]*$")
 
 
@@ -178,15 +178,15 @@ async def check_resource(request: HttpRequest, name: str, pin: bool = False):
     return dataclasses.asdict(await services.check_resource(resource, pin=pin))
 
 
-@router.get("/me/ssh-key", response=SSHKeyOut)
+@router.get("/me/ssh-key", response=ResourceIdentityOut)
 def my_ssh_key(request: HttpRequest):
     """Your own key for resources where you run as your own account (made on first use)."""
     identity = SSHIdentity.of(request.auth)
     return {"public_key": identity.public_key, "remote_username": identity.remote_name}
 
 
-@router.put("/me/ssh-key", response={200: SSHKeyOut, 400: Message})
-def set_remote_username(request: HttpRequest, payload: SSHKeyIn):
+@router.put("/me/ssh-key", response={200: ResourceIdentityOut, 400: Message})
+def set_remote_username(request: HttpRequest, payload: ResourceIdentityIn):
     identity = SSHIdentity.of(request.auth)
     identity.remote_username = payload.remote_username
     identity.save(update_fields=["remote_username"])

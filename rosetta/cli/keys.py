@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from rosetta.cli.client import ApiError, Client
-from rosetta.cli.tasks import _echo_json, _table, json_option
+from rosetta.cli.tasks import echo_json, json_option, table
 
 
 @click.group("keys")
@@ -24,7 +24,7 @@ def add(path: Path, name: str, as_json: bool):
     text = _read_key(path)
     key = Client().request("POST", "/me/keys", json={"public_key": text, "name": name})
     if as_json:
-        return _echo_json(key)
+        return echo_json(key)
     click.echo(f"Added {key['name']}: {key['kind']} {key['bits']} {key['fingerprint']}")
     click.echo("SSH tasks you start from now on accept it.")
 
@@ -49,11 +49,11 @@ def list_keys(as_json: bool):
     """List your SSH public keys."""
     keys = Client().request("GET", "/me/keys")
     if as_json:
-        return _echo_json(keys)
+        return echo_json(keys)
     if not keys:
         return click.echo("No SSH keys yet. Add one with: rosetta keys add ~/.ssh/id_ed25519.pub")
     rows = [[k["id"], k["name"], f"{k['kind']} {k['bits']}", k["fingerprint"], _when(k["last_used"])] for k in keys]
-    _table(rows, ["ID", "NAME", "TYPE", "FINGERPRINT", "LAST USED"])
+    table(rows, ["ID", "NAME", "TYPE", "FINGERPRINT", "LAST USED"])
 
 
 def _when(moment: str | None) -> str:
@@ -78,5 +78,5 @@ def remove(which: str, as_json: bool):
     key = matches[0]
     client.request("DELETE", f"/me/keys/{key['id']}")
     if as_json:
-        return _echo_json({"removed": key})
+        return echo_json({"removed": key})
     click.echo(f"Removed {key['name']} ({key['fingerprint']}).")

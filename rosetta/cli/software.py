@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import json
 import sys
 import time
 
@@ -11,8 +10,8 @@ import click
 
 from rosetta.cli.client import Client
 from rosetta.cli.django_setup import setup_django
+from rosetta.cli.tasks import echo_json, json_option, table
 
-json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
 POLL = 0.5
 
 
@@ -22,10 +21,6 @@ def software_group():
 
     SOFTWARE is NAME, NAME:VERSION or OWNER/NAME:VERSION: your own entry of that name first,
     then the platform's, then one another user shares with you; without a version, the newest."""
-
-
-def _echo_json(data) -> None:
-    click.echo(json.dumps(data, indent=2, sort_keys=True))
 
 
 def _short(digest: str) -> str:
@@ -51,7 +46,7 @@ def list_software(text, interface, resource, mine, retired, all_owners, as_json)
         params["include_hidden"] = True
     entries = Client().request("GET", "/software", params=params)
     if as_json:
-        return _echo_json(entries)
+        return echo_json(entries)
     if not entries:
         return click.echo("Nothing in the catalogue matches." if any(params.values()) else "The catalogue is empty.")
     rows = [
@@ -67,13 +62,7 @@ def list_software(text, interface, resource, mine, retired, all_owners, as_json)
         ]
         for e in entries
     ]
-    _table(rows, ["NAME", "VERSION", "OWNER", "INTERFACE", "DIGEST", "RUNS ON", "STATUS", "DESCRIPTION"])
-
-
-def _table(rows: list[list[str]], headers: list[str]) -> None:
-    widths = [max(len(str(row[i])) for row in [headers, *rows]) for i in range(len(headers))]
-    for row in [headers, *rows]:
-        click.echo("  ".join(str(cell).ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
+    table(rows, ["NAME", "VERSION", "OWNER", "INTERFACE", "DIGEST", "RUNS ON", "STATUS", "DESCRIPTION"])
 
 
 def _resolve(client: Client, reference: str, manage: bool = False) -> dict:
@@ -112,7 +101,7 @@ def _show(entry: dict) -> None:
 def show(software, as_json):
     """Show one entry: SOFTWARE as above, or its id."""
     entry = _resolve(Client(), software, manage=True)
-    _echo_json(entry) if as_json else _show(entry)
+    echo_json(entry) if as_json else _show(entry)
 
 
 def _declared_options(function):
@@ -161,7 +150,7 @@ def add(name, image, as_json, **declared):
     """Register an existing image as your software NAME."""
     payload = {"name": name, "image": image, **_declared(**declared)}
     entry = Client().request("POST", "/software", retry=True, json=payload)
-    _echo_json(entry) if as_json else click.echo(f"Added {entry['reference']} ({entry['image']}).")
+    echo_json(entry) if as_json else click.echo(f"Added {entry['reference']} ({entry['image']}).")
 
 
 @software_group.command("build")
@@ -183,10 +172,10 @@ def build(name, containerfile, no_follow, as_json, **declared):
         "POST", "/software/builds", retry=True, json={"name": name, "containerfile": text, **_declared(**declared)}
     )
     if no_follow:
-        return _echo_json(started) if as_json else click.echo(f"Build {started['id']} of {name} is queued.")
+        return echo_json(started) if as_json else click.echo(f"Build {started['id']} of {name} is queued.")
     result = follow_build(client, started["id"], quiet=as_json)
     if as_json:
-        _echo_json(result)
+        echo_json(result)
     elif result["state"] == "succeeded":
         entry = client.request("GET", f"/software/{result['software']}")
         click.echo(f"Added {entry['reference']} ({entry['image']}, {entry['image_digest']}).")
@@ -219,10 +208,10 @@ def builds(as_json):
     """Your builds, newest first."""
     found = Client().request("GET", "/software/builds")
     if as_json:
-        return _echo_json(found)
+        return echo_json(found)
     if not found:
         return click.echo("No builds yet. Build one with: rosetta software build NAME -f Containerfile")
-    _table(
+    table(
         [[b["id"], f"{b['name']}:{b['version']}", b["state"], b["created"][:19], b["reason"][:60]] for b in found],
         ["ID", "SOFTWARE", "STATE", "CREATED", "REASON"],
     )
@@ -262,7 +251,7 @@ def _patch(reference: str, changes: dict, as_json: bool, said: str) -> None:
     entry = _resolve(client, reference, manage=True)
     entry = client.request("PATCH", f"/software/{entry['id']}", json=changes)
     who = f"{entry['owner']}/" if entry["owner"] else ""
-    _echo_json(entry) if as_json else click.echo(f"{said} {who}{entry['reference']}.")
+    echo_json(entry) if as_json else click.echo(f"{said} {who}{entry['reference']}.")
 
 
 @software_group.command("hide")

@@ -37,10 +37,11 @@ def test_cli_task_lifecycle(platform):
     assert task["phase"] == "running" and task["cpus"] == 0.5 and task["memory_mb"] == 128
     assert task["interface_url"] == f"http://{task['id']}.localhost:{platform.port}/"
 
-    # A script reaches the interface with its token; the gateway strips it before forwarding.
+    # A script reaches the interface with its token; the gateway puts the task's own secret in
+    # its place before forwarding.
     page = httpx.get(task["interface_url"] + "cgi-bin/env", headers={"Authorization": f"Bearer {token}"})
     assert page.status_code == 200
-    assert "HTTP_AUTHORIZATION" not in page.text and token not in page.text
+    assert token not in page.text and "HTTP_AUTHORIZATION=Bearer " in page.text
 
     listing = platform.rosetta("task", "list", token=token).stdout
     assert "cli-one" in listing and "running" in listing and task["interface_url"] in listing
@@ -126,7 +127,7 @@ def test_cli_says_what_there_is(platform):
     scientists, operators = helped.index("Commands for scientists"), helped.index("Commands for operators")
     assert scientists < helped.index("  task ") < operators < helped.index("  controller ")
     software = platform.rosetta("software", "list", token=token).stdout
-    assert software.splitlines()[0].split() == ["NAME", "INTERFACE", "VISIBLE", "TO", "DESCRIPTION"]
+    assert software.splitlines()[0].split()[:4] == ["NAME", "VERSION", "OWNER", "INTERFACE"]
     assert any(line.startswith("hello ") for line in software.splitlines())
     resources = platform.rosetta("resources", "list", token=token).stdout
     assert "local (default)" in resources and "CPU" in resources
