@@ -133,13 +133,24 @@ class Platform:
         for attempt in range(5):
             ids = self.container_ids()
             if not ids:
-                return
+                break
             try:
                 self.podman("rm", "--force", "--ignore", "--time", "0", *ids)
             except AssertionError:
                 if attempt == 4:
                     raise
             time.sleep(0.5)
+        self.remove_networks()
+
+    def remove_networks(self) -> None:
+        """The tasks' own networks, which the controller removes with their containers (left
+        behind here, they would slow every later network operation on this machine)."""
+        instance = (self.home / "instance_id").read_text().strip()
+        names = self.podman(
+            "network", "ls", "--format", "{{.Name}}", "--filter", f"label=rosetta.instance={instance}"
+        ).split()
+        if names:
+            subprocess.run(["podman", "network", "rm", "--force", *names], env=self.podman_env, capture_output=True)
 
     @property
     def podman_env(self) -> dict[str, str]:
