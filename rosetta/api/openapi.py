@@ -7,6 +7,7 @@ from __future__ import annotations
 from ninja import NinjaAPI
 
 MESSAGE = {"$ref": "#/components/schemas/Message"}
+PAGE = {"type": "string"}
 INVALID = {
     "title": "InvalidRequest",
     "type": "object",
@@ -27,6 +28,9 @@ def _common_errors(method: str, path: str, operation: dict) -> dict[str, tuple[s
     if method == "post":
         errors["400"] = ("The request cannot be carried out as asked (the detail says why).", MESSAGE)
         errors["409"] = ("A clash with what exists, or an Idempotency-Key reused for another request.", MESSAGE)
+    # The gateway's own answer, on any route, to a request head over 64 KiB: a page, not JSON
+    # (the gateway refuses it before knowing what it asks for).
+    errors["431"] = ("The request's head (its headers) is over 64 KiB: the gateway refuses it.", PAGE)
     if operation.get("parameters") or operation.get("requestBody"):
         errors["422"] = ("The request does not match this schema (the errors say where).", INVALID)
     return errors
@@ -44,8 +48,6 @@ class RosettaAPI(NinjaAPI):
                 responses = operation.setdefault("responses", {})
                 for status, (description, body) in _common_errors(method, path, operation).items():
                     if status not in responses and int(status) not in responses:
-                        responses[status] = {
-                            "description": description,
-                            "content": {"application/json": {"schema": body}},
-                        }
+                        media = "text/html" if body is PAGE else "application/json"
+                        responses[status] = {"description": description, "content": {media: {"schema": body}}}
         return schema
