@@ -121,7 +121,7 @@ def test_wait_shows_progress_on_a_terminal(platform):
 
 
 def test_cli_says_what_there_is(platform):
-    token = platform.create_user("grace")
+    token = platform.create_user("hopper")
     assert platform.rosetta("--version").stdout.startswith("rosetta ")
     helped = platform.rosetta("--help").stdout
     scientists, operators = helped.index("Commands for scientists"), helped.index("Commands for operators")

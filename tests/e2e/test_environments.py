@@ -173,7 +173,7 @@ def test_desktop_in_the_browser_connects_without_a_password_and_runs_ds9(environ
         page.get_by_role("button", name="Log in").click()
         page.goto(f"{platform.url}/tasks/new/?software=desktop")
         page.get_by_label("Name").fill("sky")
-        page.get_by_label("Memory (MiB)").fill("1536")
+        page.get_by_label("Memory").fill("1536M")
         page.get_by_role("button", name="Start task").click()
         expect(page.locator("[data-field=phase]")).to_have_text("running", timeout=120_000)
         task_id = re.search(r"/tasks/(t[a-z0-9]+)/", page.url).group(1)

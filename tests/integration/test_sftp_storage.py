@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import io
 import os
-import shlex
 import subprocess
 import zipfile
 from pathlib import Path
@@ -127,7 +126,7 @@ def test_a_task_on_the_cluster_writes_a_file_the_file_manager_shows(cluster):
     task = platform.wait_for_task(marie, task_id, {"running", "failed"}, timeout=120)
     assert task["phase"] == "running", task["events"]
     script = "cat /home/rosetta/cluster/input.txt && echo 'from the cluster' > /home/rosetta/cluster/output.txt"
-    ran = on("rstb-login", shlex.join(["podman", "exec", f"rosetta-{task_id}", "sh", "-c", script]), user="alice")
+    ran = on("rstb-login", "podman", "exec", f"rosetta-{task_id}", "sh", "-c", script, user="alice")
     assert ran.returncode == 0 and ran.stdout == "for the task\n", ran.stderr
     shown = marie.get("/api/storages/cluster-own/content", params={"path": "output.txt"})
     assert shown.status_code == 200 and shown.text == "from the cluster\n"
@@ -143,7 +142,7 @@ def test_a_slurm_job_mounts_the_clusters_shared_home(cluster):
     task = platform.wait_for_task(marie, task_id, {"running", "failed"}, timeout=120)
     assert task["phase"] == "running", task["events"]
     script = "echo 'from a job' > /home/rosetta/cluster/job.txt"
-    ran = on("rstb-login", shlex.join(["podman", "exec", f"rosetta-{task_id}", "sh", "-c", script]))
+    ran = on("rstb-login", "podman", "exec", f"rosetta-{task_id}", "sh", "-c", script)
     assert ran.returncode == 0, ran.stderr
     assert marie.get("/api/storages/cluster-home/content", params={"path": "job.txt"}).text == "from a job\n"
     marie.delete("/api/storages/cluster-home/entries", params={"path": "job.txt"})
