@@ -164,6 +164,19 @@ class Platform:
             raise AssertionError(f"podman {' '.join(args[:2])} failed ({result.returncode}): {result.stderr}")
         return result.stdout
 
+    def remove_container(self, name: str) -> None:
+        """Remove a container as an operator would: `podman rm --force`, again while podman's
+        own clean-up after the kill still holds the container's mounts (user namespaces)."""
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                self.podman("rm", "--force", "--time", "0", name)
+                return
+            except AssertionError as error:
+                if "device or resource busy" not in str(error) or time.monotonic() > deadline:
+                    raise
+            time.sleep(0.2)
+
     def build_image(self, tag: str, containerfile: str) -> str:
         """Build a small test image (FROM the built-in images: no registry needed)."""
         with tempfile.TemporaryDirectory() as context:

@@ -47,8 +47,8 @@ def test_container_removed_behind_our_back_makes_the_task_exited_within_5_s(fres
     with platform.api(token) as api:
         task_id = platform.start_task(api)
         platform.wait_for_task(api, task_id, {"running"})
-        platform.podman("rm", "--force", "--time", "0", f"rosetta-{task_id}")
         removed = time.monotonic()
+        platform.remove_container(f"rosetta-{task_id}")
         task = platform.wait_for_task(api, task_id, {"exited", "failed", "stopped"}, timeout=10)
         assert time.monotonic() - removed < 5
         assert task["phase"] == "exited"
