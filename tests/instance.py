@@ -145,12 +145,16 @@ class Platform:
     def remove_networks(self) -> None:
         """The tasks' own networks, which the controller removes with their containers (left
         behind here, they would slow every later network operation on this machine)."""
-        instance = (self.home / "instance_id").read_text().strip()
-        names = self.podman(
-            "network", "ls", "--format", "{{.Name}}", "--filter", f"label=rosetta.instance={instance}"
-        ).split()
+        names = self.networks()
         if names:
             subprocess.run(["podman", "network", "rm", "--force", *names], env=self.podman_env, capture_output=True)
+
+    def networks(self) -> list[str]:
+        """This instance's task networks, by name."""
+        instance = (self.home / "instance_id").read_text().strip()
+        return self.podman(
+            "network", "ls", "--format", "{{.Name}}", "--filter", f"label=rosetta.instance={instance}"
+        ).split()
 
     @property
     def podman_env(self) -> dict[str, str]:

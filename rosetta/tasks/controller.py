@@ -198,7 +198,7 @@ class BackendWorker:
         busy = set(self.jobs)  # before reading: a job that ends during the poll still counts
         tasks = await db(_tasks_on)(self.scopes)
         try:
-            await self._prepare()
+            leftovers = await self._prepare()
             observed = await asyncio.wait_for(
                 self.backend.poll(self.controller.instance, [_ref(task) for task in tasks]), self.backend.poll_timeout
             )
@@ -224,18 +224,22 @@ class BackendWorker:
                 continue
             self._spawn(task.id, act, lambda job, act=act, task=task, seen=seen: self._act(job, act, task, seen))
         known = {task.id for task in tasks} | set(self.jobs)
-        strays = [task_id for task_id in observed if task_id not in known]
+        strays = [task_id for task_id in {*observed, *leftovers} if task_id not in known]
         if strays:
             for task_id in await db(_finished_or_gone)(strays):
-                ref = TaskRef(task_id, observed[task_id].handle)
+                ref = TaskRef(task_id, observed[task_id].handle if task_id in observed else {})
                 self._spawn(task_id, Act.CLEAN_UP, lambda job, ref=ref: self._remove_stray(ref))
 
-    async def _prepare(self) -> None:
+    async def _prepare(self) -> list[str]:
         """Ready the backend before its first task, and again now and then (someone may have
-        flushed the machine's firewall): no task starts where it cannot be isolated."""
-        if time.monotonic() >= self.prepared_until:
-            await asyncio.wait_for(self.backend.prepare(), self.backend.poll_timeout)
-            self.prepared_until = time.monotonic() + PREPARE_AGAIN_AFTER
+        flushed the machine's firewall): no task starts where it cannot be isolated. At the
+        same moments, the tasks that left something behind on the resource (to remove)."""
+        if time.monotonic() < self.prepared_until:
+            return []
+        await asyncio.wait_for(self.backend.prepare(), self.backend.poll_timeout)
+        leftovers = await asyncio.wait_for(self.backend.leftovers(self.controller.instance), self.backend.poll_timeout)
+        self.prepared_until = time.monotonic() + PREPARE_AGAIN_AFTER
+        return leftovers
 
     def _interrupt_if_stopping(self, task: Task) -> None:
         job = self.jobs.get(task.id)

@@ -57,6 +57,31 @@ def test_container_removed_behind_our_back_makes_the_task_exited_within_5_s(fres
         assert "removed outside Rosetta" in reason or "was killed (SIGKILL, exit code 137)" in reason, reason
 
 
+def test_a_network_left_behind_by_a_cut_short_launch_is_removed_and_a_live_one_kept(fresh_platform):
+    platform = fresh_platform
+    platform.start(separately=True)
+    token = platform.create_user("lise")
+    with platform.api(token) as api:
+        task_id = platform.start_task(api)
+        platform.wait_for_task(api, task_id, {"running"})
+        platform.kill("controller")
+        # What a controller killed between creating a task's network and its container leaves.
+        instance = (platform.home / "instance_id").read_text().strip()
+        platform.podman(
+            "network", "create", "--label", "rosetta.task=tcutshort01", "--label", f"rosetta.instance={instance}",
+            "rosetta-tcutshort01",
+        )  # fmt: skip
+        assert "rosetta-tcutshort01" in platform.networks()
+
+        platform.start_component("controller")
+        deadline = time.monotonic() + 10
+        while "rosetta-tcutshort01" in platform.networks() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert platform.networks() == [f"rosetta-{task_id}"]
+        assert api.get(f"/api/tasks/{task_id}").json()["phase"] == "running"
+        assert platform.task_client(task_id, token).get("/").status_code == 200
+
+
 def test_program_exit_code_and_output_are_kept(fresh_platform):
     platform = fresh_platform
     platform.start(separately=True)

@@ -212,3 +212,11 @@ def test_storages_are_bound_with_their_owners_ids_here_and_as_the_account_elsewh
     assert "--mount" not in PodmanEngine().run_argv(SPEC) and "--userns=keep-id:uid=1000,gid=1000" not in (
         PodmanEngine().run_argv(SPEC)
     )
+
+
+def test_task_networks_are_listed_by_instance_and_named_by_their_task():
+    engine = PodmanEngine(task_networks=True)
+    assert engine.network_list_argv("i1")[-2:] == ["--filter", "label=rosetta.instance=i1"]
+    listed = '[{"name": "rosetta-t1", "labels": {"rosetta.task": "t1", "rosetta.instance": "i1"}}, {"name": "x"}]'
+    assert engine.parse_network_list(listed) == ["t1"]
+    assert engine.parse_network_list("[]") == []

@@ -170,6 +170,14 @@ class Engine(ABC):
     def network_remove_argv(self, task_id: str) -> list[str]:
         raise NotImplementedError
 
+    def network_list_argv(self, instance: str) -> list[str]:
+        """List this instance's task networks (a launch cut short may leave one behind)."""
+        raise NotImplementedError
+
+    def parse_network_list(self, output: str) -> list[str]:
+        """The task ids of the networks listed by ``network_list_argv``."""
+        raise NotImplementedError
+
     def network_exists(self, result: CommandResult) -> bool:
         raise NotImplementedError
 

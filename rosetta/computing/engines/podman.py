@@ -149,6 +149,13 @@ class PodmanEngine(Engine):
     def network_remove_argv(self, task_id: str) -> list[str]:
         return [*self.prefix, "network", "rm", self.network_name(task_id)]
 
+    def network_list_argv(self, instance: str) -> list[str]:
+        return [*self.prefix, "network", "ls", "--format", "json", "--filter", f"label={INSTANCE_LABEL}={instance}"]
+
+    def parse_network_list(self, output: str) -> list[str]:
+        networks = json.loads(output or "[]") or []
+        return [task_id for network in networks if (task_id := (network.get("labels") or {}).get(TASK_LABEL))]
+
     @staticmethod
     def network_exists(result: CommandResult) -> bool:
         return "already exists" in result.stderr

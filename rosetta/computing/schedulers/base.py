@@ -46,6 +46,11 @@ class Scheduler(ABC):
             if not result.ok:
                 raise Refused(f"A storage's folder cannot be created there: {result.error_text()}", result.stderr)
 
+    async def leftovers(self, instance: str) -> list[str]:
+        """Tasks of ``instance`` that left something on the resource besides their work (a task
+        network whose launch was cut short); ``end`` removes it. Most resources leave nothing."""
+        return []
+
     @property
     def description(self) -> str:
         """How people call this backend in messages: the engine and where it runs."""

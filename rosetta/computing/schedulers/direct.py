@@ -64,6 +64,14 @@ class DirectScheduler(Scheduler):
                 observations |= await self._inspect(ref.task_id, ref.port)
         return observations
 
+    async def leftovers(self, instance: str) -> list[str]:
+        if not self.engine.task_networks:
+            return []
+        listed = await self.transport.run(self.engine.network_list_argv(instance), timeout=self.poll_timeout)
+        if not listed.ok:
+            raise Unreachable(f"{self.engine.name} could not list the task networks.", listed.error_text())
+        return self.engine.parse_network_list(listed.stdout)
+
     async def _inspect(self, task_id: str, port: int) -> dict[str, Observation]:
         return await self._list(
             self.engine.inspect_argv(task_id), lambda output: self.engine.parse_inspect(output, port)
