@@ -44,6 +44,7 @@ from rosetta.core import notify
 from rosetta.core.instance import instance_id
 from rosetta.registry import from_platform_registry, image_for
 from rosetta.storage.services import task_id_base
+from rosetta.tasks.logs import strip_probe_lines
 from rosetta.tasks.models import MAX_LOG_TAIL, Task
 from rosetta.tasks.phases import ACTIVE_PHASE_NAMES, FINAL_PHASE_NAMES, Act, Desired, Phase, TaskView, Timeouts, decide
 from rosetta.tasks.probe import PROBE_TIMEOUT, interface_answers
@@ -426,7 +427,7 @@ class BackendWorker:
     async def _end(self, task: Task, grace: int, log_lines: int = LOG_TAIL_LINES) -> str:
         async with self.backend.end_slots:
             output = await self.backend.end(_ref(task), grace, log_lines)
-        return output[-MAX_LOG_TAIL:].decode(errors="replace")
+        return strip_probe_lines(output)[-MAX_LOG_TAIL:].decode(errors="replace")
 
     async def _remove_stray(self, ref: TaskRef) -> None:
         async with self.backend.end_slots:

@@ -12,12 +12,14 @@ from rosetta.computing.contract import TaskRef
 from rosetta.computing.errors import ComputingError
 from rosetta.tasks.models import Task
 from rosetta.tasks.phases import Phase
+from rosetta.tasks.probe import PROBE_PATH
 
 LIVE_PHASES = frozenset({Phase.STARTING, Phase.RUNNING, Phase.STOPPING})
 
 
 WAITING_PHASES = frozenset({Phase.CREATED, Phase.QUEUED})
 WAIT_POLL = 0.5  # seconds between looks at a task that has no container yet
+_PROBE_PATH_BYTES = PROBE_PATH.encode()
 
 
 async def stream_logs(task: Task, *, follow: bool, tail: int | None = None) -> AsyncIterator[bytes]:
@@ -30,7 +32,8 @@ async def stream_logs(task: Task, *, follow: bool, tail: int | None = None) -> A
     if task.phase_enum in LIVE_PHASES:
         try:
             backend = await sync_to_async(backend_for)(task.resource, task.owner)
-            async for chunk in backend.logs(TaskRef(task.id, task.backend_state), follow=follow, tail=tail):
+            chunks = backend.logs(TaskRef(task.id, task.backend_state), follow=follow, tail=tail)
+            async for chunk in without_probe_lines(chunks):
                 yield chunk
             return
         except ComputingError as error:
@@ -49,3 +52,26 @@ def _refresh(task: Task) -> bool:
         return False
     task.phase, task.backend_state = fresh["phase"], fresh["backend_state"]
     return True
+
+
+async def without_probe_lines(chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    """The output without the lines the interface logged about the platform's own probe."""
+    partial = b""
+    async for chunk in chunks:
+        lines = (partial + chunk).split(b"\n")
+        partial = lines.pop()  # a line is judged once it is whole
+        kept = [line for line in lines if not _about_the_probe(line)]
+        if kept:
+            yield b"\n".join(kept) + b"\n"
+    if partial and not _about_the_probe(partial):
+        yield partial
+
+
+def strip_probe_lines(output: bytes) -> bytes:
+    """``without_probe_lines`` for output read in one piece (the tail kept when a task ends)."""
+    lines = output.split(b"\n")
+    return b"\n".join(line for line in lines if not _about_the_probe(line))
+
+
+def _about_the_probe(line: bytes) -> bool:
+    return _PROBE_PATH_BYTES in line

@@ -10,6 +10,10 @@ import time
 from rosetta.computing.contract import Address
 
 PROBE_TIMEOUT = 2.0
+# The probe asks for this path, which no interface serves (any HTTP answer will do): web servers
+# name the path in their request logs, so the platform can keep the probe's lines out of the
+# logs it shows (rosetta.tasks.logs).
+PROBE_PATH = "/.rosetta/probe"
 
 
 def _insecure_tls() -> ssl.SSLContext:
@@ -45,14 +49,16 @@ async def _ask(address: Address, protocol: str, deadline: float, secret: str) ->
         if protocol in ("http", "https"):
             authorization = f"Authorization: Bearer {secret}\r\n" if secret else ""
             request = (
-                f"GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\nUser-Agent: rosetta-probe\r\n"
+                f"GET {PROBE_PATH} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\nUser-Agent: rosetta-probe\r\n"
                 f"{authorization}\r\n"
             )
             writer.write(request.encode())
             await writer.drain()
             return await reader.read(5) == b"HTTP/"
         if protocol == "ssh":
-            return await reader.read(4) == b"SSH-"
+            # Said as a client would, so sshd logs one closed connection, not a failed exchange.
+            writer.write(b"SSH-2.0-RosettaProbe\r\n")
+            return (await reader.readline()).startswith(b"SSH-")
         # Any other protocol: the connection must at least not be dropped at once.
         with contextlib.suppress(TimeoutError):
             return bool(await asyncio.wait_for(reader.read(1), min(0.2, max(0.0, deadline - time.monotonic()))))

@@ -14,6 +14,7 @@ import httpx
 import pytest
 import websockets.sync.client
 
+from rosetta.tasks.probe import PROBE_PATH
 from tests.e2e.test_browser import CHROMIUM, FLAGS
 from tests.instance import Platform
 
@@ -151,6 +152,10 @@ def test_jupyterlab_kernel_through_the_gateway_and_nothing_without_it(environmen
         platform.logs(),
     ]
     assert len(secret) >= 43 and not any(secret in text for text in browser_view)
+    # The log tells what the interface was asked, by the requests above, but not by the
+    # platform's own readiness probe.
+    logs = browser_view[3]
+    assert "403 GET /api/kernels" in logs and PROBE_PATH not in logs, logs
     assert api.delete(f"/api/tasks/{task_id}").status_code in (200, 202, 204)
 
 

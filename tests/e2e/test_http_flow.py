@@ -4,6 +4,8 @@ import re
 
 import httpx
 
+from rosetta.tasks.probe import PROBE_PATH
+
 HELLO = "Hello from Rosetta"
 
 
@@ -68,15 +70,19 @@ def test_start_open_refuse_logs_stop(platform):
         assert other.get(f"/api/tasks/{task['id']}").status_code == 404
         assert other.post(f"/api/tasks/{task['id']}/stop").status_code == 404
 
-    # Logs show the requests httpd served (busybox httpd -v logs one line per response).
+    # Logs show the requests the interface served, one access-log line each: the one made
+    # above, and not the platform's own probe of the interface.
     logs = browser.get(f"/api/tasks/{task['id']}/logs")
-    assert logs.status_code == 200 and "response:200" in logs.text
+    assert logs.status_code == 200
+    assert logs.text.count("/ response:200") == 1 and PROBE_PATH not in logs.text, logs.text
 
     # Stop: the container goes, the task says why.
     assert browser.post(f"/api/tasks/{task['id']}/stop", headers={"X-CSRFToken": csrf}).status_code == 202
     stopped = platform.wait_for_task(browser, task["id"], {"stopped"})
     assert f"rosetta-{task['id']}" not in platform.containers()
     assert stopped["events"][-1]["reason"].startswith("The container was stopped")
+    kept = browser.get(f"/api/tasks/{task['id']}/logs").text  # the tail kept when the container went
+    assert kept.count("/ response:200") == 1 and PROBE_PATH not in kept, kept
     # The gateway now serves a clear page instead of the app.
     after = origin.get("/")
     assert after.status_code == 503 and "stopped" in after.text

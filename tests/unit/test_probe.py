@@ -2,7 +2,8 @@
 
 import asyncio
 
-from rosetta.tasks.probe import interface_answers
+from rosetta.tasks.logs import strip_probe_lines, without_probe_lines
+from rosetta.tasks.probe import PROBE_PATH, interface_answers
 
 
 async def test_an_http_probe_presents_the_task_secret():
@@ -21,3 +22,23 @@ async def test_an_http_probe_presents_the_task_secret():
         assert await interface_answers(address, "http")
     assert b"\r\nAuthorization: Bearer the-task-secret\r\n" in heads[0]
     assert b"Authorization" not in heads[1]
+    assert heads[0].startswith(f"GET {PROBE_PATH} HTTP/1.1\r\n".encode())
+
+
+async def _chunks(*parts: bytes):
+    for part in parts:
+        yield part
+
+
+async def test_logs_lose_the_probes_lines_and_nothing_else_however_they_are_cut():
+    output = [
+        b"[I 10:00:01 ServerApp] Jupyter Server is running\n[W 10:00:02 Server",
+        f"App] 404 GET {PROBE_PATH} (@10.123.0.1) 0.6ms\n".encode(),
+        b"[I 10:00:03 ServerApp] 200 GET /lab (@10.123.0.1)\nno newline at the end",
+    ]
+    shown = b"".join([chunk async for chunk in without_probe_lines(_chunks(*output))])
+    assert shown == (
+        b"[I 10:00:01 ServerApp] Jupyter Server is running\n"
+        b"[I 10:00:03 ServerApp] 200 GET /lab (@10.123.0.1)\nno newline at the end"
+    )
+    assert strip_probe_lines(b"".join(output)) == shown
