@@ -164,16 +164,7 @@ def list_software(
 def add_software(request: HttpRequest, payload: SoftwareIn):
     """Register an image as your own entry NAME:VERSION (private unless shared: a group you are
     in, or everyone for staff). Names are yours: another user's entry of the same name is another entry."""
-    from rosetta.api.views import _once
-
-    def add():
-        try:
-            software = services.add_software(request.auth, **payload.dict())
-        except services.Forbidden as error:
-            return 403, {"detail": str(error)}
-        return 201, SoftwareOut.from_orm(software).model_dump(mode="json")
-
-    return _once(request, add)
+    return _made_once(request, 201, SoftwareOut, lambda: services.add_software(request.auth, **payload.dict()))
 
 
 @router.get("/software/resolve", response={200: SoftwareOut, 404: Message})
@@ -197,16 +188,7 @@ def list_builds(request: HttpRequest):
 def start_build(request: HttpRequest, payload: BuildIn):
     """Build an image from a Containerfile (its only file: nothing else is in the build context)
     and add it as your entry NAME:VERSION once it builds. Follow it with GET /software/builds/ID."""
-    from rosetta.api.views import _once
-
-    def build():
-        try:
-            started = services.request_build(request.auth, **payload.dict())
-        except services.Forbidden as error:
-            return 403, {"detail": str(error)}
-        return 202, BuildOut.from_orm(started).model_dump(mode="json")
-
-    return _once(request, build)
+    return _made_once(request, 202, BuildOut, lambda: services.request_build(request.auth, **payload.dict()))
 
 
 @router.get("/software/builds/{build_id}", response={200: BuildOut, 404: Message})
@@ -245,3 +227,18 @@ def change_software(request: HttpRequest, software_id: int, payload: SoftwarePat
         return services.edit_software(request.auth, software, changes)
     except services.Forbidden as error:
         return 403, {"detail": str(error)}
+
+
+def _made_once(request: HttpRequest, status: int, schema, make):
+    """``make()`` the object once per Idempotency-Key and answer it as ``schema`` with ``status``;
+    403 when the user may not."""
+    from rosetta.api.views import _once  # the views import this router
+
+    def answer():
+        try:
+            made = make()
+        except services.Forbidden as error:
+            return 403, {"detail": str(error)}
+        return status, schema.from_orm(made).model_dump(mode="json")
+
+    return _once(request, answer)

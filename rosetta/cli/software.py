@@ -10,7 +10,7 @@ import click
 
 from rosetta.cli.client import Client
 from rosetta.cli.django_setup import setup_django
-from rosetta.cli.tasks import echo_json, json_option, table
+from rosetta.cli.tasks import _environment, echo_json, json_option, table
 
 POLL = 0.5
 
@@ -123,12 +123,7 @@ def _declared_options(function):
 
 
 def _declared(version, description, interface, port, base_port, env, visibility, group) -> dict:
-    environment = {}
-    for item in env:
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise click.BadParameter(f"{item!r} is not NAME=VALUE", param_hint="--env")
-        environment[key] = value
+    environment = _environment(env)
     return {
         "version": version,
         "description": description,

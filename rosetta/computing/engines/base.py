@@ -10,7 +10,7 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass
 
 from rosetta.computing.contract import ContainerSpec, Observation
-from rosetta.computing.errors import ComputingError
+from rosetta.computing.errors import ComputingError, ImageMissing, Refused, Unreachable
 from rosetta.computing.transports.base import CommandResult
 
 TASK_LABEL = "rosetta.task"
@@ -183,3 +183,33 @@ class Engine(ABC):
 
     def network_gone(self, result: CommandResult) -> bool:
         raise NotImplementedError
+
+
+class DockerCommandLine(Engine):
+    """An engine with docker's command line (docker, podman): logs read and refusals told alike."""
+
+    prefix: list[str]
+    transient_words: tuple[str, ...] = ()  # refusals that pass: try again
+    image_missing_words: tuple[str, ...] = ()
+    transient_reason: str = ""
+
+    def logs_argv(self, task_id: str, *, follow: bool, tail: int | None = None) -> list[str]:
+        argv = [*self.prefix, "logs"]
+        if follow:
+            argv.append("--follow")
+        if tail is not None:
+            argv += ["--tail", str(tail)]
+        return [*argv, self.container_name(task_id)]
+
+    def refusal(self, result: CommandResult, spec: ContainerSpec) -> ComputingError:
+        raw = result.error_text()
+        said = self.refusal_text(result).lower()
+        if any(words in said for words in self.transient_words):
+            return Unreachable(self.transient_reason, raw)
+        if any(words in said for words in self.image_missing_words):
+            return ImageMissing(spec.image, raw)
+        return Refused(f"{self.name} refused to start the container.", raw)
+
+    def refusal_text(self, result: CommandResult) -> str:
+        """Where the engine's words about a refusal are."""
+        return result.error_text()

@@ -15,12 +15,11 @@ from rosetta.computing.engines.base import (
     INSTANCE_LABEL,
     KEPT_CAPABILITIES,
     TASK_LABEL,
-    Engine,
+    DockerCommandLine,
     bind_mounts,
     hardening,
     labels,
 )
-from rosetta.computing.errors import ComputingError, ImageMissing, Refused, Unreachable
 from rosetta.computing.transports.base import CommandResult
 
 _SEEN = {
@@ -39,8 +38,11 @@ _EXITED = re.compile(r"Exited \((-?\d+)\)")
 _PUBLISHED = re.compile(r"127\.0\.0\.1:(\d+)->(\d+)/tcp")
 
 
-class DockerEngine(Engine):
+class DockerEngine(DockerCommandLine):
     name = "docker"
+    transient_words = _TRANSIENT
+    image_missing_words = _IMAGE_MISSING
+    transient_reason = "docker is busy or not answering; trying again."
 
     def __init__(self, executable: str = "docker") -> None:
         self.prefix = [executable]
@@ -135,22 +137,8 @@ class DockerEngine(Engine):
     def removed(self, result: CommandResult) -> bool:
         return result.ok or "no such container" in result.stderr.lower()
 
-    def logs_argv(self, task_id: str, *, follow: bool, tail: int | None = None) -> list[str]:
-        argv = [*self.prefix, "logs"]
-        if follow:
-            argv.append("--follow")
-        if tail is not None:
-            argv += ["--tail", str(tail)]
-        return [*argv, self.container_name(task_id)]
-
     def version_argv(self) -> list[str]:
         return [*self.prefix, "version", "--format", "{{.Server.Version}}"]
 
-    def refusal(self, result: CommandResult, spec: ContainerSpec) -> ComputingError:
-        raw = result.error_text()
-        lowered = (result.stderr or raw).lower()
-        if any(words in lowered for words in _TRANSIENT):
-            return Unreachable("docker is busy or not answering; trying again.", raw)
-        if any(words in lowered for words in _IMAGE_MISSING):
-            return ImageMissing(spec.image, raw)
-        return Refused("docker refused to start the container.", raw)
+    def refusal_text(self, result: CommandResult) -> str:
+        return result.stderr or result.error_text()  # docker's reasons may span lines

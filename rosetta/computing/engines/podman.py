@@ -13,13 +13,12 @@ from rosetta.computing.engines.base import (
     DROPPED_CAPABILITIES,
     INSTANCE_LABEL,
     TASK_LABEL,
-    Engine,
+    DockerCommandLine,
     JobSteps,
     bind_mounts,
     hardening,
     labels,
 )
-from rosetta.computing.errors import ComputingError, ImageMissing, Refused, Unreachable
 from rosetta.computing.transports.base import CommandResult
 from rosetta.core.paths import home
 
@@ -54,7 +53,7 @@ JOB_STOP_GRACE = 5  # seconds a container in a batch job is given when the job i
 USER_NAMESPACE_SIZE = 65536  # ids a task may use; each task gets its own range of the host's
 
 
-class PodmanEngine(Engine):
+class PodmanEngine(DockerCommandLine):
     """Runs each task hardened: non-root on the host, few capabilities, no new privileges, a
     read-only root with private writable space, a bounded log, no swap.
 
@@ -66,6 +65,9 @@ class PodmanEngine(Engine):
     """
 
     name = "podman"
+    transient_words = _TRANSIENT
+    image_missing_words = _IMAGE_MISSING
+    transient_reason = "podman is busy with this task's container; trying again."
 
     def __init__(
         self,
@@ -227,25 +229,8 @@ class PodmanEngine(Engine):
     def remove_argv(self, task_id: str) -> list[str]:
         return [*self.prefix, "rm", "--force", "--ignore", "--time", "0", self.container_name(task_id)]
 
-    def logs_argv(self, task_id: str, *, follow: bool, tail: int | None = None) -> list[str]:
-        argv = [*self.prefix, "logs"]
-        if follow:
-            argv.append("--follow")
-        if tail is not None:
-            argv += ["--tail", str(tail)]
-        return [*argv, self.container_name(task_id)]
-
     def version_argv(self) -> list[str]:
         return [*self.prefix, "version", "--format", "{{.Client.Version}}"]
-
-    def refusal(self, result: CommandResult, spec: ContainerSpec) -> ComputingError:
-        raw = result.error_text()
-        lowered = raw.lower()
-        if any(words in lowered for words in _TRANSIENT):
-            return Unreachable("podman is busy with this task's container; trying again.", raw)
-        if any(words in lowered for words in _IMAGE_MISSING):
-            return ImageMissing(spec.image, raw)
-        return Refused("podman refused to start the container.", raw)
 
 
 def _mounts(spec: ContainerSpec) -> list[str]:
