@@ -45,6 +45,7 @@ class SoftwareOut(Schema):
     interface_protocol: str
     interface_port: int
     honours_base_port: bool
+    own_authorization: bool
     environment: dict[str, str]
     visibility: str
     group: str | None = Field(None, alias="group.name")
@@ -65,6 +66,13 @@ class SoftwareOut(Schema):
         return services.where_it_runs(software, resources)
 
 
+OWN_AUTHORIZATION = Field(
+    False,
+    description="The interface does its own HTTP authentication: the client's Authorization header reaches it, "
+    "and the gateway does not send the task's secret.",
+)
+
+
 class SoftwareIn(Schema):
     name: str = NAME
     version: str = VERSION
@@ -73,6 +81,7 @@ class SoftwareIn(Schema):
     interface_protocol: Interface = "http"
     interface_port: int = Field(8080, ge=1, le=65535)
     honours_base_port: bool = False
+    own_authorization: bool = OWN_AUTHORIZATION
     environment: dict[str, str] = Field(default_factory=dict)
     visibility: Visibility = "private"
     group: str | None = Field(None, max_length=150, description="The group that sees it (visibility group).")
@@ -83,6 +92,7 @@ class SoftwarePatch(Schema):
     interface_protocol: Interface | None = None
     interface_port: int | None = Field(None, ge=1, le=65535)
     honours_base_port: bool | None = None
+    own_authorization: bool | None = None
     environment: dict[str, str] | None = None
     visibility: Visibility | None = None
     group: str | None = Field(None, max_length=150)
@@ -99,6 +109,7 @@ class BuildIn(Schema):
     interface_protocol: Interface = "http"
     interface_port: int = Field(8080, ge=1, le=65535)
     honours_base_port: bool = False
+    own_authorization: bool = OWN_AUTHORIZATION
     environment: dict[str, str] = Field(default_factory=dict)
     visibility: Visibility = "private"
     group: str | None = Field(None, max_length=150)

@@ -81,6 +81,11 @@ class Software(models.Model):
     interface_protocol = models.CharField(max_length=8, choices=Protocol.choices, default=Protocol.HTTP)
     interface_port = models.PositiveIntegerField(default=8080)
     honours_base_port = models.BooleanField(default=False, help_text="Listens on the port given by BASE_PORT when set.")
+    own_authorization = models.BooleanField(
+        default=False,
+        help_text="The interface does its own HTTP authentication: the browser's Authorization header reaches it, "
+        "and the gateway does not send the task's secret.",
+    )
     environment = models.JSONField(default=dict, blank=True, validators=[validate_env_vars])
     owner = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
     visibility = models.CharField(max_length=10, choices=Visibility.choices, default=Visibility.PRIVATE)

@@ -35,8 +35,8 @@ REFERENCE = re.compile(
 )
 ACTIVE_BUILDS_PER_USER = 2  # queued or building at once: one user cannot fill the builder's queue
 EDITABLE = frozenset(
-    {"description", "interface_protocol", "interface_port", "honours_base_port", "environment", "visibility", "group",
-     "status"}
+    {"description", "interface_protocol", "interface_port", "honours_base_port", "own_authorization", "environment",
+     "visibility", "group", "status"}
 )  # fmt: skip
 
 

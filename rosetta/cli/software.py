@@ -80,6 +80,7 @@ def _show(entry: dict) -> None:
         ("description", entry["description"] or "-"),
         ("interface", f"{entry['interface_protocol']} on port {entry['interface_port']}"),
         ("base port", "listens on BASE_PORT when set" if entry["honours_base_port"] else "not supported"),
+        ("login", "its own (Authorization passed through)" if entry["own_authorization"] else "through Rosetta"),
         ("environment", " ".join(f"{k}={v}" for k, v in entry["environment"].items()) or "-"),
         ("image", entry["image"]),
         ("digest", entry["digest"] or "-"),
@@ -104,6 +105,9 @@ def show(software, as_json):
     echo_json(entry) if as_json else _show(entry)
 
 
+OWN_LOGIN = "It does its own HTTP login: the browser's Authorization header reaches it, no task secret is sent."
+
+
 def _declared_options(function):
     options = [
         click.option("--version", "version", default="1", show_default=True, help="This entry's version."),
@@ -111,6 +115,7 @@ def _declared_options(function):
         click.option("--interface", type=click.Choice(["http", "https", "ssh", "other"]), default="http"),
         click.option("--port", type=click.IntRange(1, 65535), default=8080, show_default=True, help="Its port."),
         click.option("--base-port", is_flag=True, help="It listens on BASE_PORT when that is set."),
+        click.option("--own-login", is_flag=True, help=OWN_LOGIN),
         click.option("--env", "env", multiple=True, metavar="NAME=VALUE", help="Environment variable (repeatable)."),
         click.option(
             "--visibility", type=click.Choice(["private", "group", "everyone"]), default="private", show_default=True
@@ -122,7 +127,7 @@ def _declared_options(function):
     return function
 
 
-def _declared(version, description, interface, port, base_port, env, visibility, group) -> dict:
+def _declared(version, description, interface, port, base_port, own_login, env, visibility, group) -> dict:
     environment = _environment(env)
     return {
         "version": version,
@@ -130,6 +135,7 @@ def _declared(version, description, interface, port, base_port, env, visibility,
         "interface_protocol": interface,
         "interface_port": port,
         "honours_base_port": base_port,
+        "own_authorization": own_login,
         "environment": environment,
         "visibility": visibility,
         "group": group,
@@ -218,24 +224,26 @@ def builds(as_json):
 @click.option("--interface", type=click.Choice(["http", "https", "ssh", "other"]))
 @click.option("--port", type=click.IntRange(1, 65535))
 @click.option("--base-port/--no-base-port", default=None)
+@click.option("--own-login/--no-own-login", default=None, help=OWN_LOGIN)
 @click.option("--env", "env", multiple=True, metavar="NAME=VALUE", help="Replaces its environment (repeatable).")
 @click.option("--clear-env", is_flag=True, help="Remove its environment variables.")
 @click.option("--visibility", type=click.Choice(["private", "group", "everyone"]))
 @click.option("--group")
 @json_option
-def edit(software, description, interface, port, base_port, env, clear_env, visibility, group, as_json):
+def edit(software, description, interface, port, base_port, own_login, env, clear_env, visibility, group, as_json):
     """Change what an entry says (owner or staff). Its image never changes."""
     changes = {
         "description": description,
         "interface_protocol": interface,
         "interface_port": port,
         "honours_base_port": base_port,
+        "own_authorization": own_login,
         "visibility": visibility,
         "group": group,
     }
     changes = {key: value for key, value in changes.items() if value is not None}
     if env or clear_env:
-        changes["environment"] = _declared("1", "", "http", 1, False, env, "private", None)["environment"]
+        changes["environment"] = _environment(env)
     if not changes:
         raise click.UsageError("Nothing to change: give at least one option.")
     _patch(software, changes, as_json, "Saved")

@@ -58,9 +58,9 @@ def _routable_tasks():
 
 def load_route_table() -> RouteTable:
     fields = ("id", "name", "owner_id", "phase", "endpoint_host", "endpoint_port", "resource_id")
-    fields += ("software__interface_protocol",)
+    fields += ("software__interface_protocol", "software__own_authorization")
     rows = list(_routable_tasks().values_list(*fields))
-    reach = _connectors({(resource_id, owner_id) for _, _, owner_id, _, _, port, resource_id, _ in rows if port})
+    reach = _connectors({(resource_id, owner_id) for _, _, owner_id, _, _, port, resource_id, *_ in rows if port})
     routes = {
         task_id: Route(
             task_id,
@@ -69,9 +69,9 @@ def load_route_table() -> RouteTable:
             phase,
             (host, port) if port else None,
             reach.get((resource_id, owner_id)),
-            authorization_header(task_id) if protocol in _HTTP else None,
+            authorization_header(task_id) if protocol in _HTTP and not own_authorization else None,
         )
-        for task_id, name, owner_id, phase, host, port, resource_id, protocol in rows
+        for task_id, name, owner_id, phase, host, port, resource_id, protocol, own_authorization in rows
     }
     users = get_user_model().objects.filter(is_active=True)
     staff = frozenset(users.filter(is_staff=True).values_list("id", flat=True))

@@ -33,6 +33,11 @@ class DeclaredFields(forms.Form):
     honours_base_port = forms.BooleanField(
         required=False, label="Listens on BASE_PORT when it is set", help_text="Needed to run on Slurm clusters."
     )
+    own_authorization = forms.BooleanField(
+        required=False,
+        label="Does its own HTTP login",
+        help_text="The browser's Authorization header (e.g. HTTP Basic) reaches it; the task's secret is not sent.",
+    )
     environment = forms.CharField(
         required=False,
         label="Environment variables",
@@ -54,7 +59,8 @@ class DeclaredFields(forms.Form):
 
     def declared(self) -> dict:
         data = self.cleaned_data
-        fields = ["description", "interface_protocol", "interface_port", "honours_base_port", "environment"]
+        fields = ["description", "interface_protocol", "interface_port", "honours_base_port", "own_authorization"]
+        fields.append("environment")
         return {
             **{name: data[name] for name in fields},
             "visibility": data["visibility"],
@@ -168,6 +174,7 @@ def software_detail(request, software_id: int):
             "interface_protocol": entry.interface_protocol,
             "interface_port": entry.interface_port,
             "honours_base_port": entry.honours_base_port,
+            "own_authorization": entry.own_authorization,
             "environment": "\n".join(f"{k}={v}" for k, v in entry.environment.items()),
             "visibility": entry.visibility,
             "group": entry.group.name if entry.group else "",

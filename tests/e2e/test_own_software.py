@@ -3,9 +3,12 @@ CLI (its log followed), run as a task through the gateway; a broken one; version
 start; names per owner and private entries kept private; an operator retiring an entry."""
 
 import json
+import re
 import time
 
 import httpx
+
+from tests.e2e.test_http_flow import login
 
 # No RUN step: the build makes no container, so it takes a fraction of a second.
 CONTAINERFILE = """\
@@ -126,3 +129,47 @@ def test_own_software_builds_runs_and_stays_private(platform, tmp_path):
 
 def _resolved(client: httpx.Client, reference: str) -> dict:
     return client.get("/api/software/resolve", params={"reference": reference}).raise_for_status().json()
+
+
+# An interface with its own HTTP login (BusyBox httpd's Basic authentication).
+OWN_LOGIN = """\
+FROM localhost/rosetta/hello
+CMD ["/bin/sh", "-c", "echo /:ada:lovelace > /tmp/conf && exec httpd -f -v -p 8080 -h /srv/www -c /tmp/conf"]
+"""
+
+
+def open_in_browser(platform, browser: httpx.Client, task: dict) -> httpx.Client:
+    """The task's origin as a browser has it after Open: with the gateway's cookie."""
+    page = browser.get(f"/tasks/{task['id']}/open").text
+    one_time = re.search(r'name="token" value="([^"]+)"', page).group(1)
+    origin = httpx.Client(base_url=task["interface_url"], timeout=30)
+    handed = origin.post("/.rosetta/login", data={"token": one_time, "next": "/"}, headers={"Origin": platform.url})
+    assert handed.status_code == 303
+    return origin
+
+
+def test_an_interface_with_its_own_login_gets_the_browsers_authorization(platform):
+    own_token = platform.create_user("ada-login", password="correct horse battery")
+    other_token = platform.create_user("ada-login-other")
+    image = platform.build_image("localhost/rosetta-test/own-login", OWN_LOGIN)
+    tasks = {}
+    with platform.api(own_token) as api:
+        for name, own in (("own-login", True), ("rosetta-login", False)):
+            added = api.post("/api/software", json={"name": name, "image": image, "own_authorization": own})
+            assert added.status_code == 201 and added.json()["own_authorization"] is own, added.text
+            task_id = platform.start_task(api, software=name)
+            tasks[name] = platform.wait_for_task(api, task_id, {"running", "failed", "exited"})
+            assert tasks[name]["phase"] == "running", tasks[name]
+    browser = login(platform, "ada-login", "correct horse battery")
+
+    # Declared as doing its own login: the browser's Basic credentials reach it, and without them
+    # the interface itself asks for them.
+    origin = open_in_browser(platform, browser, tasks["own-login"])
+    assert origin.get("/", auth=("ada", "lovelace")).status_code == 200
+    asked = origin.get("/")
+    assert asked.status_code == 401 and "www-authenticate" in asked.headers
+    # A Rosetta API token still belongs to the platform: another user's is refused at the gateway.
+    assert platform.task_client(tasks["own-login"]["id"], other_token).get("/").status_code == 403
+    # By default the gateway sends the task's secret instead of whatever the browser sent.
+    origin = open_in_browser(platform, browser, tasks["rosetta-login"])
+    assert origin.get("/", auth=("ada", "lovelace")).status_code == 401
