@@ -231,9 +231,8 @@ def change_software(request: HttpRequest, software_id: int, payload: SoftwarePat
     """Change an entry's description, interface, environment or sharing, hide it, retire it or
     list it again (owner or staff). Its image never changes: tasks keep what they ran."""
     software = services.get_entry(request.auth, software_id, managing=True)
-    changes = payload.dict(exclude_unset=True)
-    if "group" in changes and changes["group"] is None:
-        changes.pop("group")
+    # A field sent as null is left as it is, like one not sent.
+    changes = {field: value for field, value in payload.dict(exclude_unset=True).items() if value is not None}
     try:
         return services.edit_software(request.auth, software, changes)
     except services.Forbidden as error:

@@ -78,6 +78,17 @@ def test_bad_software_entries(api):
     assert api.post("/api/software", json={"name": "shared", "image": "x", "visibility": "everyone"}).status_code == 403
 
 
+def test_a_change_sent_with_nulls_leaves_those_fields_as_they_are(api):
+    entry = api.post(
+        "/api/software", json={"name": "nulls", "image": "localhost/rosetta/hello", "environment": {"A": "1"}}
+    )
+    entry = entry.json()
+    nulls = dict.fromkeys(["environment", "interface_port", "honours_base_port", "visibility", "group", "description"])
+    changed = api.patch(f"/api/software/{entry['id']}", json={**nulls, "status": "hidden"})
+    assert changed.status_code == 200, changed.text
+    assert changed.json()["status"] == "hidden" and changed.json()["environment"] == {"A": "1"}
+
+
 def test_shell_metacharacters_in_values_reach_the_program_literally(api, platform):
     value = "$(touch /tmp/pwned-by-rosetta); `id` | rm -rf / && echo 'quoted' \"double\" *"
     task_id = platform.start_task(api, name="literal", environment={"QUERY": value})
