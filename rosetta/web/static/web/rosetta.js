@@ -189,6 +189,7 @@
 
     // The final output of an ended task, read once.
     async readOnce() {
+      this.pre.dataset.final = "";  // empty now means it wrote nothing, not nothing yet
       await this.read(false);
     }
 
