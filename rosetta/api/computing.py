@@ -80,7 +80,7 @@ class ResourceIn(Schema):
     description: str = Field("", max_length=2000)
     transport: Literal["local", "ssh"] = "local"
     scheduler: Literal["none", "slurm"] = "none"
-    engine: Literal["podman", "docker"] = "podman"
+    engine: Literal["podman", "docker", "apptainer"] = "podman"
     host: str = Field("", max_length=255)
     port: int = Field(22, ge=1, le=65535)
     credentials: Literal["service", "user"] = "service"

@@ -48,7 +48,13 @@ def _save(resource, **fields) -> None:
 @click.option("--key-file", type=click.Path(exists=True, dir_okay=False), help="The service account's private key.")
 @click.option("--per-user", is_flag=True, help="Each user runs as their own account there (with their own key).")
 @click.option("--scheduler", type=click.Choice(["none", "slurm"]), default="none", show_default=True)
-@click.option("--engine", type=click.Choice(["podman", "docker"]), default="podman", show_default=True)
+@click.option(
+    "--engine",
+    type=click.Choice(["podman", "docker", "apptainer"]),
+    default="podman",
+    show_default=True,
+    help="apptainer: inside Slurm jobs only.",
+)
 @click.option("--max-cpus", type=float, default=2.0, show_default=True)
 @click.option("--max-memory", "max_memory_mb", type=int, default=4096, show_default=True, help="MiB.")
 @click.option("--partition", default="", help="Slurm partition used when a task names none.")

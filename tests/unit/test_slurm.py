@@ -2,8 +2,9 @@
 
 import shlex
 import subprocess
+from dataclasses import replace
 
-from rosetta.computing.contract import ContainerSpec
+from rosetta.computing.contract import ContainerSpec, Mount
 from rosetta.computing.engines.apptainer import ApptainerEngine
 from rosetta.computing.engines.podman import PodmanEngine
 from rosetta.computing.schedulers.slurm import launcher, parse_sinfo, parse_squeue
@@ -58,3 +59,14 @@ def test_apptainer_fetches_the_image_by_digest_and_runs_it_in_the_foreground():
     script = launcher(ApptainerEngine(), SPEC, "/w/tjob1")
     assert subprocess.run(["bash", "-n"], input=script, text=True).returncode == 0
     assert 'kill -TERM "$child"' in script and "code=$status" in script
+
+
+def test_apptainer_binds_the_tasks_storages_read_only_where_they_say():
+    spec = replace(SPEC, mounts=(Mount("/shared/home/ada", "/home/rosetta/home"), Mount("/data", "/data", True)))
+    run = ApptainerEngine().job_steps(spec, "/w/tjob1/env").run
+    binds = [run[i + 1] for i, word in enumerate(run) if word == "--mount"]
+    assert binds == [
+        "type=bind,source=/shared/home/ada,destination=/home/rosetta/home",
+        "type=bind,source=/data,destination=/data,ro",
+    ]
+    assert run[-1] == "image.sif"

@@ -1,13 +1,14 @@
 """Apptainer (formerly Singularity), the engine of HPC sites: no daemon, no root, images as
 files. It runs tasks inside batch jobs: the image is fetched by digest into a file in the
 task's directory, then run in the foreground with host networking (apptainer's only kind),
-a private /tmp and home, and a clean environment read from the task's 0600 file.
+a private /tmp and home, the task's storages bound in, and a clean environment read from the
+task's 0600 file.
 """
 
 from __future__ import annotations
 
 from rosetta.computing.contract import ContainerSpec
-from rosetta.computing.engines.base import Engine, JobSteps
+from rosetta.computing.engines.base import Engine, JobSteps, bind_mounts
 from rosetta.computing.errors import ComputingError, ImageMissing, Refused
 from rosetta.computing.transports.base import CommandResult
 
@@ -36,6 +37,7 @@ class ApptainerEngine(Engine):
                 "--writable-tmpfs",
                 "--env-file",
                 env_file,
+                *bind_mounts(spec, "destination", "ro"),
                 IMAGE_FILE,
             ],  # fmt: skip
             cleanup=["rm", "-f", IMAGE_FILE],
