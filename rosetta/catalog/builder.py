@@ -1,27 +1,39 @@
-"""The builder: builds users' Containerfiles with this machine's podman, one at a time, and
-adds each image that builds to the catalogue (then the pusher copies it to the platform's
+"""The builder: builds users' Containerfiles one at a time, each inside a container of its own,
+and adds each image that builds to the catalogue (then the pusher copies it to the platform's
 registry, so every resource runs it by digest).
 
-A build is run like a task is, as far as podman's build allows:
+A build runs users' code (its RUN steps, and triggers an image brings along), so it is a task
+boundary like any other: root inside it is not root outside. podman 4.3's own ``build`` cannot
+give RUN steps a user namespace (the build container's root directory stays the host root's, so
+root in it cannot write to ``/``; with idmapped overlay layers the committed files keep host
+ids), so the build itself runs inside a container, ``localhost/rosetta/builder`` (Debian's
+buildah, chroot isolation), started like a task:
 
-- its context is a fresh private directory holding the Containerfile only: nothing of the
-  platform's (no secret key, no database, no host CA or other build secret) is there to COPY;
-  podman runs with a bare environment (PATH, HOME, TMPDIR, its settings), nothing of ours;
-- ``--pull=never``: only images already here or pulled beforehand, from allowed registries
-  (rosetta.catalog.containerfile), are used;
+- a user namespace of its own (``--userns=auto``): the build's root, and every RUN step, is an
+  unprivileged id of this machine; buildah keeps its store in the build's own directory, so no
+  layer cache is shared between builds (one user's RUN output never stands in for another's);
+- its ``/build`` holds only the Containerfile (the whole context: nothing of the platform's, no
+  secret key, database, host CA or other build secret, is there to COPY), the images it names
+  as archives, and its store; podman itself runs with a bare environment (PATH, HOME, TMPDIR,
+  its settings) kept outside ``/build``, nothing of ours;
+- only images already here or pulled beforehand, from allowed registries
+  (rosetta.catalog.containerfile), reach it: it has no registry to pull from;
 - RUN steps get the network (package installs need it) on the builder's own network, drawn
   from the task pool, which the task firewall fences in (rosetta.computing.firewall): no
   service of this machine, no task, no link-local address; a build without RUN gets none;
-- capabilities as a root task's, at most 2 GiB of memory and one CPU, ``ROSETTA_BUILD_TIMEOUT``
-  seconds in all, an image of at most ``ROSETTA_BUILD_MAX_IMAGE_MB``, and a log kept to 1 MiB;
-- no layer cache shared between builds (``--layers=false``): one user's RUN output never
-  stands in for another's.
+- a task's capabilities for RUN steps (the container keeps SETFCAP and SYS_CHROOT, which buildah
+  needs and which mean nothing outside its user namespace), at most 2 GiB of memory and one CPU
+  for the whole build, ``ROSETTA_BUILD_TIMEOUT`` seconds in all, an image of at most
+  ``ROSETTA_BUILD_MAX_IMAGE_MB``, and a log kept to 1 MiB.
 
-Only a built, checked image becomes an entry, in one transaction with the build's success; a
-failed build removes what it made and leaves its log and reason.
+What comes out is an archive the container wrote: it is read as untrusted input (no symlink
+followed, the name inside it ignored) into this machine's store under the build's own image
+name. Only a built, checked image becomes an entry, in one transaction with the build's success;
+a failed build removes what it made and leaves its log and reason.
 
 Level-triggered like the controller: each pass claims the oldest queued build; a build left
-``building`` by a builder that was killed is failed when the builder starts again.
+``building`` by a builder that was killed is failed when the builder starts again, and its
+container and directory are removed.
 """
 
 from __future__ import annotations
@@ -37,6 +49,7 @@ import socket
 import subprocess
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from django.conf import settings
@@ -57,6 +70,12 @@ MAX_LOG = 1024 * 1024
 FLUSH_EVERY = 0.3  # seconds between writes of new log lines: the page and the CLI poll them
 MEMORY = "2g"
 KEPT_FOR_BUILDS = ("CHOWN", "DAC_OVERRIDE", "FOWNER", "FSETID", "KILL", "NET_BIND_SERVICE", "SETGID", "SETUID")
+# What buildah itself needs besides, in the builder's user namespace only: chroot (its isolation)
+# and SETFCAP (since Linux 5.12, to map root into the namespace it runs RUN steps in).
+KEPT_FOR_BUILDAH = ("SETFCAP", "SYS_CHROOT")
+BUILDER_IMAGE = "localhost/rosetta/builder"
+BUILDER_LABEL = "rosetta.builder"  # on build containers: the instance that runs them
+USER_NAMESPACE_SIZE = 65536  # ids a build may use, as a task
 
 
 class BuildFailed(Exception):
@@ -102,10 +121,16 @@ def _wait(wakeups: socket.socket, timeout: float) -> None:
 
 
 def fail_interrupted() -> None:
-    """Builds a killed builder left half-way: their podman died with it; say so, add nothing."""
+    """Builds a killed builder left half-way: say so, add nothing, and remove what they left
+    (their container may still be running: podman's client died, not the container)."""
     for build in SoftwareBuild.objects.filter(state=BuildState.BUILDING):
         _finish(build, BuildState.FAILED, "The builder stopped during this build. Start the build again.")
         _remove_image(build.image)
+    _remove_build_containers()
+    builds = home() / "builds"
+    if builds.is_dir():
+        for leftover in builds.iterdir():
+            shutil.rmtree(leftover, ignore_errors=True)
 
 
 def claim_next() -> SoftwareBuild | None:
@@ -124,25 +149,29 @@ def run_build(build: SoftwareBuild) -> None:
     log.info("Building %s for %s.", build.image, build.owner.username)
     output = BuildLog(build)
     try:
-        images = _images_to_pull(build)
-        runs = runs_programs(build.containerfile)
-        with build_place(build, network=runs) as (context, conf):
-            output.hide(str(conf.parent), "/build")  # where this machine keeps it is not the user's business
-            for image in images:
+        pulls, sources = _images(build)
+        with build_place(build, network=runs_programs(build.containerfile)) as place:
+            output.hide(str(place.work), "/build")  # where this machine keeps it is not the user's business
+            output.hide(str(place.conf.parent), "/build")
+            for image in pulls:
                 output.say(f"==> Pulling {image}")
-                _podman(output, ["pull", image], conf, timeout=BUILD_TIMEOUT)
+                _podman(output, ["pull", image], place.conf, timeout=BUILD_TIMEOUT)
+            _export(sources, place)
             output.say(f"==> Building {build.name}:{build.version}")
-            _podman(output, build_argv(build, context, network=runs), conf, timeout=BUILD_TIMEOUT)
+            _podman(output, container_argv(build, place), place.conf, timeout=BUILD_TIMEOUT)
+            _load(build.image, place)
             software = _register(build, output)
     except BuildFailed as error:
         output.say(f"==> Failed: {error}")
         output.flush(force=True)
+        _remove_build_containers(build)
         _remove_image(build.image)
         _finish(build, BuildState.FAILED, str(error))
         log.info("Build %s failed: %s", build.pk, error)
         return
     except BaseException:
         output.flush(force=True)
+        _remove_build_containers(build)
         _remove_image(build.image)
         _finish(build, BuildState.FAILED, "The builder met an unexpected error; an operator can find it in its log.")
         raise
@@ -156,55 +185,145 @@ def runs_programs(containerfile: str) -> bool:
     return any(line.split(maxsplit=1)[0].upper() == "RUN" for _, line in logical_lines(containerfile))
 
 
-def build_argv(build: SoftwareBuild, context: Path, network: bool = True) -> list[str]:
-    kept = set(KEPT_FOR_BUILDS)
+@dataclass(frozen=True)
+class BuildPlace:
+    """Where one build happens: ``work`` is all the build's container sees (at /build), ``conf``
+    the podman settings of the platform's side, outside its reach; ``network`` the container's."""
+
+    work: Path
+    conf: Path
+    network: str | None  # None: podman's default (rootless)
+
+    @property
+    def context(self) -> Path:
+        return self.work / "context"
+
+
+def container_argv(build: SoftwareBuild, place: BuildPlace) -> list[str]:
+    """``podman run`` of the builder's container for this build: a task's limits, its own user
+    namespace, and inside it ``buildah build`` with a task's capabilities for RUN steps."""
     from rosetta.computing.engines.base import DROPPED_CAPABILITIES
 
-    dropped = [capability for capability in DROPPED_CAPABILITIES if capability not in kept]
+    for_runs = [capability for capability in DROPPED_CAPABILITIES if capability not in KEPT_FOR_BUILDS]
+    for_buildah = [capability for capability in for_runs if capability not in KEPT_FOR_BUILDAH]
+    rootful = os.geteuid() == 0
     return [
-        "build", "--pull=never", *([] if network else ["--network", "none"]),
-        "--layers=false", "--no-cache", "--jobs", "1",
-        "--cap-drop", ",".join(dropped), "--memory", MEMORY, "--memory-swap", MEMORY,
-        "--cpu-period", "100000", "--cpu-quota", "100000", "--ulimit", "nproc=4096:4096",
+        "run", "--rm", "--name", container_name(build), "--pull=never", "--init",
+        "--label", f"{BUILDER_LABEL}={_instance()}", "--label", f"rosetta.build={build.pk}",
+        *([f"--userns=auto:size={USER_NAMESPACE_SIZE}"] if rootful else []),
+        *(["--network", place.network] if place.network else []),
+        "--cap-drop", ",".join(for_buildah), "--memory", MEMORY, "--memory-swap", MEMORY,
+        "--cpu-period", "100000", "--cpu-quota", "100000", "--pids-limit", "4096",
+        "--mount", f"type=bind,source={place.work},target=/build,U=true",  # its root owns it
+        BUILDER_IMAGE, build.image,
+        # what rosetta-build passes to `buildah build`:
+        "--pull=never", "--layers=false", "--no-cache", "--jobs", "1", "--cap-drop", ",".join(for_runs),
         "--label", f"rosetta.build={build.pk}", "--label", f"rosetta.owner={build.owner_id}",
-        "--file", str(context / "Containerfile"), "--tag", build.image, str(context),
+        "--file", "/build/context/Containerfile", "--tag", build.image, "/build/context",
     ]  # fmt: skip
 
 
-def _images_to_pull(build: SoftwareBuild) -> list[str]:
+def container_name(build: SoftwareBuild) -> str:
+    return f"rosetta-build-{_instance()[:12]}-{build.pk}"
+
+
+def _instance() -> str:
+    from rosetta.core.instance import instance_id
+
+    return instance_id()
+
+
+def _images(build: SoftwareBuild) -> tuple[list[str], list[str]]:
+    """The images to pull first, and every image the build uses (they go into its container)."""
     from django.core.exceptions import ValidationError
 
-    from rosetta.catalog.containerfile import check_containerfile
+    from rosetta.catalog.containerfile import check_containerfile, source_images
 
     try:  # again: the operator's allowed registries may have changed since it was queued
-        return check_containerfile(build.containerfile)
+        return check_containerfile(build.containerfile), source_images(build.containerfile)
     except ValidationError as error:
         raise BuildFailed(" ".join(error.messages)) from None
 
 
 @contextlib.contextmanager
 def build_place(build: SoftwareBuild, network: bool = True):
-    """A private context directory with the Containerfile, and podman settings whose default
-    network is the builder's own, drawn from the task pool and fenced in by the task firewall
-    (builds run one at a time, so they never share it at once); without ``network`` (nothing
-    runs), none is used."""
+    """A private directory for the build: its container's /build (the Containerfile as the
+    whole context) and, beside it, podman's settings. With ``network`` (something runs) the
+    container gets the builder's own network, drawn from the task pool and fenced in by the
+    task firewall (builds run one at a time, so they never share it at once); else none."""
     from rosetta.computing.engines.podman import local_containers_conf
 
     base_conf = local_containers_conf()
     directory = Path(tempfile.mkdtemp(prefix=f"build-{build.pk}-", dir=private_dir(home() / "builds")))
     try:
-        context = private_dir(directory / "context")
-        (context / "Containerfile").write_text(build.containerfile)
-        conf = directory / "containers.conf"
-        text = base_conf.read_text()
-        if network and os.geteuid() == 0:  # rootful: a network of our own and the firewall's fence
+        work = private_dir(directory / "work")
+        private_dir(work / "context")
+        private_dir(work / "in")
+        (work / "context" / "Containerfile").write_text(build.containerfile)
+        conf = private_dir(directory / "podman") / "containers.conf"
+        conf.write_text(base_conf.read_text())
+        if os.geteuid() != 0:
+            chosen = None if network else "none"
+        elif network:  # rootful: a network of our own and the firewall's fence
             _fence()
-            name = builder_network(base_conf)
-            text = text.replace("[network]\n", f'[network]\ndefault_network = "{name}"\n', 1)
-        conf.write_text(text)
-        yield context, conf
+            chosen = builder_network(base_conf)
+        else:
+            chosen = "none"
+        yield BuildPlace(work=work, conf=conf, network=chosen)
     finally:
         shutil.rmtree(directory, ignore_errors=True)
+
+
+def _export(images: list[str], place: BuildPlace) -> None:
+    """The images the build uses, as archives its container loads: it sees no other image."""
+    if _run(["podman", "image", "exists", BUILDER_IMAGE], place.conf, timeout=60).returncode != 0:
+        raise BuildFailed(
+            f"This machine has no builder image ({BUILDER_IMAGE}); an operator makes it with "
+            "`rosetta build-image builder` (scripts/setup.sh does)."
+        )
+    for number, image in enumerate(images):
+        archive = place.work / "in" / f"{number}.tar"
+        argv = ["podman", "save", "--quiet", "--format", "docker-archive", "--output", str(archive), image]
+        result = _run(argv, place.conf, timeout=BUILD_TIMEOUT)
+        if result.returncode != 0:
+            raise BuildFailed(f"{image} cannot be used: {_last_line(result.stderr)}")
+
+
+def _load(image: str, place: BuildPlace) -> None:
+    """The container's result into this machine's store, as ``image`` whatever name the archive
+    gives (the container is gone by now, but what it wrote is the user's: no symlink is followed)."""
+    try:
+        out = os.open(place.work / "out", os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+        try:
+            archive = os.open("image.tar", os.O_RDONLY | os.O_NOFOLLOW, dir_fd=out)
+        finally:
+            os.close(out)
+    except OSError:
+        raise BuildFailed("The build made no image.") from None
+    try:
+        result = subprocess.run(
+            ["skopeo", "copy", "--quiet", f"docker-archive:/proc/self/fd/{archive}", f"containers-storage:{image}"],
+            capture_output=True, text=True, env=_env(place.conf), timeout=BUILD_TIMEOUT, check=False,
+            stdin=subprocess.DEVNULL, pass_fds=(archive,),
+        )  # fmt: skip
+    finally:
+        os.close(archive)
+    if result.returncode != 0:
+        raise BuildFailed(f"The built image could not be added to this machine's store: {_last_line(result.stderr)}")
+
+
+def _remove_build_containers(build: SoftwareBuild | None = None) -> None:
+    """The builder's containers (one build's, or all of this instance's): a build cut short
+    (time limit, a killed builder) leaves its container running without its podman client."""
+    from rosetta.computing.engines.podman import local_containers_conf
+
+    conf = local_containers_conf()
+    if build is not None:
+        _run(["podman", "rm", "--force", "--time", "0", container_name(build)], conf, timeout=120)
+        return
+    listed = _run(["podman", "ps", "--all", "--quiet", "--filter", f"label={BUILDER_LABEL}={_instance()}"], conf, 60)
+    for container in listed.stdout.split():
+        _run(["podman", "rm", "--force", "--time", "0", container], conf, timeout=120)
 
 
 def builder_network(base_conf: Path) -> str:
