@@ -71,9 +71,10 @@ if [ ! -f "$stamp" ]; then
     touch "$stamp"
 fi
 
-# The built-in environments (images/): the demo catalogue offers them all, and tests use them all.
+# The built-in environments (images/): the demo catalogue offers them all, and tests use them all;
+# and the builder, inside which users' Containerfiles are built (rosetta.catalog.builder).
 # Unchanged images are not rebuilt; the first build bootstraps the Debian base (a few minutes).
-for image in hello jupyterlab desktop ssh; do
+for image in hello jupyterlab desktop ssh builder; do
     .venv/bin/rosetta build-image "$image"
 done
 # Tests make their own instances; only a real set-up gets the database, admin and demo catalogue.
