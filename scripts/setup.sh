@@ -59,6 +59,11 @@ fi
 for ids in /etc/subuid /etc/subgid; do
     grep -q '^containers:' "$ids" 2>/dev/null || echo 'containers:2147483647:2147483648' | as_root tee -a "$ids" >/dev/null
 done
+# Users' builds run in host ids from 400000000 (ROSETTA_BUILD_ID_BASE, rosetta.catalog.builder):
+# reserved here, so that no account is given them.
+for ids in /etc/subuid /etc/subgid; do
+    grep -q '^rosetta-builds:' "$ids" 2>/dev/null || echo 'rosetta-builds:400000000:65536' | as_root tee -a "$ids" >/dev/null
+done
 
 # Debian's Python, not whatever else is first on PATH: the venv must outlive other toolchains.
 python=/usr/bin/python3

@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 import os
 import selectors
@@ -156,9 +157,9 @@ def run_build(build: SoftwareBuild) -> None:
             for image in pulls:
                 output.say(f"==> Pulling {image}")
                 _podman(output, ["pull", image], place.conf, timeout=BUILD_TIMEOUT)
-            _export(sources, place)
+            ready = _images_ready(build, sources, place, output)
             output.say(f"==> Building {build.name}:{build.version}")
-            _podman(output, container_argv(build, place), place.conf, timeout=BUILD_TIMEOUT)
+            _podman(output, container_argv(build, place, ready), place.conf, timeout=BUILD_TIMEOUT)
             _load(build.image, place)
             software = _register(build, output)
     except BuildFailed as error:
@@ -199,23 +200,17 @@ class BuildPlace:
         return self.work / "context"
 
 
-def container_argv(build: SoftwareBuild, place: BuildPlace) -> list[str]:
-    """``podman run`` of the builder's container for this build: a task's limits, its own user
-    namespace, and inside it ``buildah build`` with a task's capabilities for RUN steps."""
-    from rosetta.computing.engines.base import DROPPED_CAPABILITIES
-
-    for_runs = [capability for capability in DROPPED_CAPABILITIES if capability not in KEPT_FOR_BUILDS]
-    for_buildah = [capability for capability in for_runs if capability not in KEPT_FOR_BUILDAH]
-    rootful = os.geteuid() == 0
+def container_argv(build: SoftwareBuild, place: BuildPlace, images: list[Path]) -> list[str]:
+    """``podman run`` of the builder's container for this build: a task's limits, the builds'
+    user namespace, the images it uses read-only, and inside it ``buildah build`` with a task's
+    capabilities for RUN steps."""
+    for_runs = _dropped(KEPT_FOR_BUILDS)
+    stores = [f"/images/{number}" for number in range(len(images))]
+    (place.work / "storage.conf").write_text(_storage_conf(stores))
     return [
-        "run", "--rm", "--name", container_name(build), "--pull=never", "--init",
-        "--label", f"{BUILDER_LABEL}={_instance()}", "--label", f"rosetta.build={build.pk}",
-        *([f"--userns=auto:size={USER_NAMESPACE_SIZE}"] if rootful else []),
-        *(["--network", place.network] if place.network else []),
-        "--cap-drop", ",".join(for_buildah), "--memory", MEMORY, "--memory-swap", MEMORY,
-        "--cpu-period", "100000", "--cpu-quota", "100000", "--pids-limit", "4096",
-        "--mount", f"type=bind,source={place.work},target=/build,U=true",  # its root owns it
-        BUILDER_IMAGE, build.image,
+        *_container_options(build, place, for_runs), "--env", "CONTAINERS_STORAGE_CONF=/build/storage.conf",
+        "--mount", f"type=bind,source={place.work},target=/build,U=true",  # the build's root owns it
+        *_read_only(images, stores), BUILDER_IMAGE, build.image,
         # what rosetta-build passes to `buildah build`:
         "--pull=never", "--layers=false", "--no-cache", "--jobs", "1", "--cap-drop", ",".join(for_runs),
         "--label", f"rosetta.build={build.pk}", "--label", f"rosetta.owner={build.owner_id}",
@@ -223,8 +218,49 @@ def container_argv(build: SoftwareBuild, place: BuildPlace) -> list[str]:
     ]  # fmt: skip
 
 
+def _read_only(sources: list[Path], targets: list[str]) -> list[str]:
+    options = []
+    for source, target in zip(sources, targets, strict=True):
+        options += ["--mount", f"type=bind,source={source},target={target},ro=true"]
+    return options
+
+
+def _container_options(build: SoftwareBuild, place: BuildPlace, for_runs: list[str]) -> list[str]:
+    """What every container of the builder's gets: the builds' ids, a task's limits, few capabilities."""
+    for_buildah = [capability for capability in for_runs if capability not in KEPT_FOR_BUILDAH]
+    rootful = os.geteuid() == 0
+    ids = f"0:{settings.BUILD_ID_BASE}:{USER_NAMESPACE_SIZE}"
+    return [
+        "run", "--rm", "--name", container_name(build), "--pull=never", "--init",
+        "--label", f"{BUILDER_LABEL}={_instance()}", "--label", f"rosetta.build={build.pk}",
+        *(["--uidmap", ids, "--gidmap", ids] if rootful else []),
+        *(["--network", place.network] if place.network else []),
+        "--cap-drop", ",".join(for_buildah), "--memory", MEMORY, "--memory-swap", MEMORY,
+        "--cpu-period", "100000", "--cpu-quota", "100000", "--pids-limit", "4096",
+    ]  # fmt: skip
+
+
+def _dropped(kept: tuple[str, ...]) -> list[str]:
+    from rosetta.computing.engines.base import DROPPED_CAPABILITIES
+
+    return [capability for capability in DROPPED_CAPABILITIES if capability not in kept]
+
+
+def _storage_conf(additional: list[str]) -> str:
+    """buildah's store inside the container: the build's own, over the images it uses."""
+    stores = ", ".join(f'"{store}"' for store in additional)
+    return (
+        '[storage]\ndriver = "overlay"\ngraphroot = "/build/store"\nrunroot = "/build/run"\n'
+        f"[storage.options]\nadditionalimagestores = [{stores}]\n"
+    )
+
+
 def container_name(build: SoftwareBuild) -> str:
     return f"rosetta-build-{_instance()[:12]}-{build.pk}"
+
+
+def preparing_name(build: SoftwareBuild) -> str:
+    return f"{container_name(build)}-images"
 
 
 def _instance() -> str:
@@ -274,19 +310,76 @@ def build_place(build: SoftwareBuild, network: bool = True):
         shutil.rmtree(directory, ignore_errors=True)
 
 
-def _export(images: list[str], place: BuildPlace) -> None:
-    """The images the build uses, as archives its container loads: it sees no other image."""
+def _images_ready(build: SoftwareBuild, images: list[str], place: BuildPlace, output: BuildLog) -> list[Path]:
+    """Each image the build uses as a store of its own, in the builds' ids, which its container
+    gets read-only: made the first time a build uses that image under that name (it takes as
+    long as copying the image), kept while this machine has the image. Nothing of a build's
+    ever goes into one, and a build sees only those of the images it names."""
     if _run(["podman", "image", "exists", BUILDER_IMAGE], place.conf, timeout=60).returncode != 0:
         raise BuildFailed(
             f"This machine has no builder image ({BUILDER_IMAGE}); an operator makes it with "
             "`rosetta build-image builder` (scripts/setup.sh does)."
         )
-    for number, image in enumerate(images):
-        archive = place.work / "in" / f"{number}.tar"
+    ready_dir = private_dir(home() / "build-images")
+    _forget_removed_images(ready_dir, place.conf)
+    stores = []
+    for image in images:
+        result = _run(["podman", "image", "inspect", "--format", "{{.Id}}", image], place.conf, timeout=60)
+        if result.returncode != 0:
+            raise BuildFailed(f"{image} cannot be used: {_last_line(result.stderr)}")
+        image_id = result.stdout.strip()
+        store = ready_dir / f"{image_id}-{hashlib.sha256(image.encode()).hexdigest()[:16]}"
+        if not store.is_dir():
+            output.say(f"==> Preparing {image} for builds (once for this image)")
+            _prepare(image, store, place, preparing_name(build))
+        stores.append(store)
+    return stores
+
+
+def _prepare(image: str, store: Path, place: BuildPlace, name: str) -> None:
+    """``image`` alone in a store at ``store``, written by a container in the builds' ids (no
+    user's code runs in it), and renamed into place only once it is complete."""
+    filling = Path(tempfile.mkdtemp(prefix=".filling-", dir=store.parent))
+    try:
+        archive = filling / "image.tar"
         argv = ["podman", "save", "--quiet", "--format", "docker-archive", "--output", str(archive), image]
         result = _run(argv, place.conf, timeout=BUILD_TIMEOUT)
         if result.returncode != 0:
             raise BuildFailed(f"{image} cannot be used: {_last_line(result.stderr)}")
+        argv = [
+            "podman", *_container_options_for_preparing(place), "--name", name, "--entrypoint", "buildah",
+            "--mount", f"type=bind,source={filling},target=/prepare,U=true", BUILDER_IMAGE,
+            "--root", "/prepare/store", "--runroot", "/prepare/run", "--storage-driver", "overlay",
+            "pull", "--quiet", "docker-archive:/prepare/image.tar",
+        ]  # fmt: skip
+        try:
+            result = _run(argv, place.conf, timeout=BUILD_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            raise BuildFailed(f"Preparing {image} took longer than {BUILD_TIMEOUT / 60:g} minutes.") from None
+        if result.returncode != 0:
+            raise BuildFailed(f"{image} could not be prepared for the build: {_last_line(result.stderr)}")
+        (filling / "store").rename(store)
+    finally:
+        shutil.rmtree(filling, ignore_errors=True)
+
+
+def _container_options_for_preparing(place: BuildPlace) -> list[str]:
+    rootful = os.geteuid() == 0
+    ids = f"0:{settings.BUILD_ID_BASE}:{USER_NAMESPACE_SIZE}"
+    return [
+        "run", "--rm", "--pull=never", "--label", f"{BUILDER_LABEL}={_instance()}", "--network", "none",
+        *(["--uidmap", ids, "--gidmap", ids] if rootful else []),
+        "--cap-drop", ",".join(_dropped(KEPT_FOR_BUILDS + KEPT_FOR_BUILDAH)), "--memory", MEMORY,
+    ]  # fmt: skip
+
+
+def _forget_removed_images(ready_dir: Path, conf: Path) -> None:
+    """Stores of images this machine no longer has (removed, or a name moved to another image)."""
+    for store in ready_dir.iterdir():
+        image_id = store.name.partition("-")[0]
+        gone = _run(["podman", "image", "exists", image_id], conf, timeout=60).returncode != 0
+        if store.name.startswith(".filling-") or gone:
+            shutil.rmtree(store, ignore_errors=True)
 
 
 def _load(image: str, place: BuildPlace) -> None:
@@ -319,7 +412,7 @@ def _remove_build_containers(build: SoftwareBuild | None = None) -> None:
 
     conf = local_containers_conf()
     if build is not None:
-        _run(["podman", "rm", "--force", "--time", "0", container_name(build)], conf, timeout=120)
+        _run(["podman", "rm", "--force", "--time", "0", container_name(build), preparing_name(build)], conf, 120)
         return
     listed = _run(["podman", "ps", "--all", "--quiet", "--filter", f"label={BUILDER_LABEL}={_instance()}"], conf, 60)
     for container in listed.stdout.split():
