@@ -9,15 +9,18 @@ root in it cannot write to ``/``; with idmapped overlay layers the committed fil
 ids), so the build itself runs inside a container, ``localhost/rosetta/builder`` (Debian's
 buildah, chroot isolation), started like a task:
 
-- a user namespace of its own (``--userns=auto``): the build's root, and every RUN step, is an
-  unprivileged id of this machine; buildah keeps its store in the build's own directory, so no
-  layer cache is shared between builds (one user's RUN output never stands in for another's);
+- a user namespace of the builds' own (host ids from ``ROSETTA_BUILD_ID_BASE``, which
+  scripts/setup.sh reserves; builds run one at a time): the build's root, and every RUN step, is
+  an unprivileged id of this machine;
 - its ``/build`` holds only the Containerfile (the whole context: nothing of the platform's, no
-  secret key, database, host CA or other build secret, is there to COPY), the images it names
-  as archives, and its store; podman itself runs with a bare environment (PATH, HOME, TMPDIR,
-  its settings) kept outside ``/build``, nothing of ours;
-- only images already here or pulled beforehand, from allowed registries
-  (rosetta.catalog.containerfile), reach it: it has no registry to pull from;
+  secret key, database, host CA or other build secret, is there to COPY) and buildah's store for
+  this build alone, so no layer cache is shared between builds (one user's RUN output never
+  stands in for another's); podman itself runs with a bare environment (PATH, HOME, TMPDIR, its
+  settings) kept outside ``/build``, nothing of ours;
+- the images it names, and only those, read-only: each prepared once (per image and name) as a
+  store of its own in the builds' ids, by a container in which no user's code runs, and kept
+  while this machine has the image; only images already here or pulled beforehand, from allowed
+  registries (rosetta.catalog.containerfile), get there: the build has no registry to pull from;
 - RUN steps get the network (package installs need it) on the builder's own network, drawn
   from the task pool, which the task firewall fences in (rosetta.computing.firewall): no
   service of this machine, no task, no link-local address; a build without RUN gets none;
