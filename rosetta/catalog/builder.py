@@ -154,7 +154,10 @@ def run_build(build: SoftwareBuild) -> None:
     output = BuildLog(build)
     try:
         pulls, sources = _images(build)
-        with build_place(build, network=runs_programs(build.containerfile)) as place:
+        containerfile = build.containerfile
+        for image in sources:  # a prepared image has a manifest of its own: by digest, it goes by a tag
+            containerfile = containerfile.replace(image, name_in_build(image))
+        with build_place(build, network=runs_programs(containerfile), containerfile=containerfile) as place:
             output.hide(str(place.work), "/build")  # where this machine keeps it is not the user's business
             output.hide(str(place.conf.parent), "/build")
             for image in pulls:
@@ -285,7 +288,7 @@ def _images(build: SoftwareBuild) -> tuple[list[str], list[str]]:
 
 
 @contextlib.contextmanager
-def build_place(build: SoftwareBuild, network: bool = True):
+def build_place(build: SoftwareBuild, network: bool = True, containerfile: str | None = None):
     """A private directory for the build: its container's /build (the Containerfile as the
     whole context) and, beside it, podman's settings. With ``network`` (something runs) the
     container gets the builder's own network, drawn from the task pool and fenced in by the
@@ -298,7 +301,7 @@ def build_place(build: SoftwareBuild, network: bool = True):
         work = private_dir(directory / "work")
         private_dir(work / "context")
         private_dir(work / "in")
-        (work / "context" / "Containerfile").write_text(build.containerfile)
+        (work / "context" / "Containerfile").write_text(build.containerfile if containerfile is None else containerfile)
         conf = private_dir(directory / "podman") / "containers.conf"
         conf.write_text(base_conf.read_text())
         if os.geteuid() != 0:
@@ -339,6 +342,16 @@ def _images_ready(build: SoftwareBuild, images: list[str], place: BuildPlace, ou
     return stores
 
 
+def name_in_build(image: str) -> str:
+    """The name ``image`` has in the build: itself, or ``REPOSITORY:sha256-HEX`` for ``REPOSITORY[:TAG]@sha256:HEX``."""
+    if "@" not in image:
+        return image
+    repository, _, digest = image.partition("@")
+    if ":" in repository.rsplit("/", 1)[-1]:
+        repository = repository.rsplit(":", 1)[0]
+    return f"{repository}:{digest.replace(':', '-')}"
+
+
 def _prepare(image: str, store: Path, place: BuildPlace, name: str) -> None:
     """``image`` alone in a store at ``store``, written by a container in the builds' ids (no
     user's code runs in it), and renamed into place only once it is complete."""
@@ -346,6 +359,14 @@ def _prepare(image: str, store: Path, place: BuildPlace, name: str) -> None:
     try:
         archive = filling / "image.tar"
         argv = ["podman", "save", "--quiet", "--format", "docker-archive", "--output", str(archive), image]
+        if name_in_build(image) != image:  # named by digest: the archive names it by a tag
+            argv = [
+                "skopeo",
+                "copy",
+                "--quiet",
+                f"containers-storage:{image}",
+                f"docker-archive:{archive}:{name_in_build(image)}",
+            ]
         result = _run(argv, place.conf, timeout=BUILD_TIMEOUT)
         if result.returncode != 0:
             raise BuildFailed(f"{image} cannot be used: {_last_line(result.stderr)}")

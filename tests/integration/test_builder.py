@@ -26,8 +26,9 @@ def image_exists(image: str) -> bool:
 
 def test_an_image_over_the_size_limit_is_built_but_not_added(monkeypatch):
     owner = get_user_model().objects.create_user("builder-test")
-    build = services.request_build(
-        owner, name="too-big", version="1", containerfile="FROM localhost/rosetta/hello\nENV A=1\n"
+    digest = podman("image", "inspect", "--format", "{{.Digest}}", "localhost/rosetta/hello").stdout.strip()
+    build = services.request_build(  # FROM by digest, as the catalogue shows it
+        owner, name="too-big", version="1", containerfile=f"FROM localhost/rosetta/hello@{digest}\nENV A=1\n"
     )
     monkeypatch.setattr(builder, "MAX_IMAGE_MB", 0)
     claimed = builder.claim_next()
