@@ -1,6 +1,7 @@
 """Users' builds: Rosetta's API request → entry in the catalogue, against raw `podman build` of
 the same Containerfile. Side by side in one run, alternating; with and without a RUN step (a
-RUN step gets a network of its own, fenced in like a task's).
+RUN step gets a network of its own, fenced in like a task's), and on a large base (jupyterlab:
+the build's container gets its own copy of the images it uses, so their size counts).
 
     .venv/bin/python benchmarks/user_builds.py [--runs 3]
 
@@ -20,6 +21,7 @@ from support import own_platform
 CONTAINERFILES = {
     "no RUN": "FROM localhost/rosetta/hello\nENV N={n}\n",
     "one RUN": "FROM localhost/rosetta/hello\nRUN echo {n} > /tmp/n\n",
+    "one RUN on jupyterlab": "FROM localhost/rosetta/jupyterlab\nRUN echo {n} > /tmp/n\n",
 }
 
 
@@ -59,7 +61,7 @@ def main() -> None:
                     ours.append(platform_build(api, text, f"{kind.replace(' ', '-').lower()}-{n}"))
                 raw_median, our_median = statistics.median(raw), statistics.median(ours)
                 print(
-                    f"{kind:8}  raw podman build {raw_median * 1000:7.0f} ms   request → entry "
+                    f"{kind:21}  raw podman build {raw_median * 1000:7.0f} ms   request → entry "
                     f"{our_median * 1000:7.0f} ms   ratio {our_median / raw_median:5.2f}   "
                     f"overhead {(our_median - raw_median) * 1000:+.0f} ms  (medians of {runs})"
                 )

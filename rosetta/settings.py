@@ -193,6 +193,11 @@ TASK_STOP_TIMEOUT = float(os.environ.get("ROSETTA_TASK_STOP_TIMEOUT", "30"))
 # the subordinate ids of ordinary accounts). Their storages' files belong to those ids.
 STORAGE_ID_BASE = int(os.environ.get("ROSETTA_STORAGE_ID_BASE", "1000000000"))
 
+# Users' builds run in a user namespace of host ids BUILD_ID_BASE to BUILD_ID_BASE + 65,535 (one
+# build at a time; scripts/setup.sh reserves the range in /etc/subuid and /etc/subgid), so that
+# the images they use can be kept ready for them, read-only, in those ids (rosetta.catalog.builder).
+BUILD_ID_BASE = int(os.environ.get("ROSETTA_BUILD_ID_BASE", "400000000"))
+
 # The built-in environments `rosetta setup` puts in the demo catalogue (rosetta.catalog.demo).
 DEMO_SOFTWARE = [
     name.strip() for name in os.environ.get("ROSETTA_DEMO_SOFTWARE", "hello,jupyterlab,desktop,ssh").split(",")

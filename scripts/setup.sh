@@ -59,6 +59,11 @@ fi
 for ids in /etc/subuid /etc/subgid; do
     grep -q '^containers:' "$ids" 2>/dev/null || echo 'containers:2147483647:2147483648' | as_root tee -a "$ids" >/dev/null
 done
+# Users' builds run in host ids from 400000000 (ROSETTA_BUILD_ID_BASE, rosetta.catalog.builder):
+# reserved here, so that no account is given them.
+for ids in /etc/subuid /etc/subgid; do
+    grep -q '^rosetta-builds:' "$ids" 2>/dev/null || echo 'rosetta-builds:400000000:65536' | as_root tee -a "$ids" >/dev/null
+done
 
 # Debian's Python, not whatever else is first on PATH: the venv must outlive other toolchains.
 python=/usr/bin/python3
@@ -71,9 +76,10 @@ if [ ! -f "$stamp" ]; then
     touch "$stamp"
 fi
 
-# The built-in environments (images/): the demo catalogue offers them all, and tests use them all.
+# The built-in environments (images/): the demo catalogue offers them all, and tests use them all;
+# and the builder, inside which users' Containerfiles are built (rosetta.catalog.builder).
 # Unchanged images are not rebuilt; the first build bootstraps the Debian base (a few minutes).
-for image in hello jupyterlab desktop ssh; do
+for image in hello jupyterlab desktop ssh builder; do
     .venv/bin/rosetta build-image "$image"
 done
 # Tests make their own instances; only a real set-up gets the database, admin and demo catalogue.

@@ -1,33 +1,49 @@
-"""The builder: builds users' Containerfiles with this machine's podman, one at a time, and
-adds each image that builds to the catalogue (then the pusher copies it to the platform's
+"""The builder: builds users' Containerfiles one at a time, each inside a container of its own,
+and adds each image that builds to the catalogue (then the pusher copies it to the platform's
 registry, so every resource runs it by digest).
 
-A build is run like a task is, as far as podman's build allows:
+A build runs users' code (its RUN steps, and triggers an image brings along), so it is a task
+boundary like any other: root inside it is not root outside. podman 4.3's own ``build`` cannot
+give RUN steps a user namespace (the build container's root directory stays the host root's, so
+root in it cannot write to ``/``; with idmapped overlay layers the committed files keep host
+ids), so the build itself runs inside a container, ``localhost/rosetta/builder`` (Debian's
+buildah, chroot isolation), started like a task:
 
-- its context is a fresh private directory holding the Containerfile only: nothing of the
-  platform's (no secret key, no database, no host CA or other build secret) is there to COPY;
-  podman runs with a bare environment (PATH, HOME, TMPDIR, its settings), nothing of ours;
-- ``--pull=never``: only images already here or pulled beforehand, from allowed registries
-  (rosetta.catalog.containerfile), are used;
+- a user namespace of the builds' own (host ids from ``ROSETTA_BUILD_ID_BASE``, which
+  scripts/setup.sh reserves; builds run one at a time): the build's root, and every RUN step, is
+  an unprivileged id of this machine;
+- its ``/build`` holds only the Containerfile (the whole context: nothing of the platform's, no
+  secret key, database, host CA or other build secret, is there to COPY) and buildah's store for
+  this build alone, so no layer cache is shared between builds (one user's RUN output never
+  stands in for another's); podman itself runs with a bare environment (PATH, HOME, TMPDIR, its
+  settings) kept outside ``/build``, nothing of ours;
+- the images it names, and only those, read-only: each prepared once (per image and name) as a
+  store of its own in the builds' ids, by a container in which no user's code runs, and kept
+  while this machine has the image; only images already here or pulled beforehand, from allowed
+  registries (rosetta.catalog.containerfile), get there: the build has no registry to pull from;
 - RUN steps get the network (package installs need it) on the builder's own network, drawn
   from the task pool, which the task firewall fences in (rosetta.computing.firewall): no
   service of this machine, no task, no link-local address; a build without RUN gets none;
-- capabilities as a root task's, at most 2 GiB of memory and one CPU, ``ROSETTA_BUILD_TIMEOUT``
-  seconds in all, an image of at most ``ROSETTA_BUILD_MAX_IMAGE_MB``, and a log kept to 1 MiB;
-- no layer cache shared between builds (``--layers=false``): one user's RUN output never
-  stands in for another's.
+- a task's capabilities for RUN steps (the container keeps SETFCAP and SYS_CHROOT, which buildah
+  needs and which mean nothing outside its user namespace), at most 2 GiB of memory and one CPU
+  for the whole build, ``ROSETTA_BUILD_TIMEOUT`` seconds in all, an image of at most
+  ``ROSETTA_BUILD_MAX_IMAGE_MB``, and a log kept to 1 MiB.
 
-Only a built, checked image becomes an entry, in one transaction with the build's success; a
-failed build removes what it made and leaves its log and reason.
+What comes out is an archive the container wrote: it is read as untrusted input (no symlink
+followed, the name inside it ignored) into this machine's store under the build's own image
+name. Only a built, checked image becomes an entry, in one transaction with the build's success;
+a failed build removes what it made and leaves its log and reason.
 
 Level-triggered like the controller: each pass claims the oldest queued build; a build left
-``building`` by a builder that was killed is failed when the builder starts again.
+``building`` by a builder that was killed is failed when the builder starts again, and its
+container and directory are removed.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 import os
 import selectors
@@ -37,6 +53,7 @@ import socket
 import subprocess
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from django.conf import settings
@@ -57,6 +74,12 @@ MAX_LOG = 1024 * 1024
 FLUSH_EVERY = 0.3  # seconds between writes of new log lines: the page and the CLI poll them
 MEMORY = "2g"
 KEPT_FOR_BUILDS = ("CHOWN", "DAC_OVERRIDE", "FOWNER", "FSETID", "KILL", "NET_BIND_SERVICE", "SETGID", "SETUID")
+# What buildah itself needs besides, in the builder's user namespace only: chroot (its isolation)
+# and SETFCAP (since Linux 5.12, to map root into the namespace it runs RUN steps in).
+KEPT_FOR_BUILDAH = ("SETFCAP", "SYS_CHROOT")
+BUILDER_IMAGE = "localhost/rosetta/builder"
+BUILDER_LABEL = "rosetta.builder"  # on build containers: the instance that runs them
+USER_NAMESPACE_SIZE = 65536  # ids a build may use, as a task
 
 
 class BuildFailed(Exception):
@@ -102,10 +125,16 @@ def _wait(wakeups: socket.socket, timeout: float) -> None:
 
 
 def fail_interrupted() -> None:
-    """Builds a killed builder left half-way: their podman died with it; say so, add nothing."""
+    """Builds a killed builder left half-way: say so, add nothing, and remove what they left
+    (their container may still be running: podman's client died, not the container)."""
     for build in SoftwareBuild.objects.filter(state=BuildState.BUILDING):
         _finish(build, BuildState.FAILED, "The builder stopped during this build. Start the build again.")
         _remove_image(build.image)
+    _remove_build_containers()
+    builds = home() / "builds"
+    if builds.is_dir():
+        for leftover in builds.iterdir():
+            shutil.rmtree(leftover, ignore_errors=True)
 
 
 def claim_next() -> SoftwareBuild | None:
@@ -124,25 +153,32 @@ def run_build(build: SoftwareBuild) -> None:
     log.info("Building %s for %s.", build.image, build.owner.username)
     output = BuildLog(build)
     try:
-        images = _images_to_pull(build)
-        runs = runs_programs(build.containerfile)
-        with build_place(build, network=runs) as (context, conf):
-            output.hide(str(conf.parent), "/build")  # where this machine keeps it is not the user's business
-            for image in images:
+        pulls, sources = _images(build)
+        containerfile = build.containerfile
+        for image in sources:  # a prepared image has a manifest of its own: by digest, it goes by a tag
+            containerfile = containerfile.replace(image, name_in_build(image))
+        with build_place(build, network=runs_programs(containerfile), containerfile=containerfile) as place:
+            output.hide(str(place.work), "/build")  # where this machine keeps it is not the user's business
+            output.hide(str(place.conf.parent), "/build")
+            for image in pulls:
                 output.say(f"==> Pulling {image}")
-                _podman(output, ["pull", image], conf, timeout=BUILD_TIMEOUT)
+                _podman(output, ["pull", image], place.conf, timeout=BUILD_TIMEOUT)
+            ready = _images_ready(build, sources, place, output)
             output.say(f"==> Building {build.name}:{build.version}")
-            _podman(output, build_argv(build, context, network=runs), conf, timeout=BUILD_TIMEOUT)
+            _podman(output, container_argv(build, place, ready), place.conf, timeout=BUILD_TIMEOUT)
+            _load(build.image, place)
             software = _register(build, output)
     except BuildFailed as error:
         output.say(f"==> Failed: {error}")
         output.flush(force=True)
+        _remove_build_containers(build)
         _remove_image(build.image)
         _finish(build, BuildState.FAILED, str(error))
         log.info("Build %s failed: %s", build.pk, error)
         return
     except BaseException:
         output.flush(force=True)
+        _remove_build_containers(build)
         _remove_image(build.image)
         _finish(build, BuildState.FAILED, "The builder met an unexpected error; an operator can find it in its log.")
         raise
@@ -156,55 +192,255 @@ def runs_programs(containerfile: str) -> bool:
     return any(line.split(maxsplit=1)[0].upper() == "RUN" for _, line in logical_lines(containerfile))
 
 
-def build_argv(build: SoftwareBuild, context: Path, network: bool = True) -> list[str]:
-    kept = set(KEPT_FOR_BUILDS)
-    from rosetta.computing.engines.base import DROPPED_CAPABILITIES
+@dataclass(frozen=True)
+class BuildPlace:
+    """Where one build happens: ``work`` is all the build's container sees (at /build), ``conf``
+    the podman settings of the platform's side, outside its reach; ``network`` the container's."""
 
-    dropped = [capability for capability in DROPPED_CAPABILITIES if capability not in kept]
+    work: Path
+    conf: Path
+    network: str | None  # None: podman's default (rootless)
+
+    @property
+    def context(self) -> Path:
+        return self.work / "context"
+
+
+def container_argv(build: SoftwareBuild, place: BuildPlace, images: list[Path]) -> list[str]:
+    """``podman run`` of the builder's container for this build: a task's limits, the builds'
+    user namespace, the images it uses read-only, and inside it ``buildah build`` with a task's
+    capabilities for RUN steps."""
+    for_runs = _dropped(KEPT_FOR_BUILDS)
+    stores = [f"/images/{number}" for number in range(len(images))]
+    (place.work / "storage.conf").write_text(_storage_conf(stores))
     return [
-        "build", "--pull=never", *([] if network else ["--network", "none"]),
-        "--layers=false", "--no-cache", "--jobs", "1",
-        "--cap-drop", ",".join(dropped), "--memory", MEMORY, "--memory-swap", MEMORY,
-        "--cpu-period", "100000", "--cpu-quota", "100000", "--ulimit", "nproc=4096:4096",
+        *_container_options(build, place, for_runs), "--env", "CONTAINERS_STORAGE_CONF=/build/storage.conf",
+        "--mount", f"type=bind,source={place.work},target=/build,U=true",  # the build's root owns it
+        *_read_only(images, stores), BUILDER_IMAGE, build.image,
+        # what rosetta-build passes to `buildah build`:
+        "--pull=never", "--layers=false", "--no-cache", "--jobs", "1", "--cap-drop", ",".join(for_runs),
         "--label", f"rosetta.build={build.pk}", "--label", f"rosetta.owner={build.owner_id}",
-        "--file", str(context / "Containerfile"), "--tag", build.image, str(context),
+        "--file", "/build/context/Containerfile", "--tag", build.image, "/build/context",
     ]  # fmt: skip
 
 
-def _images_to_pull(build: SoftwareBuild) -> list[str]:
+def _read_only(sources: list[Path], targets: list[str]) -> list[str]:
+    options = []
+    for source, target in zip(sources, targets, strict=True):
+        options += ["--mount", f"type=bind,source={source},target={target},ro=true"]
+    return options
+
+
+def _container_options(build: SoftwareBuild, place: BuildPlace, for_runs: list[str]) -> list[str]:
+    """What every container of the builder's gets: the builds' ids, a task's limits, few capabilities."""
+    for_buildah = [capability for capability in for_runs if capability not in KEPT_FOR_BUILDAH]
+    rootful = os.geteuid() == 0
+    ids = f"0:{settings.BUILD_ID_BASE}:{USER_NAMESPACE_SIZE}"
+    return [
+        "run", "--rm", "--name", container_name(build), "--pull=never", "--init",
+        "--label", f"{BUILDER_LABEL}={_instance()}", "--label", f"rosetta.build={build.pk}",
+        *(["--uidmap", ids, "--gidmap", ids] if rootful else []),
+        *(["--network", place.network] if place.network else []),
+        "--cap-drop", ",".join(for_buildah), "--memory", MEMORY, "--memory-swap", MEMORY,
+        "--cpu-period", "100000", "--cpu-quota", "100000", "--pids-limit", "4096",
+    ]  # fmt: skip
+
+
+def _dropped(kept: tuple[str, ...]) -> list[str]:
+    from rosetta.computing.engines.base import DROPPED_CAPABILITIES
+
+    return [capability for capability in DROPPED_CAPABILITIES if capability not in kept]
+
+
+def _storage_conf(additional: list[str]) -> str:
+    """buildah's store inside the container: the build's own, over the images it uses."""
+    stores = ", ".join(f'"{store}"' for store in additional)
+    return (
+        '[storage]\ndriver = "overlay"\ngraphroot = "/build/store"\nrunroot = "/build/run"\n'
+        f"[storage.options]\nadditionalimagestores = [{stores}]\n"
+    )
+
+
+def container_name(build: SoftwareBuild) -> str:
+    return f"rosetta-build-{_instance()[:12]}-{build.pk}"
+
+
+def preparing_name(build: SoftwareBuild) -> str:
+    return f"{container_name(build)}-images"
+
+
+def _instance() -> str:
+    from rosetta.core.instance import instance_id
+
+    return instance_id()
+
+
+def _images(build: SoftwareBuild) -> tuple[list[str], list[str]]:
+    """The images to pull first, and every image the build uses (they go into its container)."""
     from django.core.exceptions import ValidationError
 
-    from rosetta.catalog.containerfile import check_containerfile
+    from rosetta.catalog.containerfile import check_containerfile, source_images
 
     try:  # again: the operator's allowed registries may have changed since it was queued
-        return check_containerfile(build.containerfile)
+        return check_containerfile(build.containerfile), source_images(build.containerfile)
     except ValidationError as error:
         raise BuildFailed(" ".join(error.messages)) from None
 
 
 @contextlib.contextmanager
-def build_place(build: SoftwareBuild, network: bool = True):
-    """A private context directory with the Containerfile, and podman settings whose default
-    network is the builder's own, drawn from the task pool and fenced in by the task firewall
-    (builds run one at a time, so they never share it at once); without ``network`` (nothing
-    runs), none is used."""
+def build_place(build: SoftwareBuild, network: bool = True, containerfile: str | None = None):
+    """A private directory for the build: its container's /build (the Containerfile as the
+    whole context) and, beside it, podman's settings. With ``network`` (something runs) the
+    container gets the builder's own network, drawn from the task pool and fenced in by the
+    task firewall (builds run one at a time, so they never share it at once); else none."""
     from rosetta.computing.engines.podman import local_containers_conf
 
     base_conf = local_containers_conf()
     directory = Path(tempfile.mkdtemp(prefix=f"build-{build.pk}-", dir=private_dir(home() / "builds")))
     try:
-        context = private_dir(directory / "context")
-        (context / "Containerfile").write_text(build.containerfile)
-        conf = directory / "containers.conf"
-        text = base_conf.read_text()
-        if network and os.geteuid() == 0:  # rootful: a network of our own and the firewall's fence
+        work = private_dir(directory / "work")
+        private_dir(work / "context")
+        private_dir(work / "in")
+        (work / "context" / "Containerfile").write_text(build.containerfile if containerfile is None else containerfile)
+        conf = private_dir(directory / "podman") / "containers.conf"
+        conf.write_text(base_conf.read_text())
+        if os.geteuid() != 0:
+            chosen = None if network else "none"
+        elif network:  # rootful: a network of our own and the firewall's fence
             _fence()
-            name = builder_network(base_conf)
-            text = text.replace("[network]\n", f'[network]\ndefault_network = "{name}"\n', 1)
-        conf.write_text(text)
-        yield context, conf
+            chosen = builder_network(base_conf)
+        else:
+            chosen = "none"
+        yield BuildPlace(work=work, conf=conf, network=chosen)
     finally:
         shutil.rmtree(directory, ignore_errors=True)
+
+
+def _images_ready(build: SoftwareBuild, images: list[str], place: BuildPlace, output: BuildLog) -> list[Path]:
+    """Each image the build uses as a store of its own, in the builds' ids, which its container
+    gets read-only: made the first time a build uses that image under that name (it takes as
+    long as copying the image), kept while this machine has the image. Nothing of a build's
+    ever goes into one, and a build sees only those of the images it names."""
+    if _run(["podman", "image", "exists", BUILDER_IMAGE], place.conf, timeout=60).returncode != 0:
+        raise BuildFailed(
+            f"This machine has no builder image ({BUILDER_IMAGE}); an operator makes it with "
+            "`rosetta build-image builder` (scripts/setup.sh does)."
+        )
+    ready_dir = private_dir(home() / "build-images")
+    _forget_removed_images(ready_dir, place.conf)
+    stores = []
+    for image in images:
+        result = _run(["podman", "image", "inspect", "--format", "{{.Id}}", image], place.conf, timeout=60)
+        if result.returncode != 0:
+            raise BuildFailed(f"{image} cannot be used: {_last_line(result.stderr)}")
+        image_id = result.stdout.strip()
+        store = ready_dir / f"{image_id}-{hashlib.sha256(image.encode()).hexdigest()[:16]}"
+        if not store.is_dir():
+            output.say(f"==> Preparing {image} for builds (once for this image)")
+            _prepare(image, store, place, preparing_name(build))
+        stores.append(store)
+    return stores
+
+
+def name_in_build(image: str) -> str:
+    """The name ``image`` has in the build: itself, or ``REPOSITORY:sha256-HEX`` for ``REPOSITORY[:TAG]@sha256:HEX``."""
+    if "@" not in image:
+        return image
+    repository, _, digest = image.partition("@")
+    if ":" in repository.rsplit("/", 1)[-1]:
+        repository = repository.rsplit(":", 1)[0]
+    return f"{repository}:{digest.replace(':', '-')}"
+
+
+def _prepare(image: str, store: Path, place: BuildPlace, name: str) -> None:
+    """``image`` alone in a store at ``store``, written by a container in the builds' ids (no
+    user's code runs in it), and renamed into place only once it is complete."""
+    filling = Path(tempfile.mkdtemp(prefix=".filling-", dir=store.parent))
+    try:
+        archive = filling / "image.tar"
+        argv = ["podman", "save", "--quiet", "--format", "docker-archive", "--output", str(archive), image]
+        if name_in_build(image) != image:  # named by digest: the archive names it by a tag
+            argv = [
+                "skopeo",
+                "copy",
+                "--quiet",
+                f"containers-storage:{image}",
+                f"docker-archive:{archive}:{name_in_build(image)}",
+            ]
+        result = _run(argv, place.conf, timeout=BUILD_TIMEOUT)
+        if result.returncode != 0:
+            raise BuildFailed(f"{image} cannot be used: {_last_line(result.stderr)}")
+        argv = [
+            "podman", *_container_options_for_preparing(place), "--name", name, "--entrypoint", "buildah",
+            "--mount", f"type=bind,source={filling},target=/prepare,U=true", BUILDER_IMAGE,
+            "--root", "/prepare/store", "--runroot", "/prepare/run", "--storage-driver", "overlay",
+            "pull", "--quiet", "docker-archive:/prepare/image.tar",
+        ]  # fmt: skip
+        try:
+            result = _run(argv, place.conf, timeout=BUILD_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            raise BuildFailed(f"Preparing {image} took longer than {BUILD_TIMEOUT / 60:g} minutes.") from None
+        if result.returncode != 0:
+            raise BuildFailed(f"{image} could not be prepared for the build: {_last_line(result.stderr)}")
+        (filling / "store").rename(store)
+    finally:
+        shutil.rmtree(filling, ignore_errors=True)
+
+
+def _container_options_for_preparing(place: BuildPlace) -> list[str]:
+    rootful = os.geteuid() == 0
+    ids = f"0:{settings.BUILD_ID_BASE}:{USER_NAMESPACE_SIZE}"
+    return [
+        "run", "--rm", "--pull=never", "--label", f"{BUILDER_LABEL}={_instance()}", "--network", "none",
+        *(["--uidmap", ids, "--gidmap", ids] if rootful else []),
+        "--cap-drop", ",".join(_dropped(KEPT_FOR_BUILDS + KEPT_FOR_BUILDAH)), "--memory", MEMORY,
+    ]  # fmt: skip
+
+
+def _forget_removed_images(ready_dir: Path, conf: Path) -> None:
+    """Stores of images this machine no longer has (removed, or a name moved to another image)."""
+    for store in ready_dir.iterdir():
+        image_id = store.name.partition("-")[0]
+        gone = _run(["podman", "image", "exists", image_id], conf, timeout=60).returncode != 0
+        if store.name.startswith(".filling-") or gone:
+            shutil.rmtree(store, ignore_errors=True)
+
+
+def _load(image: str, place: BuildPlace) -> None:
+    """The container's result into this machine's store, as ``image`` whatever name the archive
+    gives (the container is gone by now, but what it wrote is the user's: no symlink is followed)."""
+    try:
+        out = os.open(place.work / "out", os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+        try:
+            archive = os.open("image.tar", os.O_RDONLY | os.O_NOFOLLOW, dir_fd=out)
+        finally:
+            os.close(out)
+    except OSError:
+        raise BuildFailed("The build made no image.") from None
+    try:
+        result = subprocess.run(
+            ["skopeo", "copy", "--quiet", f"docker-archive:/proc/self/fd/{archive}", f"containers-storage:{image}"],
+            capture_output=True, text=True, env=_env(place.conf), timeout=BUILD_TIMEOUT, check=False,
+            stdin=subprocess.DEVNULL, pass_fds=(archive,),
+        )  # fmt: skip
+    finally:
+        os.close(archive)
+    if result.returncode != 0:
+        raise BuildFailed(f"The built image could not be added to this machine's store: {_last_line(result.stderr)}")
+
+
+def _remove_build_containers(build: SoftwareBuild | None = None) -> None:
+    """The builder's containers (one build's, or all of this instance's): a build cut short
+    (time limit, a killed builder) leaves its container running without its podman client."""
+    from rosetta.computing.engines.podman import local_containers_conf
+
+    conf = local_containers_conf()
+    if build is not None:
+        _run(["podman", "rm", "--force", "--time", "0", container_name(build), preparing_name(build)], conf, 120)
+        return
+    listed = _run(["podman", "ps", "--all", "--quiet", "--filter", f"label={BUILDER_LABEL}={_instance()}"], conf, 60)
+    for container in listed.stdout.split():
+        _run(["podman", "rm", "--force", "--time", "0", container], conf, timeout=120)
 
 
 def builder_network(base_conf: Path) -> str:

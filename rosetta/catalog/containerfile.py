@@ -44,6 +44,11 @@ def logical_lines(text: str) -> list[tuple[int, str]]:
 def check_containerfile(text: str) -> list[str]:
     """Raise a ValidationError naming the line of the first problem; else the images it is built
     FROM (or copies from) that come from another registry than this machine's store, to pull first."""
+    return [image for image in source_images(text) if not image.startswith("localhost/")]
+
+
+def source_images(text: str) -> list[str]:
+    """Every image the Containerfile is built FROM or copies from, checked as ``check_containerfile`` does."""
     if not text.strip():
         raise ValidationError("The Containerfile is empty.")
     if len(text.encode()) > MAX_CONTAINERFILE:
@@ -76,7 +81,7 @@ def check_containerfile(text: str) -> list[str]:
                     images.append(_allowed_image(number, source))
     if not saw_from:
         raise ValidationError("The Containerfile has no FROM line.")
-    return sorted({image for image in images if not image.startswith("localhost/")})
+    return sorted(set(images))
 
 
 def _from(number: int, words: list[str]) -> tuple[str, str | None]:

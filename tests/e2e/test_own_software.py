@@ -3,8 +3,11 @@ CLI (its log followed), run as a task through the gateway; a broken one; version
 start; names per owner and private entries kept private; an operator retiring an entry."""
 
 import json
+import os
 import re
+import threading
 import time
+import uuid
 
 import httpx
 
@@ -125,6 +128,58 @@ def test_own_software_builds_runs_and_stays_private(platform, tmp_path):
         wait_until(lambda: api.get(f"/api/software/{entry['id']}").json()["registry_state"] == "pushed", 60, "the push")
         copied = api.get(f"/api/software/{entry['id']}").json()
         assert copied["registry_digest"].startswith("sha256:") and copied["digest"] == copied["registry_digest"]
+
+
+def test_root_in_a_build_is_not_root_on_this_machine(platform):
+    """The attacker's view: a RUN step, root in its image, looked at from this machine while it runs."""
+    marker = f"whoami-{uuid.uuid4().hex}"
+    containerfile = (
+        "FROM localhost/rosetta/hello\n"
+        "USER root\n"
+        # As root in the image it may write anywhere in it, / included, and change owners.
+        f"RUN id -u > /uid-in-build && mkdir /made-by-root && chown 1000 /uid-in-build && sleep 1 && echo {marker}\n"
+    )
+    seen: dict[int, list[int]] = {}  # pid -> real, effective, saved, file-system uid on this machine
+    finished = threading.Event()
+    watcher = threading.Thread(target=_watch_processes, args=(marker, seen, finished), daemon=True)
+    watcher.start()
+    alice = platform.create_user("alice-root")
+    try:
+        with platform.api(alice) as api:
+            build = api.post("/api/software/builds", json={"name": "whoami", "containerfile": containerfile}).json()
+            build = wait_until(lambda: _finished(api, build["id"]), 120, "the build")
+    finally:
+        finished.set()
+        watcher.join()
+    assert build["state"] == "succeeded", build["reason"]
+    assert seen, "the RUN step was never seen running"
+    for uids in seen.values():  # on this machine it is an unprivileged id, not root
+        assert 0 not in uids, f"a RUN step ran as uid {uids} on this machine"
+    # Inside, it was root, and what it made is root's (and uid 1000's) in the image, not this machine's ids.
+    inspect = "stat -c '%u %n' /made-by-root /uid-in-build; cat /uid-in-build"
+    made = platform.podman("run", "--rm", build["image"], "sh", "-c", inspect)
+    assert made.split() == ["0", "/made-by-root", "1000", "/uid-in-build", "0"]
+
+
+def _watch_processes(marker: str, seen: dict[int, list[int]], finished: threading.Event) -> None:
+    """The ids, as this machine sees them, of every process whose command line names ``marker``."""
+    while not finished.is_set():
+        for pid in filter(str.isdigit, os.listdir("/proc")):
+            try:
+                with open(f"/proc/{pid}/cmdline", "rb") as cmdline:
+                    if marker.encode() not in cmdline.read():
+                        continue
+                with open(f"/proc/{pid}/status") as status:
+                    uids = next(line for line in status if line.startswith("Uid:"))
+            except (OSError, StopIteration):
+                continue  # gone meanwhile
+            seen[int(pid)] = [int(uid) for uid in uids.split()[1:]]
+        time.sleep(0.05)
+
+
+def _finished(api: httpx.Client, build_id: int) -> dict | None:
+    build = api.get(f"/api/software/builds/{build_id}").json()
+    return build if build["state"] in ("succeeded", "failed") else None
 
 
 def _resolved(client: httpx.Client, reference: str) -> dict:

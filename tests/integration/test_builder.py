@@ -1,5 +1,6 @@
 """The builder with this machine's podman: what fails after the build adds nothing and leaves
-no image; a build a killed builder left half-way is failed, not left hanging."""
+no image; a build over its time limit is stopped, its container with it; a build a killed
+builder left half-way is failed, not left hanging, and what it left running is removed."""
 
 import subprocess
 
@@ -9,19 +10,25 @@ from django.contrib.auth import get_user_model
 from rosetta.catalog import builder, services
 from rosetta.catalog.models import BuildState, Software
 from rosetta.computing.engines.podman import local_containers_conf
+from rosetta.core.instance import instance_id
 
 pytestmark = pytest.mark.django_db
 
 
-def image_exists(image: str) -> bool:
+def podman(*args: str) -> subprocess.CompletedProcess:
     env = {"CONTAINERS_CONF": str(local_containers_conf()), "PATH": "/usr/bin:/bin:/usr/sbin:/sbin"}
-    return subprocess.run(["podman", "image", "exists", image], env=env, check=False).returncode == 0
+    return subprocess.run(["podman", *args], env=env, check=False, capture_output=True, text=True)
+
+
+def image_exists(image: str) -> bool:
+    return podman("image", "exists", image).returncode == 0
 
 
 def test_an_image_over_the_size_limit_is_built_but_not_added(monkeypatch):
     owner = get_user_model().objects.create_user("builder-test")
-    build = services.request_build(
-        owner, name="too-big", version="1", containerfile="FROM localhost/rosetta/hello\nENV A=1\n"
+    digest = podman("image", "inspect", "--format", "{{.Digest}}", "localhost/rosetta/hello").stdout.strip()
+    build = services.request_build(  # FROM by digest, as the catalogue shows it
+        owner, name="too-big", version="1", containerfile=f"FROM localhost/rosetta/hello@{digest}\nENV A=1\n"
     )
     monkeypatch.setattr(builder, "MAX_IMAGE_MB", 0)
     claimed = builder.claim_next()
@@ -35,11 +42,33 @@ def test_an_image_over_the_size_limit_is_built_but_not_added(monkeypatch):
     assert not image_exists(build.image)
 
 
+def test_a_build_over_its_time_limit_is_stopped_with_its_container(monkeypatch):
+    owner = get_user_model().objects.create_user("builder-test")
+    build = services.request_build(
+        owner, name="slow", version="1", containerfile="FROM localhost/rosetta/hello\nRUN echo started; sleep 600\n"
+    )
+    monkeypatch.setattr(builder, "BUILD_TIMEOUT", 5)
+    try:
+        builder.run_build(builder.claim_next())
+    finally:
+        builder.remove_builder_network()
+    build.refresh_from_db()
+    assert build.state == BuildState.FAILED and "took longer than" in build.reason
+    assert "started" in build.log
+    assert podman("container", "exists", builder.container_name(build)).returncode == 1  # not left running
+    assert not image_exists(build.image)
+
+
 def test_a_build_left_half_way_fails_when_the_builder_starts_again():
     owner = get_user_model().objects.create_user("builder-test")
     build = services.request_build(owner, name="cut", version="1", containerfile="FROM localhost/rosetta/hello\n")
     builder.claim_next()
+    # Its container outlived the killed builder (podman's client died with it, not the container).
+    left = podman(
+        "run", "--detach", "--label", f"{builder.BUILDER_LABEL}={instance_id()}", "localhost/rosetta/hello"
+    ).stdout.strip()
     builder.fail_interrupted()
     build.refresh_from_db()
     assert build.state == BuildState.FAILED and "builder stopped during this build" in build.reason
     assert builder.claim_next() is None
+    assert podman("container", "exists", left).returncode == 1
