@@ -160,8 +160,10 @@ def local(platform, ours: Platform, work: Path, mib: int, runs: int) -> None:
         down_platform.append(ours.download("home", "up.bin", work / "back.bin"))
         up_cli.append(ours.cli("put", str(source), "home:cli.bin"))
         down_cli.append(ours.cli("get", "home:cli.bin", str(work / "back-cli.bin")))
+        # Every run writes new files on both sides (replacing one would time its deletion too).
         for leftover in (
             root / "cp.bin",
+            root / "up.bin",
             root / "cli.bin",
             work / "back-cp.bin",
             work / "back.bin",

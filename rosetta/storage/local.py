@@ -346,7 +346,7 @@ WRITE_BATCH = 4 * CHUNK  # bytes gathered from the connection before a thread wr
 async def _write_behind(fd: int, chunks: AsyncIterator[bytes]) -> None:
     """Write the chunks as they arrive, a batch at a time in a thread while the next batch is
     gathered: one thread hand-over per WRITE_BATCH rather than per network read (tens of KiB),
-    and no copy (the batch is written with writev). At most two batches are held."""
+    with no copy. At most two batches are held."""
     batch: list[bytes] = []
     size = 0
     writing: asyncio.Future | None = None
@@ -370,14 +370,14 @@ async def _write_behind(fd: int, chunks: AsyncIterator[bytes]) -> None:
                 await asyncio.shield(writing)
 
 
+# Bytes per write(2). Measured on this kind of machine (ext4, Linux 6.x): writing a GiB into
+# the page cache costs ~0.27 s of kernel time in writes of 64-256 KiB, but 0.6-1 s in writes
+# of 512 KiB or more (and runs at a third of the speed).
+WRITE_SIZE = 256 * 1024
+
+
 def _write_all(fd: int, batch: list[bytes]) -> None:
-    views = [memoryview(chunk) for chunk in batch if chunk]
-    while views:
-        written = os.writev(fd, views[:_IOV_MAX])
-        while written and written >= len(views[0]):
-            written -= len(views.pop(0))
-        if written:
-            views[0] = views[0][written:]
-
-
-_IOV_MAX = os.sysconf("SC_IOV_MAX")
+    for chunk in batch:
+        view = memoryview(chunk)
+        while view:
+            view = view[os.write(fd, view[:WRITE_SIZE]) :]

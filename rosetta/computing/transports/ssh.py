@@ -41,6 +41,8 @@ MAX_CHANNELS = 8  # sshd's MaxSessions is 10 by default: leave room for an opera
 # quarter of what ChaCha20-Poly1305 costs in asyncssh (it matters for files moved over SFTP).
 ENCRYPTION = ("aes128-gcm@openssh.com", "aes256-gcm@openssh.com", "chacha20-poly1305@openssh.com",
               "aes128-ctr", "aes192-ctr", "aes256-ctr")  # fmt: skip
+WINDOW = 8 * 1024 * 1024
+MAX_PACKET = 256 * 1024
 
 
 class HostKeyChanged(Refused):
@@ -108,6 +110,8 @@ class SSHTransport(Transport):
             keepalive_interval=KEEPALIVE_INTERVAL,
             keepalive_count_max=3,
             encryption_algs=ENCRYPTION,
+            window=WINDOW,
+            max_pktsize=MAX_PACKET,
         )
 
     def _failed(self, error: Refused | Unreachable) -> Unreachable:
