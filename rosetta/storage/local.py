@@ -365,9 +365,13 @@ async def _write_behind(fd: int, chunks: AsyncIterator[bytes]) -> None:
         if batch:
             await asyncio.to_thread(_write_all, fd, batch)
     finally:
-        if writing is not None:  # the upload failed meanwhile: let the write end before the file is closed
+        # The upload failed or was cancelled meanwhile: the thread's write ends before the caller
+        # closes the descriptor (else a write could land in a file opened since under its number).
+        while writing is not None and not writing.done():
             with contextlib.suppress(BaseException):
                 await asyncio.shield(writing)
+        if writing is not None and not writing.cancelled():
+            writing.exception()  # seen: the upload's own error is the one reported
 
 
 # Bytes per write(2). Measured on this kind of machine (ext4, Linux 6.x): writing a GiB into
