@@ -19,6 +19,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
+import socket
 import subprocess
 import tempfile
 import threading
@@ -138,8 +140,71 @@ def make_file(path: Path, mib: int) -> None:
             out.write(block)
 
 
-def report(name: str, mib: int, plain: str, plain_s: float, platform_s: float) -> None:
-    print(f"  {name:<18} {plain} {mib / plain_s:8.0f} MB/s   platform {mib / platform_s:8.0f} MB/s   "
+class Nginx:
+    """What HTTP on loopback allows at best here: nginx (C, one worker, sendfile) taking a PUT
+    into a folder (WebDAV: a temporary file renamed into place, as the platform does) and
+    serving the file back, with the same curl. Only shown, never part of a ratio to the tools."""
+
+    def __init__(self, source: Path) -> None:
+        self.folder = Path(tempfile.mkdtemp(prefix="rosetta-bench-nginx-"))
+        self.folder.chmod(0o755)  # nginx's workers drop root
+        (self.folder / "put").mkdir(mode=0o777)
+        (self.folder / "put").chmod(0o777)
+        os.link(source, self.folder / "source.bin")  # same file system: no copy
+        source.chmod(0o644)
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            self.port = probe.getsockname()[1]
+        config = self.folder / "nginx.conf"
+        config.write_text(f"""
+worker_processes 1;
+daemon off;
+pid {self.folder}/nginx.pid;
+error_log {self.folder}/error.log warn;
+events {{ }}
+http {{
+    access_log off;
+    sendfile on;
+    client_max_body_size 0;
+    client_body_temp_path {self.folder}/put;
+    server {{
+        listen 127.0.0.1:{self.port};
+        root {self.folder};
+        location /put/ {{ dav_methods PUT; }}
+    }}
+}}
+""")
+        self.process = subprocess.Popen(["/usr/sbin/nginx", "-c", str(config), "-p", str(self.folder)])
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            with socket.socket() as probe:
+                if probe.connect_ex(("127.0.0.1", self.port)) == 0:
+                    return
+            time.sleep(0.05)
+        raise RuntimeError("nginx did not start")
+
+    def upload(self) -> float:
+        target = self.folder / "put" / "up.bin"
+        url = f"http://127.0.0.1:{self.port}/put/up.bin"
+        source = str(self.folder / "source.bin")
+        seconds = timed(lambda: subprocess.run(["curl", "-sSf", "-o", "/dev/null", "-T", source, url], check=True))
+        target.unlink()
+        return seconds
+
+    def download(self, target: Path) -> float:
+        url = f"http://127.0.0.1:{self.port}/source.bin"
+        seconds = timed(lambda: subprocess.run(["curl", "-sSf", "-o", str(target), url], check=True))
+        target.unlink()
+        return seconds
+
+    def close(self) -> None:
+        self.process.terminate()
+        self.process.wait()
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+
+def report(name: str, mib: int, plain: str, plain_s: float, platform_s: float, ours: str = "platform") -> None:
+    print(f"  {name:<18} {plain} {mib / plain_s:8.0f} MB/s   {ours:<8} {mib / platform_s:8.0f} MB/s   "
           f"ratio {plain_s / platform_s:5.2f}×")  # fmt: skip
 
 
@@ -149,7 +214,12 @@ def local(platform, ours: Platform, work: Path, mib: int, runs: int) -> None:
     source = work / "source.bin"
     make_file(source, mib)
     up_cp, up_platform, down_cp, down_platform, up_cli, down_cli, memory = [], [], [], [], [], [], []
+    nginx = Nginx(source) if Path("/usr/sbin/nginx").exists() and os.geteuid() == 0 else None
+    up_nginx, down_nginx = [], []
     for _ in range(runs):
+        if nginx is not None:
+            up_nginx.append(nginx.upload())
+            down_nginx.append(nginx.download(work / "back-nginx.bin"))
         up_cp.append(timed(lambda: subprocess.run(["cp", str(source), str(root / "cp.bin")], check=True)))
         with PeakMemory(ours.web) as peak:
             up_platform.append(ours.upload("home", "up.bin", source))
@@ -175,6 +245,13 @@ def local(platform, ours: Platform, work: Path, mib: int, runs: int) -> None:
     report("download", mib, "cp ", min(down_cp), min(down_platform))
     report("upload (CLI)", mib, "cp ", min(up_cp), min(up_cli))
     report("download (CLI)", mib, "cp ", min(down_cp), min(down_cli))
+    if nginx is not None:
+        nginx.close()
+        print("  what HTTP on loopback allows here (nginx, 1 worker, sendfile, same curl):")
+        report("upload", mib, "cp ", min(up_cp), min(up_nginx), "nginx")
+        report("download", mib, "cp ", min(down_cp), min(down_nginx), "nginx")
+        print(f"  platform / nginx: upload {min(up_nginx) / min(up_platform):4.2f}×, "
+              f"download {min(down_nginx) / min(down_platform):4.2f}×")  # fmt: skip
     ours.print_cpu("home", mib)
     before, peak = max(memory, key=lambda pair: pair[1] - pair[0])
     print(f"  web process memory during a {mib} MiB upload: {before:.0f} MiB before, peak {peak:.0f} MiB "
