@@ -160,8 +160,8 @@ class SFTPFiles(Files):
             if _kind(attrs) != "file":
                 raise PathRefused(f"{joined(path)!r} is not a file.")
             size = attrs.size or 0
-            async with sftp.open(where, "rb") as handle:
-                async for chunk in _read_ahead(handle, size):
+            async with sftp.open(where, "rb", block_size=0) as handle:
+                async for chunk in _read_ahead(handle, size, sftp.limits.max_read_len):
                     yield chunk
 
     async def write(self, path: Parts, chunks: AsyncIterator[bytes]) -> Entry:
@@ -173,8 +173,9 @@ class SFTPFiles(Files):
                     raise AlreadyExists(f"{joined(path)!r} is a folder.")
             temporary = posixpath.join(posixpath.dirname(where), UPLOAD_PREFIX + secrets.token_hex(8))
             try:
-                async with sftp.open(temporary, "wb", asyncssh.SFTPAttrs(permissions=0o644)) as handle:
-                    await _write_ahead(handle, chunks)
+                attrs = asyncssh.SFTPAttrs(permissions=0o644)
+                async with sftp.open(temporary, "wb", attrs, block_size=0) as handle:
+                    await _write_ahead(handle, chunks, sftp.limits.max_write_len)
                 await sftp.posix_rename(temporary, where)
             except BaseException:
                 with contextlib.suppress(Exception):
@@ -236,48 +237,62 @@ class SFTPFiles(Files):
                 await sftp.remove(where)
 
 
-# Transfers keep the SFTP pipe full: up to AHEAD blocks of BLOCK bytes are requested (each
-# split by asyncssh into the server's largest requests) while the one before is sent on to the
-# client, or while the next is gathered from it. Waiting for each block before asking for the
-# next one left the link idle half the time. Memory: AHEAD x BLOCK per transfer.
+# Transfers keep the SFTP pipe full: up to AHEAD x BLOCK bytes are requested from the server
+# while what came before is sent on to the client, or written to it while the next block is
+# gathered from the client. Waiting for each block before asking for the next one left the link
+# idle half the time. Memory: about AHEAD x BLOCK per transfer.
 BLOCK = CHUNK
 AHEAD = 4
 
 
-async def _read_ahead(handle: asyncssh.SFTPClientFile, size: int) -> AsyncIterator[bytes]:
-    """The file's first ``size`` bytes (what the response announced), in order."""
-    pending: collections.deque[asyncio.Future] = collections.deque()
+async def _read_ahead(handle: asyncssh.SFTPClientFile, size: int, block: int) -> AsyncIterator[bytes]:
+    """The file's first ``size`` bytes (what the response announced), in order, as the server's
+    largest reads, each one request (asyncssh would split larger ones and copy them together)."""
+    pending: collections.deque[tuple[int, int, asyncio.Future]] = collections.deque()
     offset = 0
     try:
         while pending or offset < size:
-            while len(pending) < AHEAD and offset < size:
-                pending.append(asyncio.ensure_future(handle.read(min(BLOCK, size - offset), offset)))
-                offset += BLOCK
-            chunk = await pending.popleft()
-            if not chunk:
+            while len(pending) * block < AHEAD * BLOCK and offset < size:
+                length = min(block, size - offset)
+                pending.append((offset, length, asyncio.ensure_future(handle.read(length, offset))))
+                offset += length
+            start, length, reading = pending.popleft()
+            chunk = await reading
+            while chunk:
+                yield chunk
+                start, length = start + len(chunk), length - len(chunk)
+                chunk = await handle.read(length, start) if length else b""  # a short read: the rest
+            if length:
                 return  # the file shrank meanwhile
-            yield chunk
     finally:
-        await _cancel(pending)
+        await _cancel([reading for _, _, reading in pending])
 
 
-async def _write_ahead(handle: asyncssh.SFTPClientFile, chunks: AsyncIterator[bytes]) -> None:
+async def _write_ahead(handle: asyncssh.SFTPClientFile, chunks: AsyncIterator[bytes], block: int) -> None:
+    """Write the chunks in order as the server's largest writes, each one request on a slice of
+    what arrived (no copy), with up to AHEAD x BLOCK bytes awaiting the server's answer."""
     in_flight: set[asyncio.Future] = set()
     offset = 0
     try:
-        async for block in batched(chunks, BLOCK):
-            if len(in_flight) >= AHEAD:
-                done, in_flight = await asyncio.wait(in_flight, return_when=asyncio.FIRST_COMPLETED)
-                for finished in done:
-                    finished.result()  # a refused write ends the upload
-            in_flight.add(asyncio.ensure_future(handle.write(block, offset)))
-            offset += len(block)
+        async for gathered in batched(chunks, BLOCK):
+            view = memoryview(gathered)
+            for start in range(0, len(view), block):
+                if len(in_flight) * block >= AHEAD * BLOCK:
+                    in_flight = await _one_done(in_flight)
+                piece = view[start : start + block]
+                in_flight.add(asyncio.ensure_future(handle.write(piece, offset)))
+                offset += len(piece)
         while in_flight:
-            done, in_flight = await asyncio.wait(in_flight, return_when=asyncio.FIRST_COMPLETED)
-            for finished in done:
-                finished.result()
+            in_flight = await _one_done(in_flight)
     finally:
         await _cancel(in_flight)
+
+
+async def _one_done(in_flight: set[asyncio.Future]) -> set[asyncio.Future]:
+    done, pending = await asyncio.wait(in_flight, return_when=asyncio.FIRST_COMPLETED)
+    for finished in done:
+        finished.result()  # a refused write ends the upload
+    return pending
 
 
 async def _cancel(futures) -> None:
