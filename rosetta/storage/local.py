@@ -374,9 +374,10 @@ async def _write_behind(fd: int, chunks: AsyncIterator[bytes]) -> None:
             writing.exception()  # seen: the upload's own error is the one reported
 
 
-# Bytes per write(2). Measured on this kind of machine (ext4, Linux 6.x): writing a GiB into
-# the page cache costs ~0.27 s of kernel time in writes of 64-256 KiB, but 0.6-1 s in writes
-# of 512 KiB or more (and runs at a third of the speed).
+# Bytes per write(2). Measured on this kind of machine (ext4, Linux 6.18, memory shared with
+# busy neighbours): writing a GiB into the page cache in writes of 256 KiB costs 0.25 s of
+# kernel time every time; in writes of 1 MiB or more, now and then 0.5-2 s (and a third of the
+# speed), as the kernel reaches for larger page-cache folios.
 WRITE_SIZE = 256 * 1024
 
 
