@@ -41,6 +41,9 @@ MAX_CHANNELS = 8  # sshd's MaxSessions is 10 by default: leave room for an opera
 # quarter of what ChaCha20-Poly1305 costs in asyncssh (it matters for files moved over SFTP).
 ENCRYPTION = ("aes128-gcm@openssh.com", "aes256-gcm@openssh.com", "chacha20-poly1305@openssh.com",
               "aes128-ctr", "aes192-ctr", "aes256-ctr")  # fmt: skip
+# What the server may send before we acknowledge, and in how large packets: files read over
+# SFTP arrive in fewer, larger packets (each decrypted and parsed in Python) and never wait for
+# our window while the block before is sent on.
 WINDOW = 8 * 1024 * 1024
 MAX_PACKET = 256 * 1024
 
