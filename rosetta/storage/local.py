@@ -356,11 +356,11 @@ async def _write_behind(fd: int, chunks: AsyncIterator[bytes]) -> None:
             size += len(chunk)
             if size >= WRITE_BATCH:
                 if writing is not None:
-                    await writing
+                    await asyncio.shield(writing)  # a cancelled upload must not cancel the thread's task
                 writing = asyncio.ensure_future(asyncio.to_thread(_write_all, fd, batch))
                 batch, size = [], 0
         if writing is not None:
-            await writing
+            await asyncio.shield(writing)
             writing = None
         if batch:
             await asyncio.to_thread(_write_all, fd, batch)
