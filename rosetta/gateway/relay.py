@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 import urllib.parse
 from collections import deque
 from typing import TYPE_CHECKING
@@ -59,6 +60,10 @@ log = logging.getLogger("rosetta.gateway.proxy")
 MAX_HEAD_BYTES = 64 * 1024
 MAX_LOGIN_BODY_BYTES = 8 * 1024
 UPSTREAM_WRITE_BUFFER = 256 * 1024  # bytes queued towards an upstream before the client is paused
+# The kernel's buffer of the unix socket to the platform's web process (default ~208 KiB): uploads
+# to storages then go across in reads of ~500 KiB rather than ~200 KiB, with a third of the
+# gateway's partial writes and pauses, and a third of its CPU time per GiB uploaded.
+PLATFORM_SEND_BUFFER = 1024 * 1024
 UPSTREAM_CONNECT_TIMEOUT = 10.0
 LINGER_TIME = 2.0  # how long a connection the gateway answered itself drops what the client still sends
 QUIET_GRACE = 1.0  # a client gone (half-closed) or a draining gateway: close once nothing moved this long
@@ -887,6 +892,8 @@ class ClientConnection(asyncio.Protocol):
             return
         self.upstream = upstream
         self.upstream_transport = transport
+        if route is None:
+            _larger_send_buffer(transport)
         if self.upstream_pending:
             transport.write(b"".join(self.upstream_pending))
             self.upstream_pending = []
@@ -980,3 +987,9 @@ class ClientConnection(asyncio.Protocol):
         self.paused_for.clear()
         transport.resume_reading()
         self.linger = self.loop.call_later(LINGER_TIME, self.close)
+
+
+def _larger_send_buffer(transport: asyncio.Transport) -> None:
+    sock = transport.get_extra_info("socket")
+    if sock is not None:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, PLATFORM_SEND_BUFFER)

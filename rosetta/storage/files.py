@@ -78,11 +78,13 @@ class Files(ABC):
 
 async def batched(chunks: AsyncIterator[bytes], size: int = CHUNK) -> AsyncIterator[bytes]:
     """Small pieces as they arrive from the network, in chunks of about ``size`` bytes."""
-    buffer = bytearray()
+    gathered: list[bytes] = []
+    length = 0
     async for chunk in chunks:
-        buffer += chunk
-        if len(buffer) >= size:
-            yield bytes(buffer)
-            buffer.clear()
-    if buffer:
-        yield bytes(buffer)
+        gathered.append(chunk)
+        length += len(chunk)
+        if length >= size:
+            yield b"".join(gathered)  # one copy
+            gathered, length = [], 0
+    if gathered:
+        yield b"".join(gathered)

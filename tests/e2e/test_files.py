@@ -237,7 +237,8 @@ def test_the_cli_round_trip(platform, users, tmp_path):
     ada, _, _ = users
     token = ada.headers["Authorization"].split()[1]
     (tmp_path / "out" / "sub").mkdir(parents=True)
-    (tmp_path / "out" / "spectrum.dat").write_bytes(os.urandom(200_000))
+    # Larger than the batches an upload is written in, of an odd size: every byte comes back in order.
+    (tmp_path / "out" / "spectrum.dat").write_bytes(os.urandom(9 * 1024 * 1024 + 12_345))
     (tmp_path / "out" / "sub" / "note.txt").write_text("sub note\n")
 
     def files(*args: str, check: bool = True) -> subprocess.CompletedProcess:

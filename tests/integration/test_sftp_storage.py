@@ -101,7 +101,8 @@ def test_every_operation_over_sftp_as_the_users_own_account(cluster):
 
 def test_the_cli_round_trip_and_the_registered_cluster_home(cluster, tmp_path):
     platform, marie, _, token, _, _ = cluster
-    (tmp_path / "spectrum.dat").write_bytes(os.urandom(300_000))
+    # More than the blocks kept in flight each way, of an odd size: every byte comes back in order.
+    (tmp_path / "spectrum.dat").write_bytes(os.urandom(9 * 1024 * 1024 + 12_345))
     platform.rosetta("files", "put", str(tmp_path / "spectrum.dat"), "cluster-own:cli/", token=token)
     assert "spectrum.dat" in platform.rosetta("files", "ls", "cluster-own:cli", token=token).stdout
     platform.rosetta("files", "get", "cluster-own:cli/spectrum.dat", str(tmp_path / "back.dat"), token=token)
