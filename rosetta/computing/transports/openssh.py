@@ -39,6 +39,7 @@ log = logging.getLogger(__name__)
 
 HOST_ALIAS = "rosetta-resource"  # the name the pinned keys are filed under, whatever the address
 MASTER_START_TIMEOUT = 15.0
+CONTROL_TIMEOUT = 10.0  # for a command through a running master (a forward, the session)
 PR_SET_PDEATHSIG = 1
 
 
@@ -114,10 +115,10 @@ class OpenSSHForwarder:
                     preexec_fn=_die_with_parent,
                 )
                 await self._wait_until_up()
-                await self._run_a_session()
             finally:
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(key)
+            await self._run_a_session()
 
     def _master_argv(self, key: Path, known: Path) -> list[str]:
         host, port, username = self._target
@@ -191,7 +192,15 @@ async def _ssh(*argv: str) -> str | None:
         stdout=asyncio.subprocess.DEVNULL,
         stderr=asyncio.subprocess.PIPE,
     )
-    _, said = await process.communicate()
+    try:
+        _, said = await asyncio.wait_for(process.communicate(), CONTROL_TIMEOUT)
+    except TimeoutError:
+        process.kill()
+        await process.wait()
+        return f"no answer within {CONTROL_TIMEOUT:g} s"
+    except asyncio.CancelledError:  # whoever waited gave up: leave no client behind
+        process.kill()
+        raise
     return None if process.returncode == 0 else said.decode(errors="replace").strip()
 
 
