@@ -875,13 +875,16 @@ class ClientConnection(asyncio.Protocol):
         loop = self.loop
         upstream = UpstreamConnection(self)
         try:
-            if route is not None and route.reach is not None:
-                address = await asyncio.wait_for(route.reach(*address), UPSTREAM_CONNECT_TIMEOUT)
-            if isinstance(address, str):
-                opening = loop.create_unix_connection(lambda: upstream, address)
-            else:
-                opening = loop.create_connection(lambda: upstream, address[0], address[1])
-            transport, _ = await asyncio.wait_for(opening, UPSTREAM_CONNECT_TIMEOUT)
+            # One deadline in this task: wait_for would make a task of each step, and where a
+            # task closes its connection after each response (remote tasks' busybox, say) this
+            # runs per request.
+            async with asyncio.timeout(UPSTREAM_CONNECT_TIMEOUT):
+                if route is not None and route.reach is not None:
+                    address = await route.reach(*address)
+                if isinstance(address, str):
+                    transport, _ = await loop.create_unix_connection(lambda: upstream, address)
+                else:
+                    transport, _ = await loop.create_connection(lambda: upstream, address[0], address[1])
         except (OSError, TimeoutError, ComputingError):
             self.connecting = None
             if not self.closed:

@@ -9,6 +9,7 @@ import websockets.asyncio.client
 import websockets.asyncio.server
 
 from rosetta.accounts.tokens import hash_token, new_token
+from rosetta.computing.errors import Unreachable
 from rosetta.gateway.access import COOKIE_NAME, mint_access_token
 from rosetta.gateway.proxy import Gateway, GatewayConfig
 from rosetta.gateway.routes import Route, RouteTable
@@ -63,6 +64,21 @@ async def platform_socket(tmp_path, platform_requests):
 
 
 @pytest.fixture
+def reached():
+    """Every (host, port) the gateway asked a remote task's connector for."""
+    return []
+
+
+@pytest.fixture
+async def tunnel_socket(tmp_path):
+    """What a remote task's connector hands over: a unix socket here that leads to the task."""
+    path = str(tmp_path / "tunnel.sock")
+    server = await asyncio.get_running_loop().create_unix_server(lambda: EchoUpstream("remote"), path)
+    yield path
+    server.close()
+
+
+@pytest.fixture
 async def websocket_server():
     async def echo(connection):
         async for message in connection:
@@ -99,7 +115,15 @@ def api_token():
 
 
 @pytest.fixture
-async def gateway(echo_server, platform_socket, websocket_server, guarded_websocket_server, api_token):
+async def gateway(echo_server, platform_socket, websocket_server, guarded_websocket_server, api_token, tunnel_socket,
+                  reached):  # fmt: skip
+    async def through_tunnel(host: str, port: int) -> str:
+        reached.append((host, port))
+        return tunnel_socket
+
+    async def host_down(host: str, port: int) -> str:
+        raise Unreachable("The connection to the host broke.")
+
     config = GatewayConfig(
         listen=[("127.0.0.1", 0)],
         tasks_domain="localhost",
@@ -118,6 +142,8 @@ async def gateway(echo_server, platform_socket, websocket_server, guarded_websoc
             "wss": Route(
                 "wss", "Guarded sockets", OWNER, "running", guarded_websocket_server, authorization=SECRET_HEADER
             ),
+            "r1": Route("r1", "Remote", OWNER, "running", ("127.0.0.1", 8080), reach=through_tunnel),
+            "r2": Route("r2", "Remote, host down", OWNER, "running", ("127.0.0.1", 8080), reach=host_down),
         },
         staff_ids=frozenset({STAFF}),
         token_users={hash_token(api_token): OWNER, hash_token("rst_stranger"): STRANGER},
@@ -318,6 +344,23 @@ async def test_keep_alive_reuses_one_upstream_connection(client, api_token):
         assert response.json()["url"] == f"/{number}"
         connections.add(response.json()["connection"])
     assert len(connections) == 1
+
+
+async def test_a_remote_task_is_reached_once_per_client_connection(client, api_token, reached):
+    """A remote task's connector (an SSH forward) is asked once, and its connection, one SSH
+    channel, carries every request of the client's keep-alive connection; a host that cannot be
+    reached is a page."""
+    connections = set()
+    for number in range(3):
+        response = await client.get(f"/{number}", headers=task("r1", Authorization=f"Bearer {api_token}"))
+        assert response.status_code == 200
+        assert response.json()["server"] == "remote" and response.json()["url"] == f"/{number}"
+        connections.add(response.json()["connection"])
+    assert len(connections) == 1
+    assert reached == [("127.0.0.1", 8080)]  # where the task listens as its host sees it
+    response = await client.get("/", headers=task("r2", Authorization=f"Bearer {api_token}"))
+    assert response.status_code == 503
+    assert "Remote, host down" in response.text
 
 
 async def test_chunked_request_body_arrives_intact(client, api_token):
