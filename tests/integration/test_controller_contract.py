@@ -16,7 +16,7 @@ from django.contrib.auth import get_user_model
 
 from rosetta.catalog.models import Software
 from rosetta.computing import backends
-from rosetta.computing.contract import Seen
+from rosetta.computing.contract import Seen, TaskRef
 from rosetta.computing.errors import ImageMissing, Unreachable
 from rosetta.computing.models import Resource
 from rosetta.computing.schedulers.base import Scheduler
@@ -325,8 +325,8 @@ async def test_local_tasks_start_as_fast_while_another_resource_never_answers(wo
         async with Running({**local, "there": stuck}, instance=instance):
             await start(world, "waits-forever", resource="there")
             beside = [await _time_to_running(world, f"beside-{n}") for n in range(3)]
-    finally:
-        engine, transport = local["here"].engine, local["here"].transport
-        for task_id in await listed(local["here"], instance):
-            await transport.run(engine.remove_argv(task_id))
+    finally:  # as the controller would tidy up: containers and their networks
+        here = local["here"]
+        for task_id in {*await listed(here, instance), *await here.leftovers(instance)}:
+            await here.end(TaskRef(task_id), 0, 0)
     assert sorted(beside)[1] < sorted(alone)[1] * 1.5 + 0.2, (alone, beside)
