@@ -5,7 +5,7 @@ The rules say: a task reaches no other task and nothing on this machine but the 
 public port; it reaches no link-local address (cloud metadata services live there); tasks
 whose resource allows no outbound access reach nothing beyond this machine either; and of
 this machine's accounts only the platform's may open a connection to a task. Podman's own
-rules (CNI) then forward and masquerade what is left.
+rules (netavark's) then forward and masquerade what is left.
 
 The rules are argv lists for iptables, computed here and applied by the local backend
 (rosetta.computing.schedulers.direct) before it starts any task; applying them again is
