@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 PACKAGES=(
     podman runc catatonit uidmap slirp4netns   # the container engine (--init needs catatonit)
     netavark                                   # task networks: podman's CNI backend slows with every network that exists
-    iptables                                   # the boundary around tasks (rosetta.computing.firewall)
+    iptables iproute2                          # the boundary around tasks (rosetta.computing.firewall)
     busybox-static                             # the root filesystem of the `hello` image
     docker-registry skopeo                     # the platform's registry; copies images into it
     libnss-myhostname                          # lets every program resolve *.localhost (task origins)

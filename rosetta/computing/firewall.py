@@ -4,7 +4,8 @@ Each local task has a network of its own (podman, rootful), drawn from one addre
 The rules say: a task reaches no other task and nothing on this machine but the platform's
 public port; it reaches no link-local address (cloud metadata services live there); tasks
 whose resource allows no outbound access reach nothing beyond this machine either; and of
-this machine's accounts only the platform's may open a connection to a task. Podman's own
+this machine's accounts only the platform's may open a connection to a task; and no packet for
+the task pool leaves this machine (an unreachable route under the networks' own). Podman's own
 rules (netavark's) then forward and masquerade what is left.
 
 The rules are argv lists for iptables, computed here and applied by the local backend
@@ -37,21 +38,32 @@ def chains() -> tuple[str, ...]:
 
 
 def rules(platform_uid: int, public_port: int | None) -> list[list[str]]:
-    """The commands that fill our chains, flushed first: applying them again is harmless."""
+    """The rules of our chains, as iptables arguments after the table (``-A CHAIN ...``)."""
     tasks = str(TASK_SUBNETS)
-    commands = [_iptables("-F", chain) for chain in chains()]
     # Replies to what the platform opened come back in; a task opens nothing here...
-    commands.append(_iptables("-A", INPUT_CHAIN, "-m", "conntrack", "--ctstate", "ESTABLISHED,RELATED", "-j", "RETURN"))
+    rules = [["-A", INPUT_CHAIN, "-m", "conntrack", "--ctstate", "ESTABLISHED,RELATED", "-j", "RETURN"]]
     if public_port is not None:  # ...but the public front door, like any client.
-        commands.append(_iptables("-A", INPUT_CHAIN, "-p", "tcp", "--dport", str(public_port), "-j", "RETURN"))
-    commands += [
-        _iptables("-A", INPUT_CHAIN, "-j", "DROP"),
-        _iptables("-A", FORWARD_CHAIN, "-d", tasks, "-j", "DROP"),  # another task
-        _iptables("-A", FORWARD_CHAIN, "-d", LINK_LOCAL, "-j", "DROP"),  # metadata services and the like
-        _iptables("-A", FORWARD_CHAIN, "-s", CLOSED_POOL, "-j", "DROP"),  # no outbound access at all
-        _iptables("-A", OUTPUT_CHAIN, "-m", "owner", "!", "--uid-owner", str(platform_uid), "-j", "DROP"),
+        rules.append(["-A", INPUT_CHAIN, "-p", "tcp", "--dport", str(public_port), "-j", "RETURN"])
+    rules += [
+        ["-A", INPUT_CHAIN, "-j", "DROP"],
+        ["-A", FORWARD_CHAIN, "-d", tasks, "-j", "DROP"],  # another task
+        ["-A", FORWARD_CHAIN, "-d", LINK_LOCAL, "-j", "DROP"],  # metadata services and the like
+        ["-A", FORWARD_CHAIN, "-s", CLOSED_POOL, "-j", "DROP"],  # no outbound access at all
+        ["-A", OUTPUT_CHAIN, "-m", "owner", "!", "--uid-owner", str(platform_uid), "-j", "DROP"],
     ]
-    return commands
+    return rules
+
+
+def restore_input(platform_uid: int, public_port: int | None) -> bytes:
+    """What ``iptables-restore --noflush`` reads to replace our chains' rules in one step: a
+    chain it names is emptied and refilled atomically, so there is never a moment when the
+    boundary is down (rules are applied again now and then, and by every platform here)."""
+    lines = [f"*{TABLE}", *(f":{chain} - [0:0]" for chain in chains())]
+    lines += [" ".join(rule) for rule in rules(platform_uid, public_port)]
+    return ("\n".join([*lines, "COMMIT"]) + "\n").encode()
+
+
+RESTORE = ["iptables-restore", "-w", "--noflush"]
 
 
 def jumps() -> list[tuple[str, list[str]]]:
@@ -64,12 +76,15 @@ def jumps() -> list[tuple[str, list[str]]]:
     ]
 
 
+def pool_route() -> list[str]:
+    """The task pool is unreachable except through a live task network's bridge (a more
+    specific route): a connection to the address of a task whose network is gone fails here at
+    once, instead of leaving this machine by the default route."""
+    return ["ip", "route", "replace", "unreachable", str(TASK_SUBNETS)]
+
+
 def _iptables(*args: str) -> list[str]:
     return ["iptables", "-w", "-t", TABLE, *args]
-
-
-def create_chain(chain: str) -> list[str]:
-    return _iptables("-N", chain)
 
 
 def check_jump(builtin: str, rule: list[str]) -> list[str]:
@@ -82,14 +97,13 @@ def insert_jump(builtin: str, rule: list[str]) -> list[str]:
 
 async def apply(transport, platform_uid: int, public_port: int | None) -> None:
     """Put the boundary in place through ``transport`` (this machine's); safe to repeat."""
-    for chain in chains():
-        await transport.run(create_chain(chain), timeout=30)  # fails harmlessly when it exists
-    for argv in rules(platform_uid, public_port):
-        result = await transport.run(argv, timeout=30)
-        if not result.ok:
-            raise Refused("Tasks cannot be isolated on this machine, so none is started.", result.error_text())
+    _must(await transport.run(pool_route(), timeout=30))
+    _must(await transport.run(RESTORE, timeout=30, stdin=restore_input(platform_uid, public_port)))
     for builtin, rule in jumps():
         if not (await transport.run(check_jump(builtin, rule), timeout=30)).ok:
-            result = await transport.run(insert_jump(builtin, rule), timeout=30)
-            if not result.ok:
-                raise Refused("Tasks cannot be isolated on this machine, so none is started.", result.error_text())
+            _must(await transport.run(insert_jump(builtin, rule), timeout=30))
+
+
+def _must(result) -> None:
+    if not result.ok:
+        raise Refused("Tasks cannot be isolated on this machine, so none is started.", result.error_text())

@@ -6,8 +6,11 @@ Every connection attempt goes to a container or namespace the test itself starte
 time; none to a range, none to another host.
 """
 
+import errno
 import json
+import socket
 import subprocess
+import time
 
 import httpx
 import pytest
@@ -127,3 +130,22 @@ def test_root_in_a_task_is_not_root_on_this_machine(platform):
     assert capabilities["NoNewPrivs"].strip() == "1"
     assert inside("touch", "/etc/planted").returncode != 0  # a read-only root...
     assert inside("touch", "/tmp/scratch", "/home/rosetta/notes").returncode == 0  # ...with private writable space
+
+
+def test_the_address_of_a_task_that_is_gone_stays_on_this_machine(platform):
+    """Once a task's network is gone, its address is unreachable here at once: nothing meant
+    for the task pool leaves this machine by its default route (where something else could
+    answer the platform's probe or gateway)."""
+    token = platform.create_user("iso-gone")
+    with platform.api(token) as api:
+        task_id = platform.start_task(api, name="gone")
+        platform.wait_for_task(api, task_id, {"running"})
+        address, _ = address_of(platform, task_id)
+        api.post(f"/api/tasks/{task_id}/stop")
+        platform.wait_for_task(api, task_id, {"stopped"})
+    route = subprocess.run(["ip", "route", "get", address], capture_output=True, text=True)
+    assert route.returncode != 0 and "No route to host" in route.stderr, route.stdout
+    began = time.monotonic()
+    with pytest.raises(OSError) as refused:
+        socket.create_connection((address, 8080), timeout=ATTEMPT)
+    assert refused.value.errno == errno.EHOSTUNREACH and time.monotonic() - began < 0.5
