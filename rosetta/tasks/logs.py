@@ -20,6 +20,7 @@ LIVE_PHASES = frozenset({Phase.STARTING, Phase.RUNNING, Phase.STOPPING})
 WAITING_PHASES = frozenset({Phase.CREATED, Phase.QUEUED})
 WAIT_POLL = 0.5  # seconds between looks at a task that has no container yet
 _PROBE_PATH_BYTES = PROBE_PATH.encode()
+MAX_HELD_LINE = 64 * 1024
 
 
 async def stream_logs(task: Task, *, follow: bool, tail: int | None = None) -> AsyncIterator[bytes]:
@@ -55,23 +56,23 @@ def _refresh(task: Task) -> bool:
 
 
 async def without_probe_lines(chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
-    """The output without the lines the interface logged about the platform's own probe."""
+    """The output without the lines the interface logged about the platform's own probe. A
+    line is judged once it is whole; one that grows past MAX_HELD_LINE unended (binary output)
+    is passed on as it is, so that nothing is held without bound."""
     partial = b""
     async for chunk in chunks:
-        lines = (partial + chunk).split(b"\n")
-        partial = lines.pop()  # a line is judged once it is whole
-        kept = [line for line in lines if not _about_the_probe(line)]
-        if kept:
-            yield b"\n".join(kept) + b"\n"
-    if partial and not _about_the_probe(partial):
-        yield partial
+        whole, _, partial = (partial + chunk).rpartition(b"\n")
+        if whole:
+            yield strip_probe_lines(whole + b"\n")
+        if len(partial) > MAX_HELD_LINE:
+            yield partial
+            partial = b""
+    if partial:
+        yield strip_probe_lines(partial)
 
 
 def strip_probe_lines(output: bytes) -> bytes:
-    """``without_probe_lines`` for output read in one piece (the tail kept when a task ends)."""
-    lines = output.split(b"\n")
-    return b"\n".join(line for line in lines if not _about_the_probe(line))
-
-
-def _about_the_probe(line: bytes) -> bool:
-    return _PROBE_PATH_BYTES in line
+    """The output without the probe's lines, for output read in one piece."""
+    if _PROBE_PATH_BYTES not in output:
+        return output
+    return b"\n".join(line for line in output.split(b"\n") if _PROBE_PATH_BYTES not in line)

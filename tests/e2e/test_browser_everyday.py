@@ -3,27 +3,15 @@ task list that stays usable, the gateway's own pages, and every page at phone wi
 
 import re
 
-import pytest
-from playwright.sync_api import expect, sync_playwright
+from playwright.sync_api import expect
 
-from tests.e2e.test_browser import CHROMIUM, FLAGS, pytestmark  # noqa: F401  (the skip without Chromium)
+from tests.e2e.test_browser import page, pytestmark  # noqa: F401  (the browser fixture, the skip without Chromium)
 
 PASSWORD = "a long everyday password"
 PHONE = {"width": 375, "height": 740}
 
 
-@pytest.fixture
-def page():
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
-        context = browser.new_context()
-        context.set_default_timeout(30_000)
-        yield context.new_page()
-        context.close()
-        browser.close()
-
-
-def log_in(page, platform, name):
+def log_in(page, platform, name):  # noqa: F811
     page.goto(f"{platform.url}/login/")
     page.get_by_label("Username").fill(name)
     page.get_by_label("Password").fill(PASSWORD)
@@ -31,14 +19,14 @@ def log_in(page, platform, name):
     expect(page).to_have_url(f"{platform.url}/tasks/")
 
 
-def assert_fits(page, url):
+def assert_fits(page, url):  # noqa: F811
     page.goto(url)
     page.wait_for_load_state("load")
     overflow = page.evaluate("document.documentElement.scrollWidth - document.documentElement.clientWidth")
     assert overflow <= 0, f"{url} is {overflow} px wider than the phone's screen"
 
 
-def test_failure_relaunch_list_gateway_pages_and_phone_width(platform, page):
+def test_failure_relaunch_list_gateway_pages_and_phone_width(platform, page):  # noqa: F811
     token = platform.create_user("chien-shiung", password=PASSWORD)
     image = platform.build_image(
         "localhost/rosetta-test/exit3-web",

@@ -2,7 +2,7 @@
 
 import asyncio
 
-from rosetta.tasks.logs import strip_probe_lines, without_probe_lines
+from rosetta.tasks.logs import MAX_HELD_LINE, strip_probe_lines, without_probe_lines
 from rosetta.tasks.probe import PROBE_PATH, interface_answers
 
 
@@ -42,3 +42,9 @@ async def test_logs_lose_the_probes_lines_and_nothing_else_however_they_are_cut(
         b"[I 10:00:03 ServerApp] 200 GET /lab (@10.123.0.1)\nno newline at the end"
     )
     assert strip_probe_lines(b"".join(output)) == shown
+
+
+async def test_a_line_that_never_ends_is_passed_on_rather_than_held():
+    endless = b"x" * (MAX_HELD_LINE + 1)
+    shown = [chunk async for chunk in without_probe_lines(_chunks(endless, b"more"))]
+    assert shown[0] == endless and b"".join(shown) == endless + b"more"
