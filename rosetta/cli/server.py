@@ -105,6 +105,7 @@ def gateway(host, port, workers, platform_upstream, listen_fds):
     from django.conf import settings
 
     from rosetta.cli.supervisor import report_ready
+    from rosetta.core.database import fresh_connection
     from rosetta.gateway.access import access_key
     from rosetta.gateway.proxy import GatewayConfig, inherited_sockets, run_gateway
     from rosetta.gateway.snapshot import load_route_table
@@ -121,7 +122,7 @@ def gateway(host, port, workers, platform_upstream, listen_fds):
     sockets = inherited_sockets([int(fd) for fd in listen_fds.split(",")], workers) if listen_fds else None
     _configure_logging()
     try:
-        sys.exit(run_gateway(config, load_route_table, sockets=sockets, ready=report_ready))
+        sys.exit(run_gateway(config, fresh_connection(load_route_table), sockets=sockets, ready=report_ready))
     except OSError as error:
         raise click.ClickException(f"Cannot listen on {host}:{port}: {error.strerror or error}") from None
 

@@ -37,6 +37,14 @@ def use_pidfd_watcher() -> None:
         watcher.attach_loop(loop)
 
 
+def dies_with_parent(argv: list[str]) -> list[str]:
+    """``argv`` run so that it receives SIGTERM when the thread that starts it ends (the
+    kernel's parent-death signal, set by util-linux's setpriv before it execs the program):
+    nothing runs in the child between fork and exec, unlike subprocess's ``preexec_fn``,
+    which is unsafe in a process with threads. Start it from the thread that outlives it."""
+    return ["setpriv", "--pdeathsig", "TERM", "--", *argv]
+
+
 async def spawn(argv, **kwargs) -> asyncio.subprocess.Process:
     """``asyncio.create_subprocess_exec``; end the process with ``end`` or ``kill`` below."""
     return await asyncio.create_subprocess_exec(*argv, **kwargs)

@@ -12,18 +12,15 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import ctypes
 import http.client
 import json
 import logging
 import os
 import secrets
 import shutil
-import signal
 import subprocess
 import tempfile
 import time
-import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
@@ -31,8 +28,10 @@ from enum import Enum
 from pathlib import Path
 from typing import Any
 
+import bcrypt
 from django.utils import timezone
 
+from rosetta.core.processes import dies_with_parent
 from rosetta.registry import DIGEST, is_local, repository
 from rosetta.registry.config import EXECUTABLE, free_port, registry_home, write_config, write_private, writer_config
 
@@ -103,17 +102,7 @@ def local_image_id(image: str, images: dict[str, str] | None = None) -> str | No
 def _bcrypt(password: str) -> str:
     """The registry's htpasswd takes bcrypt only. The password is 256 random bits, so the lowest
     cost is as safe as any, and the registry checks it on every request of a push."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)
-        import crypt
-
-    return crypt.crypt(password, crypt.mksalt(crypt.METHOD_BLOWFISH, rounds=16))
-
-
-def _die_with_parent() -> None:
-    """In the writer's child process: end with the process that started it, even if that one is killed."""
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    return bcrypt.hashpw(password.encode(), bcrypt.gensalt(rounds=4)).decode()
 
 
 class Writer:
@@ -155,11 +144,10 @@ class Writer:
             # Its log stays here: it reports every 404 of a push's "do you have this blob?" as an error.
             with open(self.directory / "writer.log", "ab") as output:
                 self.process = subprocess.Popen(
-                    [EXECUTABLE, "serve", str(config)],
+                    dies_with_parent([EXECUTABLE, "serve", str(config)]),  # even if this process is killed
                     stdin=subprocess.DEVNULL,
                     stdout=output,
                     stderr=subprocess.STDOUT,
-                    preexec_fn=_die_with_parent,
                 )
             if self._wait_ready():
                 return

@@ -25,7 +25,6 @@ import time
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 
-from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db import transaction
@@ -41,6 +40,7 @@ from rosetta.computing.errors import ComputingError
 from rosetta.computing.models import Resource
 from rosetta.computing.schedulers.base import Scheduler
 from rosetta.core import notify
+from rosetta.core.database import db  # all ORM work runs in Django's one sync thread
 from rosetta.core.instance import instance_id
 from rosetta.registry import from_platform_registry, image_for
 from rosetta.storage.services import task_id_base
@@ -60,7 +60,6 @@ PASS_TIMEOUT = 120.0  # a pass stuck longer than this (a database lock, say) is 
 LOG_TAIL_LINES = 5000
 NEVER_LAUNCHED = "Stopped before its container was launched."
 RETRY_DELAYS = (1, 2, 5, 10, 30, 60)  # seconds before retrying a start that met a transient error
-db = sync_to_async  # all ORM work runs in Django's one sync thread
 
 
 def default_timeouts() -> Timeouts:
@@ -149,6 +148,16 @@ class Job:
 Scope = tuple[int, int | None]  # (resource id, owner id where each user is their own account there)
 
 
+@dataclass(frozen=True)
+class Retry:
+    """A start that met transient errors: retried with backoff for as long as a start may take
+    (the start timeout, from the first failure), then the task fails saying why."""
+
+    first_at: float  # monotonic time of the first failure
+    attempts: int = 0
+    next_at: float = 0.0
+
+
 class BackendWorker:
     def __init__(self, controller: Controller, backend: Scheduler, scopes: set[Scope]) -> None:
         self.controller = controller
@@ -157,7 +166,7 @@ class BackendWorker:
         self.jobs: dict[str, Job] = {}
         self.woken = asyncio.Event()
         self.reachable = True
-        self.retries: dict[str, tuple[int, float]] = {}  # task id -> (attempts, monotonic time of the next)
+        self.retries: dict[str, Retry] = {}  # task id -> its failed start attempts so far
         self.prepared_until = 0.0  # monotonic time when the backend's preparation is due again
         self._loop_task: asyncio.Task | None = None
 
@@ -249,7 +258,7 @@ class BackendWorker:
 
     def _retry_due(self, task_id: str) -> bool:
         retry = self.retries.get(task_id)
-        return retry is None or time.monotonic() >= retry[1]
+        return retry is None or time.monotonic() >= retry.next_at
 
     def _spawn(self, task_id: str, act: Act, work: Callable[[Job], Coroutine]) -> None:
         job = Job(act, cancellable=act in (Act.START, Act.PROBE, Act.NOTHING))
@@ -330,8 +339,8 @@ class BackendWorker:
                 spec = await db(_container_spec)(task, self.controller.instance)
                 # Marked before the resource is asked: from now on work may exist there.
                 said = f"Launching the container from {spec.image} on {task.resource.name}."
-                if not await db(task.observe)(said, backend_state={**task.backend_state, "launched": True}):
-                    return  # the row changed since this pass read it
+                if not await db(task.launching)(said, backend_state={**task.backend_state, "launched": True}):
+                    return  # the row changed since this pass read it, or a stop was asked meanwhile
                 seen = await self.backend.start(spec)
             except ComputingError as error:
                 await self._start_failed(task, error)
@@ -355,9 +364,18 @@ class BackendWorker:
         if not error.transient:
             await db(task.transition)(Phase.FAILED, error.explain(resource), detail=error.detail)
             return
-        attempts = self.retries.get(task.id, (0, 0.0))[0]
-        delay = RETRY_DELAYS[min(attempts, len(RETRY_DELAYS) - 1)]
-        self.retries[task.id] = (attempts + 1, time.monotonic() + delay)
+        now = time.monotonic()
+        retry = self.retries.get(task.id) or Retry(first_at=now)
+        if now - retry.first_at >= self.timeouts.start:
+            self.retries.pop(task.id, None)
+            reason = (
+                f"Could not start on {resource}: {error} Rosetta tried {retry.attempts + 1} times "
+                f"over {now - retry.first_at:.0f} s and gave up; start it again once {resource} works."
+            )
+            await db(task.transition)(Phase.FAILED, reason, detail=error.detail)
+            return
+        delay = RETRY_DELAYS[min(retry.attempts, len(RETRY_DELAYS) - 1)]
+        self.retries[task.id] = Retry(retry.first_at, retry.attempts + 1, now + delay)
         await db(task.note)(f"Could not start on {resource}: {error} Trying again in {delay} s.", error.detail)
 
     async def _probe(self, job: Job, task: Task) -> None:

@@ -18,7 +18,9 @@ LIVE_PHASES = frozenset({Phase.STARTING, Phase.RUNNING, Phase.STOPPING})
 
 
 WAITING_PHASES = frozenset({Phase.CREATED, Phase.QUEUED})
-WAIT_POLL = 0.5  # seconds between looks at a task that has no container yet
+# Seconds between looks at a task that has no container yet: often at first (most start in
+# seconds), then seldom (a job may wait in a batch queue for days, with someone following it).
+WAIT_POLLS = (0.5, 0.5, 1.0, 1.0, 2.0, 5.0)
 _PROBE_PATH_BYTES = PROBE_PATH.encode()
 MAX_HELD_LINE = 64 * 1024
 
@@ -26,8 +28,10 @@ MAX_HELD_LINE = 64 * 1024
 async def stream_logs(task: Task, *, follow: bool, tail: int | None = None) -> AsyncIterator[bytes]:
     if follow and task.phase_enum in WAITING_PHASES:
         # Following a task that has no output yet means waiting for its output, not ending at once.
+        looks = 0
         while task.phase_enum in WAITING_PHASES:
-            await asyncio.sleep(WAIT_POLL)
+            await asyncio.sleep(WAIT_POLLS[min(looks, len(WAIT_POLLS) - 1)])
+            looks += 1
             if not await sync_to_async(_refresh)(task):
                 return  # deleted meanwhile
     if task.phase_enum in LIVE_PHASES:

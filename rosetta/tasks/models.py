@@ -30,7 +30,9 @@ class Task(models.Model):
     The web and API write what the user wants (``desired``); only the controller writes what
     is — phase, endpoint, exit code, times, backend state — and only through ``transition``,
     ``observe`` and ``note``, each conditional on the ``revision`` it decided from
-    (compare-and-swap): a decision taken on a row that has changed since is dropped.
+    (compare-and-swap): a decision taken on a row that has changed since is dropped. Users'
+    requests change only ``desired``, without a new revision: the one write that must not
+    outrun them, marking a launch, is conditional on it too (``launching``).
     """
 
     id = models.CharField(primary_key=True, max_length=16, default=new_task_id, editable=False)
@@ -135,6 +137,13 @@ class Task(models.Model):
         with an event when there is something to say about it."""
         return self._write(fields, event=(self.phase, reason, detail) if reason else None)
 
+    def launching(self, reason: str, **fields) -> bool:
+        """Record that work is about to be launched on the resource, only if the row is as read
+        and the user still wants the task running: a start decided before a stop request
+        launches nothing. What the resource did afterwards is recorded whatever ``desired``
+        says (a job id, an exit code), so that a stop finds it."""
+        return self._write(fields, event=(self.phase, reason, ""), desired=Desired.RUNNING.value)
+
     def note(self, reason: str, detail: str = "") -> bool:
         """An event that does not change the phase, if the row is still as read. A repeat of
         the latest event is dropped, so an error met on every pass is said once."""
@@ -144,9 +153,9 @@ class Task(models.Model):
             self._add_event(self.phase, reason, detail)
         return True
 
-    def _write(self, values: dict, event: tuple[str, str, str] | None = None) -> bool:
+    def _write(self, values: dict, event: tuple[str, str, str] | None = None, **condition) -> bool:
         with transaction.atomic():
-            updated = Task.objects.filter(pk=self.pk, revision=self.revision).update(
+            updated = Task.objects.filter(pk=self.pk, revision=self.revision, **condition).update(
                 revision=models.F("revision") + 1, **values
             )
             if not updated:

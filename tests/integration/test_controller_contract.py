@@ -177,6 +177,37 @@ async def test_transient_start_errors_are_retried_with_backoff_and_said(world, m
     assert len(backend.starts) == 3
 
 
+async def test_a_start_that_keeps_failing_transiently_gives_up_once_a_start_may_take_no_longer(world, monkeypatch):
+    monkeypatch.setattr(controller_module, "RETRY_DELAYS", (0.05, 0.1))
+    backend = FakeBackend()
+    backend.start_errors = [Unreachable("podman: overlay mount busy.")] * 1000
+    async with Running({"here": backend, "there": FakeBackend("there")}, Timeouts(start=0.6, stop=5)):
+        task_id = await start(world, "never")
+        task = await until(task_id, "failed", timeout=5)
+    history = await events(task_id)
+    assert_legal(history)
+    reason = history[-1][1]
+    assert reason.startswith("Could not start on here: podman: overlay mount busy. Rosetta tried "), reason
+    assert "gave up" in reason
+    assert 3 <= len(backend.starts) <= 12  # retried with backoff, then no more
+    assert task.exit_code is None
+
+
+async def test_a_start_decided_before_a_stop_request_launches_nothing(world):
+    backend = FakeBackend()
+    task_id = await start(world, "changed-mind")
+    backend.poll_gate = Gate()  # the first pass reads the task as wanted running, then waits in its poll
+    async with Running({"here": backend, "there": FakeBackend("there")}):
+        await asyncio.wait_for(backend.poll_gate.waiting.wait(), 5)
+        await stop(task_id)  # the user changes their mind meanwhile
+        backend.poll_gate.opened.set()  # the pass decides to start from the row it read
+        task = await until(task_id, "stopped")
+        await asyncio.sleep(0.3)
+    assert backend.starts == []
+    assert task.backend_state == {}
+    assert [reason for _, reason in await events(task_id)][-1] == controller_module.NEVER_LAUNCHED
+
+
 async def test_a_refusal_fails_the_task_in_plain_words_with_the_raw_text_kept(world):
     backend = FakeBackend()
     backend.start_errors = [ImageMissing("localhost/x:1.0", "Error: pinging container registry localhost: refused")]

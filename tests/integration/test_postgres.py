@@ -3,6 +3,7 @@
 import shutil
 import subprocess
 import tempfile
+import time
 from pathlib import Path
 
 import pytest
@@ -13,12 +14,18 @@ TESTBED = Path(__file__).resolve().parents[2] / "testbed" / "postgres.sh"
 
 
 @pytest.fixture(scope="module")
-def postgres_url():
+def postgres():
+    """(database URL, the server's directory): a PostgreSQL server of the module's own."""
     directory = tempfile.mkdtemp(prefix="rosetta-pg-")  # under /tmp: the postgres user must reach it
     url = subprocess.run([str(TESTBED), directory, str(free_port())], capture_output=True, text=True, check=True).stdout
-    yield url.strip()
+    yield url.strip(), directory
     subprocess.run([str(TESTBED), "--stop", directory], check=False)
     shutil.rmtree(directory, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def postgres_url(postgres):
+    return postgres[0]
 
 
 def test_task_lifecycle_on_postgresql(tmp_path, postgres_url):
@@ -44,3 +51,36 @@ def test_task_lifecycle_on_postgresql(tmp_path, postgres_url):
         assert rows.strip() == "on-postgres|stopped"
     finally:
         platform.stop()
+
+
+def test_a_database_restart_under_a_running_platform_interrupts_nothing_for_long(tmp_path, postgres):
+    """PostgreSQL restarted (every connection cut): the running task stays served, and the
+    controller and gateway reconnect by themselves, so a new task starts and is served."""
+    url, directory = postgres
+    platform = Platform(tmp_path / "rosetta", settings={"ROSETTA_DATABASE_URL": url})
+    try:
+        platform.set_up()
+        platform.start(separately=True)
+        token = platform.create_user("lise")
+        with platform.api(token) as api:
+            before = platform.start_task(api, name="before-restart")
+            platform.wait_for_task(api, before, {"running"})
+            subprocess.run([str(TESTBED), "--restart", directory], check=True)
+            assert "Hello from Rosetta" in platform.task_client(before, token).get("/").text
+            after = platform.start_task(api, name="after-restart")
+            platform.wait_for_task(api, after, {"running"}, timeout=60)
+            assert "Hello from Rosetta" in _served_once_routed(platform, after, token)
+            assert api.post(f"/api/tasks/{before}/stop").status_code == 202
+            platform.wait_for_task(api, before, {"stopped"}, timeout=60)
+    finally:
+        platform.stop()
+
+
+def _served_once_routed(platform, task_id: str, token: str) -> str:
+    """The gateway learns the new task's route from the database it reconnected to."""
+    deadline = time.monotonic() + 20
+    while True:
+        answer = platform.task_client(task_id, token).get("/")
+        if answer.status_code == 200 or time.monotonic() > deadline:
+            return answer.text
+        time.sleep(0.2)

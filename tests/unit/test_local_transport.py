@@ -4,6 +4,7 @@ import os
 import stat
 
 from rosetta.computing.errors import Unreachable
+from rosetta.computing.transports import kernel_log
 from rosetta.computing.transports.kernel_log import KernelMemoryKills, parse_record
 from rosetta.computing.transports.local import LocalTransport
 
@@ -57,3 +58,16 @@ def test_memory_kills_are_counted_per_container_and_only_new_records_read(tmp_pa
 
 def test_an_unreadable_kernel_log_means_unknown_not_an_error(tmp_path):
     assert KernelMemoryKills(str(tmp_path / "missing")).read() is None
+
+
+def test_kills_of_only_the_latest_containers_are_remembered(tmp_path, monkeypatch):
+    monkeypatch.setattr(kernel_log, "MAX_CONTAINERS", 3)  # kmsg gives a record per read; a file, 8 KiB
+
+    def kill_in(number: int) -> str:
+        return KILL.replace(CONTAINER, f"{number:064x}")
+
+    log = tmp_path / "kmsg"
+    log.write_text("".join(kill_in(n) for n in (0, 1, 2, 0, 3, 4)))
+    kills = KernelMemoryKills(str(log)).read()
+    assert set(kills) == {f"{n:064x}" for n in (0, 3, 4)}  # the latest three; the oldest forgotten
+    assert kills[f"{0:064x}"].count == 2  # killed again lately: kept, with its whole count

@@ -4,6 +4,10 @@ exits on a busy machine (this misread 3 of 200 `true`s as status 255 before the 
 import asyncio
 import logging
 import multiprocessing
+import os
+import signal
+import subprocess
+import sys
 import time
 import warnings
 
@@ -58,3 +62,38 @@ async def test_a_child_that_does_not_exit_is_killed():
     began = time.monotonic()
     assert await processes.end(process, grace=0.1) == -9
     assert time.monotonic() - began < 2
+
+
+def test_a_child_started_to_die_with_its_parent_ends_when_the_parent_is_killed(tmp_path):
+    """The registry writer and SSH masters must not outlive a platform process killed with -9."""
+    pid_file = tmp_path / "child.pid"
+    parent = subprocess.Popen([sys.executable, "-c", (
+        "import subprocess, sys, time\n"
+        "from rosetta.core.processes import dies_with_parent\n"
+        "child = subprocess.Popen(dies_with_parent(['sleep', '60']))\n"
+        f"open({str(pid_file)!r}, 'w').write(str(child.pid))\n"
+        "time.sleep(60)\n"
+    )])  # fmt: skip
+    try:
+        deadline = time.monotonic() + 10
+        while not pid_file.exists() or not pid_file.read_text():
+            assert time.monotonic() < deadline, "the parent never started its child"
+            time.sleep(0.02)
+        child = int(pid_file.read_text())
+        os.kill(parent.pid, signal.SIGKILL)
+        parent.wait()
+        deadline = time.monotonic() + 5
+        while _alive(child):
+            assert time.monotonic() < deadline, "the child outlived its parent"
+            time.sleep(0.02)
+    finally:
+        parent.kill()
+
+
+def _alive(pid: int) -> bool:
+    """Running (not a zombie waiting for this machine's slow init to reap it)."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False

@@ -31,6 +31,10 @@ from rosetta.computing.transports.base import CommandResult, Transport
 SQUEUE_FIELDS = "%i|%j|%T|%r|%N|%e|%S|%k"  # id, name, state, reason, nodes, end, (expected) start, comment
 SINFO_FIELDS = "%P|%l|%c|%m|%D|%a"  # partition (* = default), time limit, cpus and MB per node, nodes, state
 STOP_GRACE = 5  # seconds the launcher gives the container when the job is stopped
+# A busy slurmctld may answer squeue with nothing at all (exit status 0): one listing without a
+# known job proves nothing. A job is gone once this many listings in a row lack it, or at once
+# when the launcher's exit file says it ended.
+MISSING_LISTINGS_FOR_GONE = 2
 _ENDINGS = {
     "CANCELLED": "The job was cancelled outside Rosetta.",
     "TIMEOUT": "The job reached its time limit.",
@@ -66,6 +70,7 @@ class SlurmScheduler(Scheduler):
         super().__init__(transport, engine)
         self.partition = partition
         self.time_limit_minutes = time_limit_minutes
+        self._missing: dict[str, int] = {}  # task id -> listings in a row that lacked its job
 
     @property
     def description(self) -> str:
@@ -121,9 +126,10 @@ class SlurmScheduler(Scheduler):
             if job["state"] in _ENDINGS and ref is None:
                 continue  # a finished job of a finished task: Slurm forgets it soon, nothing to do
             observations[task_id] = await self._observe(task_id, job, ref)
-        for task_id, ref in known.items():
-            if task_id not in jobs and ref.handle.get("job"):
-                observations[task_id] = await self._gone(task_id, ref)
+        missing = {task_id: ref for task_id, ref in known.items() if task_id not in jobs and ref.handle.get("job")}
+        self._missing = {task_id: self._missing.get(task_id, 0) + 1 for task_id in missing}
+        for task_id, ref in missing.items():
+            observations[task_id] = await self._gone(task_id, ref)
         return observations
 
     async def _observe(self, task_id: str, job: dict, ref: TaskRef | None) -> Observation:
@@ -147,7 +153,12 @@ class SlurmScheduler(Scheduler):
         return await self._ended(task_id, _ENDINGS.get(state, ""), handle)
 
     async def _gone(self, task_id: str, ref: TaskRef) -> Observation:
-        """A job Slurm no longer lists ended some time ago: the launcher's files say how."""
+        """A job Slurm no longer lists ended some time ago, when the launcher's exit file says so
+        or Slurm lacked it in enough listings in a row; until then nothing is concluded (the
+        controller then leaves the task, and its job, as they are)."""
+        confirmed = await self._exit_code(task_id) is not None
+        if not confirmed and self._missing.get(task_id, 0) < MISSING_LISTINGS_FOR_GONE:
+            return Observation(task_id, Seen.UNKNOWN, handle=ref.handle)
         return await self._ended(task_id, "", ref.handle)
 
     async def _ended(self, task_id: str, reason: str, handle: dict) -> Observation:

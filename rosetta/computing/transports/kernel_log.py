@@ -17,6 +17,7 @@ from rosetta.computing.transports.base import MemoryKills
 
 log = logging.getLogger(__name__)
 
+MAX_CONTAINERS = 4096  # the containers whose kills are remembered: the latest ones (a running task's are)
 _KILL = re.compile(r"oom-kill:.*?oom_memcg=(?P<memcg>[^,]*).*?,task=(?P<process>[^,]*),pid=")
 _CONTAINER_ID = re.compile(r"[0-9a-f]{64}")
 
@@ -32,7 +33,9 @@ def parse_record(record: str) -> tuple[str, str] | None:
 
 
 class KernelMemoryKills:
-    """Counts memory-limit kills per container id, reading only what is new on each call."""
+    """Counts memory-limit kills per container id, reading only what is new on each call. Only
+    the MAX_CONTAINERS containers with the latest kills are remembered: a long-running platform
+    sees kills in many containers long gone."""
 
     def __init__(self, path: str = "/dev/kmsg") -> None:
         self.path = path
@@ -70,8 +73,10 @@ class KernelMemoryKills:
         if parsed is None:
             return
         container, process = parsed
-        before = self.kills.get(container)
+        before = self.kills.pop(container, None)  # put back last: the oldest are forgotten first
         self.kills[container] = MemoryKills((before.count if before else 0) + 1, process)
+        if len(self.kills) > MAX_CONTAINERS:
+            del self.kills[next(iter(self.kills))]
 
     def close(self) -> None:
         if self.fd is not None:
