@@ -188,10 +188,13 @@ LOGGING = {
 TASK_START_TIMEOUT = float(os.environ.get("ROSETTA_TASK_START_TIMEOUT", "120"))
 TASK_STOP_TIMEOUT = float(os.environ.get("ROSETTA_TASK_STOP_TIMEOUT", "30"))
 
-# Tasks that mount storages on this machine run in their owner's own user namespace: host ids
-# from STORAGE_ID_BASE + user id × 65,536 (below podman's automatic ranges, from 2^31, and above
-# the subordinate ids of ordinary accounts). Their storages' files belong to those ids.
+# Tasks that mount storages on this machine run in their owner's own range of 65,536 host ids, one
+# of the STORAGE_ID_COUNT ids from STORAGE_ID_BASE (rosetta.storage.ids); their storages' files
+# belong to those ids. scripts/setup.sh reserves the region in /etc/subuid and /etc/subgid; by
+# default it lies above the subordinate ids of ordinary accounts and up to podman's automatic
+# ranges (from 2^31 - 1): 17,509 users.
 STORAGE_ID_BASE = int(os.environ.get("ROSETTA_STORAGE_ID_BASE", "1000000000"))
+STORAGE_ID_COUNT = int(os.environ.get("ROSETTA_STORAGE_ID_COUNT", str(17509 * 65536)))
 
 # Users' builds run in a user namespace of host ids BUILD_ID_BASE to BUILD_ID_BASE + 65,535 (one
 # build at a time; scripts/setup.sh reserves the range in /etc/subuid and /etc/subgid), so that

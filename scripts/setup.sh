@@ -65,6 +65,13 @@ done
 for ids in /etc/subuid /etc/subgid; do
     grep -q '^rosetta-builds:' "$ids" 2>/dev/null || echo 'rosetta-builds:400000000:65536' | as_root tee -a "$ids" >/dev/null
 done
+# Users' tasks that mount storages run in ranges of host ids of their own, from one region
+# (ROSETTA_STORAGE_ID_BASE, ROSETTA_STORAGE_ID_COUNT; rosetta.storage.ids): reserved here too. By
+# default it ends where the automatic ranges above begin: 17,509 users.
+storage_ids="rosetta-storage:${ROSETTA_STORAGE_ID_BASE:-1000000000}:${ROSETTA_STORAGE_ID_COUNT:-1147469824}"
+for ids in /etc/subuid /etc/subgid; do
+    grep -q '^rosetta-storage:' "$ids" 2>/dev/null || echo "$storage_ids" | as_root tee -a "$ids" >/dev/null
+done
 
 # Debian's Python, not whatever else is first on PATH: the venv must outlive other toolchains.
 python=/usr/bin/python3

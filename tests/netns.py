@@ -61,9 +61,20 @@ def machine(address: str, host_side: str, prefix: int = 30, port: int = 8080) ->
         subprocess.run(["ip", "netns", "del", name], capture_output=True)
 
 
+class _EveryAddress(HTTPServer):
+    """Listens on every address of this machine, IPv4 and IPv6 alike (``::``, not IPv6-only)."""
+
+    address_family = socket.AF_INET6
+
+    def server_bind(self):
+        self.socket.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+        super().server_bind()
+
+
 @contextlib.contextmanager
 def host_listener() -> Iterator[int]:
-    """An HTTP server of this machine on every address (as careless services listen); its port."""
+    """An HTTP server of this machine on every address of both families (as careless services
+    listen); its port."""
 
     class Hello(BaseHTTPRequestHandler):
         def do_GET(self):
@@ -74,7 +85,7 @@ def host_listener() -> Iterator[int]:
         def log_message(self, *args):
             pass
 
-    server = HTTPServer(("0.0.0.0", 0), Hello)
+    server = _EveryAddress(("::", 0), Hello)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
         yield server.server_address[1]

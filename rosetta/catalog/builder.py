@@ -445,11 +445,11 @@ def _remove_build_containers(build: SoftwareBuild | None = None) -> None:
 
 def builder_network(base_conf: Path) -> str:
     """The builder's network, made when first needed (``remove_builder_network`` at exit)."""
+    from rosetta.computing.engines.podman import TASK_NETWORK_OPTIONS
+
     name = network_name()
     if _run(["podman", "network", "exists", name], base_conf, timeout=60).returncode != 0:
-        result = _run(
-            ["podman", "network", "create", "--disable-dns", "--opt", "isolate=true", name], base_conf, timeout=120
-        )
+        result = _run(["podman", "network", "create", *TASK_NETWORK_OPTIONS, name], base_conf, timeout=120)
         if result.returncode != 0:
             raise BuildFailed(f"No network for the build: {_last_line(result.stderr)}")
     return name

@@ -34,6 +34,7 @@ def web(socket_path, port):
 
     setup_django()
     _check_public_setup()
+    _check_id_region()
     if port:
         # Any local process can connect to a port and claim any address in X-Forwarded-For.
         options = {"port": port, "host": "127.0.0.1", "proxy_headers": False}
@@ -73,10 +74,32 @@ def _check_public_setup() -> None:
         log.warning("%s Accepted because ROSETTA_ALLOW_SAME_SITE_TASKS=1.", problem)
 
 
+def _check_id_region() -> None:
+    """Refuse a region of host ids for users' files that overlaps other ids (rosetta.storage.ids);
+    as another account than root the platform uses none."""
+    if os.geteuid() != 0:
+        return
+    from django.conf import settings
+
+    from rosetta.storage import ids
+
+    subordinates = ids.read_subordinate_ids()
+    problems = ids.region_problems(subordinates)
+    if problems:
+        raise click.ClickException(" ".join(problems))
+    if not ids.reserved(subordinates):
+        log.warning(
+            "Host ids %d-%d (users' files) are not reserved as %r in /etc/subuid and /etc/subgid: an account "
+            "made later could be given some of them (scripts/setup.sh reserves them).",
+            settings.STORAGE_ID_BASE, settings.STORAGE_ID_BASE + settings.STORAGE_ID_COUNT - 1, ids.RESERVATION,
+        )  # fmt: skip
+
+
 @click.command("controller")
 def controller():
     """Run the controller that starts, watches and stops task containers."""
     setup_django()
+    _check_id_region()
     from rosetta.core.processes import use_pidfd_watcher
     from rosetta.tasks.controller import Controller
 
@@ -220,6 +243,7 @@ def run(host, port, gateway_workers):
     public = os.environ.setdefault("ROSETTA_PUBLIC_URL", f"http://{public_host}:{port}")
     setup_django()
     _check_public_setup()
+    _check_id_region()
     from django.core.management import call_command
 
     call_command("migrate", interactive=False, verbosity=0)  # an upgraded checkout just works

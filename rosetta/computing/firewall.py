@@ -8,6 +8,14 @@ this machine's accounts only the platform's may open a connection to a task; and
 the task pool leaves this machine (an unreachable route under the networks' own). Podman's own
 rules (netavark's) then forward and masquerade what is left.
 
+The rules are IPv4's alone because task networks carry no IPv6: an interface whose MTU is below
+IPv6's minimum (1280 bytes) never gets an IPv6 address, not even a link-local one, and task
+networks have such an MTU (``NETWORK_MTU``; netavark creates the bridge and both ends of each
+task's link with it), so none of them has IPv6 at any moment. Otherwise each end gets an
+``fe80::`` address, through which a task reaches this machine's services and other accounts the
+task (podman 4.3 cannot name bridges, so ip6tables rules could not pick out task networks). A
+task cannot raise its MTU (no NET_ADMIN); its loopback keeps ``::1``.
+
 The rules are argv lists for iptables, computed here and applied by the local backend
 (rosetta.computing.schedulers.direct) before it starts any task; applying them again is
 harmless. They stay in place when the platform stops: the tasks outlive it too.
@@ -23,6 +31,7 @@ from rosetta.computing.errors import Refused
 TASK_SUBNETS = ipaddress.ip_network(os.environ.get("ROSETTA_TASK_SUBNETS", "10.123.0.0/16"))
 OPEN_POOL, CLOSED_POOL = (str(half) for half in TASK_SUBNETS.subnets(prefixlen_diff=1))
 NETWORK_PREFIX = 28  # one task, one network: the bridge's address and the container's fit in a /28
+NETWORK_MTU = 1279  # below IPv6's minimum: no IPv6 on task networks at all (see above)
 LINK_LOCAL = "169.254.0.0/16"
 
 INPUT_CHAIN = "ROSETTA-TASKS-IN"  # packets from tasks to this machine

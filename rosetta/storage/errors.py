@@ -37,3 +37,9 @@ class StorageUnreachable(FileProblem):
     """503: the machine behind a remote storage does not answer."""
 
     status = 503
+
+
+class NoIdRange(FileProblem):
+    """503: this machine has no range of host ids for the user's files (rosetta.storage.ids)."""
+
+    status = 503

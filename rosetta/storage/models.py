@@ -82,3 +82,17 @@ class TaskMount(models.Model):
 
     def __str__(self) -> str:
         return f"{self.source} → {self.target}{' (ro)' if self.read_only else ''}"
+
+
+class IdRange(models.Model):
+    """A user's own range of host ids on this machine: slot N is the 65,536 ids from
+    ROSETTA_STORAGE_ID_BASE + N × 65,536 (rosetta.storage.ids). A deleted user's row stays, with
+    no user, so that never-used slots are given out before it is given again."""
+
+    slot = models.PositiveIntegerField(unique=True)
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="id_range"
+    )
+
+    def __str__(self) -> str:
+        return f"slot {self.slot} ({self.user_id or 'free'})"

@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import os
 
-from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db.models import Q
 
+from rosetta.computing.errors import Refused
 from rosetta.core.errors import NotFound
-from rosetta.storage.errors import PathRefused
+from rosetta.storage import ids
+from rosetta.storage.errors import NoIdRange, PathRefused
 from rosetta.storage.files import Files
 from rosetta.storage.local import LocalFiles
 from rosetta.storage.models import Storage, StorageKind, TaskMount
@@ -55,22 +56,28 @@ def root_of(storage: Storage, user) -> str:
 
 
 TASK_USER = 1000  # the image convention's user (images/README.md)
-ID_RANGE = 65536  # ids in a task's user namespace
 
 
-def task_id_base(user_id: int) -> int:
-    """The first host id of the user namespace of a user's tasks that mount storages: a range
-    of their own, outside the ranges of other accounts and of podman's automatic ones."""
-    return settings.STORAGE_ID_BASE + user_id * ID_RANGE
+def task_id_base(user_id: int) -> int | None:
+    """The first host id of the user namespace of a user's tasks that mount storages on this
+    machine: their own range (rosetta.storage.ids), or a refusal the task's events show. None
+    when the platform is not root (its tasks run as its account)."""
+    if os.geteuid() != 0:
+        return None
+    try:
+        return ids.first_id(ids.slot_of(user_id))
+    except NoIdRange as error:
+        raise Refused(str(error)) from None
 
 
 def local_owner(user) -> tuple[int, int] | None:
     """Who owns what the platform creates on local storages for ``user``: when the platform
     runs as root, the host id their tasks' user has (so tasks write there as themselves, and
-    one user's tasks cannot write another's files); else the platform's own account."""
+    one user's tasks cannot write another's files); else the platform's own account.
+    ``NoIdRange`` (503) when this machine has no range left for them."""
     if os.geteuid() != 0:
         return None
-    uid = task_id_base(user.pk) + TASK_USER
+    uid = ids.first_id(ids.slot_of(user.pk)) + TASK_USER
     return uid, uid
 
 
@@ -105,6 +112,11 @@ def attach(task, user, names: list[str] | None) -> list[TaskMount]:
                 f" (mountable there: {', '.join(sorted(offered)) or 'none'})."
             )
         chosen = [offered[name][0] for name in dict.fromkeys(names)]
+    if chosen and task.resource.transport == "local" and os.geteuid() == 0:
+        try:  # the user's own host ids, which the task will run in (refused now, not at its start)
+            ids.slot_of(user.pk)
+        except NoIdRange as error:
+            raise ValidationError(str(error)) from None
     mounts = []
     for storage in chosen:
         root = root_of(storage, user)

@@ -578,7 +578,7 @@ def _container_spec(task: Task, instance: str) -> ContainerSpec:
         partition=task.partition,
         time_limit_minutes=task.time_limit_minutes,
         mounts=mounts,
-        id_base=task_id_base(task.owner_id) if mounts else None,
+        id_base=task_id_base(task.owner_id) if mounts and task.resource.transport == "local" else None,
         secret=task_secret(task.id),
     )
 

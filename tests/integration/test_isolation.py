@@ -7,10 +7,12 @@ time; none to a range, none to another host.
 """
 
 import errno
+import ipaddress
 import json
 import socket
 import subprocess
 import time
+from pathlib import Path
 
 import httpx
 import pytest
@@ -48,6 +50,40 @@ def address_of(platform, task_id: str) -> tuple[str, str]:
     return network["IPAddress"], network["Gateway"]
 
 
+def link_local_of(mac: str) -> str:
+    """The IPv6 link-local address an interface with this MAC gives itself (EUI-64) when IPv6
+    is on there: the address an attacker tries."""
+    octets = bytes.fromhex(mac.replace(":", ""))
+    interface_id = bytes([octets[0] ^ 0x02, *octets[1:3], 0xFF, 0xFE, *octets[3:]])
+    return str(ipaddress.IPv6Address(bytes([0xFE, 0x80, *[0] * 6]) + interface_id))
+
+
+def task_link_local(platform, task_id: str) -> str:
+    [network] = inspect(platform, task_id)["NetworkSettings"]["Networks"].values()
+    return link_local_of(network["MacAddress"])
+
+
+def bridge_of(platform, task_id: str) -> str:
+    """This machine's interface on the task's network."""
+    [network] = json.loads(platform.podman("network", "inspect", f"rosetta-{task_id}"))
+    return network["network_interface"]
+
+
+def link_local_on(interface: str) -> str:
+    """This machine's IPv6 link-local address on ``interface`` (once usable), or else the one it
+    would have."""
+    deadline = time.monotonic() + 5
+    while True:  # duplicate address detection first: a tentative address answers nothing
+        shown = subprocess.run(["ip", "-6", "-o", "addr", "show", "dev", interface, "scope", "link"],
+                               capture_output=True, text=True, check=True).stdout.split()  # fmt: skip
+        if "tentative" not in shown or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    if "inet6" in shown:
+        return shown[shown.index("inet6") + 1].split("/")[0]
+    return link_local_of(Path(f"/sys/class/net/{interface}/address").read_text().strip())
+
+
 @pytest.fixture(scope="module")
 def tasks(platform):
     """Two users' hello tasks: the attacker's and the victim's."""
@@ -76,6 +112,59 @@ def test_a_task_cannot_reach_services_of_this_machine(platform, tasks):
 def test_a_task_cannot_reach_link_local_addresses(platform, tasks):
     with machine("169.254.77.1", "169.254.77.2") as (address, port):  # where cloud metadata services answer
         assert not reaches(platform, tasks["attacker"], address, port)
+
+
+def test_a_task_network_never_carries_ipv6(platform, tasks):
+    """The firewall is IPv4's: no interface of a task's network has had IPv6 at any moment
+    (it would have its settings under /proc/sys/net/ipv6/conf), neither the task's nor this
+    machine's end. The task keeps ``::1`` on its own loopback."""
+    inside = subprocess.run(
+        ["podman", "exec", f"rosetta-{tasks['attacker']}", "sh", "-c",
+         "cat /proc/net/if_inet6; ls /proc/sys/net/ipv6/conf"],
+        env=platform.podman_env, capture_output=True, text=True,
+    )  # fmt: skip
+    assert inside.returncode == 0 and "eth0" not in inside.stdout and " lo\n" in inside.stdout
+    bridge = bridge_of(platform, tasks["attacker"])
+    ports = subprocess.run(["ip", "-o", "link", "show", "master", bridge], capture_output=True, text=True).stdout
+    this_machine = [bridge, *(line.split(":")[1].strip().split("@")[0] for line in ports.splitlines())]
+    assert len(this_machine) == 2 and not any(Path(f"/proc/sys/net/ipv6/conf/{name}").exists() for name in this_machine)
+
+
+def test_a_task_cannot_reach_this_machine_over_ipv6_link_local(platform, tasks):
+    this_machine = link_local_on(bridge_of(platform, tasks["attacker"]))
+    with host_listener() as port:
+        with socket.create_connection(("::1", port), timeout=ATTEMPT):
+            pass  # it listens on IPv6 too
+        assert not reaches(platform, tasks["attacker"], f"{this_machine}%eth0", port)
+
+
+def test_a_task_cannot_reach_another_task_over_ipv6_link_local(platform, tasks):
+    assert not reaches(platform, tasks["attacker"], f"{task_link_local(platform, tasks['victim'])}%eth0", 8080)
+
+
+def test_another_account_cannot_reach_a_task_over_ipv6_link_local(platform, tasks):
+    victim, bridge = task_link_local(platform, tasks["victim"]), bridge_of(platform, tasks["victim"])
+    probe = [
+        "python3",
+        "-c",
+        f"import socket; socket.create_connection(('{victim}%{bridge}', 8080), timeout={ATTEMPT})",
+    ]
+    assert subprocess.run(["runuser", "-u", "nobody", "--", *probe], capture_output=True).returncode != 0
+
+
+def test_a_builds_run_steps_speak_no_ipv6(platform):
+    """A build's RUN steps are a user's code on a network from the task pool, like a task's."""
+    token = platform.create_user("iso-build")
+    containerfile = (
+        "FROM localhost/rosetta/hello\nRUN cat /proc/net/if_inet6 && test ! -e /proc/sys/net/ipv6/conf/eth0\n"
+    )
+    with platform.api(token) as api:
+        build = api.post("/api/software/builds", json={"name": "no-ipv6", "containerfile": containerfile}).json()
+        deadline = time.monotonic() + 120
+        while build["state"] not in ("succeeded", "failed") and time.monotonic() < deadline:
+            time.sleep(0.5)
+            build = api.get(f"/api/software/builds/{build['id']}").json()
+    assert build["state"] == "succeeded", build["log"][-2000:]
 
 
 def test_outbound_access_is_an_operator_setting_per_resource(platform):

@@ -51,6 +51,9 @@ _TRANSIENT = ("is already in use", "error acquiring lock", "database is locked",
 
 JOB_STOP_GRACE = 5  # seconds a container in a batch job is given when the job is stopped
 USER_NAMESPACE_SIZE = 65536  # ids a task may use; each task gets its own range of the host's
+# What a network of the task pool is (tasks' and the builder's): no DNS, isolated from every other
+# network, and no IPv6 (see rosetta.computing.firewall).
+TASK_NETWORK_OPTIONS = ("--disable-dns", "--opt", "isolate=true", "--opt", f"mtu={firewall.NETWORK_MTU}")
 
 
 class PodmanEngine(DockerCommandLine):
@@ -143,7 +146,7 @@ class PodmanEngine(DockerCommandLine):
     def network_create_argv(self, spec: ContainerSpec) -> list[str]:
         prefix = self.prefix if spec.outbound else self.closed_prefix
         return [
-            *prefix, "network", "create", "--disable-dns", "--opt", "isolate=true",
+            *prefix, "network", "create", *TASK_NETWORK_OPTIONS,
             "--label", f"{TASK_LABEL}={spec.task_id}", "--label", f"{INSTANCE_LABEL}={spec.instance}",
             self.network_name(spec.task_id),
         ]  # fmt: skip
