@@ -5,6 +5,7 @@ with an HTTP listener inside. Tests aim their connection attempts only at these 
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import itertools
 import os
 import socket
@@ -12,7 +13,8 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from http.server import BaseHTTPRequestHandler, HTTPServer
 
 _numbers = itertools.count(os.getpid() % 1000)
@@ -92,6 +94,40 @@ def host_listener() -> Iterator[int]:
     finally:
         server.shutdown()
         server.server_close()
+
+
+@contextlib.contextmanager
+def ipv6_host(*addresses: str) -> Iterator[Callable]:
+    """One "machine" with several IPv6 addresses (each "ADDRESS/PREFIX", on its loopback), as a
+    host given a /64 has: a network namespace of its own. Yields ``inside(function, *args)``,
+    which runs ``function`` in a thread that is in the namespace: the sockets it makes are the
+    namespace's, usable from any thread afterwards (a listener there, clients connecting to it)."""
+    name = f"rtest6x{next(_numbers)}"
+    _ip("netns", "add", name)
+    try:
+        _ip("-n", name, "link", "set", "lo", "up")
+        for address in addresses:
+            _ip("-n", name, "addr", "add", address, "dev", "lo", "nodad")
+        with ThreadPoolExecutor(1, initializer=_enter_namespace, initargs=(name,)) as thread:
+            yield lambda function, *args: thread.submit(function, *args).result()
+    finally:
+        subprocess.run(["ip", "netns", "del", name], capture_output=True)
+
+
+def _enter_namespace(name: str) -> None:
+    libc = ctypes.CDLL(None, use_errno=True)
+    with open(f"/run/netns/{name}") as namespace:
+        if libc.setns(namespace.fileno(), 0x40000000) != 0:  # CLONE_NEWNET: this thread only
+            raise OSError(ctypes.get_errno(), f"cannot enter network namespace {name}")
+
+
+def connected_from(source: str, destination: str, port: int) -> socket.socket:
+    """A TCP connection from ``source`` (non-blocking once made, for asyncio)."""
+    sock = socket.socket(socket.AF_INET6 if ":" in source else socket.AF_INET)
+    sock.bind((source, 0))
+    sock.connect((destination, port))
+    sock.setblocking(False)
+    return sock
 
 
 def _until_it_answers(address: str, port: int, timeout: float = 10) -> None:

@@ -93,14 +93,19 @@ class SSHKey(models.Model):
     public_key = models.TextField(help_text="'<algorithm> <base64>', without the comment.")
     kind = models.CharField(max_length=16, help_text="ED25519, ECDSA, RSA, ... as ssh-keygen names them.")
     bits = models.PositiveIntegerField()
-    # One key, one person: the door learns who connects from the key as much as from the name.
-    fingerprint = models.CharField(max_length=64, unique=True, help_text="SHA256:..., as ssh-keygen -l prints it.")
+    # Unique per user, not across users: a public key is public, so a global rule would let
+    # anyone who registers another's key first lock its owner out (and learn it is registered).
+    # The door learns who connects from the login name, then checks the key is that user's.
+    fingerprint = models.CharField(max_length=64, help_text="SHA256:..., as ssh-keygen -l prints it.")
     created = models.DateTimeField(auto_now_add=True)
     last_used = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["created", "id"]
         verbose_name = "SSH public key"
+        constraints = [
+            models.UniqueConstraint(fields=["user", "fingerprint"], name="one_registration_per_user_and_key")
+        ]
 
     def __str__(self) -> str:
         return f"{self.user} / {self.name} ({self.fingerprint})"

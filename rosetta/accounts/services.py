@@ -56,8 +56,10 @@ MAX_SSH_KEYS = 20  # per user: each goes into every SSH task's environment
 
 def add_ssh_key(user, text: str, name: str = "") -> SSHKey:
     """Register the public key in ``text`` for ``user``: ValidationError for something that is
-    not an acceptable key, Conflict for a key already registered (by anyone: a key is one
-    person's). The SSH front door checks the database at every connection: no signal needed."""
+    not an acceptable key, Conflict for a key this user registered already. Whether others
+    registered it is neither checked nor told: a public key is public, and it opens the door
+    only to the account whose name the login gives (rosetta.gateway.ssh_door). The door checks
+    the database at every connection: no signal needed."""
     parsed = parse_public_key(text)
     name = _printable(name)[:MAX_NAME] or _printable(parsed.comment) or f"{parsed.kind} key"
     mine = SSHKey.objects.filter(user=user, fingerprint=parsed.fingerprint).first()
@@ -75,8 +77,8 @@ def add_ssh_key(user, text: str, name: str = "") -> SSHKey:
                 bits=parsed.bits,
                 fingerprint=parsed.fingerprint,
             )
-    except IntegrityError:
-        raise Conflict(f"This key ({parsed.fingerprint}) is registered to another account already.") from None
+    except IntegrityError:  # the same key, added twice at once
+        raise Conflict(f"You have registered this key already ({parsed.fingerprint}).") from None
 
 
 def _printable(text: str) -> str:
@@ -85,13 +87,15 @@ def _printable(text: str) -> str:
 
 
 def remove_ssh_key(key: SSHKey) -> None:
-    """From the next connection on, the SSH front door refuses it (it reads the database at each)."""
+    """From the next connection on, the SSH front door refuses it (it reads the database at each),
+    and within seconds it ends the connections open with it (it looks at them again)."""
     key.delete()
 
 
 def set_active(user, active: bool) -> None:
-    """Deactivate (no login, tokens and task access refused at once) or reactivate a user. Their
-    tasks keep running: staff stop them where they must."""
+    """Deactivate (no login, tokens and task access refused at once, open SSH door connections
+    ended within seconds) or reactivate a user. Their tasks keep running: staff stop them where
+    they must."""
     user.is_active = active
     user.save(update_fields=["is_active"])  # rosetta.accounts.signals tells the gateway
 

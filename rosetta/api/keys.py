@@ -61,7 +61,8 @@ def add_key(request: HttpRequest, payload: SSHKeyIn):
 
 @router.delete("/me/keys/{key_id}", response={204: None, 404: Message})
 def remove_key(request: HttpRequest, key_id: int):
-    """Remove a key: the SSH front door refuses it from the next connection on."""
+    """Remove a key: the SSH front door refuses it from the next connection on, and ends the
+    connections open with it within seconds."""
     key = SSHKey.objects.filter(user=request.auth, pk=key_id).first()
     if key is None:
         raise NotFound(f"You have no SSH key {key_id}.")

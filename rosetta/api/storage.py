@@ -5,7 +5,6 @@ relative to the storage's root (see rosetta.storage.paths)."""
 from __future__ import annotations
 
 import mimetypes
-import posixpath
 from typing import Literal
 
 from asgiref.sync import sync_to_async
@@ -16,11 +15,11 @@ from ninja.errors import HttpError
 from pydantic import Field
 
 from rosetta.api.schemas import Message
-from rosetta.storage import services
+from rosetta.storage import preview, services
 from rosetta.storage.archive import zip_folder
 from rosetta.storage.errors import AlreadyExists, PathRefused
 from rosetta.storage.files import Entry, Files
-from rosetta.storage.local import UPLOAD_PREFIX, LocalFiles
+from rosetta.storage.local import UPLOAD_PREFIX
 from rosetta.storage.paths import joined, name_of, parts
 from rosetta.storage.services import files_of, get_storage, storages_of
 from rosetta.storage.streaming import body_of
@@ -30,7 +29,6 @@ router = Router(tags=["files"])
 # Shown in the browser (previews); anything else is only ever downloaded. Never HTML or SVG:
 # a user's file must not run as a page of the platform's origin.
 INLINE_TYPES = {"image/png", "image/jpeg", "image/gif", "image/webp", "text/plain"}
-MAX_FITS_BYTES = 512 * 1024 * 1024  # larger FITS files are downloaded, not previewed
 _CONTENT_HEADERS = {
     "X-Content-Type-Options": "nosniff",
     "Content-Security-Policy": "sandbox; default-src 'none'; img-src 'self'; style-src 'unsafe-inline'",
@@ -257,51 +255,31 @@ async def remove(request: HttpRequest, name: str, path: str):
     return {"detail": f"Deleted {joined(found)}."}
 
 
-async def _fits_source(files: Files, path: str):
-    """Something astropy can open: the file itself on this machine, else a copy in a temporary file."""
-    import tempfile
-
-    found = parts(path)
-    entry = await files.stat(found)
-    if entry.kind != "file":
-        raise PathRefused(f"{joined(found)!r} is not a file.")
-    if entry.size > MAX_FITS_BYTES:
-        raise PathRefused(f"{posixpath.basename(path)} is too large to preview ({entry.size // 2**20} MiB).")
-    if isinstance(files, LocalFiles):
-        import os
-
-        return os.fdopen(await sync_to_async(files._open_file, thread_sensitive=False)(found), "rb")
-    copy = tempfile.TemporaryFile()  # noqa: SIM115 -- the caller closes it
-    async for chunk in files.read(found):
-        await sync_to_async(copy.write, thread_sensitive=False)(chunk)
-    copy.seek(0)
-    return copy
-
-
-@router.get("/storages/{name}/fits", response={200: dict, 400: Message, 404: Message})
+@router.get(
+    "/storages/{name}/fits", response={200: dict, 400: Message, 404: Message, 413: Message, 422: Message, 503: Message}
+)
 async def fits_header(request: HttpRequest, name: str, path: str):
-    """A FITS file's HDUs: name, kind, shape, whether it is an image, and the header as text."""
+    """A FITS file's HDUs: name, kind, shape, whether it is an image, and the header as text.
+    Previews are made in a sandbox with bounded memory and time, two at a time: a file beyond
+    what they may decode gets 413 (over 512 MiB, 1,000 HDUs or 8 MiB of headers), one they
+    could not read within it 422, and 503 comes after 10 s spent waiting for a turn."""
     files = await _files(request, name)
-    from rosetta.storage import fits  # astropy: loaded on first use, not with every web process
-
-    with await _fits_source(files, path) as handle:
-        return {"hdus": await sync_to_async(fits.describe, thread_sensitive=False)(handle)}
+    return {"hdus": await preview.fits_hdus(files, parts(path))}
 
 
 @router.get(
     "/storages/{name}/fits.png",
-    response={200: None, 400: Message, 404: Message},
+    response={200: None, 400: Message, 404: Message, 413: Message, 422: Message, 503: Message},
     openapi_extra={
         "responses": {200: {"description": "The image, zscale-scaled, as PNG.", "content": {"image/png": {}}}}
     },
 )
 async def fits_image(request: HttpRequest, name: str, path: str, hdu: int | None = None):
-    """A FITS image (the first image HDU, or `hdu`) drawn as a PNG, with zscale limits."""
+    """A FITS image (the first image HDU, or `hdu`) drawn as a PNG, with zscale limits. In the
+    same sandbox as `fits`: 413 also for a plane over 2^27 pixels or compression tiles over
+    2^24 (each is decompressed whole)."""
     files = await _files(request, name)
-    from rosetta.storage import fits
-
-    with await _fits_source(files, path) as handle:
-        png = await sync_to_async(fits.render, thread_sensitive=False)(handle, hdu)
+    png = await preview.fits_png(files, parts(path), hdu)
     response = HttpResponse(png, content_type="image/png")
     for header, value in _CONTENT_HEADERS.items():
         response[header] = value

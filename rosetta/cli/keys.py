@@ -64,7 +64,8 @@ def _when(moment: str | None) -> str:
 @click.argument("which")
 @json_option
 def remove(which: str, as_json: bool):
-    """Remove a key, given by its id, fingerprint or name: the door refuses it at once."""
+    """Remove a key, given by its id, fingerprint or name: the door refuses it at once, and ends
+    connections open with it within seconds."""
     client = Client()
     keys = client.request("GET", "/me/keys")
     fingerprint = which if which.startswith("SHA256:") else f"SHA256:{which}"

@@ -37,6 +37,7 @@ import httptools
 from rosetta.accounts.tokens import TOKEN_PREFIX, hash_token
 from rosetta.computing.errors import ComputingError
 from rosetta.gateway import pages
+from rosetta.gateway.clients import cap_key
 from rosetta.gateway.policy import (
     Forward,
     Grant,
@@ -295,7 +296,7 @@ class ClientConnection(asyncio.Protocol):
         self.transport = transport
         peer = transport.get_extra_info("peername")
         address = str(peer[0]) if isinstance(peer, tuple) else "unix"
-        self.share = self.gateway.admit(self, address)
+        self.share = self.gateway.admit(self, cap_key(address))  # an IPv6 client counts by its /64
         if self.share is None:  # over a connection cap: no reading, no answer
             self.closed = True
             transport.abort()

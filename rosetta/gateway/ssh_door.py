@@ -16,7 +16,12 @@ No shell, no command, no subsystem (a session only says how to use the door), no
 unix-socket forwarding, no agent or X11 forwarding at the door itself (``ssh -X`` goes end to
 end to the task). The database is asked at each login and each channel — connections are
 few and long, and a key removed or an account deactivated is then refused from the next
-connection or channel on, with no signal to miss.
+connection or channel on, with no signal to miss. Open connections are looked at again every
+few seconds too: one whose key was removed, or whose user was deactivated, is ended.
+
+A user is whom the login names, and the key must be one that user registered (keys are
+unique per user, not across users: a public key is public, and registering someone else's
+gains nothing without its private half). A connection may offer at most six keys.
 """
 
 from __future__ import annotations
@@ -38,6 +43,7 @@ from django.db import close_old_connections
 from django.utils import timezone
 
 from rosetta.computing.contract import Address
+from rosetta.gateway.clients import cap_key
 from rosetta.gateway.proxy import LISTEN_BACKLOG
 
 log = logging.getLogger(__name__)
@@ -55,7 +61,9 @@ class DoorConfig:
     login_timeout: float = 30.0  # a connection must log in within this
     keepalive_interval: float = 30.0  # three unanswered keepalives end a connection
     max_connections: int = 2000
-    max_connections_per_client: int = 64  # per client address
+    max_connections_per_client: int = 64  # per client address (IPv6: per /64)
+    max_auth_attempts: int = 6  # keys one connection may offer (OpenSSH's MaxAuthTries)
+    recheck_interval: float = 2.0  # how often open connections' keys and accounts are looked at again
     drain_timeout: float = 600.0  # a replaced door lets open sessions go on this long
 
 
@@ -105,6 +113,14 @@ def _key_holder(username: str, fingerprint: str) -> tuple[int, int, str] | None:
         .first()
     )
     return tuple(row) if row else None
+
+
+def _usable_keys(key_ids: set[int]) -> set[int]:
+    """Those of ``key_ids`` still registered, to users still active."""
+    from rosetta.accounts.models import SSHKey
+
+    close_old_connections()
+    return set(SSHKey.objects.filter(pk__in=key_ids, user__is_active=True).values_list("pk", flat=True))
 
 
 def _touch_key(key_id: int) -> None:
@@ -160,6 +176,7 @@ class Door:
         self.connections: set[DoorConnection] = set()
         self.per_client: Counter[str] = Counter()
         self._acceptors: list[asyncssh.SSHAcceptor] = []
+        self._recheck: asyncio.Task | None = None
 
     async def start(self, sockets: list[socket.socket]) -> None:
         config = self.config
@@ -182,6 +199,24 @@ class Door:
             )
             self._acceptors.append(acceptor)
             log.info("ssh door listening on %s", sock.getsockname())
+        self._recheck = asyncio.create_task(self._end_withdrawn())
+
+    async def _end_withdrawn(self) -> None:
+        """Every few seconds, end the connections whose key was removed or whose user was
+        deactivated since they logged in: their sessions on tasks end with them."""
+        while True:
+            await asyncio.sleep(self.config.recheck_interval)
+            keys = {connection: connection.key_id for connection in self.connections if connection.key_id is not None}
+            if not keys:
+                continue
+            try:
+                usable = await db(_usable_keys)(set(keys.values()))
+            except Exception:
+                log.exception("ssh door: cannot check the keys of open connections; trying again")
+                continue
+            for connection, key_id in keys.items():
+                if key_id not in usable and connection.key_id == key_id:  # not another key meanwhile
+                    connection.withdraw()
 
     async def _explain(self, process: asyncssh.SSHServerProcess) -> None:
         user = process.get_extra_info("username") or "you"
@@ -196,20 +231,20 @@ class Door:
         config = self.config
         if (
             len(self.connections) >= config.max_connections
-            or self.per_client[connection.client] >= config.max_connections_per_client
+            or self.per_client[connection.cap_key] >= config.max_connections_per_client
         ):
             log.warning("ssh door: connection limit reached; refusing %s", connection.client)
             return False
         self.connections.add(connection)
-        self.per_client[connection.client] += 1
+        self.per_client[connection.cap_key] += 1
         return True
 
     def release(self, connection: DoorConnection) -> None:
         if connection in self.connections:
             self.connections.discard(connection)
-            self.per_client[connection.client] -= 1
-            if not self.per_client[connection.client]:
-                del self.per_client[connection.client]
+            self.per_client[connection.cap_key] -= 1
+            if not self.per_client[connection.cap_key]:
+                del self.per_client[connection.cap_key]
 
     async def drain(self, timeout: float) -> None:
         """Stop accepting; let open connections (sessions on tasks) go on up to ``timeout``."""
@@ -223,6 +258,8 @@ class Door:
             await asyncio.sleep(0.2)
         for connection in list(self.connections):
             connection.close()
+        if self._recheck is not None:
+            self._recheck.cancel()
         for acceptor in self._acceptors:
             with contextlib.suppress(Exception):
                 await acceptor.wait_closed()
@@ -236,15 +273,19 @@ class DoorConnection(asyncssh.SSHServer):
         self.door = door
         self.conn: asyncssh.SSHServerConnection | None = None
         self.client = "?"
+        self.cap_key = "?"
         self.username = ""
         self.user_id: int | None = None
         self.key_id: int | None = None
         self.key_name = ""
+        self.attempts = 0  # keys offered
+        self.signature_due: str | None = None  # the key ssh queried and may now sign with
 
     def connection_made(self, conn: asyncssh.SSHServerConnection) -> None:
         self.conn = conn
         peer = conn.get_extra_info("peername")
         self.client = str(peer[0]) if peer else "?"
+        self.cap_key = cap_key(self.client)  # an IPv6 client counts by its /64
         if not self.door.admit(self):
             asyncio.get_running_loop().call_soon(
                 conn.disconnect, asyncssh.DISC_TOO_MANY_CONNECTIONS, "Too many connections; try again later."
@@ -257,6 +298,13 @@ class DoorConnection(asyncssh.SSHServer):
         if self.conn is not None:
             self.conn.close()
 
+    def withdraw(self) -> None:
+        log.info("ssh door: ending %s's connection from %s: key %r or account withdrawn",
+                 self.username, self.client, self.key_name)  # fmt: skip
+        self.key_id = None
+        if self.conn is not None:
+            self.conn.disconnect(asyncssh.DISC_BY_APPLICATION, "Your key or account was withdrawn.")
+
     # -- login: registered public keys only ----------------------------------------------------
 
     def begin_auth(self, username: str) -> bool:
@@ -267,15 +315,33 @@ class DoorConnection(asyncssh.SSHServer):
         return True
 
     async def validate_public_key(self, username: str, key: asyncssh.SSHKey) -> bool:
+        fingerprint = key.get_fingerprint("sha256")
+        signing = fingerprint == self.signature_due  # ssh asks with a key, then signs with it: one attempt
+        self.signature_due = None
+        if not signing and not self._may_offer_another_key():
+            return False
         try:
-            holder = await db(_key_holder)(username, key.get_fingerprint("sha256"))
+            holder = await db(_key_holder)(username, fingerprint)
         except Exception:
             log.exception("ssh door: cannot check a key; refusing")
             return False
         if holder is None:
             return False
         self.user_id, self.key_id, self.key_name = holder
+        if not signing:
+            self.signature_due = fingerprint
         return True
+
+    def _may_offer_another_key(self) -> bool:
+        self.attempts += 1
+        if self.attempts <= self.door.config.max_auth_attempts:
+            return True
+        if self.attempts == self.door.config.max_auth_attempts + 1 and self.conn is not None:
+            log.warning("ssh door: %s offered too many keys; disconnecting", self.client)
+            asyncio.get_running_loop().call_soon(
+                self.conn.disconnect, asyncssh.DISC_NO_MORE_AUTH_METHODS_AVAILABLE, "Too many authentication attempts."
+            )
+        return False
 
     def auth_completed(self) -> None:
         log.info("ssh door: %s logged in from %s with key %r", self.username, self.client, self.key_name)

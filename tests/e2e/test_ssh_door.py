@@ -57,6 +57,28 @@ def with_options(command: str, config: Path, *extra: str) -> list[str]:
     return [argv[0], "-F", str(config), *extra, *argv[1:]]
 
 
+def open_session(argv: list[str]) -> subprocess.Popen:
+    """A session in the task that would last ten minutes, once it is under way."""
+    session = subprocess.Popen(argv + ["echo under way; sleep 600"], stdin=subprocess.DEVNULL,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    assert session.stdout.readline().strip() == "under way", session.stderr.read()
+    return session
+
+
+def session_end(session: subprocess.Popen) -> float:
+    """How long the session went on from now; it must have been ended by the door, and told why."""
+    began = time.monotonic()
+    try:
+        session.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        session.kill()
+        raise AssertionError("the session went on") from None
+    took = time.monotonic() - began
+    assert session.returncode == 255 and "Your key or account was withdrawn" in session.stderr.read()
+    assert took < 5, f"the session went on for {took:.1f} s"
+    return took
+
+
 def run(argv: list[str], env: dict | None = None) -> subprocess.CompletedProcess:
     return subprocess.run(argv, capture_output=True, text=True, timeout=60, env=env, stdin=subprocess.DEVNULL)
 
@@ -124,6 +146,11 @@ def test_ssh_front_door_with_openssh(platform, tmp_path):
     ada, bob = platform.create_user("ada"), platform.create_user("bob")
     ada_key, bob_key = keygen(tmp_path, "ada_key"), keygen(tmp_path, "bob_key")
 
+    # Keys are unique per user, not across users: bob registering ada's public key (public keys
+    # are public) neither locks her out nor learns that she has it.
+    with platform.api(bob) as api:
+        mine_too = api.post("/api/me/keys", json={"public_key": Path(f"{ada_key}.pub").read_text()})
+        assert mine_too.status_code == 201, mine_too.text
     # Keys: the CLI for ada, the API for bob; duplicates and non-keys get plain refusals.
     added = platform.rosetta("keys", "add", f"{ada_key}.pub", token=ada).stdout
     fingerprint = subprocess.run(["ssh-keygen", "-l", "-f", f"{ada_key}.pub"], capture_output=True, text=True)
@@ -134,8 +161,8 @@ def test_ssh_front_door_with_openssh(platform, tmp_path):
     assert private.returncode == 2 and "looks like a private key" in private.stderr
     with platform.api(bob) as api:
         assert api.post("/api/me/keys", json={"public_key": Path(f"{bob_key}.pub").read_text()}).status_code == 201
-        taken = api.post("/api/me/keys", json={"public_key": Path(f"{ada_key}.pub").read_text()})
-        assert taken.status_code == 409 and "another account" in taken.json()["detail"]
+        again = api.post("/api/me/keys", json={"public_key": Path(f"{ada_key}.pub").read_text()})
+        assert again.status_code == 409 and "You have registered this key already" in again.json()["detail"]
         small = Path(f"{keygen(tmp_path, 'small', 'rsa', 1024)}.pub").read_text()
         weak = api.post("/api/me/keys", json={"public_key": small})
         assert weak.status_code == 400 and "at least 2048" in weak.json()["detail"]
@@ -204,16 +231,37 @@ def test_ssh_front_door_with_openssh(platform, tmp_path):
     assert not_bobs.returncode == 255 and f"You have no task {task['id']}" in not_bobs.stderr
     missing = run(with_options(as_bob.replace(task["id"], "tnothere1"), bob_config) + ["true"])
     assert "You have no task tnothere1" in missing.stderr
-    shell = openssh("ssh", ada_config, "-p", str(platform.ssh_port), "ada@localhost")
+    # Who logs in is whom the login names: ada's key, which bob registered too, makes her bob
+    # there, and bob has no such task.
+    as_bob_with_adas_key = run(with_options(as_bob, ada_config) + ["true"])
+    assert as_bob_with_adas_key.returncode == 255 and f"You have no task {task['id']}" in as_bob_with_adas_key.stderr
+    door = ["-p", str(platform.ssh_port), "ada@localhost"]
+    shell = openssh("ssh", ada_config, *door)
     assert shell.returncode == 1 and "opens no shell" in shell.stderr
 
-    # A removed key and a deactivated account lose the door at once.
+    # A client offering key after key: five strangers, then hers, is in (OpenSSH's MaxAuthTries
+    # is 6); nine strangers end the connection before hers is tried.
+    strangers = [f"-i{keygen(tmp_path, f'stranger{n}')}" for n in range(9)]  # offered before the config's
+    five = openssh("ssh", ada_config, *strangers[:5], *door)
+    assert five.returncode == 1 and "opens no shell" in five.stderr
+    nine = openssh("ssh", ada_config, *strangers, *door)
+    assert nine.returncode == 255 and "Too many authentication attempts" in nine.stderr
+
+    # A removed key, and a deactivated account, lose the door: new connections are refused,
+    # and open sessions through it end within seconds.
+    session = open_session(with_options(command, ada_config))
     platform.rosetta("keys", "remove", fingerprint.stdout.split()[1], token=ada)
+    key_ended = session_end(session)
     removed = run(with_options(command, ada_config) + ["true"])
     assert removed.returncode == 255 and "Permission denied (publickey)" in removed.stderr
-    deactivate = "from django.contrib.auth.models import User; u = User.objects.get(username='bob'); "
+
+    platform.rosetta("keys", "add", f"{ada_key}.pub", token=ada)  # the task still accepts it: the same key
+    session = open_session(with_options(command, ada_config))
+    deactivate = "from django.contrib.auth.models import User; u = User.objects.get(username='ada'); "
     platform.rosetta("manage", "shell", "-c", deactivate + "u.is_active = False; u.save()")
-    gone = openssh("ssh", bob_config, "-p", str(platform.ssh_port), "bob@localhost")
+    account_ended = session_end(session)
+    gone = openssh("ssh", ada_config, *door)
     assert gone.returncode == 255 and "Permission denied (publickey)" in gone.stderr
+    print(f"open sessions ended {key_ended:.1f} s after the key's removal, {account_ended:.1f} s after deactivation")
 
     print(f"ssh -J command round trip: {took * 1000:.0f} ms")

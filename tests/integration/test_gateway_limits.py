@@ -8,13 +8,17 @@ import subprocess
 import pytest
 
 from rosetta.accounts.tokens import hash_token, new_token
+from rosetta.gateway.proxy import Gateway, GatewayConfig, listening_sockets
 from rosetta.gateway.routes import Route, RouteTable
 from tests.integration.gateway_support import (
+    KEY,
     OWNER,
+    PUBLIC_URL,
     event_loop_policy,  # noqa: F401 -- a fixture: every test runs on asyncio's loop and on uvloop
     open_raw,
     running_gateway,
 )
+from tests.netns import connected_from, ipv6_host
 
 pytestmark = pytest.mark.filterwarnings('ignore:Overriding the "event_loop_policy" fixture:DeprecationWarning')
 
@@ -185,3 +189,33 @@ async def test_a_client_pipelining_by_the_thousand_is_cut_off(held_upstream, tmp
         assert await closed_at_once(reader)
         writer.close()
         assert len(gateway.connections) == 0
+
+
+async def test_an_ipv6_client_counts_by_its_64_not_by_each_address(held_upstream, tmp_path):
+    """On one machine's two /64s (a namespace of its own; the gateway listens there too)."""
+    upstream, held = held_upstream
+    lan, other_lan = "fd52:6f73:6574:7461", "fd52:6f73:6574:7462"
+    with ipv6_host(f"{lan}::1/64", f"{lan}::2/64", f"{lan}:1:2:3:4/64", f"{other_lan}::1/64") as inside:
+        sockets = inside(listening_sockets, [(f"{lan}::1", 0)])[0]
+        port = sockets[0].getsockname()[1]
+        config = GatewayConfig(listen=[], tasks_domain="localhost", public_url=PUBLIC_URL, key=KEY,
+                               platform_upstream=str(tmp_path / "none.sock"), max_connections_per_client=2)  # fmt: skip
+        gateway = Gateway(config, table_for(upstream))
+        await gateway.start(sockets)
+        try:
+
+            async def connect(source: str):
+                return await asyncio.open_connection(sock=inside(connected_from, source, f"{lan}::1", port))
+
+            hoarded = [await connect(f"{lan}::2"), await connect(f"{lan}::1")]
+            reader, writer = await connect(f"{lan}:1:2:3:4")  # the same /64: the same client
+            assert await closed_at_once(reader)
+            writer.close()
+            other_reader, other_writer = await connect(f"{other_lan}::1")  # another /64: another client
+            assert (await answered(other_reader, other_writer, held, "/other")).endswith(b"ok")
+            # The connections it holds are served as ever.
+            assert (await answered(*hoarded[0], held, "/mine")).endswith(b"ok")
+            for _, each in [*hoarded, (None, other_writer)]:
+                each.close()
+        finally:
+            await gateway.close()

@@ -11,6 +11,7 @@ import subprocess
 import zipfile
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from tests.instance import Platform, free_port
@@ -147,3 +148,25 @@ def test_a_slurm_job_mounts_the_clusters_shared_home(cluster):
     assert ran.returncode == 0, ran.stderr
     assert marie.get("/api/storages/cluster-home/content", params={"path": "job.txt"}).text == "from a job\n"
     marie.delete("/api/storages/cluster-home/entries", params={"path": "job.txt"})
+
+
+def test_fits_previews_over_sftp(cluster):
+    """A remote file is previewed from a copy, in the same sandbox as a local one."""
+    from astropy.io import fits
+
+    _, marie, _, _, _, _ = cluster
+    api = "/api/storages/cluster-own"
+    image = io.BytesIO()
+    fits.PrimaryHDU(np.arange(64 * 48, dtype="float32").reshape(64, 48)).writeto(image)
+    assert marie.put(f"{api}/content", params={"path": "m31.fits"}, content=image.getvalue()).status_code == 201
+    described = marie.get(f"{api}/fits", params={"path": "m31.fits"})
+    assert described.status_code == 200 and described.json()["hdus"][0]["shape"] == [64, 48], described.text
+    drawn = marie.get(f"{api}/fits.png", params={"path": "m31.fits"})
+    assert drawn.status_code == 200 and drawn.headers["content-type"] == "image/png"
+    declared = "".join(f"{card:<80}" for card in ("SIMPLE  = T", "BITPIX  = -64", "NAXIS   = 2", "NAXIS1  = 200000",
+                                                   "NAXIS2  = 200000", "END")).ljust(2880)  # fmt: skip
+    marie.put(f"{api}/content", params={"path": "huge.fits"}, content=declared.encode() + bytes(2880))
+    refused = marie.get(f"{api}/fits.png", params={"path": "huge.fits"})
+    assert refused.status_code == 413 and "pixels" in refused.json()["detail"]
+    for name in ("m31.fits", "huge.fits"):
+        marie.delete(f"{api}/entries", params={"path": name})
