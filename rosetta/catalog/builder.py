@@ -80,6 +80,10 @@ KEPT_FOR_BUILDAH = ("SETFCAP", "SYS_CHROOT")
 BUILDER_IMAGE = "localhost/rosetta/builder"
 BUILDER_LABEL = "rosetta.builder"  # on build containers: the instance that runs them
 USER_NAMESPACE_SIZE = 65536  # ids a build may use, as a task
+# What podman and skopeo write goes into this machine's image store, whose files end up in images:
+# not with the platform's private umask (skopeo, unlike podman, keeps the umask it is given, and a
+# layer it adds under 077 makes its image's / 0500, which no non-root program can start in).
+STORE_UMASK = 0o022
 
 
 class BuildFailed(Exception):
@@ -421,7 +425,7 @@ def _load(image: str, place: BuildPlace) -> None:
         result = subprocess.run(
             ["skopeo", "copy", "--quiet", f"docker-archive:/proc/self/fd/{archive}", f"containers-storage:{image}"],
             capture_output=True, text=True, env=_env(place.conf), timeout=BUILD_TIMEOUT, check=False,
-            stdin=subprocess.DEVNULL, pass_fds=(archive,),
+            stdin=subprocess.DEVNULL, pass_fds=(archive,), umask=STORE_UMASK,
         )  # fmt: skip
     finally:
         os.close(archive)
@@ -508,7 +512,14 @@ def _env(conf: Path) -> dict[str, str]:
 
 def _run(argv: list[str], conf: Path, timeout: float) -> subprocess.CompletedProcess:
     return subprocess.run(
-        argv, capture_output=True, text=True, env=_env(conf), timeout=timeout, check=False, stdin=subprocess.DEVNULL
+        argv,
+        capture_output=True,
+        text=True,
+        env=_env(conf),
+        timeout=timeout,
+        check=False,
+        stdin=subprocess.DEVNULL,
+        umask=STORE_UMASK,
     )
 
 
@@ -521,6 +532,7 @@ def _podman(output: BuildLog, args: list[str], conf: Path, timeout: float) -> No
         stderr=subprocess.STDOUT,
         env=_env(conf),
         start_new_session=True,  # the whole group is killed at the deadline
+        umask=STORE_UMASK,
     )
     deadline = time.monotonic() + timeout
     assert process.stdout is not None

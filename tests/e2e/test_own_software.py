@@ -13,13 +13,18 @@ import httpx
 
 from tests.e2e.test_http_flow import login
 
-# No RUN step: the build makes no container, so it takes a fraction of a second.
+# No RUN step: the build makes no container, so it takes a fraction of a second. The COPY of
+# the context (the Containerfile, with a line of its own each run) makes a layer this machine's
+# store never had: one it kept from an earlier build cannot stand in for it.
 CONTAINERFILE = """\
-# A user's own environment, on top of the built-in hello.
+# A user's own environment, on top of the built-in hello. Run {run}.
 FROM localhost/rosetta/hello
 LABEL org.opencontainers.image.title="mytool"
 ENV BUILT_BY=alice
+COPY Containerfile /srv/www/Containerfile.txt
 """
+# What the image's user must be able to read and enter, as in the image it is built from.
+MODES = "stat -c '%a %U %n' / /tmp /bin /bin/busybox /etc /etc/passwd /home/rosetta /srv /srv/www /srv/www/index.html"
 BROKEN = """\
 FROM localhost/rosetta/hello
 COPY results.txt /srv/www/
@@ -42,7 +47,7 @@ def test_own_software_builds_runs_and_stays_private(platform, tmp_path):
     bob = platform.create_user("bob-sw")
     admin = platform.create_user("ops-sw", admin=True)
     containerfile = tmp_path / "Containerfile"
-    containerfile.write_text(CONTAINERFILE)
+    containerfile.write_text(CONTAINERFILE.format(run=uuid.uuid4().hex))
 
     # Built with the CLI, its log followed to the end; the entry declares port, BASE_PORT, env.
     built = platform.rosetta(
@@ -57,6 +62,7 @@ def test_own_software_builds_runs_and_stays_private(platform, tmp_path):
         assert entry["owner"] == "alice-sw" and entry["source"] == "build" and entry["visibility"] == "private"
         assert entry["image_digest"].startswith("sha256:") and entry["environment"] == {"GREETING": "hello-from-entry"}
         assert {"resource": "local", "ready": True, "note": ""} in entry["runs_on"]
+        assert_modes_kept(platform, entry["image"])
 
         # It runs as a task, reached through the gateway: the image's env and the entry's.
         task = api.post("/api/tasks", json={"software": "mytool", "resource": "local"}).raise_for_status().json()
@@ -159,6 +165,16 @@ def test_root_in_a_build_is_not_root_on_this_machine(platform):
     inspect = "stat -c '%u %n' /made-by-root /uid-in-build; cat /uid-in-build"
     made = platform.podman("run", "--rm", build["image"], "sh", "-c", inspect)
     assert made.split() == ["0", "/made-by-root", "1000", "/uid-in-build", "0"]
+    assert_modes_kept(platform, build["image"])
+
+
+def assert_modes_kept(platform, image: str) -> None:
+    """The built image's files keep the modes of the image it is built from, whatever the
+    platform's umask: its non-root user can enter / and read what it needs."""
+    built = platform.podman("run", "--rm", "--user", "1000", image, "sh", "-c", MODES)
+    assert built == platform.podman("run", "--rm", "--user", "1000", "localhost/rosetta/hello", "sh", "-c", MODES)
+    root, tmp = (line.split()[0] for line in built.splitlines()[:2])
+    assert int(root, 8) & 0o005 == 0o005 and tmp == "1777", built
 
 
 def _watch_processes(marker: str, seen: dict[int, list[int]], finished: threading.Event) -> None:
