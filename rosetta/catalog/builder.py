@@ -305,7 +305,9 @@ def build_place(build: SoftwareBuild, network: bool = True, containerfile: str |
         work = private_dir(directory / "work")
         private_dir(work / "context")
         private_dir(work / "in")
-        (work / "context" / "Containerfile").write_text(build.containerfile if containerfile is None else containerfile)
+        context_file = work / "context" / "Containerfile"
+        context_file.write_text(build.containerfile if containerfile is None else containerfile)
+        context_file.chmod(0o644)  # COPY keeps a file's mode: as a user's own checkout has it, not our umask's
         conf = private_dir(directory / "podman") / "containers.conf"
         conf.write_text(base_conf.read_text())
         if os.geteuid() != 0:
