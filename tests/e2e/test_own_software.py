@@ -64,14 +64,16 @@ def test_own_software_builds_runs_and_stays_private(platform, tmp_path):
         assert {"resource": "local", "ready": True, "note": ""} in entry["runs_on"]
         assert_modes_kept(platform, entry["image"])
 
-        # It runs as a task, reached through the gateway: the image's env and the entry's.
+        # It runs as a task, reached through the gateway (its own file served), with the image's
+        # environment and the entry's.
         task = api.post("/api/tasks", json={"software": "mytool", "resource": "local"}).raise_for_status().json()
         assert (task["software"], task["software_version"]) == ("mytool", "1")
         assert task["software_digest"] == entry["image_digest"]  # on this machine, its own image
         platform.wait_for_task(api, task["id"], {"running"})
         with platform.task_client(task["id"], alice) as interface:
-            page = interface.get("/cgi-bin/env").text
-        assert "BUILT_BY=alice" in page and "GREETING=hello-from-entry" in page
+            assert interface.get("/Containerfile.txt").text == containerfile.read_text()
+        seen = platform.podman("exec", f"rosetta-{task['id']}", "env").splitlines()
+        assert "BUILT_BY=alice" in seen and "GREETING=hello-from-entry" in seen
 
         # A broken Containerfile: its error is shown, and nothing is registered.
         broken = tmp_path / "Broken"
