@@ -283,10 +283,14 @@ def _images(build: SoftwareBuild) -> tuple[list[str], list[str]]:
     """The images to pull first, and every image the build uses (they go into its container)."""
     from django.core.exceptions import ValidationError
 
+    from rosetta.catalog.built_images import check_use
     from rosetta.catalog.containerfile import check_containerfile, source_images
 
-    try:  # again: the operator's allowed registries may have changed since it was queued
-        return check_containerfile(build.containerfile), source_images(build.containerfile)
+    def may_use(image: str) -> None:
+        check_use(image, build.owner)
+
+    try:  # again: the operator's allowed registries, or an entry's sharing, may have changed since it was queued
+        return check_containerfile(build.containerfile, may_use), source_images(build.containerfile, may_use)
     except ValidationError as error:
         raise BuildFailed(" ".join(error.messages)) from None
 

@@ -11,6 +11,7 @@ refused: download in a ``RUN`` step instead.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 
 from django.core.exceptions import ValidationError
 
@@ -41,13 +42,17 @@ def logical_lines(text: str) -> list[tuple[int, str]]:
     return lines
 
 
-def check_containerfile(text: str) -> list[str]:
-    """Raise a ValidationError naming the line of the first problem; else the images it is built
-    FROM (or copies from) that come from another registry than this machine's store, to pull first."""
-    return [image for image in source_images(text) if not image.startswith("localhost/")]
+MayUse = Callable[[str], None]  # raises a ValidationError for an image the build's owner may not use
 
 
-def source_images(text: str) -> list[str]:
+def check_containerfile(text: str, may_use: MayUse | None = None) -> list[str]:
+    """Raise a ValidationError naming the line of the first problem (``may_use`` says which
+    images the build's owner may use besides); else the images it is built FROM (or copies from)
+    that come from another registry than this machine's store, to pull first."""
+    return [image for image in source_images(text, may_use) if not image.startswith("localhost/")]
+
+
+def source_images(text: str, may_use: MayUse | None = None) -> list[str]:
     """Every image the Containerfile is built FROM or copies from, checked as ``check_containerfile`` does."""
     if not text.strip():
         raise ValidationError("The Containerfile is empty.")
@@ -66,7 +71,7 @@ def source_images(text: str) -> list[str]:
             saw_from = True
             image, alias = _from(number, words)
             if image.lower() != "scratch" and image not in stages:
-                images.append(_allowed_image(number, image))
+                images.append(_allowed_image(number, image, may_use))
             if alias:
                 stages.add(alias)
         elif not saw_from and instruction != "ARG":
@@ -78,7 +83,7 @@ def source_images(text: str) -> list[str]:
         if instruction in ("COPY", "ADD", "RUN"):
             for source in _from_options(words):
                 if source not in stages and not source.isdigit():
-                    images.append(_allowed_image(number, source))
+                    images.append(_allowed_image(number, source, may_use))
     if not saw_from:
         raise ValidationError("The Containerfile has no FROM line.")
     return sorted(set(images))
@@ -107,12 +112,14 @@ def _from_options(words: list[str]) -> list[str]:
     return sources
 
 
-def _allowed_image(number: int, image: str) -> str:
+def _allowed_image(number: int, image: str, may_use: MayUse | None) -> str:
     if "$" in image:
         raise ValidationError(f"Line {number}: write the image's name in full ({image[:60]!r} uses a variable).")
     try:
         validate_image_reference(image)
         check_registry(image)
+        if may_use is not None:
+            may_use(image)
     except ValidationError as error:
         raise ValidationError(f"Line {number}: {' '.join(error.messages)}") from None
     return image

@@ -8,6 +8,7 @@ import re
 import threading
 import time
 import uuid
+from functools import partial
 
 import httpx
 
@@ -177,6 +178,68 @@ def assert_modes_kept(platform, image: str) -> None:
     assert built == platform.podman("run", "--rm", "--user", "1000", "localhost/rosetta/hello", "sh", "-c", MODES)
     root, tmp = (line.split()[0] for line in built.splitlines()[:2])
     assert int(root, 8) & 0o005 == 0o005 and tmp == "1777", built
+
+
+def test_built_images_are_used_only_through_their_entries(platform):
+    """The attacker's view: another user's private build, named in the store, by digest and in the
+    platform's registry; and builds of another installation sharing this machine's store."""
+    alice = platform.create_user("alice-img")
+    bob = platform.create_user("bob-img")
+    admin = platform.create_user("ops-img", admin=True)
+    with platform.api(alice) as api, platform.api(bob) as bob_api, platform.api(admin) as admin_api:
+        containerfile = "FROM localhost/rosetta/hello\nENV RECIPE=alice-only\n"
+        build = api.post("/api/software/builds", json={"name": "private-tool", "containerfile": containerfile})
+        build = wait_until(lambda: _finished(api, build.json()["id"]), 120, "the build")
+        assert build["state"] == "succeeded", build["reason"]
+        entry = wait_until(
+            lambda: (found := _resolved(api, "private-tool"))["registry_state"] == "pushed" and found, 60, "the push"
+        )
+        registry = re.search(r"Registry address: (\S+)", platform.rosetta("registry", "list").stdout).group(1)
+        repository = entry["image"].rsplit(":", 1)[0]
+        names = [
+            entry["image"],
+            f"{repository}@{entry['image_digest']}",
+            f"{registry}/{repository.removeprefix('localhost/')}@{entry['registry_digest']}",
+        ]
+        # Another installation's build, and one named as builds were before names had the
+        # installation in them: this installation made neither, for anyone.
+        owner_id = entry["image"].split("/u", 1)[1].split("/", 1)[0]
+        elsewhere = [
+            platform.build_image("localhost/rosetta-user/0123456789ab/u1/their-tool:1", containerfile),
+            platform.build_image(f"localhost/rosetta-user/u{owner_id}/old-tool:1", containerfile),
+        ]
+        for image in names:
+            _refused_to(bob_api, image)
+        for image in elsewhere:
+            _refused_to(api, image)
+            _refused_to(bob_api, image)
+        assert not bob_api.get("/api/software/builds").json()  # nothing was queued for him
+
+        # Alice uses her own image as she likes; shared with everyone, it is everyone's to build on.
+        assert api.post("/api/software", json={"name": "again", "image": entry["image"]}).status_code == 201
+        builds = [
+            (api, api.post("/api/software/builds", json={"name": "on-top", "containerfile": f"FROM {names[1]}\n"}))
+        ]
+        shared = admin_api.patch(f"/api/software/{entry['id']}", json={"visibility": "everyone"})
+        assert shared.status_code == 200, shared.text
+        on_top = {"name": "on-top", "containerfile": f"FROM {names[0]}\n"}
+        builds.append((bob_api, bob_api.post("/api/software/builds", json=on_top)))
+        for client, queued in builds:
+            assert queued.status_code == 202, queued.text
+            done = wait_until(partial(_finished, client, queued.json()["id"]), 120, "the build")
+            assert done["state"] == "succeeded", done["reason"]
+
+
+def _refused_to(client: httpx.Client, image: str) -> None:
+    """``image`` can be neither the client's software nor what it builds FROM or copies from."""
+    copy = f"FROM localhost/rosetta/hello\nCOPY --from={image} /srv/www /copied\n"
+    for attempt, where in (
+        (client.post("/api/software", json={"name": "taken", "image": image}), ""),
+        (client.post("/api/software/builds", json={"name": "taken", "containerfile": f"FROM {image}\n"}), "Line 1: "),
+        (client.post("/api/software/builds", json={"name": "taken", "containerfile": copy}), "Line 2: "),
+    ):
+        detail = attempt.json()["detail"]
+        assert attempt.status_code == 400 and f"{where}{image} is not an image you can use" in detail, detail
 
 
 def _watch_processes(marker: str, seen: dict[int, list[int]], finished: threading.Event) -> None:

@@ -8,6 +8,7 @@ import pytest
 from django.contrib.auth import get_user_model
 
 from rosetta.catalog import builder, services
+from rosetta.catalog.built_images import built_image_name
 from rosetta.catalog.models import BuildState, Software
 from rosetta.computing.engines.podman import local_containers_conf
 from rosetta.core.instance import instance_id
@@ -72,3 +73,21 @@ def test_a_build_left_half_way_fails_when_the_builder_starts_again():
     assert build.state == BuildState.FAILED and "builder stopped during this build" in build.reason
     assert builder.claim_next() is None
     assert podman("container", "exists", left).returncode == 1
+
+
+def test_a_build_from_an_image_no_longer_shared_fails_before_anything_runs():
+    users = get_user_model().objects
+    alice, bob = users.create_user("builder-alice"), users.create_user("builder-bob")
+    image = built_image_name(alice, "base", "1")  # as if built
+    entry = Software.objects.create(owner=alice, name="base", image=image, source="build", visibility="everyone")
+    build = services.request_build(bob, name="mine", version="1", containerfile=f"FROM {image}\nRUN echo ran\n")
+    entry.visibility = "private"  # Alice stops sharing it while Bob's build waits
+    entry.save()
+    builder.run_build(builder.claim_next())
+    build.refresh_from_db()
+    assert build.state == BuildState.FAILED
+    assert build.reason == f"Line 1: {image} is not an image you can use: images built here from users' " + (
+        "Containerfiles are used only through their catalogue entries, by their owners and whoever an entry is "
+        "shared with."
+    )
+    assert "Preparing" not in build.log and "ran" not in build.log
