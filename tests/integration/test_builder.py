@@ -3,6 +3,7 @@ no image; a build over its time limit is stopped, its container with it; a build
 builder left half-way is failed, not left hanging, and what it left running is removed."""
 
 import subprocess
+import time
 
 import pytest
 from django.contrib.auth import get_user_model
@@ -12,6 +13,7 @@ from rosetta.catalog.built_images import built_image_name
 from rosetta.catalog.models import BuildState, Software
 from rosetta.computing.engines.podman import local_containers_conf
 from rosetta.core.instance import instance_id
+from rosetta.core.paths import home
 
 pytestmark = pytest.mark.django_db
 
@@ -58,6 +60,32 @@ def test_a_build_over_its_time_limit_is_stopped_with_its_container(monkeypatch):
     assert "started" in build.log
     assert podman("container", "exists", builder.container_name(build)).returncode == 1  # not left running
     assert not image_exists(build.image)
+
+
+def test_a_build_that_fills_its_disk_is_stopped_at_once_and_leaves_nothing(monkeypatch):
+    owner = get_user_model().objects.create_user("builder-test")
+    build = services.request_build(owner, name="filler", version="1", containerfile=(
+        "FROM localhost/rosetta/hello\nRUN echo writing && dd if=/dev/zero of=/tmp/big bs=1M count=1024\n"
+    ))  # fmt: skip
+    monkeypatch.setattr(builder, "MAX_DISK_MB", 64)
+    started = time.monotonic()
+    try:
+        builder.run_build(builder.claim_next())
+    finally:
+        builder.remove_builder_network()
+    took = time.monotonic() - started
+    build.refresh_from_db()
+    assert build.state == BuildState.FAILED, build.log
+    assert build.reason == "The build filled its 64 MiB of disk and was stopped (an image may be at most 4,096 MiB)."
+    # Stopped in the step that wrote, not found out once the image was made.
+    assert "writing" in build.log and "No space left on device" in build.log, build.log
+    assert "COMMIT" not in build.log and "Successfully tagged" not in build.log and took < 60
+    # Nothing is left: no image, no container, no directory or disk file, nothing mounted.
+    assert not image_exists(build.image)
+    assert podman("container", "exists", builder.container_name(build)).returncode == 1
+    assert not any((home() / "builds").iterdir())
+    with open("/proc/self/mountinfo") as mounts:
+        assert str(home() / "builds") not in mounts.read()
 
 
 def test_a_build_left_half_way_fails_when_the_builder_starts_again():
