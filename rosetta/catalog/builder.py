@@ -170,15 +170,18 @@ def run_build(build: SoftwareBuild) -> None:
                 output.say(f"==> Pulling {image}")
                 _podman(output, ["pull", image], place.conf, timeout=BUILD_TIMEOUT)
             ready = _images_ready(build, sources, place, output)
+            for number, store in enumerate(ready):  # a RUN step can read its container's mount table
+                output.hide(str(store), f"/images/{number}")
             output.say(f"==> Building {build.name}:{build.version}")
             _podman(output, container_argv(build, place, ready), place.conf, BUILD_TIMEOUT, disk_mb=place.disk_mb)
             _load(build.image, place)
             software = _register(build, output)
     except BuildFailed as error:  # its containers are gone with its place (build_place)
-        output.say(f"==> Failed: {error}")
+        reason = output.redact(str(error))
+        output.say(f"==> Failed: {reason}")
         output.flush(force=True)
         _remove_image(build.image)
-        _finish(build, BuildState.FAILED, str(error))
+        _finish(build, BuildState.FAILED, reason)
         log.info("Build %s failed: %s", build.pk, error)
         return
     except BaseException:
@@ -736,7 +739,9 @@ def _last_line(text: str) -> str:
 
 
 class BuildLog:
-    """The build's log in the database, written every FLUSH_EVERY seconds, at most MAX_LOG."""
+    """The build's log in the database, written every FLUSH_EVERY seconds, at most MAX_LOG. It
+    names no path of this machine's platform: the build's own places by what its container
+    calls them (``hide``), anything else under ROSETTA_HOME by that name."""
 
     def __init__(self, build: SoftwareBuild) -> None:
         self.build_id = build.pk
@@ -745,6 +750,7 @@ class BuildLog:
         self.last_flush = 0.0
         self.truncated = False
         self.hidden: list[tuple[str, str]] = []
+        self.home = str(home())
 
     def hide(self, text: str, instead: str) -> None:
         self.hidden.append((text, instead))
@@ -752,7 +758,7 @@ class BuildLog:
     def redact(self, line: str) -> str:
         for text, instead in self.hidden:
             line = line.replace(text, instead)
-        return line
+        return line.replace(self.home, "ROSETTA_HOME")
 
     def add(self, line: str) -> None:
         line = self.redact(line).replace("\x00", "\ufffd")  # a database's text holds no NUL

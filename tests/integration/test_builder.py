@@ -88,6 +88,22 @@ def test_a_build_that_fills_its_disk_is_stopped_at_once_and_leaves_nothing(monke
         assert str(home() / "builds") not in mounts.read()
 
 
+def test_a_build_log_names_no_path_of_this_machine():
+    owner = get_user_model().objects.create_user("builder-test")
+    build = services.request_build(owner, name="looker", version="1", containerfile=(
+        "FROM localhost/rosetta/hello\nRUN cat /proc/1/mountinfo\n"  # its container's mounts, sources included
+    ))  # fmt: skip
+    try:
+        builder.run_build(builder.claim_next())
+    finally:
+        builder.remove_builder_network()
+    build.refresh_from_db()
+    builder._remove_image(build.image)
+    assert build.state == BuildState.SUCCEEDED, build.reason
+    assert " /images/0 /images/0 " in build.log  # the image it uses, named as its container names it
+    assert str(home()) not in build.log
+
+
 def test_a_build_left_half_way_fails_when_the_builder_starts_again():
     owner = get_user_model().objects.create_user("builder-test")
     build = services.request_build(owner, name="cut", version="1", containerfile="FROM localhost/rosetta/hello\n")
