@@ -27,7 +27,11 @@ buildah, chroot isolation), started like a task:
 - a task's capabilities for RUN steps (the container keeps SETFCAP and SYS_CHROOT, which buildah
   needs and which mean nothing outside its user namespace), at most 2 GiB of memory and one CPU
   for the whole build, ``ROSETTA_BUILD_TIMEOUT`` seconds in all, an image of at most
-  ``ROSETTA_BUILD_MAX_IMAGE_MB``, and a log kept to 1 MiB.
+  ``ROSETTA_BUILD_MAX_IMAGE_MB``, and a log kept to 1 MiB;
+- a disk of its own: ``/build`` is a file system of ``ROSETTA_BUILD_MAX_DISK_MB`` (a sparse file,
+  loop-mounted), the container's root is read-only and buildah's temporary files are in
+  ``/build``, so a build that writes too much fails in the step that wrote, and takes its disk
+  with it.
 
 What comes out is an archive the container wrote: it is read as untrusted input (no symlink
 followed, the name inside it ignored) into this machine's store under the build's own image
