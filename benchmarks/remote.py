@@ -162,16 +162,19 @@ def main() -> None:
 
             elapsed, task_id = platform_ready(platform, api, token, "testbed-host")
             port = int(ssh("rstb-host", "podman", "port", f"rosetta-{task_id}", "8080").strip().rsplit(":", 1)[1])
+            # hello answers only with the task's secret, which the gateway sends: ssh -L sends it too.
+            secret = ssh("rstb-host", "podman", "exec", f"rosetta-{task_id}", "printenv", "ROSETTA_TASK_SECRET")
+            as_gateway = {"Authorization": f"Bearer {secret.strip()}"}
             tunnel = forward("rstb-host", "127.0.0.1", port)
             try:
                 with httpx.Client(timeout=10) as client:
-                    until_ok(client, f"http://127.0.0.1:{tunnel.local_port}/")
+                    until_ok(client, f"http://127.0.0.1:{tunnel.local_port}/", as_gateway)
                 url = api.get(f"/api/tasks/{task_id}").json()["interface_url"]
                 print(f"tunnel to one remote task, wrk, {args.rounds} alternating rounds of {args.duration} s "
                       "(req/s, p50 ms; medians)")  # fmt: skip
                 for connections in (1, 8):
                     rounds = [
-                        (wrk(f"http://127.0.0.1:{tunnel.local_port}/", connections, args.duration),
+                        (wrk(f"http://127.0.0.1:{tunnel.local_port}/", connections, args.duration, as_gateway),
                          wrk(url, connections, args.duration, {"Authorization": f"Bearer {token}"}))
                         for _ in range(args.rounds)
                     ]  # fmt: skip

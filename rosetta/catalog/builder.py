@@ -27,7 +27,11 @@ buildah, chroot isolation), started like a task:
 - a task's capabilities for RUN steps (the container keeps SETFCAP and SYS_CHROOT, which buildah
   needs and which mean nothing outside its user namespace), at most 2 GiB of memory and one CPU
   for the whole build, ``ROSETTA_BUILD_TIMEOUT`` seconds in all, an image of at most
-  ``ROSETTA_BUILD_MAX_IMAGE_MB``, and a log kept to 1 MiB.
+  ``ROSETTA_BUILD_MAX_IMAGE_MB``, and a log kept to 1 MiB;
+- a disk of its own: ``/build`` is a file system of ``ROSETTA_BUILD_MAX_DISK_MB`` (a sparse file,
+  loop-mounted), the container's root is read-only and buildah's temporary files are in
+  ``/build``, so a build that writes too much fails in the step that wrote, and takes its disk
+  with it.
 
 What comes out is an archive the container wrote: it is read as untrusted input (no symlink
 followed, the name inside it ignored) into this machine's store under the build's own image
@@ -46,6 +50,7 @@ import contextlib
 import hashlib
 import logging
 import os
+import re
 import selectors
 import shutil
 import signal
@@ -70,6 +75,7 @@ log = logging.getLogger("rosetta.builder")
 POLL = 10.0
 BUILD_TIMEOUT = float(os.environ.get("ROSETTA_BUILD_TIMEOUT", "1800"))
 MAX_IMAGE_MB = int(os.environ.get("ROSETTA_BUILD_MAX_IMAGE_MB", "4096"))
+MAX_DISK_MB = int(os.environ.get("ROSETTA_BUILD_MAX_DISK_MB", "0"))  # 0: twice the image's limit, and 512 MiB
 MAX_LOG = 1024 * 1024
 FLUSH_EVERY = 0.3  # seconds between writes of new log lines: the page and the CLI poll them
 MEMORY = "2g"
@@ -80,6 +86,10 @@ KEPT_FOR_BUILDAH = ("SETFCAP", "SYS_CHROOT")
 BUILDER_IMAGE = "localhost/rosetta/builder"
 BUILDER_LABEL = "rosetta.builder"  # on build containers: the instance that runs them
 USER_NAMESPACE_SIZE = 65536  # ids a build may use, as a task
+# What podman and skopeo write goes into this machine's image store, whose files end up in images:
+# not with the platform's private umask (skopeo, unlike podman, keeps the umask it is given, and a
+# layer it adds under 077 makes its image's / 0500, which no non-root program can start in).
+STORE_UMASK = 0o022
 
 
 class BuildFailed(Exception):
@@ -134,7 +144,7 @@ def fail_interrupted() -> None:
     builds = home() / "builds"
     if builds.is_dir():
         for leftover in builds.iterdir():
-            shutil.rmtree(leftover, ignore_errors=True)
+            _remove_build_dir(leftover)
 
 
 def claim_next() -> SoftwareBuild | None:
@@ -164,21 +174,22 @@ def run_build(build: SoftwareBuild) -> None:
                 output.say(f"==> Pulling {image}")
                 _podman(output, ["pull", image], place.conf, timeout=BUILD_TIMEOUT)
             ready = _images_ready(build, sources, place, output)
+            for number, store in enumerate(ready):  # a RUN step can read its container's mount table
+                output.hide(str(store), f"/images/{number}")
             output.say(f"==> Building {build.name}:{build.version}")
-            _podman(output, container_argv(build, place, ready), place.conf, timeout=BUILD_TIMEOUT)
+            _podman(output, container_argv(build, place, ready), place.conf, BUILD_TIMEOUT, disk_mb=place.disk_mb)
             _load(build.image, place)
             software = _register(build, output)
-    except BuildFailed as error:
-        output.say(f"==> Failed: {error}")
+    except BuildFailed as error:  # its containers are gone with its place (build_place)
+        reason = output.redact(str(error))
+        output.say(f"==> Failed: {reason}")
         output.flush(force=True)
-        _remove_build_containers(build)
         _remove_image(build.image)
-        _finish(build, BuildState.FAILED, str(error))
+        _finish(build, BuildState.FAILED, reason)
         log.info("Build %s failed: %s", build.pk, error)
         return
     except BaseException:
         output.flush(force=True)
-        _remove_build_containers(build)
         _remove_image(build.image)
         _finish(build, BuildState.FAILED, "The builder met an unexpected error; an operator can find it in its log.")
         raise
@@ -200,6 +211,7 @@ class BuildPlace:
     work: Path
     conf: Path
     network: str | None  # None: podman's default (rootless)
+    disk_mb: int | None  # what ``work`` holds at most (None: unbounded, rootless)
 
     @property
     def context(self) -> Path:
@@ -213,8 +225,11 @@ def container_argv(build: SoftwareBuild, place: BuildPlace, images: list[Path]) 
     for_runs = _dropped(KEPT_FOR_BUILDS)
     stores = [f"/images/{number}" for number in range(len(images))]
     (place.work / "storage.conf").write_text(_storage_conf(stores))
+    private_dir(place.work / "tmp")
     return [
         *_container_options(build, place, for_runs), "--env", "CONTAINERS_STORAGE_CONF=/build/storage.conf",
+        # Everything buildah writes goes to /build, within the build's disk: its temporary files too.
+        "--read-only", "--env", "TMPDIR=/build/tmp",
         "--mount", f"type=bind,source={place.work},target=/build,U=true",  # the build's root owns it
         *_read_only(images, stores), BUILDER_IMAGE, build.image,
         # what rosetta-build passes to `buildah build`:
@@ -239,6 +254,7 @@ def _container_options(build: SoftwareBuild, place: BuildPlace, for_runs: list[s
     return [
         "run", "--rm", "--name", container_name(build), "--pull=never", "--init",
         "--label", f"{BUILDER_LABEL}={_instance()}", "--label", f"rosetta.build={build.pk}",
+        "--log-driver", "none",  # its output comes to us (and its log is kept to MAX_LOG), not to a file of podman's
         *(["--uidmap", ids, "--gidmap", ids] if rootful else []),
         *(["--network", place.network] if place.network else []),
         "--cap-drop", ",".join(for_buildah), "--memory", MEMORY, "--memory-swap", MEMORY,
@@ -279,10 +295,14 @@ def _images(build: SoftwareBuild) -> tuple[list[str], list[str]]:
     """The images to pull first, and every image the build uses (they go into its container)."""
     from django.core.exceptions import ValidationError
 
+    from rosetta.catalog.built_images import check_use
     from rosetta.catalog.containerfile import check_containerfile, source_images
 
-    try:  # again: the operator's allowed registries may have changed since it was queued
-        return check_containerfile(build.containerfile), source_images(build.containerfile)
+    def may_use(image: str) -> None:
+        check_use(image, build.owner)
+
+    try:  # again: the operator's allowed registries, or an entry's sharing, may have changed since it was queued
+        return check_containerfile(build.containerfile, may_use), source_images(build.containerfile, may_use)
     except ValidationError as error:
         raise BuildFailed(" ".join(error.messages)) from None
 
@@ -298,10 +318,12 @@ def build_place(build: SoftwareBuild, network: bool = True, containerfile: str |
     base_conf = local_containers_conf()
     directory = Path(tempfile.mkdtemp(prefix=f"build-{build.pk}-", dir=private_dir(home() / "builds")))
     try:
-        work = private_dir(directory / "work")
+        work, disk_mb = _bounded_dir(directory / "work", disk_limit_mb())
         private_dir(work / "context")
         private_dir(work / "in")
-        (work / "context" / "Containerfile").write_text(build.containerfile if containerfile is None else containerfile)
+        context_file = work / "context" / "Containerfile"
+        context_file.write_text(build.containerfile if containerfile is None else containerfile)
+        context_file.chmod(0o644)  # COPY keeps a file's mode: as a user's own checkout has it, not our umask's
         conf = private_dir(directory / "podman") / "containers.conf"
         conf.write_text(base_conf.read_text())
         if os.geteuid() != 0:
@@ -311,9 +333,63 @@ def build_place(build: SoftwareBuild, network: bool = True, containerfile: str |
             chosen = builder_network(base_conf)
         else:
             chosen = "none"
-        yield BuildPlace(work=work, conf=conf, network=chosen)
+        yield BuildPlace(work=work, conf=conf, network=chosen, disk_mb=disk_mb)
+    except BaseException:
+        _remove_build_containers(build)  # before its disk goes: a container cut short may still use it
+        raise
     finally:
-        shutil.rmtree(directory, ignore_errors=True)
+        _remove_build_dir(directory)
+
+
+def disk_limit_mb() -> int:
+    """The disk a build may fill while it runs: its own store, the layer it makes (as a
+    container's changes, then committed) and the image it hands back."""
+    return MAX_DISK_MB or 2 * MAX_IMAGE_MB + 512
+
+
+def _bounded_dir(path: Path, size_mb: int) -> tuple[Path, int | None]:
+    """``path`` as a private directory holding at most ``size_mb`` MiB: a file system of its own
+    (ext4, in a sparse file beside it, so it takes only what is written), which a build that
+    fills it finds full at once, wherever it writes. Only root can mount one; rootless, the
+    directory is unbounded (None)."""
+    private_dir(path)
+    if os.geteuid() != 0:
+        return path, None
+    disk = path.with_name(f"{path.name}.disk")
+    with open(disk, "xb") as sparse:
+        sparse.truncate(size_mb * 2**20)
+    # No journal (it is thrown away after one build), an inode per 4 KiB (package installs make many small files).
+    for argv in (
+        ["mkfs.ext4", "-q", "-F", "-m", "0", "-i", "4096", "-O", "^has_journal", "-E", "nodiscard", str(disk)],
+        ["mount", "-o", "loop,nosuid,nodev", str(disk), str(path)],
+    ):
+        result = subprocess.run(
+            argv, capture_output=True, text=True, timeout=120, check=False, stdin=subprocess.DEVNULL
+        )
+        if result.returncode != 0:
+            raise BuildFailed(f"The build's disk could not be made: {_last_line(result.stderr)}")
+    (path / "lost+found").rmdir()
+    path.chmod(0o700)
+    return path, size_mb
+
+
+def _remove_build_dir(directory: Path) -> None:
+    """A build's directory, its disk unmounted first (the loop device goes with it)."""
+    for mount in _mounts_under(directory):
+        if subprocess.run(["umount", mount], capture_output=True, timeout=120, check=False).returncode != 0:
+            subprocess.run(["umount", "--lazy", mount], capture_output=True, timeout=120, check=False)
+    shutil.rmtree(directory, ignore_errors=True)
+
+
+def _mounts_under(directory: Path) -> list[str]:
+    """Mount points at or under ``directory``, deepest first."""
+    inside = []
+    with open("/proc/self/mountinfo") as mounts:
+        for line in mounts:
+            point = re.sub(r"\\([0-7]{3})", lambda code: chr(int(code[1], 8)), line.split()[4])  # \040: a space
+            if point == str(directory) or point.startswith(f"{directory}/"):
+                inside.append(point)
+    return sorted(inside, key=len, reverse=True)
 
 
 def _images_ready(build: SoftwareBuild, images: list[str], place: BuildPlace, output: BuildLog) -> list[Path]:
@@ -417,11 +493,15 @@ def _load(image: str, place: BuildPlace) -> None:
             os.close(out)
     except OSError:
         raise BuildFailed("The build made no image.") from None
+    size = os.fstat(archive).st_size
+    if size > MAX_IMAGE_MB * 2**20:  # not even into this machine's store
+        os.close(archive)
+        raise BuildFailed(_too_large(size))
     try:
         result = subprocess.run(
             ["skopeo", "copy", "--quiet", f"docker-archive:/proc/self/fd/{archive}", f"containers-storage:{image}"],
             capture_output=True, text=True, env=_env(place.conf), timeout=BUILD_TIMEOUT, check=False,
-            stdin=subprocess.DEVNULL, pass_fds=(archive,),
+            stdin=subprocess.DEVNULL, pass_fds=(archive,), umask=STORE_UMASK,
         )  # fmt: skip
     finally:
         os.close(archive)
@@ -508,12 +588,20 @@ def _env(conf: Path) -> dict[str, str]:
 
 def _run(argv: list[str], conf: Path, timeout: float) -> subprocess.CompletedProcess:
     return subprocess.run(
-        argv, capture_output=True, text=True, env=_env(conf), timeout=timeout, check=False, stdin=subprocess.DEVNULL
+        argv,
+        capture_output=True,
+        text=True,
+        env=_env(conf),
+        timeout=timeout,
+        check=False,
+        stdin=subprocess.DEVNULL,
+        umask=STORE_UMASK,
     )
 
 
-def _podman(output: BuildLog, args: list[str], conf: Path, timeout: float) -> None:
-    """Run podman, its output into the build's log as it comes; BuildFailed unless it succeeds in time."""
+def _podman(output: BuildLog, args: list[str], conf: Path, timeout: float, disk_mb: int | None = None) -> None:
+    """Run podman, its output into the build's log as it comes; BuildFailed unless it succeeds in
+    time (and, with ``disk_mb``, within that much disk)."""
     process = subprocess.Popen(
         ["podman", *args],
         stdin=subprocess.DEVNULL,
@@ -521,11 +609,13 @@ def _podman(output: BuildLog, args: list[str], conf: Path, timeout: float) -> No
         stderr=subprocess.STDOUT,
         env=_env(conf),
         start_new_session=True,  # the whole group is killed at the deadline
+        umask=STORE_UMASK,
     )
     deadline = time.monotonic() + timeout
     assert process.stdout is not None
     os.set_blocking(process.stdout.fileno(), False)
     last_error = ""
+    out_of_disk = False
     with selectors.DefaultSelector() as selector:
         selector.register(process.stdout, selectors.EVENT_READ)
         pending = b""
@@ -545,11 +635,17 @@ def _podman(output: BuildLog, args: list[str], conf: Path, timeout: float) -> No
                     output.add(text)
                     if text.startswith("Error:"):
                         last_error = text
+                    out_of_disk = out_of_disk or "no space left on device" in text.lower()
             output.flush()
         if pending:
             output.add(pending.decode(errors="replace"))
     status = process.wait()
     output.flush(force=True)
+    if status != 0 and disk_mb is not None and out_of_disk:
+        raise BuildFailed(
+            f"The build filled its {disk_mb:,} MiB of disk and was stopped (an image may be at most "
+            f"{MAX_IMAGE_MB:,} MiB)."
+        )
     if status != 0:
         raise BuildFailed(_plain(last_error) or f"podman {args[0]} ended with status {status}.")
 
@@ -575,8 +671,8 @@ def _register(build: SoftwareBuild, output: BuildLog) -> Software:
     from rosetta.registry import PUSHER
 
     size, digest = _inspect(build.image)
-    if size > MAX_IMAGE_MB * 1024 * 1024:
-        raise BuildFailed(f"The image is {size / 2**20:,.0f} MiB; at most {MAX_IMAGE_MB:,} MiB are allowed.")
+    if size > MAX_IMAGE_MB * 2**20:
+        raise BuildFailed(_too_large(size))
     output.say(f"==> Built {build.image} ({size / 2**20:,.1f} MiB)")
     declared = dict(build.declared)
     group_id = declared.pop("group", None)
@@ -615,6 +711,10 @@ def _register(build: SoftwareBuild, output: BuildLog) -> Software:
     return software
 
 
+def _too_large(size: int) -> str:
+    return f"The image is {size / 2**20:,.0f} MiB; at most {MAX_IMAGE_MB:,} MiB are allowed."
+
+
 def _inspect(image: str) -> tuple[int, str]:
     from rosetta.computing.engines.podman import local_containers_conf
 
@@ -643,7 +743,9 @@ def _last_line(text: str) -> str:
 
 
 class BuildLog:
-    """The build's log in the database, written every FLUSH_EVERY seconds, at most MAX_LOG."""
+    """The build's log in the database, written every FLUSH_EVERY seconds, at most MAX_LOG. It
+    names no path of this machine's platform: the build's own places by what its container
+    calls them (``hide``), anything else under ROSETTA_HOME by that name."""
 
     def __init__(self, build: SoftwareBuild) -> None:
         self.build_id = build.pk
@@ -652,6 +754,7 @@ class BuildLog:
         self.last_flush = 0.0
         self.truncated = False
         self.hidden: list[tuple[str, str]] = []
+        self.home = str(home())
 
     def hide(self, text: str, instead: str) -> None:
         self.hidden.append((text, instead))
@@ -659,7 +762,7 @@ class BuildLog:
     def redact(self, line: str) -> str:
         for text, instead in self.hidden:
             line = line.replace(text, instead)
-        return line
+        return line.replace(self.home, "ROSETTA_HOME")
 
     def add(self, line: str) -> None:
         line = self.redact(line).replace("\x00", "\ufffd")  # a database's text holds no NUL

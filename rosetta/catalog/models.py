@@ -145,8 +145,11 @@ class Software(models.Model):
             self.group = None
         # After the field validators: only a well-formed reference names a registry to check.
         if IMAGE_REFERENCE.match(self.image):
+            from rosetta.catalog.built_images import check_use
+
             try:
                 check_registry(self.image)
+                check_use(self.image, self.owner if self.owner_id else None)  # a build's image is its entries'
             except ValidationError as error:
                 raise ValidationError({"image": error}) from None
 

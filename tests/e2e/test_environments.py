@@ -159,6 +159,33 @@ def test_jupyterlab_kernel_through_the_gateway_and_nothing_without_it(environmen
     assert api.delete(f"/api/tasks/{task_id}").status_code in (200, 202, 204)
 
 
+def test_hello_answers_only_the_gateway(platform):
+    """hello's own port, reached from this machine without the gateway: 401 for every request,
+    its readiness probe included, and nothing of the task's; through the gateway, the page."""
+    token = platform.create_user("hello-guarded")
+    with platform.api(token) as api:
+        task_id = platform.start_task(api, name="guarded", environment={"NOTE": "kept-inside-the-task"})
+        platform.wait_for_task(api, task_id, {"running"})
+    secret = secret_of(platform, task_id)
+    direct = httpx.Client(base_url=direct_address(platform, task_id, 8080), timeout=10)
+    for headers in ({}, {"Authorization": "Bearer guessed"}, {"Authorization": f"Bearer {token}"}):
+        for path in ("/", "/index.html", PROBE_PATH, "/cgi-bin/env"):
+            refused = direct.get(path, headers=headers)
+            assert refused.status_code == 401, (path, headers)
+            assert "kept-inside-the-task" not in refused.text and "Hello" not in refused.text
+        assert direct.post("/", content=b"x" * 100, headers=headers).status_code == 401
+    # The real secret opens it; no page shows the environment any more.
+    assert "Hello from Rosetta" in direct.get("/", headers={"Authorization": f"Bearer {secret}"}).text
+    assert direct.get("/cgi-bin/env", headers={"Authorization": f"Bearer {secret}"}).status_code == 404
+    page = platform.task_client(task_id, token).get("/")
+    assert page.status_code == 200 and "Hello from Rosetta" in page.text
+
+    # Its log names each request's path, without the platform's probe, and never the secret.
+    logs = platform.rosetta("task", "logs", task_id, token=token).stdout
+    assert "request /index.html" in logs and "/index.html response:401" in logs and "/ response:200" in logs, logs
+    assert PROBE_PATH not in logs and secret not in logs
+
+
 @pytest.mark.browser
 @pytest.mark.skipif(not shutil.which(CHROMIUM), reason="Debian's chromium is installed by scripts/setup.sh --for-tests")
 def test_desktop_in_the_browser_connects_without_a_password_and_runs_ds9(environments, tmp_path):

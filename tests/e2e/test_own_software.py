@@ -8,18 +8,24 @@ import re
 import threading
 import time
 import uuid
+from functools import partial
 
 import httpx
 
 from tests.e2e.test_http_flow import login
 
-# No RUN step: the build makes no container, so it takes a fraction of a second.
+# No RUN step: the build makes no container, so it takes a fraction of a second. The COPY of
+# the context (the Containerfile, with a line of its own each run) makes a layer this machine's
+# store never had: one it kept from an earlier build cannot stand in for it.
 CONTAINERFILE = """\
-# A user's own environment, on top of the built-in hello.
+# A user's own environment, on top of the built-in hello. Run {run}.
 FROM localhost/rosetta/hello
 LABEL org.opencontainers.image.title="mytool"
 ENV BUILT_BY=alice
+COPY Containerfile /srv/www/Containerfile.txt
 """
+# What the image's user must be able to read and enter, as in the image it is built from.
+MODES = "stat -c '%a %U %n' / /tmp /bin /bin/busybox /etc /etc/passwd /home/rosetta /srv /srv/www /srv/www/index.html"
 BROKEN = """\
 FROM localhost/rosetta/hello
 COPY results.txt /srv/www/
@@ -42,7 +48,7 @@ def test_own_software_builds_runs_and_stays_private(platform, tmp_path):
     bob = platform.create_user("bob-sw")
     admin = platform.create_user("ops-sw", admin=True)
     containerfile = tmp_path / "Containerfile"
-    containerfile.write_text(CONTAINERFILE)
+    containerfile.write_text(CONTAINERFILE.format(run=uuid.uuid4().hex))
 
     # Built with the CLI, its log followed to the end; the entry declares port, BASE_PORT, env.
     built = platform.rosetta(
@@ -57,15 +63,18 @@ def test_own_software_builds_runs_and_stays_private(platform, tmp_path):
         assert entry["owner"] == "alice-sw" and entry["source"] == "build" and entry["visibility"] == "private"
         assert entry["image_digest"].startswith("sha256:") and entry["environment"] == {"GREETING": "hello-from-entry"}
         assert {"resource": "local", "ready": True, "note": ""} in entry["runs_on"]
+        assert_modes_kept(platform, entry["image"])
 
-        # It runs as a task, reached through the gateway: the image's env and the entry's.
+        # It runs as a task, reached through the gateway (its own file served), with the image's
+        # environment and the entry's.
         task = api.post("/api/tasks", json={"software": "mytool", "resource": "local"}).raise_for_status().json()
         assert (task["software"], task["software_version"]) == ("mytool", "1")
         assert task["software_digest"] == entry["image_digest"]  # on this machine, its own image
         platform.wait_for_task(api, task["id"], {"running"})
         with platform.task_client(task["id"], alice) as interface:
-            page = interface.get("/cgi-bin/env").text
-        assert "BUILT_BY=alice" in page and "GREETING=hello-from-entry" in page
+            assert interface.get("/Containerfile.txt").text == containerfile.read_text()
+        seen = platform.podman("exec", f"rosetta-{task['id']}", "env").splitlines()
+        assert "BUILT_BY=alice" in seen and "GREETING=hello-from-entry" in seen
 
         # A broken Containerfile: its error is shown, and nothing is registered.
         broken = tmp_path / "Broken"
@@ -159,6 +168,80 @@ def test_root_in_a_build_is_not_root_on_this_machine(platform):
     inspect = "stat -c '%u %n' /made-by-root /uid-in-build; cat /uid-in-build"
     made = platform.podman("run", "--rm", build["image"], "sh", "-c", inspect)
     assert made.split() == ["0", "/made-by-root", "1000", "/uid-in-build", "0"]
+    assert_modes_kept(platform, build["image"])
+
+
+def assert_modes_kept(platform, image: str) -> None:
+    """The built image's files keep the modes of the image it is built from, whatever the
+    platform's umask: its non-root user can enter / and read what it needs."""
+    built = platform.podman("run", "--rm", "--user", "1000", image, "sh", "-c", MODES)
+    assert built == platform.podman("run", "--rm", "--user", "1000", "localhost/rosetta/hello", "sh", "-c", MODES)
+    root, tmp = (line.split()[0] for line in built.splitlines()[:2])
+    assert int(root, 8) & 0o005 == 0o005 and tmp == "1777", built
+
+
+def test_built_images_are_used_only_through_their_entries(platform):
+    """The attacker's view: another user's private build, named in the store, by digest and in the
+    platform's registry; and builds of another installation sharing this machine's store."""
+    alice = platform.create_user("alice-img")
+    bob = platform.create_user("bob-img")
+    admin = platform.create_user("ops-img", admin=True)
+    with platform.api(alice) as api, platform.api(bob) as bob_api, platform.api(admin) as admin_api:
+        containerfile = "FROM localhost/rosetta/hello\nENV RECIPE=alice-only\n"
+        build = api.post("/api/software/builds", json={"name": "private-tool", "containerfile": containerfile})
+        build = wait_until(lambda: _finished(api, build.json()["id"]), 120, "the build")
+        assert build["state"] == "succeeded", build["reason"]
+        entry = wait_until(
+            lambda: (found := _resolved(api, "private-tool"))["registry_state"] == "pushed" and found, 60, "the push"
+        )
+        registry = re.search(r"Registry address: (\S+)", platform.rosetta("registry", "list").stdout).group(1)
+        repository = entry["image"].rsplit(":", 1)[0]
+        names = [
+            entry["image"],
+            f"{repository}@{entry['image_digest']}",
+            f"{registry}/{repository.removeprefix('localhost/')}@{entry['registry_digest']}",
+        ]
+        # Another installation's build, and one named as builds were before names had the
+        # installation in them: this installation made neither, for anyone.
+        owner_id = entry["image"].split("/u", 1)[1].split("/", 1)[0]
+        elsewhere = [
+            platform.build_image("localhost/rosetta-user/0123456789ab/u1/their-tool:1", containerfile),
+            platform.build_image(f"localhost/rosetta-user/u{owner_id}/old-tool:1", containerfile),
+        ]
+        for image in names:
+            _refused_to(bob_api, image)
+        for image in elsewhere:
+            _refused_to(api, image)
+            _refused_to(bob_api, image)
+        assert not bob_api.get("/api/software/builds").json()  # nothing was queued for him
+
+        # Alice uses her own image as she likes; shared with everyone, it is everyone's to build on.
+        assert api.post("/api/software", json={"name": "again", "image": entry["image"]}).status_code == 201
+        builds = [
+            (api, api.post("/api/software/builds", json={"name": "on-top", "containerfile": f"FROM {names[1]}\n"}))
+        ]
+        shared = admin_api.patch(f"/api/software/{entry['id']}", json={"visibility": "everyone"})
+        assert shared.status_code == 200, shared.text
+        on_top = {"name": "on-top", "containerfile": f"FROM {names[0]}\n"}
+        builds.append((bob_api, bob_api.post("/api/software/builds", json=on_top)))
+        for client, queued in builds:
+            assert queued.status_code == 202, queued.text
+            done = wait_until(partial(_finished, client, queued.json()["id"]), 120, "the build")
+            assert done["state"] == "succeeded", done["reason"]
+        # Private again: later tests on this platform see the catalogue they expect.
+        admin_api.patch(f"/api/software/{entry['id']}", json={"visibility": "private"})
+
+
+def _refused_to(client: httpx.Client, image: str) -> None:
+    """``image`` can be neither the client's software nor what it builds FROM or copies from."""
+    copy = f"FROM localhost/rosetta/hello\nCOPY --from={image} /srv/www /copied\n"
+    for attempt, where in (
+        (client.post("/api/software", json={"name": "taken", "image": image}), ""),
+        (client.post("/api/software/builds", json={"name": "taken", "containerfile": f"FROM {image}\n"}), "Line 1: "),
+        (client.post("/api/software/builds", json={"name": "taken", "containerfile": copy}), "Line 2: "),
+    ):
+        detail = attempt.json()["detail"]
+        assert attempt.status_code == 400 and f"{where}{image} is not an image you can use" in detail, detail
 
 
 def _watch_processes(marker: str, seen: dict[int, list[int]], finished: threading.Event) -> None:

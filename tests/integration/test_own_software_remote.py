@@ -42,9 +42,11 @@ def test_a_built_image_runs_on_an_ssh_host_by_its_registry_digest(remote_platfor
         task = platform.wait_for_task(api, task["id"], {"running", "failed", "exited"}, timeout=120)
         assert task["phase"] == "running", task["events"]
         with platform.task_client(task["id"], token) as interface:
-            assert "BUILT_BY=ada" in interface.get("/cgi-bin/env").text
+            assert interface.get("/").status_code == 200
+        seen = on("rstb-host", "podman", "exec", f"rosetta-{task['id']}", "env").stdout
+        assert "BUILT_BY=ada" in seen.splitlines()
         running = on("rstb-host", "podman", "ps", "--format", "{{.Image}}").stdout
-        assert f"/rosetta-user/u{_owner_id(entry)}/adatool@{entry['registry_digest']}" in running
+        assert f"/u{_owner_id(entry)}/adatool@{entry['registry_digest']}" in running
         api.post(f"/api/tasks/{task['id']}/stop")
         platform.wait_for_task(api, task["id"], {"stopped"}, timeout=60)
 

@@ -176,6 +176,21 @@ def test_a_name_in_use_is_transient_other_refusals_are_not():
     assert type(refused) is Refused and refused.detail == "Error: OCI runtime error: runc: invalid mount"
 
 
+def test_a_program_the_container_cannot_start_is_named():
+    spec = ContainerSpec(task_id="t", instance="i", image="x", port=1, cpus=1, memory_mb=64)
+    runc = "Error: runc: runc create failed: unable to start container process: "
+    denied = runc + 'exec: "/run/podman-init": stat /run/podman-init: permission denied: OCI permission denied'
+    refused = PodmanEngine().refusal(_failed(denied), spec)
+    assert refused.explain("local") == (
+        "The container could not start /run/podman-init: permission denied. The image's files (its / among "
+        "them) must be readable by the user it runs as."
+    )
+    missing = runc + 'exec: "jupyter": executable file not found in $PATH: OCI runtime attempted to invoke a command'
+    assert PodmanEngine().refusal(_failed(missing), spec).explain("local") == (
+        "The container could not start jupyter: the image has no such program."
+    )
+
+
 def test_commands_are_named_as_people_call_them():
     assert command_name(["env", "CONTAINERS_CONF=/x/containers.conf", "/usr/bin/podman", "ps", "--all"]) == "podman ps"
     assert command_name(["squeue", "--me"]) == "squeue"

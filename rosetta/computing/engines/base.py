@@ -6,6 +6,7 @@ does, through the transport — which keeps every engine a set of pure, unit-tes
 from __future__ import annotations
 
 import math
+import re
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 
@@ -33,6 +34,11 @@ DROPPED_CAPABILITIES = (
     "WAKE_ALARM",
 )  # fmt: skip
 LOG_LIMIT = "10m"  # what a task may write to its log before the oldest output is dropped
+# The runtime's words when the image's first program cannot be started (runc, crun, docker alike).
+_NOT_STARTED = re.compile(
+    r'exec: "(?P<program>[^"]{1,200})": (?:stat \S+: )?'
+    r"(?P<why>permission denied|no such file or directory|executable file not found in \$PATH)"
+)
 
 
 def hardening(spec: ContainerSpec) -> list[str]:
@@ -185,6 +191,20 @@ class Engine(ABC):
         raise NotImplementedError
 
 
+def not_started(said: str) -> str:
+    """Why the image's program could not start, for its user, when the runtime says so."""
+    match = _NOT_STARTED.search(said)
+    if match is None:
+        return ""
+    program = match["program"]
+    if match["why"] == "permission denied":
+        return (
+            f"The container could not start {program}: permission denied. The image's files (its / among "
+            "them) must be readable by the user it runs as."
+        )
+    return f"The container could not start {program}: the image has no such program."
+
+
 class DockerCommandLine(Engine):
     """An engine with docker's command line (docker, podman): logs read and refusals told alike."""
 
@@ -208,7 +228,7 @@ class DockerCommandLine(Engine):
             return Unreachable(self.transient_reason, raw)
         if any(words in said for words in self.image_missing_words):
             return ImageMissing(spec.image, raw)
-        return Refused(f"{self.name} refused to start the container.", raw)
+        return Refused(not_started(raw) or f"{self.name} refused to start the container.", raw)
 
     def refusal_text(self, result: CommandResult) -> str:
         """Where the engine's words about a refusal are."""
