@@ -56,3 +56,11 @@ async def end(process: asyncio.subprocess.Process, grace: float = 0.0) -> int:
             return await asyncio.wait_for(asyncio.shield(process.wait()), grace)
     kill(process)
     return await process.wait()
+
+
+def ending_with_parent(argv: list[str]) -> list[str]:
+    """``argv`` run so that the kernel sends it SIGTERM when the thread that started it ends, even
+    by SIGKILL: util-linux's setpriv sets that in the child and execs ``argv``. Not preexec_fn,
+    which runs Python between fork and exec, where another thread may hold a lock (asyncio's
+    executors, the database's) that the child then waits for forever."""
+    return ["setpriv", "--pdeathsig", "TERM", "--", *argv]
