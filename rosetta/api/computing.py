@@ -14,7 +14,7 @@ from ninja.errors import HttpError
 from pydantic import Field
 
 from rosetta.api.schemas import Message
-from rosetta.computing import services
+from rosetta.computing import remote_names, services
 from rosetta.computing.models import Resource, SSHIdentity
 from rosetta.core.errors import NotFound
 
@@ -122,7 +122,12 @@ class ResourceIdentityOut(Schema):
 
 
 class ResourceIdentityIn(Schema):
-    remote_username: str = Field(..., max_length=64, pattern=r"^[a-z_][a-z0-9_.-]*$")
+    remote_username: str = Field(
+        ...,
+        max_length=64,
+        pattern=r"^([a-z_][a-z0-9_.-]*)?$",
+        description="Your account's name there (empty: your Rosetta name). Accepted once your key logs in as it.",
+    )
 
 
 def _staff(request: HttpRequest) -> None:
@@ -185,9 +190,9 @@ def my_ssh_key(request: HttpRequest):
     return {"public_key": identity.public_key, "remote_username": identity.remote_name}
 
 
-@router.put("/me/ssh-key", response={200: ResourceIdentityOut, 400: Message})
-def set_remote_username(request: HttpRequest, payload: ResourceIdentityIn):
-    identity = SSHIdentity.of(request.auth)
-    identity.remote_username = payload.remote_username
-    identity.save(update_fields=["remote_username"])
+@router.put("/me/ssh-key", response={200: ResourceIdentityOut, 400: Message, 409: Message})
+async def set_remote_username(request: HttpRequest, payload: ResourceIdentityIn):
+    """Your account's name there: first add your public key to that account's authorized_keys;
+    Rosetta logs in with it to check, and refuses a name another user holds."""
+    identity = await remote_names.claim(request.auth, payload.remote_username)
     return {"public_key": identity.public_key, "remote_username": identity.remote_name}

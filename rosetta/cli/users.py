@@ -1,5 +1,5 @@
-"""`rosetta users list | deactivate | reactivate | set-password`: operators run the place from
-the platform's host (the same as the staff pages' Users)."""
+"""`rosetta users list | deactivate | reactivate | set-password | set-remote-name`: operators run
+the place from the platform's host (the same as the staff pages' Users)."""
 
 from __future__ import annotations
 
@@ -87,6 +87,28 @@ def set_password(name, password_stdin):
     click.echo(f"{name}'s password was changed." if given else password)
 
 
+@click.command("set-remote-name")
+@click.argument("name")
+@click.argument("remote_name")
+@click.option("--shared", is_flag=True, help="Let NAME share the account with the users who hold it already.")
+def set_remote_name(name, remote_name, shared):
+    """Make REMOTE_NAME (empty: NAME itself) NAME's account on resources where users are their own
+    accounts. No user may hold one another holds, unless --shared."""
+    setup_django()
+    from django.core.exceptions import ValidationError
+
+    from rosetta.computing.remote_names import assign
+    from rosetta.core.errors import Conflict
+
+    try:
+        identity = assign(_user(name), remote_name, shared=shared)
+    except ValidationError as error:
+        raise click.ClickException(" ".join(error.messages)) from None
+    except Conflict as error:
+        raise click.ClickException(str(error)) from None
+    click.echo(f"Rosetta logs in as {identity.remote_name} for {name}" + (" (shared)." if shared else "."))
+
+
 def add_to(group: click.Group) -> None:
-    for command in (list_users, deactivate, reactivate, set_password):
+    for command in (list_users, deactivate, reactivate, set_password, set_remote_name):
         group.add_command(command)

@@ -3,8 +3,9 @@
 Each piece is built from the resource by a small factory; adding a transport, scheduler or
 engine means adding a factory here, not a class per combination. Backends are shared by
 everything that reaches the same machinery the same way (two local resources with different
-limits are polled once), per account where each user is their own account on a resource, and
-closed when nothing uses them any more.
+limits are polled once) — where each user is their own account on a resource, per Rosetta user
+and key, never by the account's name alone (Resource.transport_key) — and closed when nothing
+uses them any more.
 
 Factories read the database (a user's own key): call them from synchronous code.
 """
@@ -12,6 +13,7 @@ Factories read the database (a user's own key): call them from synchronous code.
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Callable
 from urllib.parse import urlsplit
 
@@ -83,32 +85,43 @@ SCHEDULERS: dict[str, Callable[[Transport, Engine, Resource], Scheduler]] = {"no
 
 _transports: dict[tuple, Transport] = {}
 _backends: dict[tuple, Scheduler] = {}
+_making = threading.RLock()  # callers come from several threads (Django's): one object per key
 
 
 def transport_for(resource: Resource, user=None) -> Transport:
-    """The one transport per machine and account (``user`` matters where each user is their
-    own account there)."""
+    """The one transport per machine and account (where each user is their own account there:
+    per user and key)."""
     key = resource.transport_key(user)
-    if key not in _transports:
-        _transports[key] = TRANSPORTS[resource.transport](resource, user)
-    return _transports[key]
+    with _making:
+        if key not in _transports:
+            _transports[key] = TRANSPORTS[resource.transport](resource, user)
+        return _transports[key]
 
 
 def backend_for(resource: Resource, user=None) -> Scheduler:
     """The one backend for everything that reaches the same place the same way."""
     key = resource.backend_key(user)
-    if key not in _backends:
-        if resource.scheduler not in SCHEDULERS or resource.engine not in ENGINES:
-            raise NotImplementedError(f"{resource.get_scheduler_display()} with {resource.get_engine_display()}")
-        engine = ENGINES[resource.engine](resource)
-        _backends[key] = SCHEDULERS[resource.scheduler](transport_for(resource, user), engine, resource)
-    return _backends[key]
+    with _making:
+        if key not in _backends:
+            if resource.scheduler not in SCHEDULERS or resource.engine not in ENGINES:
+                raise NotImplementedError(f"{resource.get_scheduler_display()} with {resource.get_engine_display()}")
+            engine = ENGINES[resource.engine](resource)
+            _backends[key] = SCHEDULERS[resource.scheduler](transport_for(resource, user), engine, resource)
+        return _backends[key]
 
 
 async def forget(in_use: set[Scheduler]) -> None:
     """Close the backends (and transports) that nothing uses any more."""
-    for key in [key for key, backend in _backends.items() if backend not in in_use]:
-        await _backends.pop(key).close()
-    transports_in_use = {id(backend.transport) for backend in _backends.values()}
-    for key in [key for key, transport in _transports.items() if id(transport) not in transports_in_use]:
-        await _transports.pop(key).close()
+    with _making:
+        unused = [_backends.pop(key) for key, backend in list(_backends.items()) if backend not in in_use]
+    for backend in unused:
+        await backend.close()
+    with _making:
+        transports_in_use = {id(backend.transport) for backend in _backends.values()}
+        gone = [
+            _transports.pop(key)
+            for key, transport in list(_transports.items())
+            if id(transport) not in transports_in_use
+        ]
+    for transport in gone:
+        await transport.close()

@@ -7,6 +7,8 @@ with a reason a scientist understands; the engine's raw words are kept as ``deta
 the operator.
 """
 
+from rosetta.core.errors import Conflict
+
 
 class ComputingError(Exception):
     transient = False
@@ -35,3 +37,8 @@ class ImageMissing(Refused):
 
     def explain(self, resource: str) -> str:
         return f"Image {self.image} does not exist on {resource}."
+
+
+class AccountRefused(Refused, Conflict):
+    """The platform will not log in to a user's own account for them: another Rosetta user holds
+    that account's name too. A 409 where a user asks; the tasks concerned are told."""

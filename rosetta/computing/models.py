@@ -1,8 +1,11 @@
 import asyncssh
 from django.conf import settings
-from django.core.exceptions import ValidationError
+from django.contrib.auth import get_user_model
+from django.core.exceptions import ObjectDoesNotExist, ValidationError
 from django.db import models
+from django.db.models import Q
 
+from rosetta.computing.errors import AccountRefused
 from rosetta.core.sealing import seal, unseal
 
 
@@ -81,11 +84,12 @@ class Resource(models.Model):
         return self.transport == TransportKind.SSH and self.credentials == Credentials.USER
 
     def account_for(self, user) -> tuple[str, str]:
-        """(account name, private key) the platform uses there on ``user``'s behalf."""
+        """(account name, private key) the platform uses there on ``user``'s behalf; where users
+        are their own accounts, AccountRefused while another user holds that account's name too."""
         if not self.per_user:
             return self.username, unseal(self.private_key) if self.private_key else ""
         identity = SSHIdentity.of(user)
-        return identity.remote_name, unseal(identity.private_key)
+        return identity.account(), unseal(identity.private_key)
 
     def set_private_key(self, text: str) -> None:
         asyncssh.import_private_key(text)  # refuses what is not a private key
@@ -96,9 +100,13 @@ class Resource(models.Model):
         their own account): one connection each."""
         if self.transport == TransportKind.LOCAL:
             return (self.transport,)
-        account = self.account_for(user)[0] if self.per_user else self.username
         # The pinned keys too: a connection verified against other keys must not serve this resource.
-        return (self.transport, self.host, self.port, account, self.host_keys)
+        if not self.per_user:
+            return (self.transport, self.host, self.port, self.username, self.host_keys)
+        identity = SSHIdentity.of(user)
+        # Whose connection it is too, the Rosetta user and the key that opened it: a name is only
+        # what a user says, and a connection another user's key opened must never serve them.
+        return (self.transport, self.host, self.port, identity.account(), self.host_keys, user.pk, identity.fingerprint)
 
     def backend_key(self, user=None) -> tuple:
         """What identifies the machinery behind this resource (not its limits or name)."""
@@ -126,9 +134,25 @@ class SSHIdentity(models.Model):
     remote_username = models.CharField(
         max_length=64, blank=True, help_text="Your account's name on the resources (your Rosetta name when empty)."
     )
+    # How the name came: proven (the key logs in as it) or given by an operator. Names given
+    # before names were checked are not: they outrank no other user holding the account.
+    remote_name_checked = models.BooleanField(default=False)
+    remote_name_shared = models.BooleanField(
+        default=False, help_text="An operator lets this user share the account with the others who hold it."
+    )
     public_key = models.TextField()
     private_key = models.TextField(help_text="Sealed.")
     created = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            # Two users who each proved a name cannot hold the same one, even if they ask at once.
+            models.UniqueConstraint(
+                fields=["remote_username"],
+                condition=Q(remote_name_checked=True, remote_name_shared=False) & ~Q(remote_username=""),
+                name="one_user_per_remote_name",
+            )
+        ]
 
     def __str__(self) -> str:
         return f"{self.user} as {self.remote_name}"
@@ -136,6 +160,28 @@ class SSHIdentity(models.Model):
     @property
     def remote_name(self) -> str:
         return self.remote_username or self.user.get_username()
+
+    @property
+    def fingerprint(self) -> str:
+        return asyncssh.import_public_key(self.public_key).get_fingerprint("sha256")
+
+    def account(self) -> str:
+        """The account to log in as for this user, unless another Rosetta user holds its name
+        too (AccountRefused) — with two exceptions: an operator let them all share it, or this
+        user proved the name and the others hold it only by default (their Rosetta name)."""
+        name = self.remote_name
+        others = [identity_of(user) for user in holders(name).exclude(pk=self.user_id).select_related("ssh_identity")]
+        if not others:
+            return name
+        if self.remote_name_shared and all(other is not None and other.remote_name_shared for other in others):
+            return name
+        if self.remote_username and self.remote_name_checked and all(_by_default(other) for other in others):
+            return name
+        raise AccountRefused(
+            f"Rosetta does not log in as {name} for you: another Rosetta user's account there is called {name} "
+            "too. Give your own account's name on the Resources page (Rosetta checks that your key logs in as "
+            "it), or ask an operator (rosetta users set-remote-name)."
+        )
 
     @classmethod
     def of(cls, user) -> "SSHIdentity":
@@ -149,3 +195,23 @@ class SSHIdentity(models.Model):
                           "private_key": seal(key.export_private_key().decode())},
             )  # fmt: skip
         return identity
+
+
+def holders(name: str):
+    """The Rosetta users whose remote name is ``name``: given, or by default (their Rosetta name)."""
+    users = get_user_model().objects
+    by_default = Q(**{get_user_model().USERNAME_FIELD: name}) & (
+        Q(ssh_identity__isnull=True) | Q(ssh_identity__remote_username="")
+    )
+    return users.filter(Q(ssh_identity__remote_username=name) | by_default)
+
+
+def identity_of(user) -> SSHIdentity | None:
+    try:
+        return user.ssh_identity
+    except ObjectDoesNotExist:
+        return None
+
+
+def _by_default(identity: SSHIdentity | None) -> bool:
+    return identity is None or not identity.remote_username

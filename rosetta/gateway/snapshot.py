@@ -11,6 +11,7 @@ from django.utils import timezone
 from rosetta.accounts.models import ApiToken
 from rosetta.computing.backends import transport_for
 from rosetta.computing.contract import Address
+from rosetta.computing.errors import ComputingError, Unreachable
 from rosetta.computing.models import Resource
 from rosetta.gateway.routes import Route, RouteTable
 from rosetta.tasks.models import Task
@@ -24,7 +25,9 @@ log = logging.getLogger(__name__)
 def _connectors(needed: set[tuple[int, int]]) -> dict:
     """How to reach what tasks listen on, per (resource, owner) among ``needed``: through the
     resource's transport (its SSH connection, or for resources where users run as themselves,
-    the owner's). Resources reached directly, and those that cannot be reached now, are left out."""
+    the owner's). Resources reached directly are left out; those that cannot be reached now get
+    a connector that says why (never the endpoint as it is: on another machine's loopback, that
+    address here is this machine's)."""
     resources = {resource.id: resource for resource in Resource.objects.filter(id__in={r for r, _ in needed})}
     owners = get_user_model().objects.in_bulk({owner for _, owner in needed})
     connectors = {}
@@ -32,12 +35,22 @@ def _connectors(needed: set[tuple[int, int]]) -> dict:
         resource = resources[resource_id]
         try:
             reach = connector(resource, owners.get(owner_id))
+        except ComputingError as error:  # the owner's account there is refused, say
+            log.warning("gateway: cannot reach the tasks of resource %s: %s", resource.name, error)
+            reach = _unreachable(str(error))
         except Exception:  # one resource's broken settings must not keep the others' routes out
             log.exception("gateway: cannot reach the tasks of resource %s", resource.name)
-            continue
+            reach = _unreachable(f"{resource.name} cannot be reached now.")
         if reach is not None:
             connectors[(resource_id, owner_id)] = reach
     return connectors
+
+
+def _unreachable(reason: str) -> Callable[[str, int], Awaitable[Address]]:
+    async def reach(host: str, port: int) -> Address:
+        raise Unreachable(reason)
+
+    return reach
 
 
 def connector(resource: Resource, owner) -> Callable[[str, int], Awaitable[Address]] | None:

@@ -43,6 +43,7 @@ from django.db import close_old_connections
 from django.utils import timezone
 
 from rosetta.computing.contract import Address
+from rosetta.computing.errors import ComputingError
 from rosetta.gateway.clients import cap_key
 from rosetta.gateway.proxy import LISTEN_BACKLOG
 
@@ -159,6 +160,8 @@ def _plan(key_id: int, user_id: int, task_id: str | None) -> Plan:
         return Plan(reason)
     try:
         reach = connector(task.resource, task.owner)
+    except ComputingError as error:  # the owner's account there is refused, say
+        return Plan(f"Task {task.id} cannot be reached now: {error}")
     except Exception:
         log.exception("ssh door: cannot reach the tasks of resource %s", task.resource.name)
         return Plan(f"Task {task.id} cannot be reached now: its resource {task.resource.name} is not available.")

@@ -36,7 +36,7 @@ from rosetta.accounts.ssh_keys import AUTHORIZED_KEYS_ENV, authorized_keys_value
 from rosetta.catalog.models import Protocol
 from rosetta.computing import backends
 from rosetta.computing.contract import ContainerSpec, Mount, Observation, Seen, TaskRef
-from rosetta.computing.errors import ComputingError
+from rosetta.computing.errors import AccountRefused, ComputingError
 from rosetta.computing.models import Resource
 from rosetta.computing.schedulers.base import Scheduler
 from rosetta.core import notify
@@ -117,6 +117,9 @@ class Controller:
         for resource, owner in _scopes_in_use():
             try:
                 backend = self.backend_for(resource, owner)
+            except AccountRefused as error:
+                _refused(resource, owner, error)
+                continue
             except Exception:  # a resource that cannot be built must not stop the others
                 log.exception("cannot use resource %s", resource.name)
                 continue
@@ -604,6 +607,22 @@ def _scopes_in_use() -> list[tuple[Resource, object]]:
         owners = get_user_model().objects.filter(id__in=busy.filter(resource=resource).values("owner_id"))
         scopes += [(resource, owner) for owner in owners.select_related("ssh_identity")]
     return scopes
+
+
+def _refused(resource: Resource, owner, error: AccountRefused) -> None:
+    """The owner's account there is one the platform will not log in to for them: their tasks
+    never launched end with the reason (stopped, if that was asked), the others are told (once:
+    a repeated event is dropped) and left as they are until an operator settles the name."""
+    for task in Task.objects.filter(_IN_PLAY, resource=resource, owner=owner).defer("log_tail"):
+        if task.is_final:
+            _delete_if_requested(task.id)
+        elif task.phase_enum is Phase.CREATED and not task.backend_state:
+            if task.desired == Desired.RUNNING.value:
+                task.transition(Phase.FAILED, error.explain(resource.name), detail=error.detail)
+            elif task.transition(Phase.STOPPED, NEVER_LAUNCHED):
+                _delete_if_requested(task.id)
+        else:
+            task.note(str(error), error.detail)
 
 
 def _finished_or_gone(task_ids: list[str]) -> list[str]:

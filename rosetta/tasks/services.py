@@ -16,7 +16,7 @@ from rosetta.accounts.models import SSHKey
 from rosetta.catalog.models import Protocol, Software
 from rosetta.catalog.registries import check_registry
 from rosetta.catalog.services import resolve
-from rosetta.computing.models import Resource
+from rosetta.computing.models import Resource, SSHIdentity
 from rosetta.computing.services import check_request
 from rosetta.core import notify
 from rosetta.core.choices import choices_said
@@ -70,6 +70,8 @@ def start_task(user, request: TaskRequest) -> Task:
     check_registry(software.image)  # the operator's list may have changed since it was added
     resource = _resource(request.resource)
     check_request(resource, request.cpus, request.memory_mb, request.partition, request.time_limit_minutes)
+    if resource.per_user:
+        SSHIdentity.of(user).account()  # refused (409) while another user holds that account's name too
     validate_env_vars(request.environment)
     if request.name is not None:
         validate_task_name(request.name)

@@ -9,7 +9,7 @@ from django.http import Http404
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from rosetta.computing import services
+from rosetta.computing import remote_names, services
 from rosetta.computing.models import Resource, SSHIdentity
 from rosetta.core.errors import Conflict
 from rosetta.web.forms import ResourceForm
@@ -93,9 +93,12 @@ def resource_toggle(request, name: str):
 
 @login_required
 @require_POST
-def remote_username(request):
-    identity = SSHIdentity.of(request.user)
-    identity.remote_username = request.POST.get("remote_username", "").strip()[:64]
-    identity.save(update_fields=["remote_username"])
-    messages.success(request, f"Rosetta will log in to your resources as {identity.remote_name}.")
+async def remote_username(request):
+    """Async, as the API's: the check logs in to a remote host (see remote_names.claim)."""
+    try:
+        identity = await remote_names.claim(await request.auser(), request.POST.get("remote_username", ""))
+    except (ValidationError, Conflict) as error:
+        messages.error(request, " ".join(getattr(error, "messages", [str(error)])))
+    else:
+        messages.success(request, f"Your key logs in as {identity.remote_name}: Rosetta will use that account.")
     return redirect("resources")

@@ -19,6 +19,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from rosetta.accounts import services as account_services
 from rosetta.accounts.models import AccessEpoch, ApiToken, SSHKey
+from rosetta.computing.errors import AccountRefused
 from rosetta.core.errors import Conflict, NotFound
 from rosetta.core.units import format_memory
 from rosetta.gateway.access import LOGIN_PATH, access_key, mint_access_token, safe_next_path
@@ -165,6 +166,8 @@ def _start_task(request, form: TaskForm) -> Task | None:
     """Start the task the form describes, or put the refusal on the form and return None."""
     try:
         return services.start_task(request.user, form.task_request())
+    except AccountRefused as error:  # a Conflict, but not of the task's name
+        form.add_error(None, str(error))
     except Conflict as error:
         form.add_error("name", str(error))
     except NotFound as error:

@@ -44,8 +44,8 @@ def cluster(tmp_path_factory):
         })  # fmt: skip
         assert added.status_code == 201, added.text
         assert staff.post("/api/resources/login-own/check", params={"pin": "true"}).json()["pinned"]
-        assert marie.put("/api/me/ssh-key", json={"remote_username": "alice"}).status_code == 200
         authorized.write_text(before + marie.get("/api/me/ssh-key").json()["public_key"] + "\n")  # alice does this once
+        assert marie.put("/api/me/ssh-key", json={"remote_username": "alice"}).status_code == 200  # checked with it
         storage = staff.post("/api/storages", json={
             "name": "cluster-own", "kind": "sftp", "resource": "login-own", "users": ["marie-sftp"],
             "base_path": str(Path(alice["home"].replace("alice", "{username}")) / "rosetta-storage-test"),
