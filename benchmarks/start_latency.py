@@ -35,6 +35,10 @@ def platform_start(platform, client: httpx.Client, api: httpx.Client, token: str
     until_ok(client, task["interface_url"], headers={"Authorization": f"Bearer {token}"})
     elapsed = time.perf_counter() - started
     events = api.get(f"/api/tasks/{task['id']}/events").json()
+    deadline = time.monotonic() + 10
+    while len(events) < 4 and time.monotonic() < deadline:  # the gateway may answer before "running" is written
+        time.sleep(0.05)
+        events = api.get(f"/api/tasks/{task['id']}/events").json()
     api.delete(f"/api/tasks/{task['id']}")  # stops it first; outside the timed part
     while api.get(f"/api/tasks/{task['id']}").status_code != 404:
         time.sleep(0.05)
