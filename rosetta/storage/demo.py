@@ -24,8 +24,10 @@ def ensure_home() -> list[str]:
             kind=StorageKind.LOCAL,
             base_path=str(home() / "storage" / "home" / "{username}"),
             # The tasks' home itself, ticked by default: notebooks, dotfiles and `pip install --user`
-            # outlive the task. A task that mounts storages runs in its owner's id range, whose
-            # first use with an image costs podman a copy of the image's layers (once per user).
+            # outlive the task. A task that mounts storages runs in its owner's id range; podman
+            # maps the image's layers into it with idmapped mounts (no copy: a user's first task is
+            # not measurably slower, benchmarks/start_latency.py --first-starts), or, on kernels
+            # without them, copies the layers once per user and image.
             mount_point=TASK_HOME,
             mounted_by_default=True,
         ),

@@ -87,11 +87,9 @@ def files_of(storage: Storage, user) -> Files:
 
 
 def mountable(user, software, resource) -> list[tuple[Storage, bool]]:
-    """(storage, ticked by default) for each storage a task of ``software`` on ``resource`` may
-    mount; those mounted at the task's home first (the home is the one to keep)."""
+    """(storage, ticked by default) for each storage a task of ``software`` on ``resource`` may mount."""
     found = storages_of(user).filter(mountable_on=resource).prefetch_related("default_for")
-    offered = [(storage, storage.default_for_software(software)) for storage in found]
-    return sorted(offered, key=lambda offer: offer[0].target != TASK_HOME)
+    return [(storage, storage.default_for_software(software)) for storage in found]
 
 
 def parse_choice(choice: str) -> tuple[str, str | None]:
