@@ -1,10 +1,11 @@
 from datetime import datetime
-from typing import Literal
+from typing import Annotated, Literal
 
 from ninja import Schema
-from pydantic import Field
+from pydantic import Field, StringConstraints
 
 from rosetta.gateway.ssh_access import ssh_access
+from rosetta.storage.services import home_mount, what_is_kept
 from rosetta.tasks.progress import progress_of
 
 
@@ -49,8 +50,14 @@ class TaskIn(Schema):
     environment: dict[str, str] = Field(default_factory=dict, description="Extra environment variables.")
     partition: str = Field("", max_length=64, description="Batch schedulers: the partition (default: the resource's).")
     time_limit_minutes: int = Field(0, ge=0, le=525600, description="Batch schedulers: minutes the task may run.")
-    storages: list[str] | None = Field(
-        None, max_length=32, description="Storages to mount (see /storages); omitted: the software's defaults."
+    storages: list[Annotated[str, StringConstraints(max_length=320)]] | None = Field(
+        None,
+        max_length=32,
+        description=(
+            "Storages to mount (see /storages), each `NAME` (at its own mount point) or `NAME:/MOUNT/POINT`; "
+            "[] mounts none; omitted: the software's defaults. The one mounted at /home/rosetta is the task's "
+            "home, kept from task to task; without one, the home is scratch space, lost when the task ends."
+        ),
     )
 
 
@@ -146,10 +153,23 @@ class TaskDetailOut(TaskOut):
     image_id: str
     events: list[EventOut]
     mounts: list[MountOut] = Field(..., description="The storages it mounts.")
+    home_storage: str | None = Field(
+        ..., description="The storage that is its home (/home/rosetta), kept; null: the home is scratch space."
+    )
+    kept: str = Field(..., description="What outlives the task and what does not, in plain words.")
 
     @staticmethod
     def resolve_mounts(task) -> list:
         return list(task.mounts.select_related("storage"))
+
+    @staticmethod
+    def resolve_home_storage(task) -> str | None:
+        mount = home_mount(task.mounts.select_related("storage"))
+        return mount.storage.name if mount is not None and mount.storage is not None else None
+
+    @staticmethod
+    def resolve_kept(task) -> str:
+        return what_is_kept(task.mounts.select_related("storage"))
 
     @staticmethod
     def resolve_events(task) -> list:
@@ -165,3 +185,15 @@ class TokenOut(Schema):
     name: str
     token: str = Field(..., description="Shown once; store it safely.")
     expires: datetime | None = Field(None, description="When it stops working (never, if null).")
+
+
+class ScratchOut(Schema):
+    home: str = Field(..., description="The task's home.")
+    home_storage: str | None = Field(..., description="The storage that is its home (kept); null: scratch space.")
+    checked: bool = Field(..., description="Whether the platform looked into the running task's home.")
+    files: int | None = Field(
+        ..., description="Files found in a scratch home (hidden ones left out), at most 1000; null: not looked."
+    )
+    more: bool = Field(..., description="More files than `files` are there.")
+    names: list[str] = Field(..., description="Some of them, relative to the home.")
+    warning: str = Field(..., description="What stopping the task would lose, in plain words (empty: nothing known).")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Literal
 
 from asgiref.sync import sync_to_async
@@ -22,6 +23,7 @@ from rosetta.api.openapi import RosettaAPI
 from rosetta.api.schemas import (
     EventOut,
     Message,
+    ScratchOut,
     TaskDetailOut,
     TaskIn,
     TaskOut,
@@ -35,6 +37,7 @@ from rosetta.storage.errors import FileProblem
 from rosetta.tasks import services
 from rosetta.tasks.logs import stream_logs
 from rosetta.tasks.phases import Phase
+from rosetta.tasks.scratch import scratch_of
 
 
 class RosettaDocs(Swagger):
@@ -173,6 +176,16 @@ def relaunch_task(request: HttpRequest, task_id: str):
 @api.get("/tasks/{task_id}/events", response=list[EventOut], tags=["tasks"])
 def task_events(request: HttpRequest, task_id: str):
     return services.get_task(request.auth, task_id).events.all()
+
+
+@api.get("/tasks/{task_id}/scratch", response={200: ScratchOut, 404: Message}, tags=["tasks"])
+async def task_scratch(request: HttpRequest, task_id: str):
+    """What stopping the task would lose. When no storage is its home, the home is scratch space:
+    the platform looks into the running container and counts the files there (hidden ones left
+    out), or says plainly when it cannot look (a batch job on a compute node). A home that is a
+    storage loses nothing: `home_storage` names it."""
+    task = await sync_to_async(services.get_task)(request.auth, task_id)
+    return dataclasses.asdict(await scratch_of(task))
 
 
 @api.post("/tasks/{task_id}/stop", response={202: TaskOut}, tags=["tasks"])

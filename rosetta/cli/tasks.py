@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+import textwrap
 import time
 from datetime import UTC, datetime
 from urllib.parse import quote
@@ -95,6 +96,7 @@ def show_task(task: dict) -> None:
     for label, value in fields:
         if value is not None:
             click.echo(f"{label + ':':<11}{value}")
+    show_kept(task)
     if task.get("outcome") == "failed" and task.get("reason"):
         click.echo(f"{'why:':<11}{task['reason']}")
         click.echo(f"{'':<11}Start it again with: rosetta task relaunch {task['name']}")
@@ -102,6 +104,21 @@ def show_task(task: dict) -> None:
         click.echo("events:")
         for event in task["events"]:
             click.echo(f"  {event['time'][:19].replace('T', ' ')}  {event['phase']:<9} {event['reason']}")
+
+
+def show_kept(task: dict) -> None:
+    """The storages mounted, and what outlives the task (detail answers say it)."""
+    if "kept" not in task:
+        return
+    mounts = ", ".join(
+        f"{mount['storage'] or '(removed)'} at {mount['target']}{' (read-only)' if mount['read_only'] else ''}"
+        for mount in task.get("mounts") or []
+    )
+    click.echo(f"{'storages:':<11}{mounts or 'none'}")
+    lines = textwrap.wrap(task["kept"], width=88) or [""]
+    click.echo(f"{'kept:':<11}{lines[0]}")
+    for line in lines[1:]:
+        click.echo(f"{'':<11}{line}")
 
 
 @task_group.command("list")
@@ -153,6 +170,26 @@ def _memory(text: str) -> int:
         raise click.BadParameter(str(error), param_hint="--memory") from None
 
 
+# Which storages a task mounts: the one at /home/rosetta is its home, kept from task to task.
+def storage_options(command):
+    command = click.option(
+        "--no-storage", is_flag=True, help="Mount no storage: the home is scratch space, lost when the task ends."
+    )(command)
+    return click.option(
+        "--storage", "storages", multiple=True, metavar="NAME[:MOUNT]",
+        help="Mount this storage (repeatable), at its own mount point or at MOUNT. Default: the software's default "
+        "storages (`rosetta files ls`); the one at /home/rosetta is your home, kept from task to task.",
+    )(command)  # fmt: skip
+
+
+def _storages(storages: tuple[str, ...], no_storage: bool) -> dict:
+    if no_storage and storages:
+        raise click.BadParameter("give --storage or --no-storage, not both", param_hint="--no-storage")
+    if no_storage:
+        return {"storages": []}
+    return {"storages": list(storages)} if storages else {}
+
+
 @task_group.command("start")
 @click.argument("software", metavar="SOFTWARE[:VERSION]")
 @click.option("--on", "resource", help="Computing resource to run on (default: the platform's default resource).")
@@ -160,15 +197,17 @@ def _memory(text: str) -> int:
 @click.option("--cpus", type=float, default=1.0, show_default=True)
 @click.option("--memory", default="512M", show_default=True, help="Memory limit, e.g. 512M or 2G.")
 @click.option("--env", "env", multiple=True, metavar="NAME=VALUE", help="Environment variable (repeatable).")
+@storage_options
 @wait_option
 @timeout_option
 @json_option
-def start(software, resource, name, cpus, memory, env, wait, timeout, as_json):
+def start(software, resource, name, cpus, memory, env, storages, no_storage, wait, timeout, as_json):
     """Start SOFTWARE (see `rosetta software list`) on a computing resource."""
     payload = {"software": software, "name": name, "cpus": cpus, "memory_mb": _memory(memory)}
     payload["environment"] = _environment(env)
     if resource:
         payload["resource"] = resource
+    payload |= _storages(storages, no_storage)
     client = Client()
     task = client.request("POST", "/tasks", retry=True, json=payload)
     report_start(client, task, wait, timeout, as_json)

@@ -14,6 +14,7 @@ import enum
 from dataclasses import dataclass, field
 
 Address = tuple[str, int] | str  # a TCP address, or a unix socket path
+TASK_HOME = "/home/rosetta"  # the image convention's home (images/README.md)
 
 
 class Seen(enum.StrEnum):
@@ -68,7 +69,8 @@ class ContainerSpec:
     env: dict[str, str] = field(default_factory=dict)
     pull: str = "missing"  # missing | never | always
     insecure_pull: bool = False  # from the platform's registry: plain HTTP, the content checked by its digest
-    home: str = "/home/rosetta"  # writable (private tmpfs) under an otherwise read-only root
+    # Writable under an otherwise read-only root: the storage mounted there, else private scratch (tmpfs).
+    home: str = TASK_HOME
     outbound: bool = True  # may open connections to other machines
     base_port: bool = False  # the interface listens on the port given in BASE_PORT
     partition: str = ""  # where a batch scheduler places the work ("": the resource's default)
@@ -79,3 +81,8 @@ class ContainerSpec:
     id_base: int | None = None
     # The task's secret (rosetta.tasks.secret), given as ROSETTA_TASK_SECRET; never in a repr or log.
     secret: str = field(default="", repr=False)
+
+    @property
+    def home_mount(self) -> Mount | None:
+        """The storage mounted at the home, if any: then the home persists and no scratch is added."""
+        return next((mount for mount in self.mounts if mount.target == self.home), None)

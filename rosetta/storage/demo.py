@@ -6,11 +6,13 @@ from __future__ import annotations
 import json
 
 from rosetta.computing import testbed
+from rosetta.computing.contract import TASK_HOME
 from rosetta.computing.models import Resource
 from rosetta.core.paths import home
 from rosetta.storage.models import Storage, StorageKind
 
 TESTBED_STORAGE = "cluster-home"
+HOME_DESCRIPTION = "Your own folder on this machine: the home of your tasks on local, kept from task to task."
 
 
 def ensure_home() -> list[str]:
@@ -18,13 +20,16 @@ def ensure_home() -> list[str]:
     storage, created = Storage.objects.get_or_create(
         name="home",
         defaults=dict(
-            description="Your own folder on this machine; tasks on local see it as ~/home.",
+            description=HOME_DESCRIPTION,
             kind=StorageKind.LOCAL,
             base_path=str(home() / "storage" / "home" / "{username}"),
-            mount_point="/home/rosetta/home",
-            # Ticked on request: a task that mounts storages runs in its owner's id range, whose
-            # first use with an image costs podman a copy of the image's layers.
-            mounted_by_default=False,
+            # The tasks' home itself, ticked by default: notebooks, dotfiles and `pip install --user`
+            # outlive the task. A task that mounts storages runs in its owner's id range; podman
+            # maps the image's layers into it with idmapped mounts (no copy: a user's first task is
+            # not measurably slower, benchmarks/start_latency.py --first-starts), or, on kernels
+            # without them, copies the layers once per user and image.
+            mount_point=TASK_HOME,
+            mounted_by_default=True,
         ),
     )
     if created and local is not None:
@@ -47,8 +52,8 @@ def register_testbed() -> list[str]:
             kind=StorageKind.SFTP,
             resource=slurm,
             base_path=f"{service_home}/users/{{username}}",
-            mount_point="/home/rosetta/cluster",
-            mounted_by_default=False,
+            mount_point=TASK_HOME,  # the home of tasks there, kept from task to task
+            mounted_by_default=True,
         ),
     )
     storage.mountable_on.set(Resource.objects.filter(name__in=["testbed-slurm", "testbed-host"]))

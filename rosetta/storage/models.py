@@ -1,3 +1,5 @@
+import posixpath
+
 from django.conf import settings
 from django.contrib.auth.models import Group
 from django.core.exceptions import ValidationError
@@ -5,6 +7,27 @@ from django.db import models
 
 from rosetta.catalog.models import Software
 from rosetta.computing.models import Resource
+
+MAX_MOUNT_POINT = 255
+# The container's own: a storage bound there would hide what the engine puts in place.
+ENGINE_PLACES = ("/proc", "/sys", "/dev")
+
+
+def validate_mount_point(path: str) -> None:
+    """Where tasks may see a storage: an absolute, normalised path inside the container, with
+    no character the engines' mount options would split (a comma, a colon) or control ones."""
+    if not path.startswith("/"):
+        raise ValidationError(f"The mount point {path[:64]!r} must be an absolute path inside tasks.")
+    if len(path) > MAX_MOUNT_POINT:
+        raise ValidationError(f"The mount point is longer than {MAX_MOUNT_POINT} characters.")
+    if any(character in path for character in ",:") or any(ord(c) < 32 or ord(c) == 127 for c in path):
+        raise ValidationError(f"The mount point {path!r} has a comma, a colon or a control character.")
+    if path == "/" or path.startswith("//") or posixpath.normpath(path) != path:
+        raise ValidationError(
+            f"The mount point {path!r} must be a plain path below / (no '..', '.', '//', no / at the end)."
+        )
+    if any(path == place or path.startswith(place + "/") for place in ENGINE_PLACES):
+        raise ValidationError(f"The mount point {path!r} is the container's own ({', '.join(ENGINE_PLACES)}).")
 
 
 class StorageKind(models.TextChoices):
@@ -56,8 +79,8 @@ class Storage(models.Model):
     def clean(self) -> None:
         if not self.base_path.startswith("/"):
             raise ValidationError("The base path must be absolute.")
-        if self.mount_point and not self.mount_point.startswith("/"):
-            raise ValidationError("The mount point must be an absolute path inside tasks.")
+        if self.mount_point:
+            validate_mount_point(self.mount_point)
         if self.kind == StorageKind.SFTP and (self.resource is None or self.resource.transport != "ssh"):
             raise ValidationError("An SFTP storage needs a resource reached over SSH.")
 

@@ -8,13 +8,14 @@ import os
 from django.core.exceptions import ValidationError
 from django.db.models import Q
 
+from rosetta.computing.contract import TASK_HOME
 from rosetta.computing.errors import Refused
 from rosetta.core.errors import NotFound
 from rosetta.storage import ids
 from rosetta.storage.errors import NoIdRange, PathRefused
 from rosetta.storage.files import Files
 from rosetta.storage.local import LocalFiles
-from rosetta.storage.models import Storage, StorageKind, TaskMount
+from rosetta.storage.models import Storage, StorageKind, TaskMount, validate_mount_point
 from rosetta.storage.paths import parts
 
 
@@ -98,42 +99,94 @@ def mountable(user, software, resource) -> list[tuple[Storage, bool]]:
     return [(storage, storage.default_for_software(software)) for storage in found]
 
 
+def parse_choice(choice: str) -> tuple[str, str | None]:
+    """``NAME`` or ``NAME:MOUNT`` (the storage seen at another point): the name, and the mount
+    point if one is given (checked like storages' own)."""
+    name, colon, target = choice.partition(":")
+    if colon:
+        try:
+            validate_mount_point(target)
+        except ValidationError as error:
+            raise ValidationError(f"Storage {name}: {' '.join(error.messages)}") from None
+    return name, (target if colon else None)
+
+
 def attach(task, user, names: list[str] | None) -> list[TaskMount]:
-    """Record the mounts of a new task: the named storages, or with ``None`` the defaults for
-    its software. Local roots are created now, so the engine finds them."""
+    """Record the mounts of a new task: the storages named (``NAME`` or ``NAME:MOUNT``), or with
+    ``None`` the defaults for its software. Two at one mount point, or a read-only one as the
+    home, are refused. Local roots are created now, so the engine finds them."""
     offered = {storage.name: (storage, ticked) for storage, ticked in mountable(user, task.software, task.resource)}
     if names is None:
-        chosen = [storage for storage, ticked in offered.values() if ticked]
+        chosen = [(storage, storage.target) for storage, ticked in offered.values() if ticked]
     else:
-        unknown = sorted(set(names) - set(offered))
+        choices = [parse_choice(choice) for choice in dict.fromkeys(names)]
+        unknown = sorted({name for name, _ in choices} - set(offered))
         if unknown:
             raise ValidationError(
                 f"Storage {', '.join(unknown)} cannot be mounted on {task.resource.name}"
                 f" (mountable there: {', '.join(sorted(offered)) or 'none'})."
             )
-        chosen = [offered[name][0] for name in dict.fromkeys(names)]
+        chosen = [(offered[name][0], target or offered[name][0].target) for name, target in choices]
+    _check_mount_points(chosen)
     if chosen and task.resource.transport == "local" and os.geteuid() == 0:
         try:  # the user's own host ids, which the task will run in (refused now, not at its start)
             ids.slot_of(user.pk)
         except NoIdRange as error:
             raise ValidationError(str(error)) from None
     mounts = []
-    for storage in chosen:
+    for storage, target in chosen:
         root = root_of(storage, user)
-        if "," in root or "," in storage.target:
+        if "," in root:
             raise ValidationError(f"Storage {storage.name} has a comma in its path: tasks cannot mount it.")
         if storage.kind == StorageKind.LOCAL and not storage.read_only:
             LocalFiles(root, False, local_owner(user)).ensure_root()
-        mounts.append(
-            TaskMount.objects.create(
-                task=task, storage=storage, source=root, target=storage.target, read_only=storage.read_only
-            )
-        )
+        mount = TaskMount(task=task, storage=storage, source=root, target=target, read_only=storage.read_only)
+        mount.save()
+        mounts.append(mount)
     return mounts
 
 
+def _check_mount_points(chosen: list[tuple[Storage, str]]) -> None:
+    seen: dict[str, Storage] = {}
+    for storage, target in chosen:
+        validate_mount_point(target)  # an operator's mount point made before it was checked
+        if target in seen:
+            raise ValidationError(
+                f"Storages {seen[target].name} and {storage.name} would both be mounted at {target}: choose one,"
+                f" or mount one elsewhere (NAME:MOUNT)."
+            )
+        seen[target] = storage
+        if target == TASK_HOME and storage.read_only:
+            raise ValidationError(
+                f"Storage {storage.name} is read-only, so it cannot be the home ({TASK_HOME}), where programs write:"
+                f" mount it elsewhere (NAME:MOUNT)."
+            )
+
+
 def describe(mount: TaskMount) -> str:
-    return f"{mount.storage.name} at {mount.target}{' (read-only)' if mount.read_only else ''}"
+    name = mount.storage.name if mount.storage is not None else "a storage since removed"
+    return f"{name} at {mount.target}{' (read-only)' if mount.read_only else ''}"
+
+
+def home_mount(mounts) -> TaskMount | None:
+    """The mount that is the task's home, if a storage is: then the home outlives the task."""
+    return next((mount for mount in mounts if mount.target == TASK_HOME), None)
+
+
+def what_is_kept(mounts) -> str:
+    """What outlives a task with these mounts, and what does not, in plain words."""
+    mounts = list(mounts)
+    home = home_mount(mounts)
+    others = ", ".join(describe(mount) for mount in mounts if mount is not home)
+    if home is not None:
+        name = home.storage.name if home.storage is not None else "a storage since removed"
+        return (
+            f"Kept: your home {TASK_HOME} (storage {name}){f', and {others}' if others else ''}. Not kept: everything"
+            " else in the container (/tmp, packages installed outside your home, changes to the system)."
+        )
+    kept = f"Kept: {others}." if others else f"Nothing is kept: mount a storage at {TASK_HOME} to keep your work."
+    scratch = f"Your home {TASK_HOME} is scratch space: lost when the task ends, with all else in the container."
+    return f"{scratch} {kept}"
 
 
 def save_storage(*, name: str, resource: str | None, users: list[str], groups: list[str], mountable_on: list[str],

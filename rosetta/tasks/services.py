@@ -46,7 +46,7 @@ class TaskRequest:
     environment: dict[str, str] = field(default_factory=dict)
     partition: str = ""  # batch schedulers only
     time_limit_minutes: int = 0  # batch schedulers only; 0: the resource's default
-    storages: list[str] | None = None  # storages to mount; None: the software's defaults
+    storages: list[str] | None = None  # storages to mount, NAME or NAME:MOUNT; None: the software's defaults
 
     @classmethod
     def again(cls, task: Task) -> TaskRequest:
@@ -61,8 +61,14 @@ class TaskRequest:
             environment=dict(task.environment),
             partition=task.partition,
             time_limit_minutes=task.time_limit_minutes,
-            storages=[mount.storage.name for mount in task.mounts.all() if mount.storage is not None],
+            storages=[_mounted_as(mount) for mount in task.mounts.all() if mount.storage is not None],
         )
+
+
+def _mounted_as(mount) -> str:
+    """How a request names one of its task's mounts: the storage, and where if not its own mount point."""
+    storage = mount.storage
+    return storage.name if mount.target == storage.target else f"{storage.name}:{mount.target}"
 
 
 def start_task(user, request: TaskRequest) -> Task:

@@ -7,6 +7,7 @@ from django.db.models import Q
 
 from rosetta.accounts.ssh_keys import MAX_KEY_TEXT, MAX_NAME
 from rosetta.catalog.models import Software
+from rosetta.computing.contract import TASK_HOME
 from rosetta.computing.models import MIN_MEMORY_MB, Resource
 from rosetta.computing.services import check_request
 from rosetta.core.units import MEMORY_EXAMPLES, format_memory, parse_memory_mb
@@ -121,10 +122,43 @@ def parse_environment(text: str) -> dict[str, str]:
     return environment
 
 
+class StorageCheckboxes(forms.CheckboxSelectMultiple):
+    """Each storage's box says where it is mounted and on which resources, for the page's script
+    (what the task keeps follows the boxes and the resource)."""
+
+    def create_option(self, name, value, label, selected, index, subindex=None, attrs=None):
+        option = super().create_option(name, value, label, selected, index, subindex, attrs)
+        storage = getattr(value, "instance", None)
+        if storage is not None:
+            option["attrs"]["data-mount"] = storage.target
+            option["attrs"]["data-on"] = " ".join(resource.name for resource in storage.mountable_on.all())
+        return option
+
+
 class StorageChoiceField(forms.ModelMultipleChoiceField):
     def label_from_instance(self, storage) -> str:
         where = ", ".join(resource.name for resource in storage.mountable_on.all()) or "no resource"
-        return f"{storage.name} at {storage.target}{' (read-only)' if storage.read_only else ''} — on {where}"
+        home = " (your home, kept)" if storage.target == TASK_HOME else ""
+        return f"{storage.name} at {storage.target}{home}{' (read-only)' if storage.read_only else ''} — on {where}"
+
+
+KEPT_HELP = (
+    f"Kept: the storages ticked that the resource can mount. The one at {TASK_HOME} is your home: notebooks, files, "
+    "settings and packages you install with pip stay there from task to task. Not kept: everything else in the "
+    "container (/tmp, packages installed outside your home)."
+)
+
+
+HOME_KEPT = f"Your home ({TASK_HOME}) is storage {{name}}: kept when the task ends."
+HOME_SCRATCH = (
+    f"Your home ({TASK_HOME}) is scratch space: it is lost when the task ends. "
+    f"Tick a storage at {TASK_HOME} to keep it."
+)
+
+
+def home_note(home_kept_by: str | None) -> str:
+    """What the form says of the task's home, for the storages ticked."""
+    return HOME_KEPT.format(name=home_kept_by) if home_kept_by else HOME_SCRATCH
 
 
 class TaskForm(forms.Form):
@@ -175,8 +209,8 @@ class TaskForm(forms.Form):
         queryset=Storage.objects.none(),
         to_field_name="name",
         required=False,
-        widget=forms.CheckboxSelectMultiple,
-        help_text="Mounted where each says, on the resources it names; others are left out.",
+        widget=StorageCheckboxes,
+        help_text=KEPT_HELP,
     )
 
     def __init__(self, *args, user, **kwargs):
@@ -201,6 +235,25 @@ class TaskForm(forms.Form):
             default = default_resource()
             self.initial["resource"] = default.name if default else None
         self._show_limits()
+
+    task_home = TASK_HOME
+    home_kept_note = HOME_KEPT
+    home_scratch_note = HOME_SCRATCH
+
+    def home_note(self) -> str:
+        """What is said of the home for the storages ticked and the resource chosen, as shown first."""
+        resource = self.data.get("resource") or self.initial.get("resource")
+        if self.is_bound:
+            ticked = self.data.getlist("storages") if hasattr(self.data, "getlist") else self.data.get("storages", [])
+        else:
+            ticked = self.initial.get("storages") or []
+        at_home = [
+            storage.name
+            for storage in self.fields["storages"].queryset
+            if storage.name in ticked and storage.target == TASK_HOME
+            and resource in {r.name for r in storage.mountable_on.all()}
+        ]  # fmt: skip
+        return home_note(at_home[0] if at_home else None)
 
     def _show_limits(self) -> None:
         """Limits beside the fields, and as the inputs' bounds, for the resource shown first."""

@@ -24,6 +24,7 @@ from rosetta.core.errors import Conflict, NotFound
 from rosetta.core.units import format_memory
 from rosetta.gateway.access import LOGIN_PATH, access_key, mint_access_token, safe_next_path
 from rosetta.gateway.ssh_access import door_info, ssh_access, ssh_config
+from rosetta.storage.services import home_mount, what_is_kept
 from rosetta.tasks import services
 from rosetta.tasks.models import Task
 from rosetta.web import throttle
@@ -92,7 +93,7 @@ def task_list(request):
     show = request.GET.get("show", "active")
     if show not in dict(TASK_FILTERS):
         show = "active"
-    tasks = services.filter_by_phase(services.task_list_of(request.user), show)
+    tasks = services.filter_by_phase(services.task_list_of(request.user), show).prefetch_related("mounts")
     finished = services.filter_by_phase(services.task_list_of(request.user).filter(owner=request.user), "finished")
     context = {
         "tasks": tasks,
@@ -181,7 +182,9 @@ def _start_task(request, form: TaskForm) -> Task | None:
 @require_GET
 def task_detail(request, task_id: str):
     task = _task_or_404(request, task_id)
-    context = {"task": task, "events": task.events.all(), "ssh": ssh_access(task)}
+    mounts = list(task.mounts.select_related("storage"))
+    context = {"task": task, "events": task.events.all(), "ssh": ssh_access(task), "mounts": mounts,
+               "home": home_mount(mounts), "kept": what_is_kept(mounts)}  # fmt: skip
     return render(request, "web/task_detail.html", context)
 
 

@@ -37,7 +37,7 @@ def root_of(platform, username: str) -> Path:
 def test_every_operation_through_the_api(platform, users):
     ada, ben, _ = users
     storages = ada.get("/api/storages").json()
-    assert [s["name"] for s in storages] == ["home"] and storages[0]["mount_point"] == "/home/rosetta/home"
+    assert [s["name"] for s in storages] == ["home"] and storages[0]["mount_point"] == "/home/rosetta"
     assert ada.get("/api/storages/home/entries").json()["entries"] == []
 
     put = ada.put("/api/storages/home/content", params={"path": "notes.txt"}, content=b"first light\n")
@@ -267,26 +267,27 @@ def test_a_task_sees_the_storage_and_the_file_manager_sees_what_it_writes(platfo
     ada, _, _ = users
     ada.put("/api/storages/home/content", params={"path": "input.txt"}, content=b"from the platform\n")
     unmounted = ada.post("/api/tasks", json={"software": "hello", "resource": "local", "name": "without",
-                                             "cpus": 0.5, "memory_mb": 128})  # fmt: skip
-    assert unmounted.status_code == 201 and unmounted.json()["mounts"] == []  # home is not ticked by default
+                                             "storages": [], "cpus": 0.5, "memory_mb": 128})  # fmt: skip
+    assert unmounted.status_code == 201 and unmounted.json()["mounts"] == []
     refused = ada.post("/api/tasks", json={"software": "hello", "resource": "local", "storages": ["nope"]})
     assert refused.status_code == 400 and "cannot be mounted on local" in refused.json()["detail"]
     ada.delete(f"/api/tasks/{unmounted.json()['id']}")
+    # The defaults: home is ticked, and is the task's home.
     response = ada.post("/api/tasks", json={"software": "hello", "resource": "local", "name": "with-home",
-                                            "storages": ["home"], "cpus": 0.5, "memory_mb": 128})  # fmt: skip
+                                            "cpus": 0.5, "memory_mb": 128})  # fmt: skip
     assert response.status_code == 201, response.text
     task_id = response.json()["id"]
     task = platform.wait_for_task(ada, task_id, {"running", "failed"}, timeout=90)
     assert task["phase"] == "running", task["events"]
-    assert task["mounts"] == [{"storage": "home", "target": "/home/rosetta/home", "read_only": False}]
+    assert task["mounts"] == [{"storage": "home", "target": "/home/rosetta", "read_only": False}]
     container = f"rosetta-{task_id}"
 
     def inside(script: str) -> subprocess.CompletedProcess:
         return subprocess.run(["podman", "exec", container, "sh", "-c", script], env=platform.podman_env,
                               capture_output=True, text=True, timeout=30)  # fmt: skip
 
-    assert inside("cat /home/rosetta/home/input.txt").stdout == "from the platform\n"
-    wrote = inside("echo 'from the task' > /home/rosetta/home/result.txt && ln -s /etc /home/rosetta/home/out-link")
+    assert inside("cat ~/input.txt").stdout == "from the platform\n"
+    wrote = inside("echo 'from the task' > ~/result.txt && ln -s /etc ~/out-link")
     assert wrote.returncode == 0, wrote.stderr
     names = {e["name"]: e for e in ada.get("/api/storages/home/entries").json()["entries"]}
     assert names["result.txt"]["size"] == len("from the task\n")
@@ -297,7 +298,7 @@ def test_a_task_sees_the_storage_and_the_file_manager_sees_what_it_writes(platfo
     assert (
         ada.post("/api/storages/home/move", json={"source": "result.txt", "destination": "kept.txt"}).status_code == 200
     )
-    assert inside("echo more >> /home/rosetta/home/input.txt").returncode == 0
+    assert inside("echo more >> /home/rosetta/input.txt").returncode == 0
     ada.post(f"/api/tasks/{task_id}/stop")
     platform.wait_for_task(ada, task_id, {"stopped", "exited"}, timeout=60)
     ada.delete("/api/storages/home/entries", params={"path": "out-link"})

@@ -135,19 +135,28 @@ def test_a_task_on_the_cluster_writes_a_file_the_file_manager_shows(cluster):
     assert os.stat(root / "output.txt").st_uid == alice_uid  # the task wrote as alice
 
 
-def test_a_slurm_job_mounts_the_clusters_shared_home(cluster):
+def test_a_slurm_jobs_home_is_the_clusters_shared_home(cluster):
     platform, marie, _, _, _, _ = cluster
-    response = marie.post("/api/tasks", json={"software": "hello", "resource": "testbed-slurm", "name": "slurm-files",
-                                              "storages": ["cluster-home"]})  # fmt: skip
+    # By default: the cluster's shared home is the job's home.
+    response = marie.post("/api/tasks", json={"software": "hello", "resource": "testbed-slurm", "name": "slurm-files"})
     assert response.status_code == 201, response.text
     task_id = response.json()["id"]
+    assert response.json()["home_storage"] == "cluster-home"
     task = platform.wait_for_task(marie, task_id, {"running", "failed"}, timeout=120)
     assert task["phase"] == "running", task["events"]
-    script = "echo 'from a job' > /home/rosetta/cluster/job.txt"
-    ran = on("rstb-login", "podman", "exec", f"rosetta-{task_id}", "sh", "-c", script)
+    ran = on("rstb-login", "podman", "exec", f"rosetta-{task_id}", "sh", "-c", "echo 'from a job' > ~/job.txt")
     assert ran.returncode == 0, ran.stderr
     assert marie.get("/api/storages/cluster-home/content", params={"path": "job.txt"}).text == "from a job\n"
     marie.delete("/api/storages/cluster-home/entries", params={"path": "job.txt"})
+
+    # Without it the home is scratch, and the platform says plainly that it cannot look inside a job.
+    bare = marie.post("/api/tasks", json={"software": "hello", "resource": "testbed-slurm", "name": "slurm-bare",
+                                          "storages": []})  # fmt: skip
+    assert bare.status_code == 201 and bare.json()["home_storage"] is None, bare.text
+    platform.wait_for_task(marie, bare.json()["id"], {"running"}, timeout=120)
+    scratch = marie.get(f"/api/tasks/{bare.json()['id']}/scratch").json()
+    assert not scratch["checked"] and scratch["files"] is None
+    assert "cannot look into a running container on testbed-slurm" in scratch["warning"]
 
 
 def test_fits_previews_over_sftp(cluster):

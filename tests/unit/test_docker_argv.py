@@ -69,3 +69,11 @@ def test_docker_refusals_are_classified():
                               "docker: Error response from daemon: pull access denied"), ImageMissing)  # fmt: skip
     assert isinstance(refusal("Cannot connect to the Docker daemon at unix:///run/docker.sock"), Unreachable)
     assert type(refusal("docker: Error response from daemon: invalid mount config")) is Refused
+
+
+def test_a_docker_task_whose_home_is_a_storage_gets_no_scratch_home():
+    from rosetta.computing.contract import Mount
+
+    argv = DockerEngine().run_argv(replace(SPEC, mounts=(Mount("/srv/ada", "/home/rosetta"),)))
+    tmpfs = [argv[at + 1].split(":")[0] for at, word in enumerate(argv) if word == "--tmpfs"]
+    assert sorted(tmpfs) == ["/run", "/tmp", "/var/tmp"] and "type=bind,source=/srv/ada,target=/home/rosetta" in argv

@@ -235,3 +235,22 @@ def test_task_networks_are_listed_by_instance_and_named_by_their_task():
     listed = '[{"name": "rosetta-t1", "labels": {"rosetta.task": "t1", "rosetta.instance": "i1"}}, {"name": "x"}]'
     assert engine.parse_network_list(listed) == ["t1"]
     assert engine.parse_network_list("[]") == []
+
+
+def test_a_storage_mounted_at_the_home_is_the_home_and_no_scratch_hides_it():
+    from dataclasses import replace
+
+    from rosetta.computing.contract import Mount
+
+    at_home = replace(SPEC, mounts=(Mount("/srv/home/ada", "/home/rosetta"), Mount("/data", "/data", True)),
+                      id_base=1000065536)  # fmt: skip
+    for argv in (
+        PodmanEngine(task_networks=True, user_namespaces=True).run_argv(at_home),
+        PodmanEngine().run_argv(at_home),
+        PodmanEngine().job_steps(at_home, "/x/env").prepare,  # inside a Slurm job
+    ):
+        assert "--tmpfs" not in argv and "type=bind,source=/srv/home/ada,destination=/home/rosetta" in argv
+    # A storage elsewhere leaves the home scratch space, as without storages.
+    inside = replace(SPEC, mounts=(Mount("/srv/home/ada", "/home/rosetta/home"),), id_base=1000065536)
+    for argv in (PodmanEngine().run_argv(inside), PodmanEngine().job_steps(inside, "/x/env").prepare):
+        assert argv[argv.index("--tmpfs") + 1] == "/home/rosetta:rw,size=256m,U"

@@ -70,3 +70,13 @@ def test_apptainer_binds_the_tasks_storages_read_only_where_they_say():
         "type=bind,source=/data,destination=/data,ro",
     ]
     assert run[-1] == "image.sif"
+
+
+def test_apptainer_makes_a_storage_at_the_home_its_home():
+    spec = replace(SPEC, mounts=(Mount("/shared/home/ada", "/home/rosetta"), Mount("/data", "/data", True)))
+    run = ApptainerEngine().job_steps(spec, "/w/tjob1/env").run
+    assert run[run.index("--home") + 1] == "/shared/home/ada:/home/rosetta"  # HOME and the working directory
+    assert [run[i + 1] for i, word in enumerate(run) if word == "--mount"] == [
+        "type=bind,source=/data,destination=/data,ro"
+    ]
+    assert "--home" not in ApptainerEngine().job_steps(SPEC, "/w/tjob1/env").run

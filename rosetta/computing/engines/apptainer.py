@@ -2,10 +2,13 @@
 files. It runs tasks inside batch jobs: the image is fetched by digest into a file in the
 task's directory, then run in the foreground with host networking (apptainer's only kind),
 a private /tmp and home, the task's storages bound in, and a clean environment read from the
-task's 0600 file.
+task's 0600 file. A storage mounted at the home becomes apptainer's home (``--home``), so HOME
+and the working directory are that folder.
 """
 
 from __future__ import annotations
+
+from dataclasses import replace
 
 from rosetta.computing.contract import ContainerSpec
 from rosetta.computing.engines.base import Engine, JobSteps, bind_mounts
@@ -26,6 +29,8 @@ class ApptainerEngine(Engine):
         pull = [self.executable, "pull", "--force"]
         if spec.insecure_pull:
             pull.append("--no-https")  # the platform's registry; the content is checked by its digest
+        home = spec.home_mount
+        others = replace(spec, mounts=tuple(mount for mount in spec.mounts if mount is not home))
         return JobSteps(
             prepare=[*pull, IMAGE_FILE, source],
             run=[
@@ -35,9 +40,10 @@ class ApptainerEngine(Engine):
                 "--cleanenv",
                 "--no-init",
                 "--writable-tmpfs",
+                *(["--home", f"{home.source}:{home.target}"] if home else []),
                 "--env-file",
                 env_file,
-                *bind_mounts(spec, "destination", "ro"),
+                *bind_mounts(others, "destination", "ro"),
                 IMAGE_FILE,
             ],  # fmt: skip
             cleanup=["rm", "-f", IMAGE_FILE],

@@ -78,6 +78,19 @@ class JobSteps:
     env_read_by_prepare: bool = False  # the environment file may go once prepare ran
 
 
+# Run in a task's container: the files a person keeps in its home, relative to it, one a line,
+# at most $2 of them. Hidden ones (settings, caches) and other mounts (a storage inside the
+# home) are left out. Without find, it fails rather than report an empty home.
+HOME_FILES_SCRIPT = (
+    'command -v find >/dev/null || exit 127; cd "$1" || exit 1; '
+    'find . -xdev -mindepth 1 -name ".*" -prune -o ! -type d -print 2>/dev/null | head -n "$2"'
+)
+
+
+def home_files_argv(home: str, limit: int) -> list[str]:
+    return ["sh", "-c", HOME_FILES_SCRIPT, "sh", home, str(limit)]
+
+
 def labels(spec: ContainerSpec) -> list[str]:
     return ["--label", f"{TASK_LABEL}={spec.task_id}", "--label", f"{INSTANCE_LABEL}={spec.instance}"]
 
@@ -164,6 +177,10 @@ class Engine(ABC):
     def refusal(self, result: CommandResult, spec: ContainerSpec) -> ComputingError:
         """Why ``run_argv`` failed, classified: a transient error or a refusal, in plain words."""
 
+    def exec_argv(self, task_id: str, argv: list[str]) -> list[str]:
+        """Run ``argv`` in the task's running container, as the image's user (where the engine can)."""
+        raise NotImplementedError
+
     def job_steps(self, spec: ContainerSpec, env_file: str) -> JobSteps:
         """How a batch job's script runs the container in the foreground, with host networking
         (the job's output is the container's). Engines that run inside batch jobs say it."""
@@ -220,6 +237,9 @@ class DockerCommandLine(Engine):
         if tail is not None:
             argv += ["--tail", str(tail)]
         return [*argv, self.container_name(task_id)]
+
+    def exec_argv(self, task_id: str, argv: list[str]) -> list[str]:
+        return [*self.prefix, "exec", self.container_name(task_id), *argv]
 
     def refusal(self, result: CommandResult, spec: ContainerSpec) -> ComputingError:
         raw = result.error_text()

@@ -55,7 +55,7 @@ class DockerEngine(DockerCommandLine):
             # knows fewer names: drop all, add back what a root task may keep.
             "--cap-drop", "ALL", *[word for kept in sorted(KEPT_CAPABILITIES) for word in ("--cap-add", kept)],
             # Docker's tmpfs takes the kernel's options; whoever the image runs as may write there.
-            "--tmpfs", f"{spec.home}:rw,exec,size={spec.memory_mb}m,mode=1777",
+            *([] if spec.home_mount else ["--tmpfs", f"{spec.home}:rw,exec,size={spec.memory_mb}m,mode=1777"]),
             # Podman gives a read-only container these by itself; docker leaves them read-only
             # (JupyterLab and the desktop keep their private runtime files under /tmp).
             *[word for path in ("/tmp", "/var/tmp") for word in ("--tmpfs", f"{path}:rw,nosuid,nodev,mode=1777")],

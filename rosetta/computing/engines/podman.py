@@ -100,8 +100,7 @@ class PodmanEngine(DockerCommandLine):
     def run_argv(self, spec: ContainerSpec, env_file: str | None = None) -> list[str]:
         argv = [
             *self.prefix, "run", "--detach", "--name", self.container_name(spec.task_id), *labels(spec),
-            *hardening(spec), "--cap-drop", ",".join(DROPPED_CAPABILITIES),
-            "--tmpfs", f"{spec.home}:rw,size={spec.memory_mb}m,U",  # owned by whoever the image runs as
+            *hardening(spec), "--cap-drop", ",".join(DROPPED_CAPABILITIES), *_scratch_home(spec),
             f"--pull={spec.pull}", *_tls(spec),
         ]  # fmt: skip
         if self.task_networks:
@@ -129,7 +128,7 @@ class PodmanEngine(DockerCommandLine):
         name = self.container_name(spec.task_id)
         create = [
             *self.prefix, "create", "--name", name, *labels(spec), *hardening(spec),
-            "--cap-drop", ",".join(DROPPED_CAPABILITIES), "--tmpfs", f"{spec.home}:rw,size={spec.memory_mb}m,U",
+            "--cap-drop", ",".join(DROPPED_CAPABILITIES), *_scratch_home(spec),
             "--network", "host", f"--pull={spec.pull}", *_tls(spec), *self._identity(spec), *_mounts(spec),
             "--env-file", env_file, spec.image,
         ]  # fmt: skip
@@ -234,6 +233,11 @@ class PodmanEngine(DockerCommandLine):
 
     def version_argv(self) -> list[str]:
         return [*self.prefix, "version", "--format", "{{.Client.Version}}"]
+
+
+def _scratch_home(spec: ContainerSpec) -> list[str]:
+    """A private tmpfs home, owned by whoever the image runs as; none when a storage is the home."""
+    return [] if spec.home_mount else ["--tmpfs", f"{spec.home}:rw,size={spec.memory_mb}m,U"]
 
 
 def _mounts(spec: ContainerSpec) -> list[str]:

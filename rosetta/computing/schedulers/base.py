@@ -51,6 +51,13 @@ class Scheduler(ABC):
         network whose launch was cut short); ``end`` removes it. Most resources leave nothing."""
         return []
 
+    async def home_files(self, task: TaskRef, home: str, limit: int) -> list[str] | None:
+        """Up to ``limit`` files a person keeps in the running task's ``home`` (relative paths;
+        hidden ones and other mounts left out), or None where the platform cannot look into a
+        running container (a batch job on a compute node). Raises ComputingError when it could
+        not look."""
+        return None
+
     @property
     def description(self) -> str:
         """How people call this backend in messages: the engine and where it runs."""

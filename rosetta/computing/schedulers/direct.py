@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import replace
 
 from rosetta.computing.contract import ContainerSpec, Observation, Seen, TaskRef
-from rosetta.computing.engines.base import Engine
+from rosetta.computing.engines.base import Engine, home_files_argv
 from rosetta.computing.errors import ComputingError, Unreachable
 from rosetta.computing.schedulers.base import Scheduler
 from rosetta.computing.transports.base import Transport
@@ -118,6 +118,12 @@ class DirectScheduler(Scheduler):
             network = await self.transport.run(self.engine.network_remove_argv(task_id), timeout=60)
             if not self.engine.network_gone(network):
                 raise Unreachable(f"{self.engine.name} could not remove the task's network.", network.error_text())
+
+    async def home_files(self, task: TaskRef, home: str, limit: int) -> list[str] | None:
+        result = await self.transport.run(self.engine.exec_argv(task.task_id, home_files_argv(home, limit)), timeout=30)
+        if not result.ok:
+            raise Unreachable(f"{self.engine.name} could not look into the container.", result.error_text())
+        return [line.removeprefix("./") for line in result.stdout.splitlines() if line.strip()][:limit]
 
     async def logs(self, task: TaskRef, *, follow: bool, tail: int | None = None) -> AsyncIterator[bytes]:
         async for chunk in self.transport.stream(self.engine.logs_argv(task.task_id, follow=follow, tail=tail)):

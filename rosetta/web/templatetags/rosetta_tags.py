@@ -4,6 +4,7 @@ from django import template
 from django.utils import timezone
 
 from rosetta.core.units import format_memory
+from rosetta.storage.services import home_mount
 from rosetta.tasks.progress import progress_of
 
 register = template.Library()
@@ -48,3 +49,9 @@ def since(task) -> str:
 @register.filter
 def progress(task):
     return progress_of(task)
+
+
+@register.filter
+def scratch_home(task) -> bool:
+    """Whether the task's home is scratch space (no storage mounted there): lost when it ends."""
+    return home_mount(task.mounts.all()) is None

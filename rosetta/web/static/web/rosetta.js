@@ -132,7 +132,7 @@
           const freshCard = fresh.querySelector("[data-task-list]");
           if (freshCard) {
             card.replaceChildren(...freshCard.childNodes);
-            card.querySelectorAll("form[data-confirm]").forEach(confirmBeforeSubmit);
+            card.querySelectorAll("form[data-confirm], form[data-scratch]").forEach(confirmBeforeSubmit);
           }
         }
       }
@@ -368,10 +368,41 @@
 
   // ---- small behaviours -----------------------------------------------------
 
+  // A form with data-confirm asks first. One with data-scratch (Stop, Delete of a task whose home
+  // is scratch space) asks the API what stopping would lose, and asks only when something would.
   function confirmBeforeSubmit(form) {
-    form.addEventListener("submit", (event) => {
-      if (!window.confirm(form.dataset.confirm)) event.preventDefault();
+    form.addEventListener("submit", async (event) => {
+      if (!form.dataset.scratch) {
+        if (form.dataset.confirm && !window.confirm(form.dataset.confirm)) event.preventDefault();
+        return;
+      }
+      event.preventDefault();
+      let warning = "";
+      try {
+        const scratch = await getJSON(form.dataset.scratch);
+        warning = scratch ? scratch.warning : "";
+      } catch (error) {
+        warning = "Rosetta could not find out what is in this task's home, which is scratch space: "
+          + "whatever is there is lost when the task stops.";
+      }
+      const question = warning ? warning + "\n\n" + (form.dataset.confirm || "Stop the task anyway?") : form.dataset.confirm;
+      if (!question || window.confirm(question)) form.submit();  // submit() fires no second submit event
     });
+  }
+
+  // What the new task keeps: its home is the ticked storage mounted there on the chosen resource, or scratch.
+  function initHomeNote(form, resource) {
+    const note = form.querySelector("[data-home-note]");
+    if (!note) return;
+    function update() {
+      const on = resource ? resource.value : "";
+      const home = Array.from(form.querySelectorAll('input[name="storages"]')).find((box) => box.checked
+        && box.dataset.mount === note.dataset.home && (box.dataset.on || "").split(" ").includes(on));
+      note.textContent = home ? note.dataset.kept.replace("{name}", home.value) : note.dataset.scratch;
+    }
+    form.querySelectorAll('input[name="storages"]').forEach((box) => box.addEventListener("change", update));
+    if (resource) resource.addEventListener("change", update);
+    update();
   }
 
   function copyButton(button) {
@@ -412,11 +443,12 @@
     if (software) software.addEventListener("change", update);
     if (resource) resource.addEventListener("change", update);
     update();
+    initHomeNote(form, resource);
   }
 
   document.addEventListener("DOMContentLoaded", () => {
     document.querySelectorAll("form[data-task-form]").forEach(initTaskForm);
-    document.querySelectorAll("form[data-confirm]").forEach(confirmBeforeSubmit);
+    document.querySelectorAll("form[data-confirm], form[data-scratch]").forEach(confirmBeforeSubmit);
     document.querySelectorAll("[data-copy]").forEach(copyButton);
     document.querySelectorAll("[data-task-list]").forEach(initTaskList);
     document.querySelectorAll("[data-task-detail]").forEach(initTaskDetail);
