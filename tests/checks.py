@@ -1,6 +1,7 @@
 """Assertions shared by tests of the task lifecycle."""
 
 from itertools import pairwise
+from pathlib import Path
 
 from rosetta.tasks.phases import TRANSITIONS, Phase
 
@@ -14,3 +15,11 @@ def assert_legal(history: list[tuple[str, str]]) -> None:
     assert all(a != b for a, b in pairwise(history)), history
     entered = [after for before, after in pairwise(phases) if before != after]
     assert len(entered) == len(set(entered)), f"a phase entered twice: {history}"
+
+
+def alive(pid: int) -> bool:
+    """Whether a process runs (not a zombie waiting for this machine's slow init to reap it)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False

@@ -8,7 +8,6 @@ ends with the process that started it."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import random
 import re
 import shutil
@@ -23,6 +22,7 @@ import asyncssh
 import pytest
 
 from rosetta.computing.transports.openssh import OpenSSHForwarder
+from tests.checks import alive
 from tests.integration.test_remote import bed
 
 
@@ -211,7 +211,7 @@ def test_the_master_ends_with_the_process_that_started_it():
         owner.kill()
         owner.wait(timeout=10)
         deadline = time.monotonic() + 10
-        while _alive(master):
+        while alive(master):
             assert time.monotonic() < deadline, "the master outlived the process that started it"
             time.sleep(0.05)
     finally:
@@ -219,10 +219,6 @@ def test_the_master_ends_with_the_process_that_started_it():
         owner.wait(timeout=10)
         shutil.rmtree(short, ignore_errors=True)
 
-
-def _alive(pid: int) -> bool:
-    with contextlib.suppress(FileNotFoundError):
-        return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
     return False
 
 

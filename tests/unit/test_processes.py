@@ -14,6 +14,7 @@ import warnings
 import pytest
 
 from rosetta.core import processes
+from tests.checks import alive
 
 
 def _burn(seconds: float) -> None:
@@ -83,17 +84,8 @@ def test_a_child_started_to_die_with_its_parent_ends_when_the_parent_is_killed(t
         os.kill(parent.pid, signal.SIGKILL)
         parent.wait()
         deadline = time.monotonic() + 5
-        while _alive(child):
+        while alive(child):
             assert time.monotonic() < deadline, "the child outlived its parent"
             time.sleep(0.02)
     finally:
         parent.kill()
-
-
-def _alive(pid: int) -> bool:
-    """Running (not a zombie waiting for this machine's slow init to reap it)."""
-    try:
-        with open(f"/proc/{pid}/stat") as stat:
-            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except FileNotFoundError:
-        return False
