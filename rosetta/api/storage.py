@@ -18,7 +18,7 @@ from pydantic import Field
 from rosetta.api.schemas import Message
 from rosetta.storage import services
 from rosetta.storage.archive import zip_folder
-from rosetta.storage.errors import AlreadyExists, PathRefused
+from rosetta.storage.errors import PathRefused
 from rosetta.storage.files import Entry, Files
 from rosetta.storage.local import UPLOAD_PREFIX, LocalFiles
 from rosetta.storage.paths import joined, name_of, parts
@@ -170,10 +170,11 @@ async def download(request: HttpRequest, name: str, path: str = "", inline: bool
         response = StreamingHttpResponse(zip_folder(files, found), content_type="application/zip")
         response["Content-Disposition"] = content_disposition_header(True, filename)
     elif entry.kind == "file":
+        entry, content = await files.open(found)  # the size of the file opened, not of the one looked at
         kind = mimetypes.guess_type(entry.name)[0] or "application/octet-stream"
         shown = inline and kind in INLINE_TYPES
         response = StreamingHttpResponse(
-            files.read(found), content_type=f"{kind}; charset=utf-8" if kind == "text/plain" else kind
+            content, content_type=f"{kind}; charset=utf-8" if kind == "text/plain" else kind
         )
         response["Content-Length"] = str(entry.size)
         response["Content-Disposition"] = content_disposition_header(not shown, entry.name)
@@ -198,21 +199,15 @@ async def download(request: HttpRequest, name: str, path: str = "", inline: bool
 async def upload(request: HttpRequest, name: str, path: str, overwrite: bool = False):
     """Upload the request's body as the file `path`, streamed to the storage as it arrives: it
     appears under its name only once complete. An existing file is replaced only with
-    `overwrite=true`."""
+    `overwrite=true`: without it, a name taken before the upload is refused before the body
+    is read, and one taken while it was on (another upload) is not replaced either."""
     files = await _files(request, name)
     files.writable()
     found = parts(path)
     name_of(path)
-    if not overwrite:
-        try:
-            await files.stat(found)
-        except Exception:
-            pass
-        else:
-            raise AlreadyExists(f"{joined(found)!r} already exists (send overwrite=true to replace it).")
     body = body_of(request)
     try:
-        entry = await files.write(found, aiter(body))
+        entry = await files.write(found, aiter(body), overwrite=overwrite)
     except ConnectionAbortedError:
         return HttpResponse(status=400)  # nobody is listening any more; nothing was kept
     return 201, _entry(entry)

@@ -80,9 +80,9 @@ def files_of(storage: Storage, user) -> Files:
     if storage.kind == StorageKind.LOCAL:
         return LocalFiles(root, storage.read_only, local_owner(user))
     from rosetta.computing.backends import transport_for
-    from rosetta.storage.sftp import SFTPFiles
+    from rosetta.storage.sftp import SFTPFiles, fixed_part
 
-    return SFTPFiles(transport_for(storage.resource, user), root, storage.read_only)
+    return SFTPFiles(transport_for(storage.resource, user), root, storage.read_only, fixed_part(storage.base_path))
 
 
 def mountable(user, software, resource) -> list[tuple[Storage, bool]]:
