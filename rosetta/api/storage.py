@@ -9,6 +9,7 @@ import posixpath
 from typing import Literal
 
 from asgiref.sync import sync_to_async
+from django.core.exceptions import ValidationError
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from django.utils.http import content_disposition_header
 from ninja import Router, Schema
@@ -23,6 +24,7 @@ from rosetta.storage.files import Entry, Files
 from rosetta.storage.local import UPLOAD_PREFIX, LocalFiles
 from rosetta.storage.paths import joined, name_of, parts
 from rosetta.storage.services import files_of, get_storage, storages_of
+from rosetta.storage.sftp import may_meet
 from rosetta.storage.streaming import body_of
 
 router = Router(tags=["files"])
@@ -122,7 +124,29 @@ def add_storage(request: HttpRequest, payload: StorageIn):
     """Add a storage (staff)."""
     if not request.auth.is_staff:
         raise HttpError(403, "Only staff may add storages.")
+    _apart_from_the_platforms_folders(payload)
     return 201, services.save_storage(**payload.dict())
+
+
+def _apart_from_the_platforms_folders(payload: StorageIn) -> None:
+    """Refuse a storage whose users' folders could be inside, be, or hold the platform's own
+    folder (task files, secrets, job scripts) on a machine it is served or mounted on, where
+    the paths tell: work directories given relative to the account's home are checked when
+    the storage is used."""
+    from rosetta.computing.models import Resource
+    from rosetta.core.paths import home
+
+    names = {*payload.mountable_on, *([payload.resource] if payload.resource else [])}
+    folders = [(resource.name, resource.work_dir) for resource in Resource.objects.filter(name__in=names)
+               if resource.transport == "ssh" and resource.work_dir.startswith("/")]  # fmt: skip
+    if payload.kind == "local":
+        folders.append(("this machine", str(home() / "work")))
+    for where, folder in folders:
+        if may_meet(payload.base_path, folder):
+            raise ValidationError(
+                f"A user's folder of this storage could be, hold or be inside the platform's own folder on "
+                f"{where} ({folder}: task files and secrets). Choose a base path apart from it."
+            )
 
 
 @router.delete("/storages/{name}", response={200: Message, 403: Message, 404: Message})

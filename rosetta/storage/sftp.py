@@ -17,6 +17,7 @@ import asyncio
 import contextlib
 import json
 import posixpath
+import re
 import struct
 import time
 import weakref
@@ -211,6 +212,18 @@ def fixed_part(base_path: str) -> str:
             break
         fixed.append(part)
     return posixpath.normpath("/".join(fixed) or "/")
+
+
+def may_meet(base_path: str, folder: str) -> bool:
+    """Whether some user's folder of a storage at ``base_path`` could be inside, be, or hold
+    ``folder`` (absolute), as far as the paths tell ({username} may be any one name)."""
+    pattern = [part for part in posixpath.normpath(base_path).split("/") if part]
+    found = [part for part in posixpath.normpath(folder).split("/") if part]
+    for wanted, part in zip(pattern, found, strict=False):
+        matching = re.escape(wanted).replace(re.escape("{username}"), "[^/]+")
+        if not re.fullmatch(matching, part):
+            return False
+    return True  # one is the other, or holds it
 
 
 class SFTPFiles(Files):

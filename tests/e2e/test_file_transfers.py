@@ -1,8 +1,10 @@
 """Transfers that must be whole or fail, through the running platform on a storage of this
-machine: two uploads of one name without overwrite (one wins, the other is refused), a folder
-deeper than Python's recursion limit downloaded as a complete zip, a zip that cannot be
-finished seen by the client as a failed transfer, and a file replaced while it is downloaded
-over and over, every download whole. The same over SSH: tests/integration/test_sftp_race.py."""
+machine, and storages kept apart from the platform's own folders: two uploads of one name
+without overwrite (one wins, the other is refused), a folder deeper than Python's recursion
+limit downloaded as a complete zip, a zip that cannot be finished seen by the client as a
+failed transfer, a file replaced while it is downloaded over and over (every download whole),
+and a storage whose users' folders could meet the platform's task folder not created. The same
+over SSH: tests/integration/test_sftp_race.py and tests/unit/test_storage_helper.py."""
 
 from __future__ import annotations
 
@@ -138,3 +140,14 @@ def test_a_file_replaced_while_it_is_downloaded_is_always_sent_whole(platform, e
             leftover.unlink()
     assert not failures, f"{len(failures)} of 150 downloads broken: {failures[:5]}"
     assert sizes == {1024 * 1024, 1000}  # both versions were met
+
+
+def test_a_storage_that_could_meet_the_platforms_own_folder_is_not_created(platform):
+    """A user named `work` would have the platform's task folder on this machine as their own."""
+    with platform.api(platform.create_user("staff-transfers", admin=True)) as staff:
+        refused = staff.post("/api/storages", json={"name": "beside", "base_path": f"{platform.home}/{{username}}"})
+        assert refused.status_code == 400 and "platform's own folder" in refused.json()["detail"], refused.text
+        assert "beside" not in {s["name"] for s in staff.get("/api/storages").json()}
+        fine = staff.post("/api/storages", json={"name": "apart", "base_path": f"{platform.home}/data/{{username}}"})
+        assert fine.status_code == 201, fine.text
+        staff.delete("/api/storages/apart")

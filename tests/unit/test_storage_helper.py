@@ -16,7 +16,7 @@ import pytest
 
 from rosetta.storage import descriptors
 from rosetta.storage.errors import AlreadyExists, NoSuchFile, PathRefused, StorageUnreachable
-from rosetta.storage.sftp import ARGV, HELPER, SFTPFiles, fixed_part, helpers_of
+from rosetta.storage.sftp import ARGV, HELPER, SFTPFiles, fixed_part, helpers_of, may_meet
 
 
 class PipeProcess:
@@ -281,3 +281,24 @@ async def test_a_dead_idle_helper_is_replaced(place):
     assert await files.list(()) == []
     assert len(transport.started) == 2
     assert helpers_of(transport).idle == [h for h in helpers_of(transport).idle if not h.broken]
+
+
+@pytest.mark.parametrize(
+    ("base_path", "folder", "meets"),
+    [
+        ("/home/rosetta/users/{username}", "/home/rosetta/.rosetta", False),
+        ("/home/{username}", "/home/rosetta/.rosetta", True),  # the user called rosetta
+        ("/scratch/x-{username}", "/scratch/x-rosetta/work", True),
+        ("/scratch/x-{username}", "/scratch/y", False),
+        ("/home/rosetta", "/home/rosetta/.rosetta", True),
+        ("/data/rosetta/.rosetta/users/{username}", "/data/rosetta/.rosetta", True),
+    ],
+)
+def test_where_the_paths_tell_that_a_storage_meets_a_platform_folder(base_path, folder, meets):
+    assert may_meet(base_path, folder) is meets
+
+
+def test_the_operators_part_of_a_base_path():
+    assert fixed_part("/home/rosetta/users/{username}") == "/home/rosetta/users"
+    assert fixed_part("/data/{username}/files") == "/data"
+    assert fixed_part("/data/shared/") == "/data/shared"
