@@ -2,13 +2,15 @@
 machine to serve a storage there, over the resource's SSH connection (``python3 -I -S``, the
 standard library only, Python >= 3.6, its text sent on standard input): it serves file
 requests one at a time on its standard input and output, for as long as the platform keeps
-it. This machine's storages (rosetta.storage.local) use its copying and removing as well.
+it.
 
 Every path is resolved as rosetta.storage.local resolves it on this machine: from the storage
 root's descriptor, one component at a time, with O_NOFOLLOW, never by path. A symbolic link
 anywhere on the way — made by a task of the same account a moment before — is refused, never
 followed. (SFTP cannot do this: it has no openat, so it resolves a path once to check it and
-again to use it, and a task that swaps a folder for a link in between is let through.)
+again to use it, and a task that swaps a folder for a link in between is let through.) This
+machine's storages (rosetta.storage.local) use its walking, copying, removing and renaming
+without replacing as well.
 
 The root: the operator's part of the base path opened as given, each folder below it (the
 user's own, made on first use) with O_NOFOLLOW; then it is refused if it is inside, is, or
@@ -36,7 +38,11 @@ CHUNK = 1024 * 1024  # bytes per frame of a file's content
 UPLOAD_PREFIX = ".rosetta-upload-"  # as rosetta.storage.local: hidden from listings, never zipped
 FILE_MODE, FOLDER_MODE, ROOT_MODE = 0o644, 0o755, 0o700
 _DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
-_ANCHOR = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC  # the operator's path: followed as given
+# Folders passed through (O_PATH): no read permission needed, as with a path (a cluster's
+# /home may be 711).
+_PATH = getattr(os, "O_PATH", os.O_RDONLY)
+_THROUGH = _PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+_ANCHOR = _PATH | os.O_DIRECTORY | os.O_CLOEXEC  # the operator's path: followed as given
 
 
 class Problem(Exception):
@@ -87,18 +93,18 @@ class Channel:
                 views[0] = views[0][written:]
 
 
-def wire(name):
+def as_text(name):
     """A name as it travels: text, whatever bytes it is made of."""
     return name.decode("utf-8", "surrogateescape")
 
 
-def local(name):
+def as_bytes(name):
     return name.encode("utf-8", "surrogateescape")
 
 
 def component(name):
     """One name inside a folder, as bytes: never a path (the platform checks as well)."""
-    raw = local(name)
+    raw = as_bytes(name)
     if raw in (b"", b".", b"..") or b"/" in raw or b"\0" in raw:
         raise Problem("refused", f"{name!r} is not a name Rosetta resolves.")
     return raw
@@ -127,7 +133,7 @@ def explain(error, fd, part, path):
     if error.errno == errno.ENOENT:
         return Problem("nofile", f"There is no {text!r} in this storage.")
     try:
-        if stat.S_ISLNK(os.stat(local(part), dir_fd=fd, follow_symlinks=False).st_mode):
+        if stat.S_ISLNK(os.stat(as_bytes(part), dir_fd=fd, follow_symlinks=False).st_mode):
             return Problem("refused", f"{text!r} is a symbolic link: Rosetta does not follow links.")
     except OSError:
         pass
@@ -140,7 +146,7 @@ def explain(error, fd, part, path):
 
 def open_root(root):
     """The storage root's descriptor, checked against the platform's own folders."""
-    anchor = local(root["anchor"])
+    anchor = as_bytes(root["anchor"])
     try:
         try:
             fd = os.open(anchor, _ANCHOR)
@@ -156,7 +162,8 @@ def open_root(root):
             child = _open_below(fd, component(part), root["create"])
             os.close(fd)
             fd = child
-        guard(fd, root["platform"] + [os.path.expanduser("~/.ssh")])
+        home = os.path.expanduser("~")  # work directories are given relative to it, or absolute
+        guard(fd, [os.path.join(home, folder) for folder in root["platform"]] + [os.path.join(home, ".ssh")])
     except BaseException:
         os.close(fd)
         raise
@@ -166,7 +173,7 @@ def open_root(root):
 def _open_below(fd, name, create):
     for _ in range(2):
         try:
-            return os.open(name, _DIR, dir_fd=fd)
+            return os.open(name, _THROUGH, dir_fd=fd)
         except FileNotFoundError:
             if not create:
                 raise Problem("nofile", "This storage's folder does not exist.") from None
@@ -192,7 +199,7 @@ def _ancestry(fd):
     current = os.dup(fd)
     try:
         while True:
-            parent = os.open("..", _DIR, dir_fd=current)
+            parent = os.open("..", _THROUGH, dir_fd=current)
             os.close(current)
             current = parent
             identity = _identity(os.fstat(current))
@@ -237,15 +244,22 @@ def guard(fd, platform_dirs):
                                      "gives the storage or the resource's work directory another place.")  # fmt: skip
 
 
-def open_dir(root_fd, path):
-    """A new descriptor of the folder ``path`` under the root."""
+def open_dir(root_fd, path, readable=False):
+    """A new descriptor of the folder ``path`` under the root (``readable``: to list it)."""
     fd = os.dup(root_fd)
     try:
         for index, part in enumerate(path):
             try:
-                child = os.open(component(part), _DIR, dir_fd=fd)
+                child = os.open(component(part), _THROUGH, dir_fd=fd)
             except OSError as error:
                 raise explain(error, fd, part, path[: index + 1]) from None
+            os.close(fd)
+            fd = child
+        if readable:
+            try:
+                child = os.open(".", _DIR, dir_fd=fd)
+            except OSError as error:
+                raise Problem("refused", f"{shown(path)!r} cannot be listed: {error.strerror}.") from None
             os.close(fd)
             fd = child
     except BaseException:
@@ -263,7 +277,7 @@ def lstat(fd, name, path):
 
 def exists(fd, name):
     try:
-        os.stat(name if isinstance(name, bytes) else local(name), dir_fd=fd, follow_symlinks=False)
+        os.stat(name if isinstance(name, bytes) else as_bytes(name), dir_fd=fd, follow_symlinks=False)
     except FileNotFoundError:
         return False
     return True
@@ -274,7 +288,7 @@ def entry(fd, name, found):
     target = ""
     if kind == "link":
         try:
-            target = wire(os.readlink(local(name), dir_fd=fd))
+            target = as_text(os.readlink(as_bytes(name), dir_fd=fd))
         except OSError:
             pass
     return [name, kind, found.st_size if kind == "file" else 0, found.st_mtime, target]
@@ -360,7 +374,7 @@ def listing(fd):
     for name in sorted(os.listdir(fd)):
         raw = os.fsencode(name)
         try:
-            entries.append(entry(fd, wire(raw), os.stat(raw, dir_fd=fd, follow_symlinks=False)))
+            entries.append(entry(fd, as_text(raw), os.stat(raw, dir_fd=fd, follow_symlinks=False)))
         except FileNotFoundError:
             pass  # removed meanwhile
     return entries
@@ -383,7 +397,7 @@ def walk_tree(fd):
                 continue
             name = pending.pop()
             try:
-                child = os.open(local(name), _DIR, dir_fd=folder)
+                child = os.open(as_bytes(name), _DIR, dir_fd=folder)
             except OSError:
                 continue  # removed, or swapped for a link: not followed
             folders.append((child, below + (name,), []))
@@ -400,7 +414,7 @@ def _folder_names(entries):
 
 
 def op_list(root_fd, request, channel):
-    fd = open_dir(root_fd, request["path"])
+    fd = open_dir(root_fd, request["path"], readable=True)
     try:
         channel.reply({"entries": listing(fd)})
     finally:
@@ -409,7 +423,7 @@ def op_list(root_fd, request, channel):
 
 def op_walk(root_fd, request, channel):
     """Every folder under ``path`` with its entries, a frame each, then the end."""
-    fd = open_dir(root_fd, request["path"])
+    fd = open_dir(root_fd, request["path"], readable=True)
     try:
         channel.reply({"walking": True})
         for below, entries in walk_tree(fd):
@@ -439,7 +453,7 @@ def op_read(root_fd, request, channel):
     parent = open_dir(root_fd, folder_path)
     try:
         try:
-            fd = os.open(local(name), os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK, dir_fd=parent)
+            fd = os.open(as_bytes(name), os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK, dir_fd=parent)
         except OSError as error:
             raise explain(error, parent, name, path) from None
     finally:
@@ -472,7 +486,7 @@ def op_write(root_fd, request, channel):
     temporary = None
     try:
         try:
-            found = os.stat(local(name), dir_fd=folder, follow_symlinks=False)
+            found = os.stat(as_bytes(name), dir_fd=folder, follow_symlinks=False)
         except FileNotFoundError:
             found = None
         if found is not None and stat.S_ISDIR(found.st_mode):
@@ -495,10 +509,10 @@ def op_write(root_fd, request, channel):
         finally:
             os.close(fd)
         if request["overwrite"]:
-            os.rename(temporary, local(name), src_dir_fd=folder, dst_dir_fd=folder)
+            os.rename(temporary, as_bytes(name), src_dir_fd=folder, dst_dir_fd=folder)
         else:
             try:
-                link_without_replacing(folder, temporary, local(name))
+                link_without_replacing(folder, temporary, as_bytes(name))
             except FileExistsError:
                 raise taken(path) from None
         temporary = None
@@ -547,7 +561,7 @@ def op_mkdir(root_fd, request, channel):
     folder_path, name = named(path)
     fd = open_dir(root_fd, folder_path)
     try:
-        os.mkdir(local(name), FOLDER_MODE, dir_fd=fd)
+        os.mkdir(as_bytes(name), FOLDER_MODE, dir_fd=fd)
     except FileExistsError:
         raise Problem("exists", f"{shown(path)!r} already exists.") from None
     except OSError as error:
@@ -582,7 +596,7 @@ def _two(root_fd, request, verb):
 def op_move(root_fd, request, channel):
     from_fd, to_fd = _two(root_fd, request, "moved")
     try:
-        rename_without_replacing(from_fd, local(request["source"][-1]), to_fd, local(request["destination"][-1]))
+        rename_without_replacing(from_fd, as_bytes(request["source"][-1]), to_fd, as_bytes(request["destination"][-1]))
     except FileExistsError:
         raise Problem("exists", f"{shown(request['destination'])!r} already exists.") from None
     except OSError as error:
@@ -609,7 +623,7 @@ def copy_tree(from_fd, name, to_fd, new_name, made=None):
     """Copy by descriptors, without recursion (two descriptors per level of depth): links as
     links, never followed; devices, sockets and fifos are not copied. ``made(folder, name)``
     is told of everything created."""
-    stack = [(os.dup(from_fd), os.dup(to_fd), [(local(name), local(new_name))])]  # (from, to, names left)
+    stack = [(os.dup(from_fd), os.dup(to_fd), [(as_bytes(name), as_bytes(new_name))])]  # (from, to, names left)
     try:
         while stack:
             source, target, names = stack[-1]
@@ -692,9 +706,9 @@ def op_remove(root_fd, request, channel):
     try:
         found = lstat(fd, name, path)
         if stat.S_ISDIR(found.st_mode):
-            remove_tree(fd, local(name))
+            remove_tree(fd, as_bytes(name))
         else:
-            os.unlink(local(name), dir_fd=fd)
+            os.unlink(as_bytes(name), dir_fd=fd)
     except OSError as error:
         raise refused_os(error, "removal") from None
     finally:

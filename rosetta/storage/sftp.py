@@ -21,7 +21,7 @@ import re
 import struct
 import time
 import weakref
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 
 import asyncssh
@@ -214,6 +214,13 @@ def fixed_part(base_path: str) -> str:
     return posixpath.normpath("/".join(fixed) or "/")
 
 
+def platform_folders(storage) -> list[str]:
+    """The work directories of the resources that serve or mount a storage: the platform's
+    folders there, which no user's folder of it may be inside, be, or hold."""
+    resources = [storage.resource, *storage.mountable_on.all()]
+    return [resource.work_dir for resource in resources if resource is not None and resource.transport == "ssh"]
+
+
 def may_meet(base_path: str, folder: str) -> bool:
     """Whether some user's folder of a storage at ``base_path`` could be inside, be, or hold
     ``folder`` (absolute), as far as the paths tell ({username} may be any one name)."""
@@ -227,9 +234,13 @@ def may_meet(base_path: str, folder: str) -> bool:
 
 
 class SFTPFiles(Files):
-    def __init__(self, transport: SSHTransport, root: str, read_only: bool, fixed: str | None = None) -> None:
+    def __init__(self, transport: SSHTransport, root: str, read_only: bool,
+                 fixed: str | None = None, platform: Sequence[str] = ()) -> None:  # fmt: skip
+        """``fixed``: the operator's part of the root (see fixed_part); ``platform``: the
+        platform's own folders there (work directories, absolute or under the account's home)."""
         super().__init__(root, read_only)
         self.transport = transport
+        self.platform = list(platform)
         anchor = fixed or root
         below = posixpath.relpath(root, anchor).split("/") if root != anchor else []
         if ".." in below or not root.startswith("/"):
@@ -238,7 +249,7 @@ class SFTPFiles(Files):
 
     def _request(self, op: str, **fields) -> dict:
         # The platform's folder there is known once connected (it is under the account's home).
-        return {"op": op, "root": {**self._root, "platform": [self.transport.work_dir]}, **fields}
+        return {"op": op, "root": {**self._root, "platform": [*self.platform, self.transport.work_dir]}, **fields}
 
     @contextlib.asynccontextmanager
     async def _helper(self, op: str, **fields) -> AsyncIterator[tuple[Helper, dict]]:

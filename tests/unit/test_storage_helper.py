@@ -181,6 +181,23 @@ async def test_a_root_that_meets_the_platforms_own_folder_is_refused(tmp_path, l
         await files.write(("job.sh",), body(b"pwned"))
 
 
+async def test_work_directories_are_found_under_the_accounts_home(tmp_path, monkeypatch):
+    """Resources give their work directory relative to the account's home (.rosetta), and the
+    account's ~/.ssh is the account itself: neither is served."""
+    home = tmp_path / "home"
+    (home / ".rosetta").mkdir(parents=True)
+    (home / ".ssh").mkdir()
+    monkeypatch.setenv("HOME", str(home))  # the helper's, as sshd sets it
+    (tmp_path / "elsewhere").mkdir()
+    elsewhere = PipeTransport(tmp_path / "elsewhere")
+    for base, root in ((tmp_path / "{username}", home), (home / "{username}", home / ".ssh")):
+        files = SFTPFiles(elsewhere, str(root), False, fixed_part(str(base)), platform=[".rosetta"])
+        with pytest.raises(PathRefused, match="platform's own folder"):
+            await files.list(())
+    fine = SFTPFiles(elsewhere, str(home / "alice"), False, fixed_part(str(home / "{username}")), [".rosetta"])
+    assert await fine.list(()) == []
+
+
 async def test_two_uploads_of_one_name_without_overwrite_one_wins(place):
     files, root, _ = place
     await files.list(())
