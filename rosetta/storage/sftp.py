@@ -103,7 +103,7 @@ class Helpers:
     """The helpers of one connection: up to POOL, started when needed, ended when idle."""
 
     def __init__(self, transport: SSHTransport) -> None:
-        self.transport = transport
+        self._transport = weakref.ref(transport)  # the pool lives as long as its transport, no longer
         self.idle: list[Helper] = []
         self.slots = asyncio.Semaphore(POOL)
         self._reaper: asyncio.TimerHandle | None = None
@@ -141,8 +141,9 @@ class Helpers:
             self._reaper = asyncio.get_running_loop().call_later(IDLE, self._reap)
 
     async def _start(self) -> Helper:
+        transport = self._transport()
         try:
-            process = await self.transport.start(ARGV)
+            process = await transport.start(ARGV)
         except ComputingError as error:
             raise StorageUnreachable(str(error)) from None
         helper = Helper(process)
@@ -153,12 +154,12 @@ class Helpers:
             helper.close()
             said = await _said(process)
             raise StorageUnreachable(
-                f"Rosetta's file helper did not start on {self.transport.where} (it needs python3, version 3.6 "
+                f"Rosetta's file helper did not start on {transport.where} (it needs python3, version 3.6 "
                 f"or later, on the account's PATH there){': ' + said if said else '.'}"
             ) from None
         if "hello" not in hello:
             helper.close()
-            raise StorageUnreachable(f"Rosetta's file helper on {self.transport.where} did not answer as expected.")
+            raise StorageUnreachable(f"Rosetta's file helper on {transport.where} did not answer as expected.")
         return helper
 
 
