@@ -25,6 +25,7 @@ class PipeProcess:
     def __init__(self, process: asyncio.subprocess.Process) -> None:
         self.process = process
         self.stdin, self.stdout, self.stderr = process.stdin, process.stdout, process.stderr
+        self.channel = process.stdin.transport  # set_write_buffer_limits
 
     def is_closing(self) -> bool:
         return self.process.returncode is not None or self.stdin.is_closing()
