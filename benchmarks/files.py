@@ -5,7 +5,8 @@
 Local storage (`home`): upload and download of one file through the gateway and the API
 (`PUT`/`GET /api/storages/home/content`, streamed both ways) against `cp` of the same file into
 and out of the same folder. With the test bed up (testbed/up), the cluster's shared home over
-SFTP (`cluster-home`) against `scp` to and from the same login node as the same account.
+SFTP (`cluster-home`) against `scp` to and from the same login node as the same account, and
+the time of small operations there beside the same on `home`.
 The platform's client is `curl` (a plain tool, like `cp` and `scp`, so that the client is not
 what is measured); `rosetta files put/get` (the platform's own Python client) is shown beside.
 Prints MB/s (best of the runs) and the ratios; target ≥ 0.8× the plain tool; and the CPU
@@ -286,6 +287,32 @@ def sftp(platform, ours: Platform, client: httpx.Client, work: Path, mib: int, r
     ours.print_cpu("cluster-home", mib)
 
 
+def small_operations(client: httpx.Client, count: int = 100) -> None:
+    """Median time of a listing, a stat, a small read and a small write through the API, on the
+    cluster's shared home (served by the platform's helper over SSH) beside the same on `home`."""
+    print(f"small operations, median of {count} (cluster-home / home):")
+    kib = b"x" * 1024
+    for storage in ("home", "cluster-home"):
+        client.put(f"/api/storages/{storage}/content", params={"path": "small.txt", "overwrite": "true"}, content=kib)
+    for label, method, route, extra in (
+        ("list", "GET", "entries", {}),
+        ("stat", "GET", "stat", {"params": {"path": "small.txt"}}),
+        ("read 1 KiB", "GET", "content", {"params": {"path": "small.txt"}}),
+        ("write 1 KiB", "PUT", "content", {"params": {"path": "small.txt", "overwrite": "true"}, "content": kib}),
+    ):
+        medians = []
+        for storage in ("cluster-home", "home"):
+            times = []
+            for _ in range(count):
+                started = time.perf_counter()
+                client.request(method, f"/api/storages/{storage}/{route}", **extra).raise_for_status()
+                times.append(time.perf_counter() - started)
+            medians.append(sorted(times)[count // 2] * 1000)
+        print(f"  {label:<12} {medians[0]:6.1f} ms / {medians[1]:6.1f} ms   ratio {medians[0] / medians[1]:5.2f}×")
+    for storage in ("home", "cluster-home"):
+        client.delete(f"/api/storages/{storage}/entries", params={"path": "small.txt"})
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--size-mib", type=int, default=1024)
@@ -303,6 +330,7 @@ def main() -> None:
         local(platform, ours, Path(work), args.size_mib, args.runs)
         if testbed:
             sftp(platform, ours, client, Path(work), args.sftp_size_mib, args.runs)
+            small_operations(client)
         else:
             print("SFTP: the test bed is not up (testbed/up); skipped.")
 

@@ -8,6 +8,7 @@ import mimetypes
 from typing import Literal
 
 from asgiref.sync import sync_to_async
+from django.core.exceptions import ValidationError
 from django.http import HttpRequest, HttpResponse, StreamingHttpResponse
 from django.utils.http import content_disposition_header
 from ninja import Router, Schema
@@ -17,11 +18,12 @@ from pydantic import Field
 from rosetta.api.schemas import Message
 from rosetta.storage import preview, services
 from rosetta.storage.archive import zip_folder
-from rosetta.storage.errors import AlreadyExists, PathRefused
+from rosetta.storage.errors import PathRefused
 from rosetta.storage.files import Entry, Files
 from rosetta.storage.local import UPLOAD_PREFIX
 from rosetta.storage.paths import joined, name_of, parts
 from rosetta.storage.services import files_of, get_storage, storages_of
+from rosetta.storage.sftp import may_meet
 from rosetta.storage.streaming import body_of
 
 router = Router(tags=["files"])
@@ -120,7 +122,29 @@ def add_storage(request: HttpRequest, payload: StorageIn):
     """Add a storage (staff)."""
     if not request.auth.is_staff:
         raise HttpError(403, "Only staff may add storages.")
+    _apart_from_the_platforms_folders(payload)
     return 201, services.save_storage(**payload.dict())
+
+
+def _apart_from_the_platforms_folders(payload: StorageIn) -> None:
+    """Refuse a storage whose users' folders could be inside, be, or hold the platform's own
+    folder (task files, secrets, job scripts) on a machine it is served or mounted on, where
+    the paths tell: work directories given relative to the account's home are checked when
+    the storage is used."""
+    from rosetta.computing.models import Resource
+    from rosetta.core.paths import home
+
+    names = {*payload.mountable_on, *([payload.resource] if payload.resource else [])}
+    folders = [(resource.name, resource.work_dir) for resource in Resource.objects.filter(name__in=names)
+               if resource.transport == "ssh" and resource.work_dir.startswith("/")]  # fmt: skip
+    if payload.kind == "local":
+        folders.append(("this machine", str(home() / "work")))
+    for where, folder in folders:
+        if may_meet(payload.base_path, folder):
+            raise ValidationError(
+                f"A user's folder of this storage could be, hold or be inside the platform's own folder on "
+                f"{where} ({folder}: task files and secrets). Choose a base path apart from it."
+            )
 
 
 @router.delete("/storages/{name}", response={200: Message, 403: Message, 404: Message})
@@ -168,10 +192,11 @@ async def download(request: HttpRequest, name: str, path: str = "", inline: bool
         response = StreamingHttpResponse(zip_folder(files, found), content_type="application/zip")
         response["Content-Disposition"] = content_disposition_header(True, filename)
     elif entry.kind == "file":
+        entry, content = await files.open(found)  # the size of the file opened, not of the one looked at
         kind = mimetypes.guess_type(entry.name)[0] or "application/octet-stream"
         shown = inline and kind in INLINE_TYPES
         response = StreamingHttpResponse(
-            files.read(found), content_type=f"{kind}; charset=utf-8" if kind == "text/plain" else kind
+            content, content_type=f"{kind}; charset=utf-8" if kind == "text/plain" else kind
         )
         response["Content-Length"] = str(entry.size)
         response["Content-Disposition"] = content_disposition_header(not shown, entry.name)
@@ -196,21 +221,15 @@ async def download(request: HttpRequest, name: str, path: str = "", inline: bool
 async def upload(request: HttpRequest, name: str, path: str, overwrite: bool = False):
     """Upload the request's body as the file `path`, streamed to the storage as it arrives: it
     appears under its name only once complete. An existing file is replaced only with
-    `overwrite=true`."""
+    `overwrite=true`: without it, a name taken before the upload is refused before the body
+    is read, and one taken while it was on (another upload) is not replaced either."""
     files = await _files(request, name)
     files.writable()
     found = parts(path)
     name_of(path)
-    if not overwrite:
-        try:
-            await files.stat(found)
-        except Exception:
-            pass
-        else:
-            raise AlreadyExists(f"{joined(found)!r} already exists (send overwrite=true to replace it).")
     body = body_of(request)
     try:
-        entry = await files.write(found, aiter(body))
+        entry = await files.write(found, aiter(body), overwrite=overwrite)
     except ConnectionAbortedError:
         return HttpResponse(status=400)  # nobody is listening any more; nothing was kept
     return 201, _entry(entry)

@@ -41,13 +41,26 @@ class Files(ABC):
     async def stat(self, path: Parts) -> Entry: ...
 
     @abstractmethod
-    def read(self, path: Parts) -> AsyncIterator[bytes]:
+    async def open(self, path: Parts) -> tuple[Entry, AsyncIterator[bytes]]:
+        """A file, opened: its entry as found then (the size from the open file itself, not
+        from an earlier look that another file may have replaced since) and its content, which
+        is exactly that many bytes or an error. The content is iterated to its end or closed."""
+
+    async def read(self, path: Parts) -> AsyncIterator[bytes]:
         """A file's content, chunk by chunk."""
+        _, content = await self.open(path)
+        try:
+            async for chunk in content:
+                yield chunk
+        finally:
+            await content.aclose()
 
     @abstractmethod
-    async def write(self, path: Parts, chunks: AsyncIterator[bytes]) -> Entry:
-        """Write to a temporary name beside the file and rename it into place once every byte
-        arrived: an interrupted upload leaves nothing under the final name."""
+    async def write(self, path: Parts, chunks: AsyncIterator[bytes], overwrite: bool = False) -> Entry:
+        """Write to a temporary name beside the file and give it the file's name once every
+        byte arrived: an interrupted upload leaves nothing under the final name. An existing
+        file is replaced only with ``overwrite``; else AlreadyExists, before the body is read
+        if the name is taken already, and at the end if it was taken meanwhile."""
 
     @abstractmethod
     async def mkdir(self, path: Parts) -> None: ...
@@ -65,12 +78,15 @@ class Files(ABC):
         """Remove a file, a link, or a folder with everything in it."""
 
     async def walk(self, path: Parts) -> AsyncIterator[tuple[Parts, Entry]]:
-        """Everything under a folder, parents before their contents (paths relative to it)."""
-        for entry in await self.list(path):
-            yield (entry.name,), entry
-            if entry.kind == "folder":
-                async for below, found in self.walk((*path, entry.name)):
-                    yield (entry.name, *below), found
+        """Everything under a folder, parents before their contents, by name (paths relative
+        to it). A list of folders to visit, not recursion: a folder may be as deep as it likes."""
+        pending: list[Parts] = [()]
+        while pending:
+            below = pending.pop()
+            entries = sorted(await self.list((*path, *below)), key=lambda entry: entry.name)
+            for entry in entries:
+                yield (*below, entry.name), entry
+            pending.extend((*below, entry.name) for entry in reversed(entries) if entry.kind == "folder")
 
     async def close(self) -> None:  # noqa: B027 -- only remote backends hold something
         pass

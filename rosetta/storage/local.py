@@ -11,17 +11,18 @@ import contextlib
 import errno
 import os
 import secrets
-import shutil
 import stat
 from collections.abc import AsyncIterator, Iterator
 
+from rosetta.storage import descriptors
 from rosetta.storage.errors import AlreadyExists, NoSuchFile, PathRefused, StorageFull
 from rosetta.storage.files import CHUNK, Entry, Files, Parts
 from rosetta.storage.paths import joined
+from rosetta.storage.streaming import in_thread
 
 _DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 FILE_MODE, FOLDER_MODE = 0o644, 0o755  # inside a root that is itself private (0700)
-UPLOAD_PREFIX = ".rosetta-upload-"  # temporaries, renamed into place once complete
+UPLOAD_PREFIX = descriptors.UPLOAD_PREFIX  # temporaries, given their name once complete
 
 
 def _kind(mode: int) -> str:
@@ -32,6 +33,10 @@ def _kind(mode: int) -> str:
     if stat.S_ISLNK(mode):
         return "link"
     return "other"
+
+
+def _taken(path: Parts) -> AlreadyExists:
+    return AlreadyExists(f"{joined(path)!r} already exists (send overwrite=true to replace it).")
 
 
 class LocalFiles(Files):
@@ -173,7 +178,11 @@ class LocalFiles(Files):
                 self._lstat(from_fd, source[-1], source)
                 if self._exists(to_fd, destination[-1]):
                     raise AlreadyExists(f"{joined(destination)!r} already exists.")
-                os.rename(source[-1], destination[-1], src_dir_fd=from_fd, dst_dir_fd=to_fd)
+                descriptors.rename_without_replacing(from_fd, source[-1], to_fd, destination[-1])
+            except FileExistsError:
+                raise AlreadyExists(f"{joined(destination)!r} already exists.") from None
+            except OSError as error:
+                raise PathRefused(f"The move was refused: {error.strerror}.") from None
             finally:
                 os.close(to_fd)
         finally:
@@ -189,58 +198,16 @@ class LocalFiles(Files):
                 self._lstat(from_fd, source[-1], source)
                 if self._exists(to_fd, destination[-1]):
                     raise AlreadyExists(f"{joined(destination)!r} already exists.")
-                self._copy_entry(from_fd, source[-1], to_fd, destination[-1])
+                made = self._give if self.owner is not None else None
+                descriptors.copy_tree(from_fd, source[-1], to_fd, destination[-1], made)
+            except FileExistsError:
+                raise AlreadyExists(f"{joined(destination)!r} already exists.") from None
+            except OSError as error:
+                raise PathRefused(f"The copy stopped: {error.strerror}.") from None
             finally:
                 os.close(to_fd)
         finally:
             os.close(from_fd)
-
-    def _copy_entry(self, from_fd: int, name: str, to_fd: int, new_name: str) -> None:
-        mode = os.stat(name, dir_fd=from_fd, follow_symlinks=False).st_mode
-        if stat.S_ISLNK(mode):  # copied as a link, never followed
-            os.symlink(os.readlink(name, dir_fd=from_fd), new_name, dir_fd=to_fd)
-            self._give(to_fd, new_name)
-        elif stat.S_ISREG(mode):
-            self._copy_file(from_fd, name, to_fd, new_name)
-        elif stat.S_ISDIR(mode):
-            os.mkdir(new_name, FOLDER_MODE, dir_fd=to_fd)
-            self._give(to_fd, new_name)
-            source = os.open(name, _DIR, dir_fd=from_fd)
-            try:
-                target = os.open(new_name, _DIR, dir_fd=to_fd)
-                try:
-                    for child in os.listdir(source):
-                        self._copy_entry(source, child, target, child)
-                finally:
-                    os.close(target)
-            finally:
-                os.close(source)
-        # devices, sockets, fifos: not copied
-
-    def _copy_file(self, from_fd: int, name: str, to_fd: int, new_name: str) -> None:
-        source = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=from_fd)
-        temporary = UPLOAD_PREFIX + secrets.token_hex(8)
-        try:
-            target = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
-                             FILE_MODE, dir_fd=to_fd)  # fmt: skip
-            try:
-                self._give(to_fd, temporary)
-                size = os.fstat(source).st_size
-                copied = 0
-                while copied < size:
-                    sent = os.copy_file_range(source, target, min(size - copied, 1 << 30))
-                    if not sent:
-                        break
-                    copied += sent
-            finally:
-                os.close(target)
-            os.rename(temporary, new_name, src_dir_fd=to_fd, dst_dir_fd=to_fd)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(temporary, dir_fd=to_fd)
-            raise
-        finally:
-            os.close(source)
 
     def _remove(self, path: Parts) -> None:
         if not path:
@@ -249,9 +216,11 @@ class LocalFiles(Files):
         try:
             found = self._lstat(parent, path[-1], path)
             if stat.S_ISDIR(found.st_mode):
-                shutil.rmtree(path[-1], dir_fd=parent)  # descends by descriptors: links are removed, not followed
+                descriptors.remove_tree(parent, path[-1])  # by descriptors: links are removed, not followed
             else:
                 os.unlink(path[-1], dir_fd=parent)
+        except OSError as error:
+            raise PathRefused(f"The removal stopped: {error.strerror}.") from None
         finally:
             os.close(parent)
 
@@ -263,11 +232,37 @@ class LocalFiles(Files):
     async def stat(self, path: Parts) -> Entry:
         return await asyncio.to_thread(self._stat, path)
 
-    async def read(self, path: Parts) -> AsyncIterator[bytes]:
+    async def open(self, path: Parts) -> tuple[Entry, AsyncIterator[bytes]]:
+        content = self._content(path)
+        entry = await anext(content)
+        return entry, content
+
+    async def _content(self, path: Parts) -> AsyncIterator:
+        """The entry as opened (its size from the descriptor), then exactly that many bytes."""
         fd = await asyncio.to_thread(self._open_file, path)
         try:
-            while chunk := await asyncio.to_thread(os.read, fd, CHUNK):
+            found = os.fstat(fd)
+            yield Entry(path[-1], "file", found.st_size, found.st_mtime)
+            left = found.st_size
+            while left:
+                chunk = await asyncio.to_thread(os.read, fd, min(CHUNK, left))
+                if not chunk:
+                    raise PathRefused(f"{joined(path)!r} shrank while it was read.")
+                left -= len(chunk)
                 yield chunk
+        finally:
+            os.close(fd)
+
+    async def walk(self, path: Parts) -> AsyncIterator[tuple[Parts, Entry]]:
+        """As Files.walk, by descriptors in a thread (rosetta.storage.descriptors.walk_tree)."""
+        async for below, entries in in_thread(self._walk(path)):
+            for fields in entries:
+                yield (*below, fields[0]), Entry(*fields)
+
+    def _walk(self, path: Parts) -> Iterator[tuple[Parts, list]]:
+        fd = self._open_dir(path)
+        try:
+            yield from descriptors.walk_tree(fd)
         finally:
             os.close(fd)
 
@@ -279,18 +274,18 @@ class LocalFiles(Files):
         finally:
             os.close(fd)
 
-    async def write(self, path: Parts, chunks: AsyncIterator[bytes]) -> Entry:
+    async def write(self, path: Parts, chunks: AsyncIterator[bytes], overwrite: bool = False) -> Entry:
         self.writable()
         if not path:
             raise PathRefused("This needs a file name.")
-        parent, fd, temporary = await asyncio.to_thread(self._start_upload, path)
+        parent, fd, temporary = await asyncio.to_thread(self._start_upload, path, overwrite)
         try:
             await _write_behind(fd, chunks)
+            written = os.fstat(fd)
             await asyncio.to_thread(os.close, fd)
             fd = -1
-            await asyncio.to_thread(os.rename, temporary, path[-1], src_dir_fd=parent, dst_dir_fd=parent)
-            return await asyncio.to_thread(self._entry, parent, path[-1],
-                                           os.stat(path[-1], dir_fd=parent, follow_symlinks=False))  # fmt: skip
+            await asyncio.to_thread(self._place, parent, temporary, path, overwrite)
+            return Entry(path[-1], "file", written.st_size, written.st_mtime)
         except OSError as error:
             with contextlib.suppress(OSError):
                 os.unlink(temporary, dir_fd=parent)
@@ -308,12 +303,15 @@ class LocalFiles(Files):
                 os.close(fd)
             os.close(parent)
 
-    def _start_upload(self, path: Parts) -> tuple[int, int, str]:
+    def _start_upload(self, path: Parts, overwrite: bool) -> tuple[int, int, str]:
+        """Refused before the body is read when the name is taken (unless to be replaced)."""
         parent = self._open_dir(path[:-1])
         try:
             with contextlib.suppress(FileNotFoundError):
                 if stat.S_ISDIR(os.stat(path[-1], dir_fd=parent, follow_symlinks=False).st_mode):
                     raise AlreadyExists(f"{joined(path)!r} is a folder.")
+                if not overwrite:
+                    raise _taken(path)
             temporary = UPLOAD_PREFIX + secrets.token_hex(8)
             fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
                          FILE_MODE, dir_fd=parent)  # fmt: skip
@@ -322,6 +320,18 @@ class LocalFiles(Files):
         except BaseException:
             os.close(parent)
             raise
+
+    @staticmethod
+    def _place(parent: int, temporary: str, path: Parts, overwrite: bool) -> None:
+        """The complete upload under its name: replacing a file only when asked, and never a
+        file that appeared while the upload was on (two uploads of one name: one wins)."""
+        if overwrite:
+            os.rename(temporary, path[-1], src_dir_fd=parent, dst_dir_fd=parent)
+            return
+        try:
+            descriptors.link_without_replacing(parent, temporary, path[-1])
+        except FileExistsError:
+            raise _taken(path) from None
 
     async def mkdir(self, path: Parts) -> None:
         self.writable()

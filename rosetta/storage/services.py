@@ -88,9 +88,10 @@ def files_of(storage: Storage, user) -> Files:
     if storage.kind == StorageKind.LOCAL:
         return LocalFiles(root, storage.read_only, local_owner(user))
     from rosetta.computing.backends import transport_for
-    from rosetta.storage.sftp import SFTPFiles
+    from rosetta.storage.sftp import SFTPFiles, fixed_part, platform_folders
 
-    return SFTPFiles(transport_for(storage.resource, user), root, storage.read_only)
+    transport = transport_for(storage.resource, user)
+    return SFTPFiles(transport, root, storage.read_only, fixed_part(storage.base_path), platform_folders(storage))
 
 
 def mountable(user, software, resource) -> list[tuple[Storage, bool]]:

@@ -1,301 +1,377 @@
-"""Files on another machine, over SFTP through the resource's one SSH connection (as the
-user's own account where each user is one there, so what is created is theirs).
+"""Files on another machine, through the resource's SSH connection (as the user's own account
+where each user is one there, so what is created is theirs).
 
-SFTP has no openat: a path is checked by resolving its folder with the server's realpath and
-requiring the answer to stay under the root's, and a final name that is a symbolic link is
-refused rather than opened. Between that check and the operation another process of the
-account could swap a folder for a link; what that reaches is only what the account itself
-may reach anyway.
+SFTP cannot confine a path: it has no openat, so whatever checks a path (the server's
+realpath) and whatever then uses it resolve it twice, and a task of the same account that
+swaps a folder for a symbolic link in between is let through — into another user's folder,
+or the platform's own. So the files are served there by a small helper program of the
+platform's (rosetta.storage.descriptors, Python 3 and its standard library), started over
+the connection, that resolves every path from the root's descriptor one component at a time
+with O_NOFOLLOW, as this machine's storages do. A few helpers per connection stay up while
+in use, each serving one request at a time; file contents stream through them in large frames.
 """
 
 from __future__ import annotations
 
 import asyncio
-import collections
 import contextlib
+import json
 import posixpath
-import secrets
-import stat
-from collections.abc import AsyncIterator
+import re
+import struct
+import time
+import weakref
+from collections.abc import AsyncIterator, Sequence
+from pathlib import Path
 
 import asyncssh
 
 from rosetta.computing.errors import ComputingError
 from rosetta.computing.transports.ssh import SSHTransport
-from rosetta.storage.errors import AlreadyExists, NoSuchFile, PathRefused, StorageUnreachable
+from rosetta.storage import descriptors
+from rosetta.storage.errors import AlreadyExists, NoSuchFile, PathRefused, StorageFull, StorageUnreachable
 from rosetta.storage.files import CHUNK, Entry, Files, Parts, batched
-from rosetta.storage.local import UPLOAD_PREFIX
-from rosetta.storage.paths import joined
+
+HELPER = Path(descriptors.__file__).read_bytes()
+# One line whatever the account's shell: the helper's text follows on standard input.
+BOOTSTRAP = f"import sys; exec(compile(sys.stdin.buffer.read({len(HELPER)}), 'rosetta-files', 'exec'))"
+ARGV = ("python3", "-I", "-S", "-c", BOOTSTRAP)
+HEADER = struct.Struct(">cI")
+POOL = 4  # helpers at once per connection: as many storage requests run together, the others wait
+IDLE = 30.0  # seconds an unused helper stays up (it holds one of the connection's channels)
+# An upload's bytes the connection may hold before the next are read from the client: the
+# client's next megabytes arrive while the last ones are on their way (asyncssh's default,
+# 64 KiB, left the link idle between each frame and the next: a third slower).
+WRITE_AHEAD = 4 * CHUNK
+
+PROBLEMS = {"nofile": NoSuchFile, "refused": PathRefused, "exists": AlreadyExists, "full": StorageFull}
 
 
-def _kind(attrs: asyncssh.SFTPAttrs) -> str:
-    mode = attrs.permissions or 0
-    if stat.S_ISREG(mode):
-        return "file"
-    if stat.S_ISDIR(mode):
-        return "folder"
-    if stat.S_ISLNK(mode):
-        return "link"
-    return "other"
+class Broken(Exception):
+    """The helper or its channel failed: it is not used again."""
+
+
+class Helper:
+    """One helper process on the machine, in step with the platform one request at a time."""
+
+    def __init__(self, process: asyncssh.SSHClientProcess) -> None:
+        self.process = process
+        self.broken = False
+        self.used = time.monotonic()
+        process.channel.set_write_buffer_limits(high=WRITE_AHEAD, low=WRITE_AHEAD // 2)
+
+    async def receive(self) -> tuple[bytes, bytes]:
+        try:
+            kind, length = HEADER.unpack(await self.process.stdout.readexactly(HEADER.size))
+            return kind, await self.process.stdout.readexactly(length) if length else b""
+        except (OSError, asyncssh.Error, asyncio.IncompleteReadError) as error:
+            self.broken = True
+            raise Broken(str(error) or "the helper stopped") from None
+
+    async def reply(self) -> dict:
+        """The next reply; a problem the helper reports is raised as the user sees it."""
+        kind, payload = await self.receive()
+        if kind != b"J":
+            self.broken = True
+            raise Broken(f"the helper sent {kind!r} where a reply was due")
+        answer = json.loads(payload)
+        if "error" in answer:
+            raise PROBLEMS.get(answer["error"], PathRefused)(answer["message"])
+        return answer
+
+    def send(self, kind: bytes, payload: bytes = b"") -> None:
+        try:
+            self.process.stdin.write(HEADER.pack(kind, len(payload)))
+            if payload:
+                self.process.stdin.write(payload)
+        except (OSError, asyncssh.Error) as error:
+            self.broken = True
+            raise Broken(str(error)) from None
+
+    async def drain(self) -> None:
+        try:
+            await self.process.stdin.drain()
+        except (OSError, asyncssh.Error) as error:
+            self.broken = True
+            raise Broken(str(error)) from None
+
+    async def ask(self, request: dict) -> dict:
+        self.send(b"J", json.dumps(request).encode())
+        return await self.reply()
+
+    def close(self) -> None:
+        self.broken = True
+        self.process.close()
+
+
+class Helpers:
+    """The helpers of one connection: up to POOL, started when needed, ended when idle."""
+
+    def __init__(self, transport: SSHTransport) -> None:
+        self._transport = weakref.ref(transport)  # the pool lives as long as its transport, no longer
+        self.idle: list[Helper] = []
+        self.slots = asyncio.Semaphore(POOL)
+        self._reaper: asyncio.TimerHandle | None = None
+
+    async def take(self) -> tuple[Helper, bool]:
+        """(a helper, whether it served before): the caller gives it back with ``give``."""
+        await self.slots.acquire()
+        try:
+            while self.idle:
+                helper = self.idle.pop()
+                if not helper.process.is_closing():
+                    return helper, True
+            return await self._start(), False
+        except BaseException:
+            self.slots.release()
+            raise
+
+    def give(self, helper: Helper) -> None:
+        if helper.broken or helper.process.is_closing():
+            helper.close()
+        else:
+            helper.used = time.monotonic()
+            self.idle.append(helper)
+            if self._reaper is None:
+                self._reaper = asyncio.get_running_loop().call_later(IDLE, self._reap)
+        self.slots.release()
+
+    def _reap(self) -> None:
+        self._reaper = None
+        now = time.monotonic()
+        for helper in [h for h in self.idle if now - h.used >= IDLE]:
+            self.idle.remove(helper)
+            helper.close()
+        if self.idle:
+            self._reaper = asyncio.get_running_loop().call_later(IDLE, self._reap)
+
+    async def _start(self) -> Helper:
+        transport = self._transport()
+        try:
+            process = await transport.start(ARGV)
+        except ComputingError as error:
+            raise StorageUnreachable(str(error)) from None
+        helper = Helper(process)
+        try:
+            process.stdin.write(HELPER)
+            hello = await helper.reply()
+        except (Broken, OSError, asyncssh.Error):
+            helper.close()
+            said = await _said(process)
+            raise StorageUnreachable(
+                f"Rosetta's file helper did not start on {transport.where} (it needs python3, version 3.6 "
+                f"or later, on the account's PATH there){': ' + said if said else '.'}"
+            ) from None
+        if "hello" not in hello:
+            helper.close()
+            raise StorageUnreachable(f"Rosetta's file helper on {transport.where} did not answer as expected.")
+        return helper
+
+
+async def _said(process: asyncssh.SSHClientProcess) -> str:
+    """The end of what a failed helper wrote on its standard error."""
+    with contextlib.suppress(Exception):
+        text = await asyncio.wait_for(process.stderr.read(4096), 2)
+        return text.decode(errors="replace").strip().splitlines()[-1][-300:]
+    return ""
+
+
+async def _frames(helper: Helper) -> AsyncIterator[bytes]:
+    """What a helper streams (a file's content, a walk's folders) up to its end; a reply
+    instead is the error that ends it. Left before the end, the helper is out of step."""
+    finished = False
+    try:
+        while True:
+            kind, data = await helper.receive()
+            if kind == b"E":
+                finished = True
+                return
+            if kind != b"D":
+                finished = True
+                answer = json.loads(data)
+                raise PROBLEMS.get(answer.get("error"), PathRefused)(answer.get("message", "The storage refused."))
+            yield data
+    finally:
+        if not finished:
+            helper.broken = True
+
+
+_pools: weakref.WeakKeyDictionary[SSHTransport, tuple[asyncio.AbstractEventLoop, Helpers]] = weakref.WeakKeyDictionary()
+
+
+def helpers_of(transport: SSHTransport) -> Helpers:
+    """The one pool of helpers of a connection (per event loop: its locks belong to one)."""
+    loop = asyncio.get_running_loop()
+    found = _pools.get(transport)
+    if found is None or found[0] is not loop:
+        found = _pools[transport] = (loop, Helpers(transport))
+    return found[1]
+
+
+def fixed_part(base_path: str) -> str:
+    """The part of a storage's base path before the first folder named after the user: the
+    operator's, opened as it is given; the folders from there are opened without following
+    links (a user may not swap them)."""
+    fixed = []
+    for part in base_path.split("/"):
+        if "{username}" in part:
+            break
+        fixed.append(part)
+    return posixpath.normpath("/".join(fixed) or "/")
+
+
+def platform_folders(storage) -> list[str]:
+    """The work directories of the resources that serve or mount a storage: the platform's
+    folders there, which no user's folder of it may be inside, be, or hold."""
+    resources = [storage.resource, *storage.mountable_on.all()]
+    return [resource.work_dir for resource in resources if resource is not None and resource.transport == "ssh"]
+
+
+def may_meet(base_path: str, folder: str) -> bool:
+    """Whether some user's folder of a storage at ``base_path`` could be inside, be, or hold
+    ``folder`` (absolute), as far as the paths tell ({username} may be any one name)."""
+    pattern = [part for part in posixpath.normpath(base_path).split("/") if part]
+    found = [part for part in posixpath.normpath(folder).split("/") if part]
+    for wanted, part in zip(pattern, found, strict=False):
+        matching = re.escape(wanted).replace(re.escape("{username}"), "[^/]+")
+        if not re.fullmatch(matching, part):
+            return False
+    return True  # one is the other, or holds it
 
 
 class SFTPFiles(Files):
-    def __init__(self, transport: SSHTransport, root: str, read_only: bool) -> None:
+    def __init__(self, transport: SSHTransport, root: str, read_only: bool,
+                 fixed: str | None = None, platform: Sequence[str] = ()) -> None:  # fmt: skip
+        """``fixed``: the operator's part of the root (see fixed_part); ``platform``: the
+        platform's own folders there (work directories, absolute or under the account's home)."""
         super().__init__(root, read_only)
         self.transport = transport
-        self._real_root: str | None = None
+        self.platform = list(platform)
+        anchor = fixed or root
+        below = posixpath.relpath(root, anchor).split("/") if root != anchor else []
+        if ".." in below or not root.startswith("/"):
+            raise PathRefused("This storage's folder is not under its base path: an operator checks it.")
+        self._root = {"anchor": anchor, "below": below, "create": not read_only}
 
-    async def _client(self) -> asyncssh.SFTPClient:
-        try:
-            sftp = await self.transport.sftp()
-        except ComputingError as error:
-            raise StorageUnreachable(str(error)) from None
-        if self._real_root is None:
-            if not await sftp.isdir(self.root):  # a user's own folder, made on first use
-                if self.read_only:
-                    raise NoSuchFile("This storage's folder does not exist.")
-                await sftp.makedirs(self.root, attrs=asyncssh.SFTPAttrs(permissions=0o700), exist_ok=True)
-            self._real_root = await sftp.realpath(self.root)
-        return sftp
-
-    async def _folder(self, sftp: asyncssh.SFTPClient, path: Parts) -> str:
-        """The real path of the folder ``path``, checked to be inside the root."""
-        wanted = posixpath.join(self._real_root, *path)
-        try:
-            real = await sftp.realpath(wanted)
-            attrs = await sftp.stat(real)
-        except asyncssh.SFTPNoSuchFile:
-            raise NoSuchFile(f"There is no {joined(path)!r} in this storage.") from None
-        if real != self._real_root and not real.startswith(self._real_root.rstrip("/") + "/"):
-            raise PathRefused(
-                f"{joined(path)!r} leads outside the storage (a symbolic link): Rosetta does not follow it."
-            )
-        if real != wanted:
-            raise PathRefused(f"{joined(path)!r} goes through a symbolic link: Rosetta does not follow links.")
-        if not stat.S_ISDIR(attrs.permissions or 0):
-            raise PathRefused(f"{joined(path)!r} is not a folder.")
-        return real
-
-    async def _place(self, path: Parts) -> tuple[asyncssh.SFTPClient, str]:
-        """(client, checked path) for something in a checked folder; the name itself not followed."""
-        if not path:
-            raise PathRefused("This needs a file or folder name, not the storage's root.")
-        sftp = await self._client()
-        return sftp, posixpath.join(await self._folder(sftp, path[:-1]), path[-1])
-
-    async def _lstat(self, sftp, where: str, path: Parts) -> asyncssh.SFTPAttrs:
-        try:
-            return await sftp.lstat(where)
-        except asyncssh.SFTPNoSuchFile:
-            raise NoSuchFile(f"There is no {joined(path)!r} in this storage.") from None
-
-    async def _exists(self, sftp, where: str) -> bool:
-        try:
-            await sftp.lstat(where)
-        except asyncssh.SFTPNoSuchFile:
-            return False
-        return True
+    def _request(self, op: str, **fields) -> dict:
+        # The platform's folder there is known once connected (it is under the account's home).
+        return {"op": op, "root": {**self._root, "platform": [*self.platform, self.transport.work_dir]}, **fields}
 
     @contextlib.asynccontextmanager
-    async def _errors(self):
-        try:
-            yield
-        except asyncssh.SFTPNoSuchFile as error:
-            raise NoSuchFile(error.reason or "No such file.") from None
-        except asyncssh.SFTPPermissionDenied as error:
-            raise PathRefused(f"The account has no permission: {error.reason}.") from None
-        except asyncssh.SFTPFailure as error:
-            raise PathRefused(error.reason or "The storage refused.") from None
-        except (OSError, asyncssh.Error) as error:
-            raise StorageUnreachable(str(self.transport.lost(error))) from None
+    async def _helper(self, op: str, **fields) -> AsyncIterator[tuple[Helper, dict]]:
+        """A helper and its first reply to the request; a helper found dead before it answered
+        (its connection dropped while it was idle) is replaced once."""
+        pool = helpers_of(self.transport)
+        for attempt in (1, 2):
+            helper, reused = await pool.take()
+            try:
+                try:
+                    first = await helper.ask(self._request(op, **fields))
+                except Broken as error:
+                    if reused and attempt == 1:
+                        continue
+                    raise StorageUnreachable(self._lost(error)) from None
+                yield helper, first
+                return
+            except (asyncio.CancelledError, GeneratorExit):
+                helper.broken = True  # mid-exchange: out of step
+                raise
+            except Broken as error:
+                raise StorageUnreachable(self._lost(error)) from None
+            finally:
+                pool.give(helper)
 
-    def _entry(self, name: str, attrs: asyncssh.SFTPAttrs, target: str = "") -> Entry:
-        kind = _kind(attrs)
-        return Entry(name, kind, (attrs.size or 0) if kind == "file" else 0, float(attrs.mtime or 0), target)
+    def _lost(self, error: Exception) -> str:
+        return f"The connection to {self.transport.where} broke: {error}."
+
+    def _entry(self, fields: list) -> Entry:
+        name, kind, size, modified, target = fields
+        return Entry(name, kind, size, float(modified), target)
 
     # -- the interface ---------------------------------------------------------------------
 
     async def list(self, path: Parts) -> list[Entry]:
-        return await self._again_once(self._list, path)
+        async with self._helper("list", path=list(path)) as (_, reply):
+            return [self._entry(fields) for fields in reply["entries"]]
 
     async def stat(self, path: Parts) -> Entry:
-        return await self._again_once(self._stat, path)
+        async with self._helper("stat", path=list(path)) as (_, reply):
+            return self._entry(reply["entry"])
 
-    async def _again_once(self, operation, path: Parts):
-        """A question that changes nothing is asked again once on a connection found broken
-        (the transport has reconnected meanwhile)."""
-        try:
-            return await operation(path)
-        except StorageUnreachable:
-            return await operation(path)
+    async def open(self, path: Parts) -> tuple[Entry, AsyncIterator[bytes]]:
+        content = self._content(path)
+        entry = await anext(content)
+        return entry, content
 
-    async def _list(self, path: Parts) -> list[Entry]:
-        async with self._errors():
-            sftp = await self._client()
-            folder = await self._folder(sftp, path)
-            entries = []
-            for found in await sftp.readdir(folder):
-                if found.filename in (".", ".."):
-                    continue
-                entry = self._entry(found.filename, found.attrs)
-                if entry.kind == "link":
-                    with contextlib.suppress(asyncssh.SFTPError):
-                        entry = self._entry(found.filename, found.attrs,
-                                            await sftp.readlink(posixpath.join(folder, found.filename)))  # fmt: skip
-                entries.append(entry)
-            return entries
+    async def _content(self, path: Parts) -> AsyncIterator:
+        """The entry as opened, then the file's bytes: the helper sends exactly the size it
+        found at open, or an error (never a shorter file without saying so)."""
+        async with self._helper("read", path=list(path)) as (helper, reply):
+            yield self._entry(reply["entry"])
+            async for data in _frames(helper):
+                yield data
 
-    async def _stat(self, path: Parts) -> Entry:
-        async with self._errors():
-            if not path:
-                sftp = await self._client()
-                return Entry("", "folder", 0, float((await sftp.stat(self._real_root)).mtime or 0))
-            sftp, where = await self._place(path)
-            return self._entry(path[-1], await self._lstat(sftp, where, path))
+    async def walk(self, path: Parts) -> AsyncIterator[tuple[Parts, Entry]]:
+        """As Files.walk, in one request: the helper walks the folder by descriptors."""
+        async with self._helper("walk", path=list(path)) as (helper, _):
+            async for data in _frames(helper):
+                below, entries = json.loads(data)
+                for fields in entries:
+                    yield (*below, fields[0]), self._entry(fields)
 
-    async def read(self, path: Parts) -> AsyncIterator[bytes]:
-        async with self._errors():
-            sftp, where = await self._place(path)
-            attrs = await self._lstat(sftp, where, path)
-            if _kind(attrs) != "file":
-                raise PathRefused(f"{joined(path)!r} is not a file.")
-            size = attrs.size or 0
-            async with sftp.open(where, "rb", block_size=0) as handle:
-                async for chunk in _read_ahead(handle, size, sftp.limits.max_read_len):
-                    yield chunk
-
-    async def write(self, path: Parts, chunks: AsyncIterator[bytes]) -> Entry:
+    async def write(self, path: Parts, chunks: AsyncIterator[bytes], overwrite: bool = False) -> Entry:
         self.writable()
-        async with self._errors():
-            sftp, where = await self._place(path)
-            with contextlib.suppress(asyncssh.SFTPNoSuchFile):
-                if _kind(await sftp.lstat(where)) == "folder":
-                    raise AlreadyExists(f"{joined(path)!r} is a folder.")
-            temporary = posixpath.join(posixpath.dirname(where), UPLOAD_PREFIX + secrets.token_hex(8))
+        async with self._helper("write", path=list(path), overwrite=overwrite) as (helper, _):
+            answer = asyncio.ensure_future(helper.reply())
             try:
-                attrs = asyncssh.SFTPAttrs(permissions=0o644)
-                async with sftp.open(temporary, "wb", attrs, block_size=0) as handle:
-                    await _write_ahead(handle, chunks, sftp.limits.max_write_len)
-                await sftp.posix_rename(temporary, where)
+                failed = await self._send(helper, chunks, answer)
             except BaseException:
-                with contextlib.suppress(Exception):
-                    await sftp.remove(temporary)
+                helper.broken = True  # cancelled or broken mid-body: out of step
+                answer.cancel()
                 raise
-            return self._entry(path[-1], await sftp.lstat(where))
+            if failed is not None:  # the body ended on this side: the helper dropped its temporary
+                with contextlib.suppress(AlreadyExists, NoSuchFile, PathRefused, StorageFull):
+                    await answer
+                raise failed
+            return self._entry((await answer)["entry"])
+
+    @staticmethod
+    async def _send(helper: Helper, chunks: AsyncIterator[bytes], answer: asyncio.Future) -> Exception | None:
+        """Send the body in large frames, then its end; or stop at the helper's early answer (a
+        refusal: a full disk) or when the body fails on this side (the client went away),
+        telling the helper to drop what it wrote. The helper answers each write once."""
+        body = aiter(batched(chunks, CHUNK))
+        while True:
+            try:
+                chunk = await anext(body)
+            except StopAsyncIteration:
+                break
+            except Exception as error:
+                helper.send(b"A")
+                return error
+            if answer.done():
+                break
+            helper.send(b"D", chunk)
+            await helper.drain()
+        helper.send(b"A" if answer.done() else b"E")
+        return None
 
     async def mkdir(self, path: Parts) -> None:
         self.writable()
-        async with self._errors():
-            sftp, where = await self._place(path)
-            if await self._exists(sftp, where):
-                raise AlreadyExists(f"{joined(path)!r} already exists.")
-            await sftp.mkdir(where, asyncssh.SFTPAttrs(permissions=0o755))
-
-    async def _two(self, source: Parts, destination: Parts, verb: str) -> tuple[asyncssh.SFTPClient, str, str]:
-        if destination[: len(source)] == source:
-            raise PathRefused(f"A folder cannot be {verb} into itself.")
-        sftp, from_path = await self._place(source)
-        _, to_path = await self._place(destination)
-        await self._lstat(sftp, from_path, source)
-        if await self._exists(sftp, to_path):
-            raise AlreadyExists(f"{joined(destination)!r} already exists.")
-        return sftp, from_path, to_path
+        async with self._helper("mkdir", path=list(path)):
+            pass
 
     async def move(self, source: Parts, destination: Parts) -> None:
         self.writable()
-        async with self._errors():
-            sftp, from_path, to_path = await self._two(source, destination, "moved")
-            await sftp.posix_rename(from_path, to_path)
+        async with self._helper("move", source=list(source), destination=list(destination)):
+            pass
 
     async def copy(self, source: Parts, destination: Parts) -> None:
         self.writable()
-        async with self._errors():
-            sftp, from_path, to_path = await self._two(source, destination, "copied")
-            await self._copy(sftp, from_path, to_path)
-
-    async def _copy(self, sftp: asyncssh.SFTPClient, source: str, destination: str) -> None:
-        attrs = await sftp.lstat(source)
-        kind = _kind(attrs)
-        if kind == "link":
-            await sftp.symlink(await sftp.readlink(source), destination)
-        elif kind == "file":
-            await sftp.copy(source, destination, remote_only=False)
-        elif kind == "folder":
-            await sftp.mkdir(destination, asyncssh.SFTPAttrs(permissions=0o755))
-            for found in await sftp.readdir(source):
-                if found.filename not in (".", ".."):
-                    await self._copy(sftp, posixpath.join(source, found.filename),
-                                     posixpath.join(destination, found.filename))  # fmt: skip
+        async with self._helper("copy", source=list(source), destination=list(destination)):
+            pass
 
     async def remove(self, path: Parts) -> None:
         self.writable()
-        async with self._errors():
-            sftp, where = await self._place(path)
-            if _kind(await self._lstat(sftp, where, path)) == "folder":
-                await sftp.rmtree(where)
-            else:
-                await sftp.remove(where)
-
-
-# Transfers keep the SFTP pipe full: up to AHEAD x BLOCK bytes are requested from the server
-# while what came before is sent on to the client, or written to it while the next block is
-# gathered from the client. Waiting for each block before asking for the next one left the link
-# idle half the time. Memory: about AHEAD x BLOCK per transfer.
-BLOCK = CHUNK
-AHEAD = 4
-
-
-async def _read_ahead(handle: asyncssh.SFTPClientFile, size: int, block: int) -> AsyncIterator[bytes]:
-    """The file's first ``size`` bytes (what the response announced), in order, as the server's
-    largest reads, each one request (asyncssh would split larger ones and copy them together)."""
-    pending: collections.deque[tuple[int, int, asyncio.Future]] = collections.deque()
-    offset = 0
-    try:
-        while pending or offset < size:
-            while len(pending) * block < AHEAD * BLOCK and offset < size:
-                length = min(block, size - offset)
-                pending.append((offset, length, asyncio.ensure_future(handle.read(length, offset))))
-                offset += length
-            start, length, reading = pending.popleft()
-            chunk = await reading
-            while chunk:
-                yield chunk
-                start, length = start + len(chunk), length - len(chunk)
-                chunk = await handle.read(length, start) if length else b""  # a short read: the rest
-            if length:
-                return  # the file shrank meanwhile
-    finally:
-        await _cancel([reading for _, _, reading in pending])
-
-
-async def _write_ahead(handle: asyncssh.SFTPClientFile, chunks: AsyncIterator[bytes], block: int) -> None:
-    """Write the chunks in order as the server's largest writes, each one request on a slice of
-    what arrived (no copy), with up to AHEAD x BLOCK bytes awaiting the server's answer."""
-    in_flight: set[asyncio.Future] = set()
-    offset = 0
-    try:
-        async for gathered in batched(chunks, BLOCK):
-            view = memoryview(gathered)
-            for start in range(0, len(view), block):
-                if len(in_flight) * block >= AHEAD * BLOCK:
-                    in_flight = await _one_done(in_flight)
-                piece = view[start : start + block]
-                in_flight.add(asyncio.ensure_future(handle.write(piece, offset)))
-                offset += len(piece)
-        while in_flight:
-            in_flight = await _one_done(in_flight)
-    finally:
-        await _cancel(in_flight)
-
-
-async def _one_done(in_flight: set[asyncio.Future]) -> set[asyncio.Future]:
-    done, pending = await asyncio.wait(in_flight, return_when=asyncio.FIRST_COMPLETED)
-    for finished in done:
-        finished.result()  # a refused write ends the upload
-    return pending
-
-
-async def _cancel(futures) -> None:
-    for future in futures:
-        future.cancel()
-    await asyncio.gather(*futures, return_exceptions=True)
+        async with self._helper("remove", path=list(path)):
+            pass

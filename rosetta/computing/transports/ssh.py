@@ -69,6 +69,7 @@ class SSHTransport(Transport):
         self._retry_at = 0.0
         self._last_error: Unreachable | None = None
         self._forwarder: OpenSSHForwarder | None = None
+        self._started: set[asyncio.Future] = set()  # long-lived processes, until their channel closes
 
     @property
     def key(self) -> tuple:
@@ -179,6 +180,27 @@ class SSHTransport(Transport):
                 raise self._lost(error) from error
             finally:
                 process.close()
+
+    async def start(self, argv: Sequence[str]) -> asyncssh.SSHClientProcess:
+        """A long-lived process there that talks bytes on its standard input and output (the
+        storages' file helper). It holds one of the connection's channels until it is closed."""
+        connection = await self.connection()
+        await self._channels.acquire()
+        try:
+            process = await connection.create_process(shlex.join(argv), encoding=None)
+        except BaseException as error:
+            self._channels.release()
+            if isinstance(error, (OSError, asyncssh.Error)):
+                raise self._lost(error) from error
+            raise
+        closed = asyncio.ensure_future(process.wait_closed())
+        self._started.add(closed)
+        closed.add_done_callback(self._process_closed)
+        return process
+
+    def _process_closed(self, closed: asyncio.Future) -> None:
+        self._started.discard(closed)
+        self._channels.release()
 
     # -- files ---------------------------------------------------------------------------------
 
