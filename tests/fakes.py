@@ -19,6 +19,7 @@ from rosetta.computing.transports.base import CommandResult, Transport
 
 class FakeTransport(Transport):
     direct = True
+    work_dir = "/nonexistent/rosetta-work"
 
     def __init__(self, name: str) -> None:
         self.name = name

@@ -149,6 +149,7 @@ def test_a_storage_that_holds_the_platforms_own_folder_is_refused(race):
     service_home = str(users.parent)
     added = staff.post("/api/storages", json={
         "name": "service-home", "kind": "sftp", "resource": "testbed-slurm", "base_path": service_home,
+        "mount_point": "/home/rosetta/service", "mountable_on": ["testbed-host"],
     })  # fmt: skip
     assert added.status_code == 201, added.text  # its work directory is relative to the home: known once there
     try:
@@ -159,5 +160,11 @@ def test_a_storage_that_holds_the_platforms_own_folder_is_refused(race):
         ):
             assert response.status_code == 400 and "platform's own folder" in response.json()["detail"], response.text
         assert not (users.parent / "x.txt").exists()
+        # Nor may a task mount it: it fails before anything is mounted, saying why.
+        started = ann.post("/api/tasks", json={"software": "hello", "resource": "testbed-host", "name": "mounter",
+                                               "storages": ["service-home"]})  # fmt: skip
+        assert started.status_code == 201, started.text
+        task = platform.wait_for_task(ann, started.json()["id"], {"running", "failed", "exited"}, timeout=120)
+        assert task["phase"] == "failed" and "meets the platform's own folder" in task["reason"], task["events"]
     finally:
         staff.delete("/api/storages/service-home")

@@ -12,6 +12,7 @@ files reach the resource) and the engine (which argv to send).
 from __future__ import annotations
 
 import asyncio
+import posixpath
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Iterable
 
@@ -39,7 +40,20 @@ class Scheduler(ABC):
 
     async def make_mount_sources(self, spec: ContainerSpec) -> None:
         """Create the folders of the task's writable storages where they are missing (a user's
-        folder of a storage no one has opened yet): the engine binds existing folders only."""
+        folder of a storage no one has opened yet): the engine binds existing folders only. A
+        storage's folder that is, holds or lies inside the platform's own folder there (task
+        directories with their environment files and job scripts) is refused before anything
+        is made or mounted."""
+        if not spec.mounts:
+            return
+        if not posixpath.isabs(self.transport.work_dir):  # under the account's home: known once connected
+            await self.transport.run(["true"], timeout=60)
+        for mount in spec.mounts:
+            if paths_meet(mount.source, self.transport.work_dir):
+                raise Refused(
+                    f"A storage's folder ({mount.source}) meets the platform's own folder there "
+                    f"({self.transport.work_dir}): tasks cannot mount it. An operator changes the storage's base path."
+                )
         sources = [mount.source for mount in spec.mounts if not mount.read_only]
         if sources and not self.transport.direct:
             result = await self.transport.run(["mkdir", "-p", "--", *sources], timeout=60)
@@ -82,3 +96,9 @@ class Scheduler(ABC):
 
     async def close(self) -> None:
         await self.transport.close()
+
+
+def paths_meet(one: str, other: str) -> bool:
+    """Whether one of two absolute paths is the other or lies inside it (by their text)."""
+    one, other = posixpath.normpath(one), posixpath.normpath(other)
+    return one == other or one.startswith(other.rstrip("/") + "/") or other.startswith(one.rstrip("/") + "/")
