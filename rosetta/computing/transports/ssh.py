@@ -37,6 +37,9 @@ CONNECT_TIMEOUT = 10.0
 KEEPALIVE_INTERVAL = 15.0  # seconds; three unanswered keepalives end the connection
 RECONNECT_DELAYS = (1, 2, 5, 10, 30)  # seconds between attempts after a failure
 MAX_CHANNELS = 8  # sshd's MaxSessions is 10 by default: leave room for an operator's own session
+# A connection nothing used for this long is closed (the next use opens it again): the web
+# process and the gateway reach resources for many users, each over a connection of their own.
+IDLE_CLOSE = 600.0  # seconds
 # AES-GCM first: OpenSSL does it in one call per packet with the CPU's AES instructions, a
 # quarter of what ChaCha20-Poly1305 costs in asyncssh (it matters for files moved over SFTP).
 ENCRYPTION = ("aes128-gcm@openssh.com", "aes256-gcm@openssh.com", "chacha20-poly1305@openssh.com",
@@ -70,6 +73,10 @@ class SSHTransport(Transport):
         self._last_error: Unreachable | None = None
         self._forwarder: OpenSSHForwarder | None = None
         self._started: set[asyncio.Future] = set()  # long-lived processes, until their channel closes
+        self._open_channels = 0
+        self._last_used = 0.0
+        self._idle_timer: asyncio.TimerHandle | None = None
+        self._idle_loop: asyncio.AbstractEventLoop | None = None
 
     @property
     def key(self) -> tuple:
@@ -82,6 +89,7 @@ class SSHTransport(Transport):
     # -- the connection ------------------------------------------------------------------------
 
     async def connection(self) -> asyncssh.SSHClientConnection:
+        self._used()
         async with self._connecting:
             if self._connection is not None and not self._connection.is_closed():
                 return self._connection
@@ -101,6 +109,37 @@ class SSHTransport(Transport):
             except (OSError, TimeoutError, asyncssh.Error) as error:
                 message = f"Cannot connect to {self.where}: {error or 'no answer'}."
                 raise self._failed(Unreachable(message, repr(error))) from error
+
+    def _used(self) -> None:
+        self._last_used = time.monotonic()
+        loop = asyncio.get_running_loop()
+        if self._idle_timer is None or self._idle_loop is not loop:  # a loop of its own: asyncio.run, a test's
+            self._idle_loop = loop
+            self._idle_timer = loop.call_later(IDLE_CLOSE, self._close_if_idle)
+
+    def _close_if_idle(self) -> None:
+        """Close the connection once nothing has used it for IDLE_CLOSE and no channel is open
+        (a command, a stream, a storage helper); else look again when that could be."""
+        self._idle_timer = None
+        if self._connection is None:
+            return
+        idle = time.monotonic() - self._last_used
+        if self._open_channels or idle < IDLE_CLOSE:
+            self._idle_timer = asyncio.get_running_loop().call_later(max(1.0, IDLE_CLOSE - idle), self._close_if_idle)
+            return
+        log.info("ssh %s: closing the connection, unused for %.0f s", self.where, idle)
+        self._connection.close()
+        self._connection, self._sftp = None, None
+
+    @contextlib.asynccontextmanager
+    async def _channel(self) -> AsyncIterator[None]:
+        async with self._channels:
+            self._open_channels += 1
+            try:
+                yield
+            finally:
+                self._open_channels -= 1
+                self._last_used = time.monotonic()
 
     async def _connect(self) -> asyncssh.SSHClientConnection:
         return await asyncssh.connect(
@@ -150,7 +189,7 @@ class SSHTransport(Transport):
 
     async def run(self, argv: Sequence[str], *, timeout: float = 60.0, stdin: bytes | None = None) -> CommandResult:
         connection = await self.connection()
-        async with self._channels:
+        async with self._channel():
             try:
                 process = await connection.create_process(shlex.join(argv), encoding=None)
                 try:
@@ -168,7 +207,7 @@ class SSHTransport(Transport):
 
     async def stream(self, argv: Sequence[str]) -> AsyncIterator[bytes]:
         connection = await self.connection()
-        async with self._channels:
+        async with self._channel():
             try:
                 process = await connection.create_process(shlex.join(argv), encoding=None, stderr=asyncssh.STDOUT)
             except (OSError, asyncssh.Error) as error:
@@ -186,9 +225,11 @@ class SSHTransport(Transport):
         storages' file helper). It holds one of the connection's channels until it is closed."""
         connection = await self.connection()
         await self._channels.acquire()
+        self._open_channels += 1
         try:
             process = await connection.create_process(shlex.join(argv), encoding=None)
         except BaseException as error:
+            self._open_channels -= 1
             self._channels.release()
             if isinstance(error, (OSError, asyncssh.Error)):
                 raise self._lost(error) from error
@@ -200,6 +241,8 @@ class SSHTransport(Transport):
 
     def _process_closed(self, closed: asyncio.Future) -> None:
         self._started.discard(closed)
+        self._open_channels -= 1
+        self._last_used = time.monotonic()
         self._channels.release()
 
     # -- files ---------------------------------------------------------------------------------
@@ -271,6 +314,9 @@ class SSHTransport(Transport):
         return await self._forwarder.reach(host, port)
 
     async def close(self) -> None:
+        if self._idle_timer is not None:
+            self._idle_timer.cancel()
+            self._idle_timer = None
         if self._forwarder is not None:
             await self._forwarder.close()
             self._forwarder = None
