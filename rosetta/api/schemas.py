@@ -100,7 +100,7 @@ class TaskOut(Schema):
     software_digest_kind: Literal["registry", "local", ""] = Field(
         ...,
         description="Which digest that is: `registry`, the manifest digest in the platform's registry (the "
-        "catalogue's `digest`); `local`, this machine's image, not yet copied there; empty when none was recorded.",
+        "catalogue's `digest`); `local`, this machine's image digest (not copied there); empty when none was recorded.",
     )
     resource: str = Field(..., alias="resource.name")
     phase: str

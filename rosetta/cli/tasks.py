@@ -87,7 +87,7 @@ def phase_text(task: dict) -> str:
 
 DIGEST_KINDS = {
     "registry": "the manifest digest in the platform's registry, as the catalogue shows it",
-    "local": "this machine's image, not in the platform's registry yet",
+    "local": "this machine's image digest, not copied to the platform's registry",
 }
 
 
