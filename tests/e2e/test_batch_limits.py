@@ -54,8 +54,7 @@ def rosetta_task(platform, token, *args, check=True):
     return platform.rosetta("task", *args, token=token, check=check, timeout=WAIT + 30)
 
 
-@pytest.mark.timeout(1500)
-def test_the_cli_takes_partition_and_time_and_shows_the_job(cluster):
+def test_the_cli_takes_partition_and_time_as_slurm_does(cluster):
     platform, api, token = cluster
     # The partitions and their limits, beside the resources.
     resources = platform.rosetta("resources", "list", token=token).stdout
@@ -74,28 +73,20 @@ def test_the_cli_takes_partition_and_time_and_shows_the_job(cluster):
     assert not api.get("/api/tasks").json()  # nothing was started by a refusal
 
     started = json.loads(rosetta_task(platform, token, "start", "hello", "--on", SLURM, "--name", "batch-cli",
-                                      "--partition", "long", "--time", "1h30m", "--wait", "--timeout", str(WAIT),
-                                      "--json").stdout)  # fmt: skip
-    assert started["phase"] == "running", started["events"]
+                                      "--partition", "long", "--time", "1h30m", "--json").stdout)  # fmt: skip
     assert (started["partition"], started["time_limit_minutes"]) == ("long", 90)
-    assert 60 * 60 < started["time_left_seconds"] <= 90 * 60
-    shown = rosetta_task(platform, token, "show", "batch-cli").stdout
-    placement = started["placement"]
-    for line in ("partition: long", "max time:  1 h 30 min", f"job:       {placement['job']}",
-                 f"node:      {placement['node']}"):  # fmt: skip
-        assert line in shown, shown
-    assert re.search(r"^time left: 1 h( \d+ min)?$", shown, re.MULTILINE), shown
-    listed = rosetta_task(platform, token, "list").stdout.splitlines()
-    assert "TIME LEFT" in listed[0] and re.search(r"  1 h( \d+ min)?  ", listed[1]), listed
     bare = json.loads(rosetta_task(platform, token, "start", "hello", "--on", SLURM, "--name", "bare-minutes",
                                    "--partition", "long", "--time", "90", "--json").stdout)  # fmt: skip
     assert bare["time_limit_minutes"] == 90  # a bare number is minutes, as for sbatch
-    for name, task_id in (("bare-minutes", bare["id"]), ("batch-cli", started["id"])):
-        rosetta_task(platform, token, "stop", name)
-        platform.wait_for_task(api, task_id, {"stopped"}, timeout=60)
+    rosetta_task(platform, token, "stop", "bare-minutes")
+    platform.wait_for_task(api, bare["id"], {"stopped"}, timeout=60)
+    # batch-cli runs on: test_a_running_job_shows_its_node_and_time_left
 
-    # A job that waits: its pending reason, and when Slurm expects it to start. Three jobs of two
-    # CPUs on two nodes of two: one of them waits, whatever else the cluster runs.
+
+@pytest.mark.timeout(900)
+def test_a_waiting_job_says_why_and_when_it_should_start(cluster):
+    platform, api, token = cluster
+    # Three jobs of two CPUs on two nodes of two: one of them waits, whatever else the cluster runs.
     jobs = [
         json.loads(rosetta_task(platform, token, "start", "hello", "--on", SLURM, "--name", f"whole-node-{n}",
                                 "--cpus", "2", "--time", "10", "--json").stdout)["id"]
@@ -115,6 +106,23 @@ def test_the_cli_takes_partition_and_time_and_shows_the_job(cluster):
     for job in jobs:
         rosetta_task(platform, token, "stop", job)
     assert job_ends(task["placement"]["job"])
+
+
+@pytest.mark.timeout(900)
+def test_a_running_job_shows_its_node_and_time_left(cluster):
+    platform, api, token = cluster
+    started = platform.wait_for_task(api, task_of(api)("batch-cli")["id"], {"running"}, timeout=WAIT)
+    assert 60 * 60 < started["time_left_seconds"] <= 90 * 60
+    shown = rosetta_task(platform, token, "show", "batch-cli").stdout
+    placement = started["placement"]
+    for line in ("partition: long", "max time:  1 h 30 min", f"job:       {placement['job']}",
+                 f"node:      {placement['node']}"):  # fmt: skip
+        assert line in shown, shown
+    assert re.search(r"^time left: 1 h( \d+ min)?$", shown, re.MULTILINE), shown
+    listed = rosetta_task(platform, token, "list").stdout.splitlines()
+    assert "TIME LEFT" in listed[0] and re.search(r"  1 h( \d+ min)?  ", listed[1]), listed
+    rosetta_task(platform, token, "stop", "batch-cli")
+    platform.wait_for_task(api, started["id"], {"stopped"}, timeout=60)
 
 
 @pytest.mark.timeout(900)
