@@ -12,6 +12,7 @@ from tests.e2e.test_http_flow import login
 
 PASSWORD = "a long everyday password"
 DESKTOP = {"width": 1280, "height": 900}
+LONG_IMAGE = "localhost/rosettatest/" + "spectralreductionpipeline" * 5  # one word of 147 characters
 
 # Every word of the cells that wraps onto two lines: a word's letters on more than one line
 # (hyphens and slashes are fair places to break).
@@ -55,6 +56,20 @@ def test_tables_do_not_break_words_at_1280_px(platform, page):  # noqa: F811
     page.goto(f"{platform.url}/resources/")
     expect(page.locator("table.table td", has_text="disabled")).to_be_visible()
     assert page.evaluate(BROKEN_WORDS, "table.table th, table.table td") == []
+
+    # Free text still breaks where it must: a long image reference in a task's events widens no page.
+    image = platform.build_image(LONG_IMAGE, "FROM localhost/rosetta/hello\n")
+    with platform.api(token) as api:
+        assert api.post("/api/software", json={"name": "long-image", "image": image}).status_code == 201
+        task_id = platform.start_task(api, "long-image")
+        platform.wait_for_task(api, task_id, {"running"})
+    page.goto(f"{platform.url}/tasks/{task_id}/")
+    expect(page.locator("[data-events]")).to_contain_text(LONG_IMAGE)
+    assert_fits(page, f"{platform.url}/tasks/{task_id}/")
+    page.set_viewport_size(PHONE)
+    assert_fits(page, f"{platform.url}/tasks/{task_id}/")
+    with platform.api(token) as api:
+        api.post(f"/api/tasks/{task_id}/stop")
 
 
 def test_staff_add_users_and_stop_or_deactivate_with_a_reason(platform, page):  # noqa: F811

@@ -266,7 +266,7 @@
         const eventBadge = element("span");
         setPhase(eventBadge, event.phase);
         eventPhase.append(eventBadge);
-        const reason = element("td", {}, event.reason);
+        const reason = element("td", { class: "text" }, event.reason);
         if (event.detail) {  // the API gives it to staff only
           const detail = element("details", { class: "event-detail" });
           detail.append(element("summary", {}, "The resource's own words"), element("pre", {}, event.detail));
