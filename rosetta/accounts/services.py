@@ -38,17 +38,25 @@ def revoke_token(token: ApiToken) -> None:
         notify.after_commit(notify.GATEWAY, notify.ACCESS)  # refused from the next request on
 
 
-def create_user(name: str, *, email: str = "", password: str | None = None, admin: bool = False) -> tuple[object, str]:
-    """A new account with a first API token; the token's secret, shown once."""
+def create_user(
+    name: str, *, email: str = "", password: str | None = None, admin: bool = False, token: bool = True
+) -> tuple[object, str]:
+    """A new account with a first API token (unless ``token`` is false); the token's secret,
+    shown once ("" without one)."""
     try:
         with transaction.atomic():
             user = get_user_model().objects.create_user(
                 name, email=email, password=password, is_staff=admin, is_superuser=admin
             )
-            _, secret = create_token(user, "created by operator")
+            secret = create_token(user, "created by operator")[1] if token else ""
     except IntegrityError:
         raise Conflict(f"A user called {name!r} exists already.") from None
     return user, secret
+
+
+def new_password() -> str:
+    """A password made for someone, to be handed over once."""
+    return secrets.token_urlsafe(12)
 
 
 MAX_SSH_KEYS = 20  # per user: each goes into every SSH task's environment
@@ -92,12 +100,16 @@ def remove_ssh_key(key: SSHKey) -> None:
     key.delete()
 
 
-def set_active(user, active: bool) -> None:
+def set_active(user, active: bool) -> int:
     """Deactivate (no login, tokens and task access refused at once, open SSH door connections
-    ended within seconds) or reactivate a user. Their tasks keep running: staff stop them where
-    they must."""
-    user.is_active = active
-    user.save(update_fields=["is_active"])  # rosetta.accounts.signals tells the gateway
+    ended within seconds, every active task of theirs stopped, with that reason on each) or
+    reactivate a user; how many tasks are being stopped."""
+    from rosetta.tasks.services import stop_tasks_of
+
+    with transaction.atomic():
+        user.is_active = active
+        user.save(update_fields=["is_active"])  # rosetta.accounts.signals tells the gateway
+        return 0 if active else stop_tasks_of(user)
 
 
 def reset_password(user, password: str | None = None) -> str:
@@ -107,7 +119,7 @@ def reset_password(user, password: str | None = None) -> str:
 
     from rosetta.accounts.signals import end_task_access
 
-    password = password or secrets.token_urlsafe(12)
+    password = password or new_password()
     validate_password(password, user)
     with transaction.atomic():
         user.set_password(password)

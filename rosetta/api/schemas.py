@@ -7,6 +7,7 @@ from pydantic import Field, StringConstraints
 from rosetta.gateway.ssh_access import ssh_access
 from rosetta.storage.services import home_mount, what_is_kept
 from rosetta.tasks.progress import progress_of
+from rosetta.tasks.services import MAX_STOP_REASON, digest_kind, time_left
 
 
 class Message(Schema):
@@ -61,6 +62,15 @@ class TaskIn(Schema):
     )
 
 
+class StopIn(Schema):
+    reason: str = Field(
+        "",
+        max_length=MAX_STOP_REASON,
+        description="Why it is stopped, shown to its owner in the task's events. Staff stopping another user's "
+        "task must give one.",
+    )
+
+
 class MountOut(Schema):
     storage: str | None = Field(None, alias="storage.name")
     target: str = Field(..., description="Where the task sees it.")
@@ -91,7 +101,13 @@ class TaskOut(Schema):
     software_version: str = Field(..., alias="software.version")
     software_id: int = Field(..., description="The catalogue entry it runs, even once retired.")
     software_digest: str = Field(
-        ..., description="The image digest it was started with: the local image's here, the registry's elsewhere."
+        ...,
+        description="The image digest it was started with, as the catalogue shows it (see software_digest_kind).",
+    )
+    software_digest_kind: Literal["registry", "local", ""] = Field(
+        ...,
+        description="Which digest that is: `registry`, the manifest digest in the platform's registry (the "
+        "catalogue's `digest`); `local`, this machine's image digest (not copied there); empty when none was recorded.",
     )
     resource: str = Field(..., alias="resource.name")
     phase: str
@@ -106,6 +122,9 @@ class TaskOut(Schema):
     partition: str
     time_limit_minutes: int
     placement: Placement = Field(..., description="Where a batch scheduler has the task (empty elsewhere).")
+    time_left_seconds: int | None = Field(
+        None, description="Seconds before its batch job's time limit ends it, while it starts or runs (else null)."
+    )
     ssh_command: str | None = Field(None, description="Tasks with an SSH interface: the command that logs in.")
     ssh: SSHAccessOut | None = Field(None, description="Tasks with an SSH interface: how to reach it with OpenSSH.")
     outcome: Literal["active", "stopped", "succeeded", "failed"] = Field(
@@ -132,6 +151,14 @@ class TaskOut(Schema):
     @staticmethod
     def resolve_reason(task) -> str:
         return getattr(task, "reason", None) or ""
+
+    @staticmethod
+    def resolve_software_digest_kind(task) -> str:
+        return digest_kind(task)
+
+    @staticmethod
+    def resolve_time_left_seconds(task) -> int | None:
+        return time_left(task)
 
     @staticmethod
     def resolve_placement(task) -> dict:

@@ -14,7 +14,7 @@ from ninja.errors import AuthenticationError
 from ninja.errors import ValidationError as SchemaValidationError
 
 from rosetta.accounts import services as account_services
-from rosetta.api.auth import session_or_token
+from rosetta.api.auth import DEACTIVATED, session_or_token
 from rosetta.api.catalog import router as catalog_router
 from rosetta.api.computing import router as computing_router
 from rosetta.api.idempotency import InvalidKey, respond_once
@@ -24,6 +24,7 @@ from rosetta.api.schemas import (
     EventOut,
     Message,
     ScratchOut,
+    StopIn,
     TaskDetailOut,
     TaskIn,
     TaskOut,
@@ -102,7 +103,9 @@ def invalid_schema(request, error):
 
 @api.exception_handler(AuthenticationError)
 def unauthenticated(request, error):
-    if request.headers.get("Authorization", "").lower().startswith("bearer "):
+    if getattr(request, "rosetta_token_refusal", "") == DEACTIVATED:
+        detail = "This account is deactivated: ask the platform's staff to reactivate it."
+    elif request.headers.get("Authorization", "").lower().startswith("bearer "):
         detail = (
             "This API token is invalid, expired or revoked. Create a new one on your Account page "
             f"({settings.PUBLIC_URL}/account/) and run `rosetta login`."
@@ -188,10 +191,11 @@ async def task_scratch(request: HttpRequest, task_id: str):
     return dataclasses.asdict(await scratch_of(task))
 
 
-@api.post("/tasks/{task_id}/stop", response={202: TaskOut}, tags=["tasks"])
-def stop_task(request: HttpRequest, task_id: str):
+@api.post("/tasks/{task_id}/stop", response={202: TaskOut, 400: Message}, tags=["tasks"])
+def stop_task(request: HttpRequest, task_id: str, payload: StopIn | None = None):
+    """Stop a task. Staff stopping another user's task say why (`reason`): its owner sees it."""
     task = services.get_task(request.auth, task_id)
-    services.request_stop(task)
+    services.request_stop(task, by=request.auth, reason=payload.reason if payload else "")
     return 202, task
 
 

@@ -105,8 +105,9 @@ def resolve(user, reference: str, version: str | None = None, *, managing: bool 
     Among the entries of that name ``user`` may see: their own; else the platform's (set up by
     operators, no owner); else those of the one other owner who shares that name with them (two
     or more: the reference must say OWNER/). Without a version, the newest listed one of that
-    owner (else its newest hidden one). Retired entries are not startable; ``managing`` finds
-    them too (and, for staff, every owner's entries) for editing.
+    owner: a hidden entry is started by its exact NAME:VERSION only. Retired entries are not
+    startable; ``managing`` finds them too, hidden ones by name alone (and, for staff, every
+    owner's entries) for editing.
     """
     owner, name, version = parse_reference(reference, version)
     candidates = catalogue_for(user, managing=managing).filter(name=name).order_by("-created")
@@ -121,6 +122,11 @@ def resolve(user, reference: str, version: str | None = None, *, managing: bool 
         if not exact:
             raise NotFound(_missing(user, reference, name, version, entries, None if managing else retired))
         entries = exact
+    elif not managing:
+        listed = [entry for entry in entries if entry.status == Status.LISTED]
+        if entries and not listed:
+            raise NotFound(f"Every version of {name!r} you may start is hidden: name one exactly, NAME:VERSION.")
+        entries = listed
     if not entries:
         raise NotFound(_missing(user, reference, name, version, entries, None if managing else retired))
     mine = [entry for entry in entries if entry.owner_id == user.id]

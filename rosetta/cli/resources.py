@@ -102,7 +102,7 @@ def list_resources(as_json, on_host):
 
 def _list_through_api(as_json: bool) -> None:
     from rosetta.cli.client import Client
-    from rosetta.cli.tasks import echo_json, table
+    from rosetta.cli.tasks import echo_json, partition_lines, table
     from rosetta.core.units import format_memory
 
     resources = Client().request("GET", "/resources")
@@ -120,6 +120,10 @@ def _list_through_api(as_json: bool) -> None:
         for r in resources
     ]
     table(rows, ["NAME", "KIND", "UP TO", "STATE"])
+    for resource in resources:  # where a batch job may run, and for how long (task start --partition, --time)
+        if resource.get("partitions"):
+            click.echo(f"{resource['name']}:")
+            click.echo("\n".join(partition_lines(resource)))
 
 
 @resources_group.command("show")

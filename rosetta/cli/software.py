@@ -58,11 +58,11 @@ def list_software(text, interface, resource, mine, retired, all_owners, as_json)
             _short(e["digest"]),
             ",".join(r["resource"] for r in e["runs_on"] if r["ready"]) or "-",
             e["status"] if e["status"] != "listed" else "",
-            e["description"].splitlines()[0][:50] if e["description"] else "",
+            " ".join(e["description"].split()),  # whole: wrapped on a terminal, one line when piped
         ]
         for e in entries
     ]
-    table(rows, ["NAME", "VERSION", "OWNER", "INTERFACE", "DIGEST", "RUNS ON", "STATUS", "DESCRIPTION"])
+    table(rows, ["NAME", "VERSION", "OWNER", "INTERFACE", "DIGEST", "RUNS ON", "STATUS", "DESCRIPTION"], wrap_last=True)
 
 
 def _resolve(client: Client, reference: str, manage: bool = False) -> dict:
@@ -90,7 +90,7 @@ def _show(entry: dict) -> None:
         ("created", entry["created"]),
     ]
     for label, value in fields:
-        click.echo(f"{label + ':':<13}{value}")
+        click.echo(f"{label + ':':<13}" + str(value).replace("\n", "\n" + " " * 13))  # a description's lines, aligned
     click.echo("runs on:")
     for row in entry["runs_on"]:
         click.echo(f"  {row['resource']:<20} {'ready' if row['ready'] else row['note']}")

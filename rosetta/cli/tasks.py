@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import sys
 import textwrap
 import time
@@ -12,7 +13,7 @@ from urllib.parse import quote
 import click
 
 from rosetta.cli.client import ApiError, Client
-from rosetta.core.units import format_memory, parse_memory_mb
+from rosetta.core.units import TIME_EXAMPLES, format_memory, format_minutes, parse_memory_mb, parse_time_limit_minutes
 from rosetta.tasks.phases import FINAL_PHASE_NAMES
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
@@ -36,10 +37,22 @@ def echo_json(data) -> None:
     click.echo(json.dumps(data, indent=2, sort_keys=True))
 
 
-def table(rows: list[list[str]], headers: list[str]) -> None:
+MIN_WRAPPED_WIDTH = 30  # the narrowest a wrapped last column gets, however wide the others are
+
+
+def table(rows: list[list[str]], headers: list[str], *, wrap_last: bool = False) -> None:
+    """Columns padded to their widest cell. With ``wrap_last``, the last column (free text)
+    wraps on a terminal (or where COLUMNS says its width) under itself; piped, it is whole."""
     widths = [max(len(str(row[i])) for row in [headers, *rows]) for i in range(len(headers))]
+    indent = sum(widths[:-1]) + 2 * (len(widths) - 1)
+    terminal = shutil.get_terminal_size(fallback=(0, 0)).columns
+    room = max(terminal - indent, MIN_WRAPPED_WIDTH) if wrap_last and terminal else 0
     for row in [headers, *rows]:
-        click.echo("  ".join(str(cell).ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
+        cells = [str(cell).ljust(width) for cell, width in zip(row[:-1], widths, strict=False)]
+        lines = textwrap.wrap(str(row[-1]), room) if room else [str(row[-1])]
+        click.echo("  ".join([*cells, lines[0] if lines else ""]).rstrip())
+        for line in lines[1:]:
+            click.echo(" " * indent + line)
 
 
 def _parse_time(iso: str | None) -> datetime | None:
@@ -72,6 +85,52 @@ def phase_text(task: dict) -> str:
     return task["phase"]
 
 
+DIGEST_KINDS = {
+    "registry": "the manifest digest in the platform's registry, as the catalogue shows it",
+    "local": "this machine's image digest, not copied to the platform's registry",
+}
+
+
+def digest_text(task: dict) -> str | None:
+    """The image digest the task was started with, and which digest that is."""
+    digest = task.get("software_digest")
+    if not digest:
+        return None
+    kind = DIGEST_KINDS.get(task.get("software_digest_kind") or "")
+    return f"{digest} ({kind})" if kind else digest
+
+
+def left_text(seconds: int | None) -> str:
+    """'58 min', '1 h 30 min': what a batch job's time limit leaves it."""
+    if seconds is None:
+        return ""
+    return format_minutes(seconds // 60) if seconds >= 60 else f"{seconds} s"
+
+
+def batch_fields(task: dict) -> list[tuple[str, str | None]]:
+    """Where a batch scheduler has the task: its limits, job, node, why it waits, when it
+    should start, how long it has left. Nothing for tasks without a batch job."""
+    placement = task.get("placement") or {}
+    if not (task.get("partition") or task.get("time_limit_minutes") or any(placement.values())):
+        return []
+    limit, queued = task.get("time_limit_minutes"), task["phase"] == "queued"
+    return [
+        ("partition", task.get("partition") or "(the resource's default)"),
+        ("max time", format_minutes(limit) if limit else "(the resource's default)"),
+        ("job", placement.get("job")),
+        ("node", placement.get("node")),
+        ("pending", f"{placement['reason']} (the scheduler's reason)" if queued and placement.get("reason") else None),
+        ("starts at", _local_time(placement.get("starts_at")) if queued else None),
+        ("time left", left_text(task.get("time_left_seconds")) or None),
+    ]
+
+
+def _local_time(iso: str | None) -> str | None:
+    """An API time as this terminal's local time, with its zone."""
+    when = _parse_time(iso)
+    return when.astimezone().strftime("%Y-%m-%d %H:%M %Z") if when else None
+
+
 def show_task(task: dict) -> None:
     fields = [
         ("id", task["id"]),
@@ -79,10 +138,11 @@ def show_task(task: dict) -> None:
         ("phase", phase_text(task)),
         ("software", task["software"]),
         ("version", task.get("software_version")),
-        ("digest", task.get("software_digest")),
+        ("digest", digest_text(task)),
         ("resource", task["resource"]),
         ("cpus", f"{task['cpus']:g}"),
         ("memory", format_memory(task["memory_mb"])),
+        *batch_fields(task),
         (
             "url",
             task["interface_url"] if task["phase"] in ("starting", "running") and not task.get("ssh_command") else None,
@@ -133,6 +193,7 @@ def list_tasks(show_all: bool, as_json: bool):
         hint = "" if show_all else " (finished ones: rosetta task list --all)"
         return click.echo(f"No active tasks{hint}. Start one with: rosetta task start SOFTWARE")
     everyone = len({t["owner"] for t in tasks}) > 1  # staff see every user's tasks
+    batch = any(t.get("time_left_seconds") is not None for t in tasks)  # a column only where it says something
     table(
         [
             [
@@ -143,13 +204,19 @@ def list_tasks(show_all: bool, as_json: bool):
                 t["resource"],
                 phase_text(t),
                 ago(t["phase_since"]),
+                *([left_text(t.get("time_left_seconds"))] if batch else []),
                 (t.get("ssh_command") or t["interface_url"])
                 if t["phase"] == "running"
                 else (t["reason"] if t["outcome"] == "failed" else ""),
             ]
             for t in tasks
         ],
-        [*(["OWNER"] if everyone else []), "NAME", "ID", "SOFTWARE", "RESOURCE", "PHASE", "SINCE", "URL / WHY"],
+        [
+            *(["OWNER"] if everyone else []),
+            *["NAME", "ID", "SOFTWARE", "RESOURCE", "PHASE", "SINCE"],
+            *(["TIME LEFT"] if batch else []),
+            "URL / WHY",
+        ],
     )
 
 
@@ -190,6 +257,53 @@ def _storages(storages: tuple[str, ...], no_storage: bool) -> dict:
     return {"storages": list(storages)} if storages else {}
 
 
+# -- batch jobs: where on a cluster, for how long (`rosetta resources show` lists the limits) --------
+# Account and QoS join these once resources declare them: an option here, a field in batch_request.
+
+
+def _time_limit(context, parameter, text: str | None) -> int | None:
+    if text is None:
+        return None
+    try:
+        return parse_time_limit_minutes(text)
+    except ValueError as error:
+        raise click.BadParameter(str(error)) from None
+
+
+def batch_options(function):
+    options = [
+        click.option("--partition", help="Batch clusters: the partition to run in (default: the resource's)."),
+        click.option(
+            "--time",
+            "time_limit",
+            metavar="LIMIT",
+            callback=_time_limit,
+            help=f"Batch clusters: how long the job may run, {TIME_EXAMPLES} (default: the resource's).",
+        ),
+    ]
+    for option in reversed(options):
+        function = option(function)
+    return function
+
+
+def partition_lines(resource: dict) -> list[str]:
+    """A batch resource's partitions with their limits (as its last check found them), one line each."""
+    return [
+        f"  partition {p['name']}{' (default)' if p['default'] else ''}: "
+        f"{'up to ' + format_minutes(p['max_minutes']) if p['max_minutes'] else 'no time limit'}, "
+        f"{p['cpus_per_node']} CPUs and {format_memory(p['memory_mb_per_node'])} per node"
+        for p in resource.get("partitions") or []
+    ]
+
+
+def batch_request(partition: str | None, time_limit: int | None) -> dict:
+    """The batch options as the API takes them: only those given."""
+    return {
+        **({"partition": partition} if partition else {}),
+        **({"time_limit_minutes": time_limit} if time_limit else {}),
+    }
+
+
 @task_group.command("start")
 @click.argument("software", metavar="SOFTWARE[:VERSION]")
 @click.option("--on", "resource", help="Computing resource to run on (default: the platform's default resource).")
@@ -198,13 +312,16 @@ def _storages(storages: tuple[str, ...], no_storage: bool) -> dict:
 @click.option("--memory", default="512M", show_default=True, help="Memory limit, e.g. 512M or 2G.")
 @click.option("--env", "env", multiple=True, metavar="NAME=VALUE", help="Environment variable (repeatable).")
 @storage_options
+@batch_options
 @wait_option
 @timeout_option
 @json_option
-def start(software, resource, name, cpus, memory, env, storages, no_storage, wait, timeout, as_json):
+def start(software, resource, name, cpus, memory, env, storages, no_storage, partition, time_limit, wait, timeout,
+          as_json):  # fmt: skip
     """Start SOFTWARE (see `rosetta software list`) on a computing resource."""
     payload = {"software": software, "name": name, "cpus": cpus, "memory_mb": _memory(memory)}
     payload["environment"] = _environment(env)
+    payload.update(batch_request(partition, time_limit))
     if resource:
         payload["resource"] = resource
     payload |= _storages(storages, no_storage)
@@ -296,10 +413,11 @@ def logs(task, follow, tail, as_json):
 
 @task_group.command("stop")
 @click.argument("task")
+@click.option("--reason", default="", help="Why: its owner sees it (staff stopping another user's task must say).")
 @json_option
-def stop(task, as_json):
+def stop(task, reason, as_json):
     """Stop a task (its container is removed)."""
-    stopped = Client().request("POST", task_path(task, "stop"), retry=True)
+    stopped = Client().request("POST", task_path(task, "stop"), retry=True, json={"reason": reason})
     echo_json(stopped) if as_json else click.echo(f"Stopping {stopped['name']} ({stopped['id']}).")
 
 

@@ -50,12 +50,17 @@ def list_users():
 @click.command("deactivate")
 @click.argument("name")
 def deactivate(name):
-    """End NAME's logins, API tokens and task access at once (their tasks keep running)."""
+    """End NAME's logins, API tokens and task access at once, and stop their tasks."""
     setup_django()
     from rosetta.accounts.services import set_active
 
-    set_active(_user(name), False)
-    click.echo(f"{name} was deactivated.")
+    stopped = set_active(_user(name), False)
+    tasks = (
+        f"their {stopped} active task{'s are' if stopped != 1 else ' is'} being stopped"
+        if stopped
+        else "they had no active task"
+    )
+    click.echo(f"{name} was deactivated: logins, API tokens and task access end now; {tasks}.")
 
 
 @click.command("reactivate")

@@ -6,11 +6,17 @@ transaction, and the processes that act on it are woken once it has committed.
 
 from __future__ import annotations
 
+import asyncio
+import re
 from dataclasses import dataclass, field
+from datetime import datetime
 
+import asyncssh
+from asgiref.sync import async_to_sync
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 from django.db.models import OuterRef, Subquery
+from django.utils import timezone
 
 from rosetta.accounts.models import SSHKey
 from rosetta.catalog.models import Protocol, Software
@@ -24,7 +30,7 @@ from rosetta.core.errors import Conflict, NotFound
 from rosetta.core.validation import validate_env_vars, validate_task_name
 from rosetta.storage import services as storage_services
 from rosetta.tasks.models import Task, TaskEvent
-from rosetta.tasks.phases import ACTIVE_PHASE_NAMES, FINAL_PHASE_NAMES, Desired
+from rosetta.tasks.phases import ACTIVE_PHASE_NAMES, FINAL_PHASE_NAMES, Desired, Phase
 
 MAX_NAME_SUFFIX = 1000
 NO_SSH_KEY = (
@@ -149,7 +155,9 @@ def _create_with_unique_name(user, software, resource, request: TaskRequest) -> 
         owner=user,
         software=software,
         # What the engine there runs: this machine's image, or elsewhere the registry's copy.
-        software_digest=software.image_digest if resource.transport == "local" else software.digest,
+        # One digest users can compare with the catalogue's: the platform registry's manifest digest
+        # once the image is copied there (the very image this machine runs), else the local image's.
+        software_digest=software.digest,
         resource=resource,
         cpus=request.cpus,
         memory_mb=request.memory_mb,
@@ -173,6 +181,69 @@ def _create_with_unique_name(user, software, resource, request: TaskRequest) -> 
             except IntegrityError:
                 continue  # taken by a concurrent request; try the next suffix
     raise ValidationError("Could not find a free task name; please give one.")
+
+
+def digest_kind(task: Task) -> str:
+    """Which digest the task shows: ``registry`` (the manifest digest the platform's registry
+    holds, as the catalogue shows it), ``local`` (this machine's image, not copied there yet), or
+    "" when none was recorded (an image of another registry)."""
+    if not task.software_digest:
+        return ""
+    software = task.software
+    local = task.software_digest == software.image_digest and task.software_digest != software.registry_digest
+    return "local" if local else "registry"
+
+
+def time_left(task: Task) -> int | None:
+    """Seconds before a batch job's time limit ends the task, while it starts or runs."""
+    ends_at = (task.backend_state or {}).get("ends_at")
+    if task.is_final or not ends_at:
+        return None
+    try:
+        seconds = (datetime.fromisoformat(ends_at) - timezone.now()).total_seconds()
+    except (TypeError, ValueError):  # not a time, or one without its zone
+        return None
+    return max(0, int(seconds))
+
+
+# The line the built-in ssh image prints when its sshd starts (images/ssh: rosetta-sshd).
+HOST_KEY_LINE = re.compile(rb"^rosetta-sshd: host key (\S+ \S+)[^\n]*\n", re.MULTILINE)
+HOST_KEY_SEARCH_BYTES = 64 * 1024  # it is among the first lines
+HOST_KEY_SEARCH_SECONDS = 5.0  # a page waits no longer for a slow resource
+
+
+def ssh_host_key_fingerprint(task: Task) -> str | None:
+    """The SHA256 fingerprint of the host key an SSH task's server printed when it started (the
+    key ssh asks about on the first connection), or None when the task printed none (yet)."""
+    if task.software.interface_protocol != Protocol.SSH or task.phase not in (Phase.STARTING, Phase.RUNNING):
+        return None
+    line = async_to_sync(_host_key_line)(task)
+    try:
+        return asyncssh.import_public_key(line).get_fingerprint("sha256") if line else None
+    except (asyncssh.KeyImportError, ValueError):
+        return None
+
+
+async def _host_key_line(task: Task) -> bytes | None:
+    from rosetta.tasks.logs import stream_logs
+
+    async def search() -> bytes | None:
+        seen = b""
+        chunks = stream_logs(task, follow=False)
+        try:
+            async for chunk in chunks:
+                seen += chunk
+                found = HOST_KEY_LINE.search(seen)
+                if found or len(seen) > HOST_KEY_SEARCH_BYTES:
+                    return found.group(1) if found else None
+        finally:
+            await chunks.aclose()
+        return None
+
+    try:
+        return await asyncio.wait_for(search(), HOST_KEY_SEARCH_SECONDS)
+    except TimeoutError:
+        return None
 
 
 def tasks_of(user):
@@ -212,14 +283,48 @@ def get_task(user, task_ref: str) -> Task:
     return task
 
 
-def request_stop(task: Task) -> None:
+MAX_STOP_REASON = 500
+
+
+def stops_anothers_task(user, task: Task) -> bool:
+    """Whether ``user`` stopping ``task`` is staff stopping someone else's: they must say why."""
+    return user is not None and user.is_staff and task.owner_id != user.pk
+
+
+def request_stop(task: Task, by=None, reason: str = "") -> bool:
+    """Ask the controller to stop ``task``; whether this request is the one that did. Staff who
+    stop another user's task give a reason, which the owner reads in the task's events."""
+    reason = " ".join(reason.split())[:MAX_STOP_REASON]
+    if stops_anothers_task(by, task):
+        if not reason:
+            raise ValidationError(
+                f"Say why you stop {task.owner.get_username()}'s task {task.name}: they see the reason on the task."
+            )
+        said = f"Stop requested by staff ({by.get_username()}): {reason}"
+    else:
+        said = f"Stop requested: {reason}" if reason else "Stop requested."
+    return _stop(task, said)
+
+
+def _stop(task: Task, said: str) -> bool:
     with transaction.atomic():
         if Task.objects.filter(pk=task.pk, desired=Desired.RUNNING.value, phase__in=ACTIVE_PHASE_NAMES).update(
             desired=Desired.STOPPED.value
         ):
             task.desired = Desired.STOPPED.value
-            task.add_event("Stop requested.")
+            task.add_event(said if said.endswith((".", "!", "?")) else f"{said}.")
             _wake_for(task)
+            return True
+    return False
+
+
+DEACTIVATED = "Stopped because the account was deactivated by staff."
+
+
+def stop_tasks_of(user, said: str = DEACTIVATED) -> int:
+    """Stop every active task of ``user`` (their account is deactivated); how many."""
+    active = Task.objects.filter(owner=user, desired=Desired.RUNNING.value, phase__in=ACTIVE_PHASE_NAMES)
+    return sum(_stop(task, said) for task in active.select_related("resource"))
 
 
 def request_delete(task: Task) -> None:

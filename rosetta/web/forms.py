@@ -2,6 +2,7 @@
 rosetta.tasks.services stays the authority and re-checks everything."""
 
 from django import forms
+from django.contrib.auth.validators import UnicodeUsernameValidator
 from django.core.exceptions import ValidationError
 from django.db.models import Q
 
@@ -10,7 +11,14 @@ from rosetta.catalog.models import Software
 from rosetta.computing.contract import TASK_HOME
 from rosetta.computing.models import MIN_MEMORY_MB, Resource
 from rosetta.computing.services import check_request
-from rosetta.core.units import MEMORY_EXAMPLES, format_memory, parse_memory_mb
+from rosetta.core.units import (
+    MEMORY_EXAMPLES,
+    TIME_EXAMPLES,
+    format_memory,
+    format_minutes,
+    parse_memory_mb,
+    parse_time_limit_minutes,
+)
 from rosetta.core.validation import validate_env_name, validate_env_vars, validate_task_name
 from rosetta.storage.models import Storage
 from rosetta.storage.services import storages_of
@@ -67,7 +75,49 @@ class DescribedSelect(forms.Select):
 
 
 def describe_resource(resource: Resource) -> dict:
-    return {"data-max-cpus": f"{resource.max_cpus:g}", "data-max-memory": format_memory(resource.max_memory_mb)}
+    described = {"data-max-cpus": f"{resource.max_cpus:g}", "data-max-memory": format_memory(resource.max_memory_mb)}
+    if is_batch(resource):  # the batch fields' limits, for the page's script to show beside them
+        described.update({
+            "data-batch": "true",
+            "data-partitions": " ".join(p["name"] for p in partitions_of(resource)),
+            **{f"data-{name.replace('_', '-')}-help": help_text for name, help_text in batch_help(resource).items()},
+        })  # fmt: skip
+    return described
+
+
+# -- batch schedulers: where a job runs and for how long -----------------------------------------
+# The fields a batch resource adds to a request. Account and QoS join them once resources declare
+# them: a field here, its help in batch_help, its data-* attribute follows by itself.
+BATCH_FIELDS = ("partition", "time_limit")
+
+
+def is_batch(resource: Resource) -> bool:
+    return resource.scheduler != "none"
+
+
+def partitions_of(resource: Resource) -> list[dict]:
+    """The partitions and their limits as the resource's last check found them (`resources check`)."""
+    return [p for p in resource.facts.get("partitions") or [] if isinstance(p, dict) and p.get("name")]
+
+
+def batch_help(resource: Resource) -> dict[str, str]:
+    """What each batch field may be on ``resource``, in words: its partitions with their limits."""
+    partitions = partitions_of(resource)
+    default = resource.partition or next((p["name"] for p in partitions if p.get("default")), "")
+    if partitions:
+        said = "; ".join(
+            f"{p['name']}{' (default)' if p['name'] == default else ''}: "
+            f"{'up to ' + format_minutes(p['max_minutes']) if p.get('max_minutes') else 'no time limit'}, "
+            f"{p['cpus_per_node']} CPUs and {format_memory(p['memory_mb_per_node'])} per node"
+            for p in partitions
+        )
+        partition = f"Partitions of {resource.name}: {said}."
+    else:
+        partition = f"Where the job runs on {resource.name} ({default or 'its default'} when empty)."
+    return {
+        "partition": partition,
+        "time_limit": f"{TIME_EXAMPLES}; {format_minutes(resource.time_limit_minutes)} when empty.",
+    }
 
 
 def _initial_software(user, chosen) -> Software | None:
@@ -82,6 +132,21 @@ def _initial_software(user, chosen) -> Software | None:
 
 def describe_software(software: Software) -> dict:
     return {"data-description": software.description or "No description."}
+
+
+class TimeLimitField(forms.Field):
+    """A batch job's time limit as Slurm and people write it: 90, 90m, 2h, 1h30m, 1-12:00:00."""
+
+    widget = forms.TextInput
+
+    def to_python(self, value):
+        value = str(value).strip() if value is not None else ""
+        if value in self.empty_values:
+            return None
+        try:
+            return parse_time_limit_minutes(value)
+        except ValueError as error:
+            raise ValidationError(f"{error}.") from None
 
 
 class MemoryField(forms.Field):
@@ -199,10 +264,13 @@ class TaskForm(forms.Form):
     partition = forms.CharField(
         required=False,
         max_length=64,
-        help_text="Clusters only: where the job runs (the resource's default when empty).",
+        help_text="Where the job runs (the resource's default when empty).",
+        widget=forms.TextInput(attrs={"list": "partitions", "spellcheck": "false", "autocomplete": "off"}),
     )
-    time_limit_minutes = forms.IntegerField(
-        required=False, min_value=1, label="Time limit (minutes)", help_text="Clusters only: how long the job may run."
+    time_limit = TimeLimitField(
+        required=False,
+        help_text=f"How long the job may run: {TIME_EXAMPLES} (the resource's default when empty).",
+        widget=forms.TextInput(attrs={"spellcheck": "false", "autocomplete": "off", "maxlength": "16"}),
     )
 
     storages = StorageChoiceField(
@@ -255,12 +323,37 @@ class TaskForm(forms.Form):
         ]  # fmt: skip
         return home_note(at_home[0] if at_home else None)
 
+    @property
+    def batch_fields(self) -> list:
+        """The batch fields, shown when some enabled resource has a batch scheduler."""
+        if not any(is_batch(resource) for resource in self.fields["resource"].queryset):
+            return []
+        return [self[name] for name in BATCH_FIELDS]
+
+    @property
+    def batch_hidden(self) -> bool:
+        """Whether the resource shown first runs tasks without a batch scheduler (the script
+        shows the fields again when one that has one is chosen)."""
+        resource = self._shown_resource()
+        return resource is not None and not is_batch(resource)
+
+    @property
+    def shown_partitions(self) -> list[str]:
+        resource = self._shown_resource()
+        return [p["name"] for p in partitions_of(resource)] if resource is not None else []
+
+    def _shown_resource(self) -> Resource | None:
+        name = self.data.get("resource") or self.initial.get("resource")
+        return self.fields["resource"].queryset.filter(name=name).first() if name else None
+
     def _show_limits(self) -> None:
         """Limits beside the fields, and as the inputs' bounds, for the resource shown first."""
-        name = self.data.get("resource") or self.initial.get("resource")
-        resource = self.fields["resource"].queryset.filter(name=name).first() if name else None
+        resource = self._shown_resource()
         if resource is None:
             return
+        if is_batch(resource):
+            for name, help_text in batch_help(resource).items():
+                self.fields[name].help_text = help_text
         cpus, memory = self.fields["cpus"], self.fields["memory_mb"]
         cpus.help_text = f"Up to {resource.max_cpus:g} on {resource.name}."
         cpus.widget.attrs["max"] = f"{resource.max_cpus:g}"
@@ -295,14 +388,13 @@ class TaskForm(forms.Form):
         if self.errors or cpus is None or memory_mb is None:
             return
         try:  # a cluster's partition and its limits, as the resource's last check found them
-            check_request(
-                resource, cpus, memory_mb, cleaned.get("partition") or "", cleaned.get("time_limit_minutes") or 0
-            )
+            check_request(resource, cpus, memory_mb, cleaned.get("partition") or "", cleaned.get("time_limit") or 0)
         except ValidationError as error:
-            self.add_error("partition" if "partition" in str(error) else "time_limit_minutes", error)
+            self.add_error(_field_of(error), error)
 
     def task_request(self) -> TaskRequest:
         data = self.cleaned_data
+        batch = is_batch(data["resource"])  # the batch fields say nothing to other resources
         return TaskRequest(
             software=data["software"].name,
             software_id=data["software"].pk,
@@ -311,10 +403,20 @@ class TaskForm(forms.Form):
             cpus=data["cpus"],
             memory_mb=data["memory_mb"],
             environment=data["environment"],
-            partition=data.get("partition") or "",
-            time_limit_minutes=data.get("time_limit_minutes") or 0,
+            partition=(data.get("partition") or "") if batch else "",
+            time_limit_minutes=(data.get("time_limit") or 0) if batch else 0,
             storages=[s.name for s in data.get("storages") or () if data["resource"] in s.mountable_on.all()],
         )
+
+
+def _field_of(error: ValidationError) -> str:
+    """The field a refusal of rosetta.computing.services.check_request is about."""
+    said = " ".join(error.messages)
+    if "minutes" in said:
+        return "time_limit"
+    if "no partition" in said:
+        return "partition"
+    return "cpus" if "CPUs" in said else "memory_mb"
 
 
 class TokenForm(forms.Form):
@@ -324,6 +426,20 @@ class TokenForm(forms.Form):
     expires_in_days = forms.TypedChoiceField(
         choices=EXPIRY_CHOICES, coerce=int, empty_value=None, required=False, label="Expires"
     )
+
+
+class NewUserForm(forms.Form):
+    """A new account, as `rosetta users create` makes one: an API token shown once, and here a
+    password for the web pages too (made by Rosetta, shown once)."""
+
+    username = forms.CharField(
+        max_length=150,
+        validators=[UnicodeUsernameValidator()],
+        help_text="Letters, digits and @ . + - _ only.",
+        widget=forms.TextInput(attrs={"autocomplete": "off", "spellcheck": "false"}),
+    )
+    password = forms.BooleanField(required=False, initial=True, label="Make a password for the web pages (shown once)")
+    staff = forms.BooleanField(required=False, label="Staff (sees and manages every task and user)")
 
 
 class SSHKeyForm(forms.Form):

@@ -1,5 +1,5 @@
-"""Pages for staff to run the place without a shell: users (list, deactivate, reactivate,
-reset a password). Every task across users is on the task list, which staff see whole."""
+"""Pages for staff to run the place without a shell: users (list, create, deactivate,
+reactivate, reset a password). Every task across users is on the task list, which staff see whole."""
 
 from django.contrib import messages
 from django.contrib.auth import get_user_model
@@ -10,23 +10,35 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_POST
 
 from rosetta.accounts import services as account_services
+from rosetta.core.errors import Conflict
 from rosetta.tasks.phases import FINAL_PHASE_NAMES
+from rosetta.web.forms import NewUserForm
 from rosetta.web.resources import _staff_only
+
+NEW_USER = "new-user"  # session key: a new user's first secrets, until the page that shows them once
 
 
 @login_required
 @require_GET
 def user_list(request):
     _staff_only(request)
+    return _render_users(request, NewUserForm())
+
+
+def _render_users(request, form: NewUserForm, status: int = 200):
     users = (
         get_user_model()
         .objects.annotate(active_tasks=Count("tasks", filter=~Q(tasks__phase__in=FINAL_PHASE_NAMES)))
         .order_by("username")
     )
-    response = render(
-        request, "web/users.html", {"users": users, "new_password": request.session.pop("new-password", None)}
-    )
-    response["Cache-Control"] = "no-store"  # it may show a password, once
+    context = {
+        "users": users,
+        "new_password": request.session.pop("new-password", None),
+        "new_user": request.session.pop(NEW_USER, None),
+        "form": form,
+    }
+    response = render(request, "web/users.html", context, status=status)
+    response["Cache-Control"] = "no-store"  # it may show a password or a token, once
     return response
 
 
@@ -42,9 +54,34 @@ def user_toggle(request, user_id: int):
     if user == request.user:
         messages.error(request, "You cannot deactivate yourself.")
         return redirect("users")
-    account_services.set_active(user, not user.is_active)
-    state = "reactivated" if user.is_active else "deactivated: their logins, tokens and task access end now"
-    messages.success(request, f"{user.get_username()} was {state}.")
+    stopped = account_services.set_active(user, not user.is_active)
+    if user.is_active:
+        messages.success(request, f"{user.get_username()} was reactivated.")
+    else:
+        tasks = f"{stopped} active task{'s are' if stopped != 1 else ' is'} being stopped" if stopped else "no task ran"
+        messages.success(
+            request, f"{user.get_username()} was deactivated: their logins, tokens and task access end now; {tasks}."
+        )
+    return redirect("users")
+
+
+@login_required
+@require_POST
+def user_create(request):
+    _staff_only(request)
+    form = NewUserForm(request.POST)
+    if not form.is_valid():
+        return _render_users(request, form, status=400)
+    password = account_services.new_password() if form.cleaned_data["password"] else None
+    try:
+        user, token = account_services.create_user(
+            form.cleaned_data["username"], password=password, admin=form.cleaned_data["staff"]
+        )
+    except Conflict as error:
+        form.add_error("username", str(error))
+        return _render_users(request, form, status=400)
+    # Shown by the page this redirects to, once: a reload makes nothing again.
+    request.session[NEW_USER] = {"username": user.get_username(), "password": password, "token": token}
     return redirect("users")
 
 

@@ -28,6 +28,7 @@ urlpatterns = [
     path("resources/<slug:name>/toggle", resources.resource_toggle, name="resource-toggle"),
     path("account/remote-username", resources.remote_username, name="remote-username"),
     path("users/", staff.user_list, name="users"),
+    path("users/new", staff.user_create, name="user-create"),
     path("users/<int:user_id>/toggle", staff.user_toggle, name="user-toggle"),
     path("users/<int:user_id>/reset-password", staff.user_reset_password, name="user-reset-password"),
     path("account/", views.account, name="account"),

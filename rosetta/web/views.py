@@ -19,6 +19,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from rosetta.accounts import services as account_services
 from rosetta.accounts.models import AccessEpoch, ApiToken, SSHKey
+from rosetta.catalog.models import Protocol
 from rosetta.computing.errors import AccountRefused
 from rosetta.core.errors import Conflict, NotFound
 from rosetta.core.units import format_memory
@@ -183,17 +184,34 @@ def _start_task(request, form: TaskForm) -> Task | None:
 def task_detail(request, task_id: str):
     task = _task_or_404(request, task_id)
     mounts = list(task.mounts.select_related("storage"))
-    context = {"task": task, "events": task.events.all(), "ssh": ssh_access(task), "mounts": mounts,
+    ssh = ssh_access(task)
+    host_key = services.ssh_host_key_fingerprint(task) if ssh else None
+    context = {"task": task, "events": task.events.all(), "ssh": ssh, "host_key": host_key, "mounts": mounts,
                "home": home_mount(mounts), "kept": what_is_kept(mounts)}  # fmt: skip
     return render(request, "web/task_detail.html", context)
 
 
 @login_required
-@require_POST
+@require_http_methods(["GET", "POST"])
 def task_stop(request, task_id: str):
+    """Stop a task. Staff stopping another user's task confirm it on a page of its own and say
+    why; the owner reads the reason in the task's events."""
     task = _task_or_404(request, task_id)
-    services.request_stop(task)
-    if request.POST.get("back") == "list":
+    back = "list" if request.GET.get("back", request.POST.get("back")) == "list" else ""
+    reason = request.POST.get("reason", "")
+    if request.method == "GET" or (services.stops_anothers_task(request.user, task) and not reason.strip()):
+        if task.is_final or task.desired != "running":
+            return redirect("task", task_id=task.id)
+        asked = request.method == "POST" and "reason" in request.POST  # sent empty: say what is missing
+        staff = services.stops_anothers_task(request.user, task)
+        context = {"task": task, "back": back, "staff": staff, "asked": asked}
+        return render(request, "web/task_stop.html", context, status=400 if asked else 200)
+    try:
+        services.request_stop(task, by=request.user, reason=reason)
+    except ValidationError as error:
+        messages.error(request, " ".join(error.messages))
+        return redirect("task", task_id=task.id)
+    if back == "list":
         return redirect("tasks")
     return redirect("task", task_id=task.id)
 
@@ -217,6 +235,8 @@ def task_open(request, task_id: str):
     """Hand the browser over to the task's origin with a one-time token in a POST body,
     so the token never lands in a URL, history or a Referer header."""
     task = _task_or_404(request, task_id)
+    if task.software.interface_protocol == Protocol.SSH:  # no web page: its page shows the ssh command
+        return redirect(reverse("task", args=[task.id]) + "#ssh-access")
     if task.is_final:
         response = render(request, "web/task_not_running.html", {"task": task}, status=409)
     else:

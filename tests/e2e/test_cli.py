@@ -225,9 +225,26 @@ def test_operators_run_users_from_the_shell(platform):
     token = platform.create_user("lovelace")
     listed = platform.rosetta("users", "list").stdout
     assert any(line.split()[:3] == ["lovelace", "user", "active"] for line in listed.splitlines())
-    platform.rosetta("users", "deactivate", "lovelace")
+    running = json.loads(
+        platform.rosetta("task", "start", "hello", "--on", "local", "--wait", "--json", token=token).stdout
+    )
+    assert running["phase"] == "running"
+
+    # Deactivating stops the account's tasks, with the reason on each, and says so.
+    said = platform.rosetta("users", "deactivate", "lovelace").stdout
+    assert "lovelace was deactivated" in said and "their 1 active task is being stopped" in said
+    # Its token's holder is told the account is deactivated; any other token is still just invalid.
     refused = platform.rosetta("task", "list", token=token, check=False)
-    assert refused.returncode == 1 and "invalid, expired or revoked" in refused.stderr
+    assert refused.returncode == 1 and "This account is deactivated" in refused.stderr
+    assert "invalid" not in refused.stderr
+    unknown_token = platform.rosetta("task", "list", token="rst_" + "x" * 43, check=False)
+    assert unknown_token.returncode == 1 and "invalid, expired or revoked" in unknown_token.stderr
+    assert "deactivated" not in unknown_token.stderr
+    platform.rosetta("users", "reactivate", "lovelace")
+    with platform.api(token) as api:
+        stopped = platform.wait_for_task(api, running["id"], {"stopped"}, timeout=60)
+    assert "Stopped because the account was deactivated by staff." in [e["reason"] for e in stopped["events"]]
+    assert "they had no active task" in platform.rosetta("users", "deactivate", "lovelace").stdout
     platform.rosetta("users", "reactivate", "lovelace")
     platform.rosetta("task", "list", token=token)
     password = platform.rosetta("users", "set-password", "lovelace").stdout.strip()

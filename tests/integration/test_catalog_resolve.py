@@ -1,6 +1,7 @@
 """How a name finds an entry (rosetta.catalog.services.resolve), as the README says: your own
 first, then the platform's, then the one other owner sharing it with you; the newest listed
-version unless one is named; hidden ones by exact version only; retired ones not at all."""
+version unless one is named; hidden ones by exact version only (never by the bare name);
+retired ones not at all."""
 
 import pytest
 from django.contrib.auth import get_user_model
@@ -50,7 +51,9 @@ def test_versions_hidden_and_retired(people):
     assert resolve(ann, "tool") == first and resolve(ann, "tool:2") == second
     first.status = "retired"
     first.save()
-    assert resolve(ann, "tool") == second  # only a hidden one left: that one
+    with pytest.raises(NotFound, match="Every version of 'tool' you may start is hidden: name one exactly"):
+        resolve(ann, "tool")  # only a hidden one left: not by its bare name
+    assert resolve(ann, "tool:2") == second and resolve(ann, "tool", managing=True) == second
     with pytest.raises(NotFound, match="tool:1 is retired"):
         resolve(ann, "tool:1")
     with pytest.raises(NotFound, match=r"no version '3' of 'tool' in your catalogue \(there are: 2\)"):

@@ -205,7 +205,10 @@ def test_stop_and_delete_only_ask_for_it(client, alice, software, resource):
 
 def test_stop_needs_post(client, alice, software, resource):
     task = Task.objects.create(owner=alice, name="work", software=software, resource=resource)
-    assert client.get(reverse("task-stop", args=[task.id])).status_code == 405
+    page = client.get(reverse("task-stop", args=[task.id]))  # a page that asks, nothing more
+    assert page.status_code == 200 and "Stop work?" in page.content.decode()
+    task.refresh_from_db()
+    assert task.desired == "running"
 
 
 def test_open_posts_a_one_time_token_to_the_task_origin(client, alice, software, resource):
@@ -365,12 +368,22 @@ def test_staff_run_users_and_everyones_tasks_from_the_pages(client, alice, bob, 
     page = client.get(reverse("users")).content.decode()
     assert 'data-user="bob"' in page and 'data-user="alice"' in page
 
-    # Every active task across users, with its owner, resource and age; staff stop it from there.
+    # Every active task across users, with its owner, resource and age; staff stop it from there,
+    # after a page that confirms it and asks why (the owner reads the reason on the task).
     listing = client.get(reverse("tasks")).content.decode()
     assert "bobs" in listing and ">bob<" in listing and "running for" in listing
-    assert client.post(reverse("task-stop", args=[task.id]), {"back": "list"})["Location"] == reverse("tasks")
+    assert f'href="{reverse("task-stop", args=[task.id])}?back=list"' in listing
+    asked = client.post(reverse("task-stop", args=[task.id]), {"back": "list"})
+    assert asked.status_code == 200 and "Stop bobs?" in asked.content.decode()
+    refused = client.post(reverse("task-stop", args=[task.id]), {"back": "list", "reason": "  "})
+    assert refused.status_code == 400 and "Say why you stop bob's task" in refused.content.decode()
+    task.refresh_from_db()
+    assert task.desired == "running"
+    stopped = client.post(reverse("task-stop", args=[task.id]), {"back": "list", "reason": "Node maintenance"})
+    assert stopped["Location"] == reverse("tasks")
     task.refresh_from_db()
     assert task.desired == "stopped"
+    assert task.events.last().reason == "Stop requested by staff (root-ish): Node maintenance."
 
     assert client.post(reverse("user-toggle", args=[bob.pk])).status_code == 302
     bob.refresh_from_db()

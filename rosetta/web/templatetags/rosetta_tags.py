@@ -3,8 +3,9 @@
 from django import template
 from django.utils import timezone
 
-from rosetta.core.units import format_memory
+from rosetta.core.units import format_memory, format_minutes
 from rosetta.storage.services import home_mount
+from rosetta.tasks import services
 from rosetta.tasks.progress import progress_of
 
 register = template.Library()
@@ -55,3 +56,25 @@ def progress(task):
 def scratch_home(task) -> bool:
     """Whether the task's home is scratch space (no storage mounted there): lost when it ends."""
     return home_mount(task.mounts.all()) is None
+
+
+@register.filter
+def time_left(task) -> int | None:
+    """Seconds before a batch job's time limit ends the task (None: no such limit now)."""
+    return services.time_left(task)
+
+
+@register.filter
+def left_words(seconds: int) -> str:
+    """'58 min', '1 h 30 min': how long a limit leaves, to the minute."""
+    return format_minutes(seconds // 60) if seconds >= 60 else f"{seconds} s"
+
+
+@register.filter
+def minutes(count: int) -> str:
+    return format_minutes(count)
+
+
+@register.filter
+def digest_kind(task) -> str:
+    return services.digest_kind(task)

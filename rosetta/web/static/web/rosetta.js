@@ -100,12 +100,24 @@
     return (Date.now() - new Date(iso).getTime()) / 1000;
   }
 
-  // "running for 2 h", "failed 3 min ago"
+  // "58 min", "1 h 30 min", "1 d 2 h": what a time limit leaves, as rosetta.core.units says it.
+  function limitWords(seconds) {
+    seconds = Math.max(0, Math.floor(seconds));
+    if (seconds < 60) return seconds + " s";
+    const minutes = Math.floor(seconds / 60);
+    const parts = [[Math.floor(minutes / 1440), "d"], [Math.floor((minutes % 1440) / 60), "h"], [minutes % 60, "min"]];
+    return parts.filter(([count]) => count).map(([count, unit]) => count + " " + unit).join(" ");
+  }
+
+  // "running for 2 h", "failed 3 min ago"; " · 58 min left" before a batch job's time limit
   function refreshSince(root) {
     for (const time of root.querySelectorAll("time[data-since]")) {
       const took = duration(secondsSince(time.dataset.since));
       time.textContent = time.dataset.final === "true"
         ? time.dataset.phaseLabel + " " + took + " ago" : time.dataset.phaseLabel + " for " + took;
+    }
+    for (const left of root.querySelectorAll("[data-left-until]")) {
+      left.textContent = " · " + limitWords(-secondsSince(left.dataset.leftUntil)) + " left";
     }
   }
 
@@ -254,7 +266,7 @@
         const eventBadge = element("span");
         setPhase(eventBadge, event.phase);
         eventPhase.append(eventBadge);
-        const reason = element("td", {}, event.reason);
+        const reason = element("td", { class: "text" }, event.reason);
         if (event.detail) {  // the API gives it to staff only
           const detail = element("details", { class: "event-detail" });
           detail.append(element("summary", {}, "The resource's own words"), element("pre", {}, event.detail));
@@ -282,10 +294,7 @@
     function showTimeLeft() {
       const left = root.querySelector('[data-field="time-left"]');
       if (!left) return;
-      const ends = left.dataset.endsAt ? new Date(left.dataset.endsAt) : null;
-      const minutes = ends ? Math.max(0, Math.round((ends - Date.now()) / 60000)) : null;
-      left.textContent = minutes === null ? "—"
-        : minutes >= 120 ? Math.floor(minutes / 60) + " h " + (minutes % 60) + " min" : minutes + " min";
+      left.textContent = left.dataset.endsAt ? limitWords(-secondsSince(left.dataset.endsAt)) : "—";
     }
     showTimeLeft();
     setInterval(showTimeLeft, 30000);
@@ -419,15 +428,32 @@
   }
 
   // The new-task form: the chosen software's description, and the chosen resource's limits
-  // beside the fields and as the inputs' bounds.
+  // beside the fields and as the inputs' bounds; a batch resource's fields (partition, time
+  // limit) only when it has a batch scheduler, with its partitions' limits as the server words them.
   function initTaskForm(form) {
     const software = form.querySelector('select[name="software"]');
     const resource = form.querySelector('select[name="resource"]');
     const description = form.querySelector("[data-software-description]");
     const cpus = form.querySelector('input[name="cpus"]');
     const memory = form.querySelector('input[name="memory_mb"]');
+    const batch = form.querySelector("[data-batch-fields]");
     function helpOf(input) {
       return input && input.closest(".field").querySelector(".help");
+    }
+    function showBatch(chosen) {
+      if (!batch) return;
+      batch.hidden = chosen.dataset.batch !== "true";
+      if (batch.hidden) return;
+      for (const input of batch.querySelectorAll("input[name]")) {
+        const help = helpOf(input);
+        const said = chosen.dataset[input.name.replace(/_(.)/g, (_, letter) => letter.toUpperCase()) + "Help"];
+        if (help && said) help.textContent = said;
+      }
+      const partitions = batch.querySelector("datalist");
+      if (partitions) {
+        const names = (chosen.dataset.partitions || "").split(" ").filter(Boolean);
+        partitions.replaceChildren(...names.map((name) => element("option", { value: name })));
+      }
     }
     function update() {
       const chosenSoftware = software && software.selectedOptions[0];
@@ -439,6 +465,7 @@
       if (cpusHelp) cpusHelp.textContent = "Up to " + chosen.dataset.maxCpus + " on " + chosen.value + ".";
       const memoryHelp = helpOf(memory);
       if (memoryHelp) memoryHelp.textContent = "e.g. 512M or 2G; from 16M up to " + chosen.dataset.maxMemory + " on " + chosen.value + ".";
+      showBatch(chosen);
     }
     if (software) software.addEventListener("change", update);
     if (resource) resource.addEventListener("change", update);
