@@ -7,7 +7,6 @@ tell nothing. API tokens need no such limit: they carry 256 random bits.
 from __future__ import annotations
 
 import hashlib
-import ipaddress
 import math
 from dataclasses import dataclass
 from datetime import timedelta
@@ -17,6 +16,7 @@ from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
 
+from rosetta.gateway.clients import cap_key
 from rosetta.web.models import LoginFailures
 
 
@@ -27,20 +27,11 @@ class Counter:
 
 
 def client_address(request) -> str:
-    """The client's address as the web server reports it. Behind the gateway (on the unix
-    socket only the platform's account can open) that is the address the gateway forwards;
-    `rosetta web --port` trusts no forwarding header. An IPv6 client counts by its /64, which
-    is what one host is usually given."""
-    address = request.META.get("REMOTE_ADDR") or "local"
-    try:
-        parsed = ipaddress.ip_address(address)
-    except ValueError:
-        return address
-    if isinstance(parsed, ipaddress.IPv6Address):
-        if parsed.ipv4_mapped:
-            return str(parsed.ipv4_mapped)
-        return str(ipaddress.ip_network(f"{parsed}/64", strict=False))
-    return str(parsed)
+    """The client's address as the web server reports it, counted as the gateway counts its
+    clients (an IPv6 client by its /64, which is what one host is usually given). Behind the
+    gateway (on the unix socket only the platform's account can open) that is the address the
+    gateway forwards; `rosetta web --port` trusts no forwarding header."""
+    return cap_key(request.META.get("REMOTE_ADDR") or "local")
 
 
 def counters(username: str, address: str) -> tuple[Counter, Counter]:
