@@ -345,3 +345,65 @@ def test_the_ssh_door_reaches_an_ssh_task_in_a_batch_job(remote, tmp_path):
     assert inside.stdout.split()[0] in {"10.231.0.21", "10.231.0.22"}  # host networking on a compute node
     assert api.post(f"/api/tasks/{task_id}/stop").status_code == 202
     platform.wait_for_task(api, task_id, {"stopped"}, timeout=60)
+
+
+SQUATTER = """
+import http.server, sys
+class Impostor(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        print("got", self.headers.get("Authorization", ""), flush=True)
+        self.send_response(200); self.end_headers(); self.wfile.write(b"IMPOSTOR")
+    def log_message(self, *args):
+        pass
+http.server.HTTPServer(("", int(sys.argv[1])), Impostor).serve_forever()
+"""
+
+
+def test_a_port_another_job_holds_on_the_node_is_never_taken_for_the_task(remote):
+    """With host networking, another job of the cluster's account may listen on a task's port
+    first: it must get none of the task's requests (nor the task's secret with them). The
+    launcher writes where the interface listens only once the container holds the port."""
+    platform, api, token = remote
+    entry = {
+        "name": "fixed-port",
+        "image": "localhost/rosetta/hello",
+        "interface_port": 8080,
+        "honours_base_port": False,
+    }
+    assert api.post("/api/software", json=entry).status_code == 201
+    deadline = time.monotonic() + 120
+    while next(s for s in api.get("/api/software").json() if s["name"] == "fixed-port")["registry_state"] != "pushed":
+        assert time.monotonic() < deadline, "the image was not copied to the platform's registry"
+        time.sleep(0.5)
+    squatters = [
+        subprocess.Popen(
+            [
+                "nsenter",
+                f"--net=/run/netns/{node}",
+                "runuser",
+                "-u",
+                "rosetta",
+                "--",
+                "python3",
+                "-c",
+                SQUATTER,
+                "8080",
+            ],
+            stdout=subprocess.PIPE,
+            text=True,
+        )  # fmt: skip
+        for node in ("rstb-node1", "rstb-node2")  # wherever the job lands
+    ]
+    try:
+        time.sleep(1)
+        assert all(squatter.poll() is None for squatter in squatters), "port 8080 was not free on the nodes"
+        task_id = start(api, "testbed-slurm", software="fixed-port", name="squatted", storages=[])
+        task = platform.wait_for_task(api, task_id, {"running", "failed", "exited"}, timeout=120)
+        assert task["phase"] != "running", history(task)
+        assert "is held by another program" in task["reason"], history(task)
+        assert platform.task_client(task_id, token).get("/").text != "IMPOSTOR"
+    finally:
+        for squatter in squatters:
+            squatter.terminate()
+        heard = "".join(squatter.communicate(timeout=10)[0] for squatter in squatters)
+    assert "got" not in heard  # not the probe, not the user: nothing of the task reached it

@@ -76,6 +76,9 @@ class JobSteps:
     exit_code: list[str] | None = None  # prints the container's exit code (None: run's own status)
     labels: bool = False  # prepare takes --label before its last argument (the image)
     env_read_by_prepare: bool = False  # the environment file may go once prepare ran
+    # Prints the pid of a process in the running container (its processes share a pid namespace
+    # of their own); None where the container's processes descend from run's own process.
+    main_pid: list[str] | None = None
 
 
 # Run in a task's container: the files a person keeps in its home, relative to it, one a line,

@@ -140,6 +140,7 @@ class PodmanEngine(DockerCommandLine):
             cleanup=[*self.prefix, "rm", "--force", name],
             labels=True,
             env_read_by_prepare=True,
+            main_pid=[*self.prefix, "inspect", "--format", "{{.State.Pid}}", name],  # conmon is no child of the job
         )
 
     def network_create_argv(self, spec: ContainerSpec) -> list[str]:

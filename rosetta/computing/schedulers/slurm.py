@@ -35,6 +35,7 @@ STOP_GRACE = 5  # seconds the launcher gives the container when the job is stopp
 # known job proves nothing. A job is gone once this many listings in a row lack it, or at once
 # when the launcher's exit file says it ended.
 MISSING_LISTINGS_FOR_GONE = 2
+MAX_LAUNCHER_REASON = 300  # characters of the launcher's own reason read back
 _ENDINGS = {
     "CANCELLED": "The job was cancelled outside Rosetta.",
     "TIMEOUT": "The job reached its time limit.",
@@ -164,6 +165,7 @@ class SlurmScheduler(Scheduler):
     async def _ended(self, task_id: str, reason: str, handle: dict) -> Observation:
         code = await self._exit_code(task_id)
         detail = ""
+        reason = reason or await self._launcher_reason(task_id)
         if code is None and not reason:
             reason = "The job ended; Slurm no longer says how (cancelled, or out of time)."
         elif code and await self._endpoint(task_id) is None:  # the container never came up
@@ -173,6 +175,13 @@ class SlurmScheduler(Scheduler):
             reason = reason or "The container could not be created on the node."
         return Observation(task_id, Seen.ENDED, exit_code=code, reason=reason, detail=detail.strip()[-2000:],
                            handle=handle)  # fmt: skip
+
+    async def _launcher_reason(self, task_id: str) -> str:
+        """Why the launcher ended the task itself (its port held by another program), if it did:
+        one line of plain text, read as untrusted (the account's other work can write there)."""
+        written = await self.transport.read_file(f"{self.task_dir(task_id)}/reason") or b""
+        line = written.decode(errors="replace").partition("\n")[0]
+        return "".join(char for char in line if char.isprintable())[:MAX_LAUNCHER_REASON]
 
     async def _endpoint(self, task_id: str) -> tuple[str, int] | None:
         written = await self.transport.read_file(f"{self.task_dir(task_id)}/endpoint.json")
@@ -237,6 +246,50 @@ class SlurmScheduler(Scheduler):
         return parse_sinfo(result.stdout)
 
 
+# With host networking another job on the node could listen on the task's port first (or as
+# well): it would be sent the task's requests, and the task's secret with each. The launcher
+# writes where the interface listens only once every socket listening on that port belongs to
+# the container (a process in the container's pid namespace, or one descending from the
+# launcher's own child); a port held by anything else ends the task, saying so. Sockets come
+# from /proc/net/tcp{,6} (state 0A: listening), their holders from /proc/PID/fd, which this
+# account reads for its own processes only: a holder it cannot see is someone else's.
+LISTENER_CHECK = r"""listening_pids() {  # the holders of sockets listening on TCP port $1 ("?" where unseen)
+    local inode found hex
+    hex=$(printf ':%04X' "$1")
+    for inode in $(awk -v port="$hex" '$4 == "0A" && substr($2, length($2) - 4) == port { print $10 }' \
+            /proc/net/tcp /proc/net/tcp6 2>/dev/null); do
+        found=$(find /proc/[0-9]*/fd -maxdepth 1 -lname "socket:\[$inode\]" 2>/dev/null | head -n 1)
+        found=${found#/proc/}
+        echo "${found%%/*}" | grep -x '[0-9][0-9]*' || echo "?"
+    done
+}
+in_container() {  # whether process $1 is the container's
+    local pid=$1 namespace
+    [ "$pid" != "?" ] || return 1
+    namespace=$(readlink "/proc/$(container_pid)/ns/pid" 2>/dev/null)
+    [ -n "$namespace" ] && [ "$(readlink "/proc/$pid/ns/pid" 2>/dev/null)" = "$namespace" ] && return 0
+    while [ -n "$pid" ] && [ "$pid" -gt 1 ]; do
+        [ "$pid" = "$child" ] && return 0
+        pid=$(awk '/^PPid:/ { print $2 }' "/proc/$pid/status" 2>/dev/null)
+    done
+    return 1
+}
+wait_for_listener() {  # until port $1 is listened on, holder=ours or other; holder= if the container ended first
+    local pids pid
+    holder=
+    while kill -0 "$child" 2>/dev/null; do  # in this shell, not a subshell: a stop's trap runs between steps
+        pids=$(listening_pids "$1")
+        if [ -n "$pids" ]; then
+            holder=ours
+            for pid in $pids; do in_container "$pid" || holder=other; done
+            return
+        fi
+        sleep 0.2
+    done
+}
+"""
+
+
 def launcher(engine: Engine, spec: ContainerSpec, directory: str) -> str:
     """The job script: the container on a free port of the node, where it listens written down,
     stopped cleanly when the job is. Only argv lists quoted with shlex go in; nothing else from
@@ -252,6 +305,7 @@ def launcher(engine: Engine, spec: ContainerSpec, directory: str) -> str:
     stop = shlex.join(steps.stop) if steps.stop else 'kill -TERM "$child"'
     exit_code = f"$({shlex.join(steps.exit_code)} 2>/dev/null || echo 255)" if steps.exit_code else "$status"
     forget_env = "rm -f env" if steps.env_read_by_prepare else ":"
+    main_pid = f"{shlex.join(steps.main_pid)} 2>/dev/null" if steps.main_pid else ":"
     if spec.base_port:
         choose_port = (
             "port=$(python3 -c 'import socket; s = socket.socket(); s.bind((\"\", 0)); print(s.getsockname()[1])' "
@@ -273,8 +327,18 @@ stop_container() {{ {stop} >/dev/null 2>&1; }}
 trap stop_container TERM INT
 {shlex.join(steps.run)} &
 child=$!
-printf '{{"host": "%s", "port": %s, "node": "%s"}}\\n' "$host" "$port" "${{SLURMD_NODENAME:-}}" > endpoint.json.part
-mv endpoint.json.part endpoint.json
+{LISTENER_CHECK}container_pid() {{ {main_pid}; }}
+wait_for_listener "$port"
+case "$holder" in
+    ours)
+        printf '{{"host": "%s", "port": %s, "node": "%s"}}\\n' "$host" "$port" "${{SLURMD_NODENAME:-}}" \\
+            > endpoint.json.part
+        mv endpoint.json.part endpoint.json ;;
+    other)
+        printf 'Port %s on %s is held by another program, not the task'"'"'s container: %s\\n' "$port" \\
+            "${{SLURMD_NODENAME:-the node}}" "Rosetta sends the task's requests nowhere else." > reason
+        stop_container ;;
+esac
 wait "$child"; status=$?
 while kill -0 "$child" 2>/dev/null; do wait "$child"; status=$?; done  # a signal interrupts wait, not the container
 code={exit_code}
