@@ -170,6 +170,8 @@ def run_build(build: SoftwareBuild) -> None:
         with build_place(build, network=runs_programs(containerfile), containerfile=containerfile) as place:
             output.hide(str(place.work), "/build")  # where this machine keeps it is not the user's business
             output.hide(str(place.conf.parent), "/build")
+            for path, instead in _store_paths(place.conf):  # the builder container's own root, say
+                output.hide(path, instead)
             for image in pulls:
                 output.say(f"==> Pulling {image}")
                 _podman(output, ["pull", image], place.conf, timeout=BUILD_TIMEOUT)
@@ -586,6 +588,16 @@ def _env(conf: Path) -> dict[str, str]:
     }
 
 
+def _store_paths(conf: Path) -> list[tuple[str, str]]:
+    """Where this machine's podman keeps images and containers, and the names the build's log
+    gives those places instead (a RUN step can read its container's mount table)."""
+    found = _run(["podman", "info", "--format", "{{.Store.GraphRoot}}\n{{.Store.RunRoot}}"], conf, timeout=60)
+    if found.returncode != 0:
+        return []
+    paths = [line.strip() for line in found.stdout.splitlines()]
+    return [(path, instead) for path, instead in zip(paths, ("PODMAN_STORE", "PODMAN_RUN"), strict=False) if path]
+
+
 def _run(argv: list[str], conf: Path, timeout: float) -> subprocess.CompletedProcess:
     return subprocess.run(
         argv,
@@ -742,6 +754,9 @@ def _last_line(text: str) -> str:
     return lines[-1][:500] if lines else "no reason given"
 
 
+LOOP_DEVICE = re.compile(r"/dev/loop\d+")  # which of this machine's loop devices holds the build's disk
+
+
 class BuildLog:
     """The build's log in the database, written every FLUSH_EVERY seconds, at most MAX_LOG. It
     names no path of this machine's platform: the build's own places by what its container
@@ -762,7 +777,7 @@ class BuildLog:
     def redact(self, line: str) -> str:
         for text, instead in self.hidden:
             line = line.replace(text, instead)
-        return line.replace(self.home, "ROSETTA_HOME")
+        return LOOP_DEVICE.sub("/dev/loop", line.replace(self.home, "ROSETTA_HOME"))
 
     def add(self, line: str) -> None:
         line = self.redact(line).replace("\x00", "\ufffd")  # a database's text holds no NUL

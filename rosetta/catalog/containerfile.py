@@ -164,7 +164,7 @@ def _check_add(number: int, rest: str) -> None:
     for word in words:
         if "$" in word:
             raise ValidationError(f"Line {number}: write ADD's sources in full ({word[:60]!r} uses a variable).")
-        if _is_url(re.sub(r"[\\\"']", "", word)):
+        if _is_url(_unquoted(word)):
             raise ValidationError(
                 f"Line {number}: ADD from a URL is not allowed here; download it in a RUN step (curl, wget)."
             )
@@ -184,16 +184,23 @@ def _from_options(words: list[str]) -> list[str]:
     both split at commas and as CSV (quotes allowed), keys in any case: whichever way buildah
     reads them, every image they could name is among these."""
     sources = []
-    for word in words:
-        if word.startswith("--from="):
-            sources.append(word.removeprefix("--from="))
-        elif word.startswith("--mount="):
-            options = word.removeprefix("--mount=")
+    for index, word in enumerate(words):
+        word = _unquoted(word)  # buildah reads `--fr"om"=x` as --from=x
+        flag, equals, value = word.partition("=")
+        if flag.lower() == "--from":
+            sources.append(value if equals else (_unquoted(words[index + 1]) if index + 1 < len(words) else ""))
+        elif flag.lower() == "--mount":
+            options = value
             for part in [*options.split(","), *next(csv.reader([options]), [])]:
                 key, _, value = part.partition("=")
                 if key.strip().strip("\"'").lower() == "from" and value:
                     sources.append(value.strip())
     return sources
+
+
+def _unquoted(word: str) -> str:
+    """A word as a shell reads it, as near as matters here: without its quotes and escapes."""
+    return re.sub(r"[\\\"']", "", word)
 
 
 def _allowed_image(number: int, image: str, may_use: MayUse | None) -> str:

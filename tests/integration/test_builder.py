@@ -2,6 +2,7 @@
 no image; a build over its time limit is stopped, its container with it; a build a killed
 builder left half-way is failed, not left hanging, and what it left running is removed."""
 
+import re
 import subprocess
 import time
 
@@ -102,6 +103,9 @@ def test_a_build_log_names_no_path_of_this_machine():
     assert build.state == BuildState.SUCCEEDED, build.reason
     assert " /images/0 /images/0 " in build.log  # the image it uses, named as its container names it
     assert str(home()) not in build.log
+    store = podman("info", "--format", "{{.Store.GraphRoot}}").stdout.strip()
+    assert store not in build.log and "PODMAN_STORE" in build.log  # the builder container's own root
+    assert not re.search(r"/dev/loop\d", build.log)
 
 
 def test_a_build_left_half_way_fails_when_the_builder_starts_again():

@@ -58,6 +58,12 @@ RUN --mount=type=bind,from=build,source=/out,target=/mnt true
         ("FROM localhost/x\nONBUILD FROM localhost/y\n", "Line 2: ONBUILD FROM is not allowed"),
         ('FROM localhost/x\nRUN --mount="type=bind,from=10.0.0.1:80/y,target=/m" true\n', "Line 2: Images from"),
         ("FROM localhost/x\nRUN --mount=type=bind,FROM=10.0.0.1:80/y,target=/m true\n", "Line 2: Images from"),
+        # Flags with quotes or escapes in their names, which buildah reads without them.
+        ('FROM localhost/x\nCOPY --fr"om"=10.0.0.1:80/y / /\n', "Line 2: Images from"),
+        ("FROM localhost/x\nCOPY --f\\rom=10.0.0.1:80/y / /\n", "Line 2: Images from"),
+        ("FROM localhost/x\nCOPY '--from=10.0.0.1:80/y' / /\n", "Line 2: Images from"),
+        ('FROM localhost/x\nRUN --mo"unt"=type=bind,from=10.0.0.1:80/y,target=/m true\n', "Line 2: Images from"),
+        ('FROM localhost/x\nONBUILD COPY --fr"om"=10.0.0.1:80/y / /\n', "Line 2: Images from"),
     ],
 )
 def test_what_is_refused_says_where_and_why(text, problem):
