@@ -8,14 +8,23 @@ from collections.abc import AsyncIterator
 
 import zipstream
 
+from rosetta.storage.errors import PathRefused
 from rosetta.storage.files import Files, Parts
 from rosetta.storage.local import UPLOAD_PREFIX, LocalFiles
+from rosetta.storage.paths import PATH_MAX
 from rosetta.storage.streaming import from_async, in_thread
 
 
 async def zip_folder(files: Files, path: Parts) -> AsyncIterator[bytes]:
+    """The folder as a zip. A path inside it longer than PATH_MAX ends the transfer as failed:
+    each entry repeats its whole path, so a chain of folders thousands deep (a few KiB on disk)
+    would make an archive of gigabytes, and no such path can be named through the API anyway."""
     loop = asyncio.get_running_loop()
-    entries = [(below, entry) async for below, entry in files.walk(path)]
+    entries = []
+    async for below, entry in files.walk(path):
+        if sum(len(part.encode("utf-8", "surrogateescape")) + 1 for part in below) > PATH_MAX:
+            raise PathRefused(f"A path in this folder is longer than {PATH_MAX} bytes: download its parts one by one.")
+        entries.append((below, entry))
     archive = zipstream.ZipStream(compress_type=zipstream.ZIP_STORED, sized=False)
     for below, entry in entries:
         name = "/".join(below)

@@ -87,6 +87,25 @@ def test_a_folder_deeper_than_the_recursion_limit_downloads_whole(platform, eve)
     assert removed.status_code == 200, removed.text
 
 
+def test_a_folder_whose_paths_outgrow_path_max_is_not_zipped(platform, eve):
+    """Each zip entry repeats its whole path: thousands of nested folders (a few KiB on disk)
+    would make gigabytes. Past PATH_MAX the download fails, having sent almost nothing."""
+    client, root = eve
+    (root / "deeper").mkdir()
+    _deep(root / "deeper", 2100)  # "d/" x 2100: 4200 bytes
+    try:
+        received = 0
+        with pytest.raises(httpx.HTTPError):
+            with client.stream("GET", "/api/storages/home/content", params={"path": "deeper"}, timeout=60) as response:
+                for chunk in response.iter_raw():
+                    received += len(chunk)
+        assert received < 1024 * 1024
+    finally:
+        parent = os.open(root, os.O_RDONLY | os.O_DIRECTORY)
+        descriptors.remove_tree(parent, "deeper")
+        os.close(parent)
+
+
 def test_a_zip_that_cannot_be_finished_is_a_failed_transfer(platform, eve):
     client, root = eve
     (root / "run").mkdir()
