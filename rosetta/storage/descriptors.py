@@ -163,7 +163,7 @@ def open_root(root):
             os.close(fd)
             fd = child
         home = os.path.expanduser("~")  # work directories are given relative to it, or absolute
-        guard(fd, [os.path.join(home, folder) for folder in root["platform"]] + [os.path.join(home, ".ssh")])
+        guard(fd, [os.path.join(home, folder) for folder in root["platform"]] + own_settings(home))
     except BaseException:
         os.close(fd)
         raise
@@ -222,8 +222,25 @@ def _nearest_existing(path):
             path = parent
 
 
+def own_settings(home):
+    """The account's own settings: ~/.ssh and every hidden folder of its home (~/.config holds
+    its podman settings, ~/.local its image store): a storage there would let users change what
+    the account runs."""
+    folders = [os.path.join(home, ".ssh")]
+    try:
+        names = os.listdir(home)
+    except OSError:
+        return folders
+    for name in names:
+        path = os.path.join(home, name)
+        if name.startswith(".") and name not in (".", "..", ".ssh") and os.path.isdir(path):
+            folders.append(path)
+    return folders
+
+
 def guard(fd, platform_dirs):
-    """Refuse a root that is inside, is, or holds a folder of the platform's own."""
+    """Refuse a root that is inside, is, or holds one of the given folders (the platform's own,
+    the account's settings)."""
     above = None
     for folder in platform_dirs:
         if above is None:
@@ -239,9 +256,10 @@ def guard(fd, platform_dirs):
             os.close(nearest)
         if inside or holds:
             where = "is inside" if inside else "holds"
-            raise Problem("refused", f"This storage's folder {where} the platform's own folder on this machine "
-                                     f"({folder}: task files, secrets): Rosetta does not serve it. An operator "
-                                     "gives the storage or the resource's work directory another place.")  # fmt: skip
+            raise Problem("refused", f"This storage's folder {where} {folder}, one of the platform's own folders "
+                                     "(task files, secrets) or the account's own settings on this machine: Rosetta "
+                                     "does not serve it. An operator gives the storage or the resource's work "
+                                     "directory another place.")  # fmt: skip
 
 
 def open_dir(root_fd, path, readable=False):

@@ -168,3 +168,22 @@ def test_a_storage_that_holds_the_platforms_own_folder_is_refused(race):
         assert task["phase"] == "failed" and "meets the platform's own folder" in task["reason"], task["events"]
     finally:
         staff.delete("/api/storages/service-home")
+
+
+def test_a_storage_in_the_accounts_own_settings_is_refused(race):
+    """The service account's hidden folders hold what it runs (~/.config: podman's settings;
+    ~/.local: its image store): a storage there, even one staff made, is not served."""
+    platform, ann, staff, users, _ = race
+    settings = users.parent / ".config" / "containers"
+    assert settings.is_dir()
+    added = staff.post("/api/storages", json={"name": "service-settings", "kind": "sftp", "resource": "testbed-slurm",
+                                              "base_path": str(settings)})  # fmt: skip
+    assert added.status_code == 201, added.text
+    try:
+        listed = ann.get("/api/storages/service-settings/entries")
+        assert listed.status_code == 400 and "account's own settings" in listed.json()["detail"], listed.text
+        written = ann.put("/api/storages/service-settings/content", params={"path": "x.conf"}, content=b"x")
+        assert written.status_code == 400
+        assert not (settings / "x.conf").exists()
+    finally:
+        staff.delete("/api/storages/service-settings")
