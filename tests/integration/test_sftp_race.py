@@ -29,7 +29,7 @@ SECRET = b"bob's secret\n"
 # Inside the task: `d` is a folder of the attacker's own, then for a moment the link to the
 # victim's folder, then the folder again. Stops when the test leaves a file `stop` (or at a bound).
 SWAP = """
-cd /home/rosetta/cluster || exit 1
+cd /home/rosetta || exit 1  # the cluster's shared home is the task's home
 ln -s ../bob-race link
 n=0
 while [ ! -e stop ] && [ $n -lt 2000000 ]; do

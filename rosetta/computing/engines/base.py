@@ -8,7 +8,7 @@ from __future__ import annotations
 import math
 import re
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from rosetta.computing.contract import ContainerSpec, Observation
 from rosetta.computing.errors import ComputingError, ImageMissing, Refused, Unreachable
@@ -79,6 +79,10 @@ class JobSteps:
     # Prints the pid of a process in the running container (its processes share a pid namespace
     # of their own); None where the container's processes descend from run's own process.
     main_pid: list[str] | None = None
+    # Runs a command with the sight of the container's processes: rootless podman runs them as
+    # the account's subordinate ids, whose open files the account sees from its own user
+    # namespace only (`podman unshare`). Empty where they run as the account itself.
+    as_container_owner: list[str] = field(default_factory=list)
 
 
 # Run in a task's container: the files a person keeps in its home, relative to it, one a line,

@@ -141,6 +141,7 @@ class PodmanEngine(DockerCommandLine):
             labels=True,
             env_read_by_prepare=True,
             main_pid=[*self.prefix, "inspect", "--format", "{{.State.Pid}}", name],  # conmon is no child of the job
+            as_container_owner=[*self.prefix, "unshare"],
         )
 
     def network_create_argv(self, spec: ContainerSpec) -> list[str]:

@@ -252,13 +252,15 @@ class SlurmScheduler(Scheduler):
 # the container (a process in the container's pid namespace, or one descending from the
 # launcher's own child); a port held by anything else ends the task, saying so. Sockets come
 # from /proc/net/tcp{,6} (state 0A: listening), their holders from /proc/PID/fd, which this
-# account reads for its own processes only: a holder it cannot see is someone else's.
+# account reads for its own processes (and, from its user namespace, its containers') only: a
+# holder it cannot see is someone else's.
 LISTENER_CHECK = r"""listening_pids() {  # the holders of sockets listening on TCP port $1 ("?" where unseen)
     local inode found hex
     hex=$(printf ':%04X' "$1")
     for inode in $(awk -v port="$hex" '$4 == "0A" && substr($2, length($2) - 4) == port { print $10 }' \
             /proc/net/tcp /proc/net/tcp6 2>/dev/null); do
-        found=$(find /proc/[0-9]*/fd -maxdepth 1 -lname "socket:\[$inode\]" 2>/dev/null | head -n 1)
+        found=$(as_container_owner find /proc/[0-9]*/fd -maxdepth 1 -lname "socket:\[$inode\]" 2>/dev/null |
+            head -n 1)
         found=${found#/proc/}
         echo "${found%%/*}" | grep -x '[0-9][0-9]*' || echo "?"
     done
@@ -306,6 +308,7 @@ def launcher(engine: Engine, spec: ContainerSpec, directory: str) -> str:
     exit_code = f"$({shlex.join(steps.exit_code)} 2>/dev/null || echo 255)" if steps.exit_code else "$status"
     forget_env = "rm -f env" if steps.env_read_by_prepare else ":"
     main_pid = f"{shlex.join(steps.main_pid)} 2>/dev/null" if steps.main_pid else ":"
+    as_owner = shlex.join(steps.as_container_owner)
     if spec.base_port:
         choose_port = (
             "port=$(python3 -c 'import socket; s = socket.socket(); s.bind((\"\", 0)); print(s.getsockname()[1])' "
@@ -328,6 +331,7 @@ trap stop_container TERM INT
 {shlex.join(steps.run)} &
 child=$!
 {LISTENER_CHECK}container_pid() {{ {main_pid}; }}
+as_container_owner() {{ {as_owner} "$@"; }}
 wait_for_listener "$port"
 case "$holder" in
     ours)
