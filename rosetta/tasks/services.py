@@ -15,7 +15,7 @@ import asyncssh
 from asgiref.sync import async_to_sync
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
-from django.db.models import OuterRef, Subquery
+from django.db.models import OuterRef, Q, Subquery
 from django.utils import timezone
 
 from rosetta.accounts.models import SSHKey
@@ -247,10 +247,16 @@ async def _host_key_line(task: Task) -> bytes | None:
 
 
 def tasks_of(user):
-    # The latest word in the current phase: why it failed, what it waits for.
+    # The latest word in the current phase: why it failed, what it waits for; and, for a task
+    # someone else stopped (staff, or a deactivation), what they said, which the owner is shown.
     latest = TaskEvent.objects.filter(task=OuterRef("pk"), phase=OuterRef("phase")).order_by("-time", "-id")
+    stopped_by_others = TaskEvent.objects.filter(
+        Q(reason__startswith=STAFF_STOP) | Q(reason=DEACTIVATED), task=OuterRef("pk")
+    ).order_by("-time", "-id")
     queryset = Task.objects.select_related("software", "resource", "owner").annotate(
-        reason=Subquery(latest.values("reason")[:1]), reason_detail=Subquery(latest.values("detail")[:1])
+        reason=Subquery(latest.values("reason")[:1]),
+        reason_detail=Subquery(latest.values("detail")[:1]),
+        stopped_because=Subquery(stopped_by_others.values("reason")[:1]),
     )
     return queryset if user.is_staff else queryset.filter(owner=user)
 
@@ -284,6 +290,7 @@ def get_task(user, task_ref: str) -> Task:
 
 
 MAX_STOP_REASON = 500
+STAFF_STOP = "Stop requested by staff"
 
 
 def stops_anothers_task(user, task: Task) -> bool:
@@ -300,7 +307,7 @@ def request_stop(task: Task, by=None, reason: str = "") -> bool:
             raise ValidationError(
                 f"Say why you stop {task.owner.get_username()}'s task {task.name}: they see the reason on the task."
             )
-        said = f"Stop requested by staff ({by.get_username()}): {reason}"
+        said = f"{STAFF_STOP} ({by.get_username()}): {reason}"
     else:
         said = f"Stop requested: {reason}" if reason else "Stop requested."
     return _stop(task, said)

@@ -80,6 +80,7 @@ def describe_resource(resource: Resource) -> dict:
         described.update({
             "data-batch": "true",
             "data-partitions": " ".join(p["name"] for p in partitions_of(resource)),
+            "data-default-partition": default_partition(resource),
             **{f"data-{name.replace('_', '-')}-help": help_text for name, help_text in batch_help(resource).items()},
         })  # fmt: skip
     return described
@@ -100,10 +101,24 @@ def partitions_of(resource: Resource) -> list[dict]:
     return [p for p in resource.facts.get("partitions") or [] if isinstance(p, dict) and p.get("name")]
 
 
+def default_partition(resource: Resource) -> str:
+    """Where a job goes without a partition: the resource's own choice, else the scheduler's default."""
+    return resource.partition or next((p["name"] for p in partitions_of(resource) if p.get("default")), "")
+
+
+def partition_choices(resource: Resource) -> list[tuple[str, str]]:
+    """The known partitions as a select offers them, the default marked; an empty choice first
+    when the default is none of them (the scheduler then picks)."""
+    default = default_partition(resource)
+    names = [p["name"] for p in partitions_of(resource)]
+    choices = [] if default in names else [("", f"{default} (default)" if default else "the resource's default")]
+    return choices + [(name, f"{name} (default)" if name == default else name) for name in names]
+
+
 def batch_help(resource: Resource) -> dict[str, str]:
     """What each batch field may be on ``resource``, in words: its partitions with their limits."""
     partitions = partitions_of(resource)
-    default = resource.partition or next((p["name"] for p in partitions if p.get("default")), "")
+    default = default_partition(resource)
     if partitions:
         said = "; ".join(
             f"{p['name']}{' (default)' if p['name'] == default else ''}: "
@@ -265,7 +280,7 @@ class TaskForm(forms.Form):
         required=False,
         max_length=64,
         help_text="Where the job runs (the resource's default when empty).",
-        widget=forms.TextInput(attrs={"list": "partitions", "spellcheck": "false", "autocomplete": "off"}),
+        widget=forms.TextInput(attrs={"spellcheck": "false", "autocomplete": "off"}),
     )
     time_limit = TimeLimitField(
         required=False,
@@ -337,11 +352,6 @@ class TaskForm(forms.Form):
         resource = self._shown_resource()
         return resource is not None and not is_batch(resource)
 
-    @property
-    def shown_partitions(self) -> list[str]:
-        resource = self._shown_resource()
-        return [p["name"] for p in partitions_of(resource)] if resource is not None else []
-
     def _shown_resource(self) -> Resource | None:
         name = self.data.get("resource") or self.initial.get("resource")
         return self.fields["resource"].queryset.filter(name=name).first() if name else None
@@ -354,11 +364,23 @@ class TaskForm(forms.Form):
         if is_batch(resource):
             for name, help_text in batch_help(resource).items():
                 self.fields[name].help_text = help_text
+            self._offer_partitions(resource)
         cpus, memory = self.fields["cpus"], self.fields["memory_mb"]
         cpus.help_text = f"Up to {resource.max_cpus:g} on {resource.name}."
         cpus.widget.attrs["max"] = f"{resource.max_cpus:g}"
         limit = format_memory(resource.max_memory_mb)
         memory.help_text = f"{MEMORY_EXAMPLES}; from {MIN_MEMORY_MB}M up to {limit} on {resource.name}."
+
+    def _offer_partitions(self, resource: Resource) -> None:
+        """The partitions the resource's last check found, as a select (the default chosen);
+        the field stays free text underneath: the services check the value against them."""
+        if not partitions_of(resource):
+            return
+        choices = partition_choices(resource)
+        self.fields["partition"].widget = forms.Select(choices=choices)
+        if not self.is_bound:
+            default = default_partition(resource)
+            self.initial.setdefault("partition", default if default in dict(choices) else "")
 
     def clean_name(self) -> str | None:
         name = self.cleaned_data["name"].strip()

@@ -128,7 +128,9 @@ def test_the_form_offers_partition_and_time_with_their_limits(cluster, page):  #
     )
     page.get_by_label("Name").fill("batch-form")
     page.get_by_label("Memory").fill("256M")
-    page.get_by_label("Partition").fill("debug")
+    # The partitions its check found, to choose from, the default chosen.
+    expect(page.get_by_label("Partition").locator("option")).to_have_text(["debug (default)", "long"])
+    expect(page.get_by_label("Partition")).to_have_value("debug")
     page.get_by_label("Time limit").fill("2h")
     page.get_by_role("button", name="Start task").click()
     expect(page.locator(".field:has(#id_time_limit) .field-errors")).to_have_text(

@@ -104,6 +104,7 @@ def test_failure_relaunch_list_gateway_pages_and_phone_width(platform, page):  #
         "/catalog/",
         "/resources/",
         "/account/",
+        "/resources/no-such-resource/",  # Rosetta's own "not found"
     ):
         assert_fits(page, platform.url + path)
     assert_fits(page, f"http://tnosuchtask.localhost:{platform.port}/")

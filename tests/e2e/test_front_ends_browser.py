@@ -1,5 +1,6 @@
-"""Smaller defects a new group met, in Debian's Chromium: tables that broke words at 1280 px,
-staff adding users, stopping another user's task with a reason, deactivating a user."""
+"""Smaller defects a new group met, in Debian's Chromium: tables that broke words (and names
+at their hyphens) at 1280 px, staff adding users, stopping another user's task with a reason,
+deactivating a user, a resource's partitions offered on the form."""
 
 import re
 
@@ -33,14 +34,38 @@ BROKEN_WORDS = """(selector) => {
   return broken;
 }"""
 
+# Names (of resources: testbed-docker, annex-host) shown on more than one line.
+SPLIT_NAMES = """(selector) => Array.from(document.querySelectorAll(selector)).filter((element) => {
+  const range = document.createRange();
+  range.selectNodeContents(element);
+  return new Set(Array.from(range.getClientRects(), (rect) => Math.round(rect.top))).size > 1;
+}).map((element) => element.textContent.trim())"""
+
+
+def add_resources(platform, *fields: str) -> None:
+    """Resources an operator adds, each given as the Resource's fields in Python."""
+    made = "; ".join(f"Resource.objects.create({spec})" for spec in fields)
+    platform.rosetta("manage", "shell", "-c", f"from rosetta.computing.models import Resource; {made}")
+
+
+def disable_resources(platform, *names: str) -> None:
+    """Off again: the platform is shared by the other tests, whose tasks start on `local`."""
+    platform.rosetta("manage", "shell", "-c", (
+        "from rosetta.computing.models import Resource; "
+        f"Resource.objects.filter(name__in={list(names)!r}).update(enabled=False)"
+    ))  # fmt: skip
+
 
 def test_tables_do_not_break_words_at_1280_px(platform, page):  # noqa: F811
     token = platform.create_user("wide-staff", password=PASSWORD, admin=True)
+    # Hyphenated names beside others, where the tester met "testbed-" / "docker".
+    annexes = ("annex-docker", "annex-host", "annex-podman")
+    add_resources(platform, *(f"name={name!r}" for name in annexes))
     with platform.api(token) as api:
         made = api.post(
             "/api/resources",
             json={
-                "name": "annex",
+                "name": "basement-annex",
                 "transport": "local",
                 "enabled": False,
                 "description": "The second machine in the basement, for long runs that must not be disturbed "
@@ -50,12 +75,18 @@ def test_tables_do_not_break_words_at_1280_px(platform, page):  # noqa: F811
         assert made.status_code == 201, made.text
     page.set_viewport_size(DESKTOP)
     log_in(page, platform, "wide-staff")
-    page.goto(f"{platform.url}/catalog/")
-    expect(page.locator("table.versions").first).to_be_visible()
-    assert page.evaluate(BROKEN_WORDS, "table.versions th, table.versions td") == []
-    page.goto(f"{platform.url}/resources/")
-    expect(page.locator("table.table td", has_text="disabled")).to_be_visible()
-    assert page.evaluate(BROKEN_WORDS, "table.table th, table.table td") == []
+    try:
+        page.goto(f"{platform.url}/catalog/")
+        expect(page.locator("table.versions").first).to_be_visible()
+        expect(page.locator("table.versions .runs", has_text="annex-podman").first).to_be_visible()
+        assert page.evaluate(BROKEN_WORDS, "table.versions th, table.versions td") == []
+        assert page.evaluate(SPLIT_NAMES, "table.versions .runs") == []
+        page.goto(f"{platform.url}/resources/")
+        expect(page.locator("table.table td", has_text="disabled")).to_be_visible()
+        assert page.evaluate(BROKEN_WORDS, "table.table th, table.table td") == []
+        assert page.evaluate(SPLIT_NAMES, "table.table td.name") == []
+    finally:
+        disable_resources(platform, *annexes)
 
     # Free text still breaks where it must: a long image reference in a task's events widens no page.
     image = platform.build_image(LONG_IMAGE, "FROM localhost/rosetta/hello\n")
@@ -146,3 +177,44 @@ def test_staff_add_users_and_stop_or_deactivate_with_a_reason(platform, page):  
     with platform.api(token) as api:
         ended = platform.wait_for_task(api, second, {"stopped"}, timeout=60)
     assert "Stopped because the account was deactivated by staff." in [event["reason"] for event in ended["events"]]
+
+
+def test_the_form_offers_a_resources_known_partitions(platform, page):  # noqa: F811
+    partitions = [
+        {"name": "debug", "default": True, "max_minutes": 60, "cpus_per_node": 2, "memory_mb_per_node": 4096},
+        {"name": "long", "default": False, "max_minutes": 1440, "cpus_per_node": 2, "memory_mb_per_node": 4096},
+    ]
+    # Clusters reached as each user's own account: nothing runs there until someone starts a task.
+    cluster = "transport='ssh', credentials='user', scheduler='slurm'"
+    add_resources(
+        platform,
+        f"name='annex-cluster', {cluster}, facts={{'partitions': {partitions!r}}}",
+        f"name='annex-unchecked', {cluster}",  # never checked: its partitions are not known
+    )
+    platform.create_user("partitioner", password=PASSWORD)
+    log_in(page, platform, "partitioner")
+    try:
+        page.goto(f"{platform.url}/tasks/new/?software=hello")
+        resource, partition = page.get_by_label("Resource"), page.get_by_label("Partition")
+        resource.select_option("annex-cluster")
+        expect(partition.locator("option")).to_have_text(["debug (default)", "long"])
+        expect(partition).to_have_value("debug")
+        partition.select_option("long")
+        resource.select_option("annex-unchecked")
+        expect(page.get_by_role("textbox", name="Partition")).to_have_value("")
+        resource.select_option("local")
+        expect(page.locator("[data-batch-fields]")).to_be_hidden()
+        resource.select_option("annex-cluster")
+        expect(partition).to_have_value("debug")
+
+        # The server still checks the partition's limits; the page comes back with the choice kept.
+        partition.select_option("long")
+        page.get_by_label("Time limit").fill("2d")
+        page.get_by_role("button", name="Start task").click()
+        expect(page.locator(".field:has(#id_time_limit) .field-errors")).to_have_text(
+            "At most 1440 minutes in partition long of annex-cluster."
+        )
+        expect(partition).to_have_value("long")
+        expect(partition.locator("option")).to_have_text(["debug (default)", "long"])
+    finally:
+        disable_resources(platform, "annex-cluster", "annex-unchecked")

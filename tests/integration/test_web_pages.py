@@ -419,3 +419,120 @@ def test_a_task_nobody_picks_up_says_so(client, alice, software, resource, setti
     )
     page = client.get(reverse("task", args=[starting.id])).content.decode()
     assert 'data-timeout="120' in page and "waiting for the interface to answer" in page
+
+
+def test_a_stopped_ssh_task_says_it_no_longer_runs_instead_of_its_command(client, alice, resource, settings):
+    settings.SSH_PORT = "2222"
+    ssh = Software.objects.create(
+        name="ssh", image="localhost/rosetta/ssh", visibility="everyone", interface_protocol="ssh", interface_port=2222
+    )
+    task = Task.objects.create(owner=alice, name="shell", software=ssh, resource=resource, phase="stopped")
+    page = client.get(reverse("task", args=[task.id])).content.decode()
+    assert "ssh -J" not in page and "data-copy" not in page
+    assert "This task no longer runs, so no ssh command reaches it." in page
+    Task.objects.filter(pk=task.pk).update(phase="stopping")
+    stopping = client.get(reverse("task", args=[task.id])).content.decode()
+    assert re.search(r'<div data-show-when="created queued starting running" hidden>\s*<p>Log in', stopping)
+    assert re.search(r'<p data-show-when="stopping" data-ssh-ended>This task is stopping', stopping)
+
+
+def test_a_batch_jobs_expected_start_reads_like_the_other_times(client, alice, software, resource):
+    resource.scheduler = "slurm"
+    resource.save()
+    task = Task.objects.create(
+        owner=alice, name="waits", software=software, resource=resource, phase="queued",
+        backend_state={"job": "17", "reason": "Priority", "starts_at": "2026-12-06T18:49:47+00:00"},
+    )  # fmt: skip
+    page = client.get(reverse("task", args=[task.id])).content.decode()
+    assert '<time data-field="placement-starts_at" datetime="2026-12-06T18:49:47+00:00">2026-12-06 18:49</time>' in page
+    assert ">2026-12-06T18:49:47+00:00<" not in page
+
+
+def test_the_owner_reads_why_staff_stopped_their_task(client, alice, bob, software, resource):
+    from rosetta.tasks import services
+
+    staff = get_user_model().objects.create_user("operator", password=PASSWORD, is_staff=True)
+    task = Task.objects.create(owner=alice, name="long-run", software=software, resource=resource, phase="running")
+    services.request_stop(task, by=staff, reason="The disk of this machine is replaced")
+    task.refresh_from_db()
+    task.transition(Phase.STOPPING, "Stopping.")
+    task.transition(Phase.STOPPED, "The container was stopped and removed.")
+    said = "Stop requested by staff (operator): The disk of this machine is replaced."
+    page = client.get(reverse("task", args=[task.id])).content.decode()
+    banner = re.search(r'<section class="outcome outcome-stopped"\s*>(.*?)</section>', page, re.S).group(1)
+    assert "This task was stopped" in banner and said in banner
+    listing = client.get(reverse("tasks") + "?show=finished").content.decode()
+    assert f'<div class="reason stopped small">{said}</div>' in listing
+
+    # A deactivation says so too; a task its owner stopped keeps the plain words.
+    theirs = Task.objects.create(owner=bob, name="bobs", software=software, resource=resource, phase="running")
+    services.stop_tasks_of(bob)
+    theirs.refresh_from_db()
+    theirs.transition(Phase.STOPPING, "Stopping.")
+    theirs.transition(Phase.STOPPED, "The container was stopped and removed.")
+    mine = Task.objects.create(owner=alice, name="own-stop", software=software, resource=resource, phase="running")
+    services.request_stop(mine, by=alice)
+    mine.refresh_from_db()
+    mine.transition(Phase.STOPPING, "Stopping.")
+    mine.transition(Phase.STOPPED, "The container was stopped and removed.")
+    client.force_login(bob)
+    bobs = client.get(reverse("tasks") + "?show=finished").content.decode()
+    assert '<div class="reason stopped small">Stopped because the account was deactivated by staff.</div>' in bobs
+    client.force_login(alice)
+    own = client.get(reverse("task", args=[mine.id])).content.decode()
+    assert '<p data-field="reason">The container was stopped and removed.</p>' in own
+    finished = client.get(reverse("tasks") + "?show=finished").content.decode()
+    row = re.search(rf'<tr data-task-id="{mine.id}".*?</tr>', finished, re.S).group(0)
+    assert "own-stop" in row and 'class="reason' not in row
+
+
+def test_unknown_pages_are_rosettas_own_and_api_paths_stay_json(client, alice):
+    missing = client.get("/resources/testbed-slurm/")
+    page = missing.content.decode()
+    assert missing.status_code == 404 and 'data-error-page="404"' in page
+    assert '<a class="brand" href="/">Rosetta</a>' in page and 'href="/tasks/">Your tasks</a>' in page
+    assert '<code class="command">/resources/testbed-slurm/</code>' in page
+    client.logout()
+    anonymous = client.get("/no/such/page/")
+    assert anonymous.status_code == 404 and 'data-error-page="404"' in anonymous.content.decode()
+    api = client.get("/api/no/such/endpoint")
+    assert api.status_code == 404 and api.json() == {"detail": "There is no such API endpoint; see /api/docs."}
+
+
+def test_a_server_error_is_said_in_rosettas_look(client, alice, monkeypatch):
+    def broken(user):
+        raise RuntimeError("a fault of the platform")
+
+    monkeypatch.setattr("rosetta.web.views.services.task_list_of", broken)  # a bug, injected
+    client.raise_request_exception = False
+    answer = client.get(reverse("tasks"))
+    page = answer.content.decode()
+    assert answer.status_code == 500 and 'data-error-page="500"' in page
+    assert "Rosetta met an internal error" in page and 'href="/tasks/">Your tasks</a>' in page
+
+
+def test_known_partitions_are_offered_as_a_select_with_the_default_marked(client, alice, software, resource):
+    cluster = Resource.objects.create(
+        name="cluster", scheduler="slurm", max_cpus=8, max_memory_mb=8192, facts={"partitions": [
+            {"name": "debug", "default": True, "max_minutes": 60, "cpus_per_node": 2, "memory_mb_per_node": 4096},
+            {"name": "long", "default": False, "max_minutes": 1440, "cpus_per_node": 2, "memory_mb_per_node": 4096},
+        ]},
+    )  # fmt: skip
+    form = client.get(reverse("task-new") + "?software=hello").content.decode()
+    assert '<input type="text" name="partition"' in form  # local shown first: nothing known to offer
+    assert 'data-partitions="debug long" data-default-partition="debug"' in form
+    Resource.objects.filter(pk=resource.pk).update(enabled=False)  # the cluster alone: shown first
+    form = client.get(reverse("task-new") + "?software=hello").content.decode()
+    select = re.search(r'<select name="partition"[^>]*>(.*?)</select>', form, re.S)
+    assert select, form
+    options = re.findall(r'<option value="([^"]*)"( selected)?>([^<]*)</option>', select.group(1))
+    assert options == [("debug", " selected", "debug (default)"), ("long", "", "long")]
+    # The server still checks what is sent, select or not.
+    refused = client.post(reverse("task-new"), new_task_form(resource="cluster", partition="gpu", memory_mb="1G"))
+    assert "cluster has no partition &#x27;gpu&#x27;; it has debug, long." in refused.content.decode()
+    assert not Task.objects.exists()
+    # Without known partitions: the text box.
+    cluster.facts = {}
+    cluster.save()
+    form = client.get(reverse("task-new") + "?software=hello").content.decode()
+    assert '<input type="text" name="partition"' in form

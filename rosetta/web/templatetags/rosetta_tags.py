@@ -1,5 +1,7 @@
 """Small template helpers: how tasks read in a list (relative times, outcomes) and memory sizes."""
 
+from datetime import UTC, datetime
+
 from django import template
 from django.utils import timezone
 
@@ -18,6 +20,21 @@ def duration(seconds: float) -> str:
         if seconds >= size:
             return f"{seconds // size} {unit}"
     return f"{seconds} s"
+
+
+@register.filter
+def iso_time(text: str | None) -> str:
+    """A time a backend gave in ISO 8601 ('2026-12-06T18:49:47+00:00') as the pages show
+    times, in UTC to the minute ('2026-12-06 18:49'); what is no such time, as it is."""
+    if not text:
+        return ""
+    try:
+        when = datetime.fromisoformat(str(text))
+    except ValueError:
+        return str(text)
+    if when.tzinfo is not None:
+        when = when.astimezone(UTC)
+    return when.strftime("%Y-%m-%d %H:%M")
 
 
 @register.filter

@@ -18,6 +18,10 @@
     const response = await fetch(log.dataset.url + "?offset=" + offset, {
       credentials: "same-origin", headers: { Accept: "application/json" },
     });
+    if (response.status === 401 || response.status === 403) {  // logged out: rosetta.js says so
+      document.dispatchEvent(new CustomEvent("rosetta:session-ended"));
+      return false;
+    }
     if (!response.ok) return 2000;
     const build = await response.json();
     if (build.log) {

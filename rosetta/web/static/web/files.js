@@ -48,6 +48,24 @@
     return new Date(seconds * 1000).toISOString().replace("T", " ").slice(0, 16);
   }
 
+  // A name that must wrap breaks after its separators (_ - . and the like) before it breaks
+  // inside a word: "ngc1300_r-band_" / "stack.fits", not "ngc13" / "00_r-b" ... Text nodes only.
+  function breakableName(node, name) {
+    name.split(/(?<=[_\-.,+=@~])/).forEach((part, index) => {
+      if (index) node.append(document.createElement("wbr"));
+      node.append(document.createTextNode(part));
+    });
+    return node;
+  }
+
+  // "2026-01-05 18:49": the date and the time stay whole, a narrow column puts them on two lines.
+  function timeCell(seconds) {
+    const [day, time] = formatTime(seconds).split(" ");
+    const cell = element("td", { class: "modified" });
+    cell.append(element("span", { class: "nowrap" }, day), " ", element("span", { class: "nowrap" }, time));
+    return cell;
+  }
+
   function showError(text) {
     const box = $("[data-error]");
     box.textContent = text || "";
@@ -61,12 +79,22 @@
       body: payload === undefined ? undefined : JSON.stringify(payload),
     });
     const answer = await response.json().catch(() => ({}));
-    if (!response.ok) throw new Error(answer.detail || "HTTP " + response.status);
+    if (!response.ok) {
+      if (response.status === 401) sessionEnded();
+      throw new Error(answer.detail || "HTTP " + response.status);
+    }
     return answer;
   }
 
-  // A small modal: a question, optionally with a text field. Resolves to the text (or true), or null.
-  function ask(question, value) {
+  // The session is over (logged out elsewhere, or the account deactivated): rosetta.js says so
+  // once at the top of the page, with the way back in.
+  function sessionEnded() {
+    document.dispatchEvent(new CustomEvent("rosetta:session-ended"));
+  }
+
+  // A small modal: a question, optionally with a text field. Resolves to the text (or true), or
+  // null when cancelled; an empty text resolves to null too, unless `emptyMeans` is given.
+  function ask(question, value, emptyMeans) {
     const dialog = $("[data-dialog]");
     const input = $("[data-dialog-input]");
     $("[data-dialog-text]").textContent = question;
@@ -76,7 +104,8 @@
       dialog.addEventListener("close", function closed() {
         dialog.removeEventListener("close", closed);
         if (dialog.returnValue !== "ok") resolve(null);
-        else resolve(value === undefined ? true : input.value.trim() || null);
+        else if (value === undefined) resolve(true);
+        else resolve(input.value.trim() || (emptyMeans === undefined ? null : emptyMeans));
       });
       dialog.returnValue = "";
       dialog.showModal();
@@ -118,6 +147,7 @@
 
   function render() {
     body.replaceChildren();
+    const folder = path;  // the folder these rows are in, whatever `path` becomes later
     const shown = sorted();
     if (!shown.length) {
       const row = element("tr");
@@ -133,14 +163,16 @@
       const pick = element("td", { class: "select" });
       pick.append(box);
       const name = element("td");
-      const open = element("button", { type: "button", class: "entry " + entry.kind }, entry.name);
+      const open = breakableName(element("button", { type: "button", class: "entry " + entry.kind }), entry.name);
       if (entry.kind === "link") open.title = "→ " + entry.target + " (links are not followed)";
-      open.addEventListener("click", () => activate(entry));
+      // A double click is two clicks: the second (detail 2) must not open the folder again,
+      // from inside itself, before the new listing has replaced this row.
+      open.addEventListener("click", (event) => { if (event.detail <= 1) activate(entry, folder); });
       open.addEventListener("keydown", (event) => onRowKey(event, entry, row));
       name.append(open);
       row.append(pick, name,
-        element("td", { class: "right" }, entry.kind === "file" ? formatSize(entry.size) : ""),
-        element("td", {}, formatTime(entry.modified)));
+        element("td", { class: "right nowrap" }, entry.kind === "file" ? formatSize(entry.size) : ""),
+        timeCell(entry.modified));
       body.append(row);
     }
     for (const header of root.querySelectorAll("thead th")) header.removeAttribute("aria-sort");
@@ -149,15 +181,21 @@
     updateToolbar();
   }
 
+  let loading = 0;  // the latest listing asked for: an older one arriving late is dropped
+
   async function load() {
     showError("");
     renderBreadcrumbs();
+    const asked = ++loading;
+    const folder = path;
     try {
-      const listing = await call("GET", "/entries", { path });
+      const listing = await call("GET", "/entries", { path: folder });
+      if (asked !== loading) return;
       entries = listing.entries;
       for (const name of [...selected]) if (!entries.some((entry) => entry.name === name)) selected.delete(name);
       render();
     } catch (error) {
+      if (asked !== loading) return;
       entries = [];
       render();
       showError(error.message);
@@ -190,8 +228,10 @@
     all.checked = shown.length > 0 && shown.every((entry) => selected.has(entry.name));
   }
 
-  function activate(entry) {
-    if (entry.kind === "folder") go(join(path, entry.name));
+  // `folder`: where the row was listed. A row of a listing already left behind does nothing.
+  function activate(entry, folder) {
+    if (folder !== path) return;
+    if (entry.kind === "folder") go(join(folder, entry.name));
     else if (entry.kind === "file") showPreview(entry);
   }
 
@@ -229,11 +269,14 @@
   async function showPreview(entry) {
     const target = join(path, entry.name);
     const place = $("[data-preview-body]");
-    $("[data-preview-title]").textContent = entry.name;
+    const title = $("[data-preview-title]");
+    title.replaceChildren();
+    breakableName(title, entry.name);
     place.replaceChildren();
     preview.hidden = false;
     preview.parentElement.classList.add("previewing");
     const download = element("a", { class: "button small", href: url("/content", { path: target }), download: entry.name }, "Download");
+    preview.scrollIntoView({ block: "nearest" });  // on a phone it sits above the list
     try {
       if (FITS.test(entry.name)) {
         const described = await call("GET", "/fits", { path: target });
@@ -302,7 +345,9 @@
 
   async function moveOrCopy(verb) {
     const names = chosen();
-    const folder = await ask(`${verb === "move" ? "Move" : "Copy"} ${names.length} item(s) into folder (path from the storage's root):`, path);
+    const folder = await ask(
+      `${verb === "move" ? "Move" : "Copy"} ${names.length} item(s) into folder (a path from the storage's top folder, `
+      + `such as results/2024; empty for the top folder itself):`, path, "");
     if (folder === null) return;
     const into = folder.replace(/^\/+|\/+$/g, "");
     await act(async () => {
@@ -359,7 +404,7 @@
       const item = element("li");
       const bar = element("progress", { max: String(file.size || 1), value: "0", "aria-label": "Upload of " + file.name });
       const state = element("span", { class: "muted" }, "0%");
-      item.append(element("span", {}, file.name), bar, state);
+      item.append(breakableName(element("span"), file.name), bar, state);
       $("[data-uploads]").append(item);
       const request = new XMLHttpRequest();
       request.open("PUT", url("/content", { path: join(folder, file.name), overwrite: "true" }));

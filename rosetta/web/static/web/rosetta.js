@@ -43,16 +43,39 @@
     return template.replace("__id__", encodeURIComponent(id));
   }
 
+  // The API refuses the page's session: it was logged out (in another tab, say) or its account
+  // deactivated. Asking again cannot help; the page stops and says so.
+  class SessionEnded extends Error {}
+
   // Resolves to the parsed body, or null when the resource is gone (404).
   async function getJSON(url) {
     const response = await fetch(url, { credentials: "same-origin", headers: { Accept: "application/json" } });
     if (response.status === 404) return null;
+    if (response.status === 401 || response.status === 403) throw new SessionEnded(url + ": HTTP " + response.status);
     if (!response.ok) throw new Error(url + ": HTTP " + response.status);
     return response.json();
   }
 
+  // Said once, at the top of the page (and kept in view), with the way back in. The file
+  // manager and the build page raise the same event when the API refuses them.
+  function showSessionEnded() {
+    if (document.querySelector("[data-session-ended]")) return;
+    const notice = element("p", { class: "message message-error session-ended", role: "alert", "data-session-ended": "" },
+      "You are no longer logged in (you logged out, or your account was deactivated), so this page has stopped "
+      + "updating and what it shows may be out of date. ");
+    const next = window.location.pathname + window.location.search;
+    notice.append(element("a", { href: document.body.dataset.loginUrl + "?next=" + encodeURIComponent(next) }, "Log in again"), ".");
+    document.querySelector("main").prepend(notice);
+  }
+  document.addEventListener("rosetta:session-ended", showSessionEnded);
+
+  function sessionEnded() {
+    document.dispatchEvent(new CustomEvent("rosetta:session-ended"));
+  }
+
   // Calls `step` until it returns false; it may return the delay before the next call (ms,
-  // POLL_MS by default). Transient errors just wait for the next round.
+  // POLL_MS by default). Transient errors just wait for the next round; a session that ended
+  // stops it.
   function poll(step) {
     async function tick() {
       let next = POLL_MS;
@@ -62,6 +85,10 @@
           if (result === false) return;
           if (typeof result === "number") next = result;
         } catch (error) {
+          if (error instanceof SessionEnded) {
+            sessionEnded();
+            return;
+          }
           console.debug("rosetta: poll failed, retrying", error);
         }
       }
@@ -354,6 +381,12 @@
       for (const control of root.querySelectorAll("[data-show-when], form[data-confirm]")) control.hidden = true;
     }
 
+    document.addEventListener("rosetta:session-ended", () => {
+      if (!logs.streaming) return;
+      logs.stop();
+      logs.status.textContent = "(stopped: you are no longer logged in)";
+    });
+
     if (FINAL_PHASES.has(phase)) logs.readOnce();
     else if (CONTAINER_PHASES.has(phase)) logs.follow();
     else logs.status.textContent = "waiting for the task to start…";
@@ -444,16 +477,37 @@
       if (!batch) return;
       batch.hidden = chosen.dataset.batch !== "true";
       if (batch.hidden) return;
-      for (const input of batch.querySelectorAll("input[name]")) {
+      for (const input of batch.querySelectorAll("[name]")) {
         const help = helpOf(input);
         const said = chosen.dataset[input.name.replace(/_(.)/g, (_, letter) => letter.toUpperCase()) + "Help"];
         if (help && said) help.textContent = said;
       }
-      const partitions = batch.querySelector("datalist");
-      if (partitions) {
-        const names = (chosen.dataset.partitions || "").split(" ").filter(Boolean);
-        partitions.replaceChildren(...names.map((name) => element("option", { value: name })));
+      offerPartitions(chosen);
+    }
+    // The chosen resource's partitions as a select, its default marked (as the server renders
+    // it for the resource shown first); free text where they are not known.
+    function offerPartitions(chosen) {
+      const current = batch.querySelector('[name="partition"]');
+      if (!current) return;
+      const names = (chosen.dataset.partitions || "").split(" ").filter(Boolean);
+      const fallback = chosen.dataset.defaultPartition || "";
+      let control;
+      if (names.length) {
+        control = element("select");
+        if (!names.includes(fallback)) {
+          control.append(element("option", { value: "" }, fallback ? fallback + " (default)" : "the resource's default"));
+        }
+        for (const name of names) control.append(element("option", { value: name }, name === fallback ? name + " (default)" : name));
+        const kept = names.includes(current.value) ? current.value : (names.includes(fallback) ? fallback : "");
+        control.value = kept;
+      } else {
+        control = element("input", { type: "text", spellcheck: "false", autocomplete: "off", maxlength: "64" });
+        control.value = current.tagName === "INPUT" ? current.value : "";
       }
+      for (const name of ["name", "id", "aria-describedby", "aria-invalid"]) {
+        if (current.hasAttribute(name)) control.setAttribute(name, current.getAttribute(name));
+      }
+      current.replaceWith(control);
     }
     function update() {
       const chosenSoftware = software && software.selectedOptions[0];
