@@ -223,6 +223,7 @@ def test_a_failed_task_says_why_and_relaunches_by_name(platform):
 
 def test_operators_run_users_from_the_shell(platform):
     token = platform.create_user("lovelace")
+    staff = platform.create_user("lovelace-ops", admin=True)
     listed = platform.rosetta("users", "list").stdout
     assert any(line.split()[:3] == ["lovelace", "user", "active"] for line in listed.splitlines())
     running = json.loads(
@@ -233,6 +234,7 @@ def test_operators_run_users_from_the_shell(platform):
     # Deactivating stops the account's tasks, with the reason on each, and says so.
     said = platform.rosetta("users", "deactivate", "lovelace").stdout
     assert "lovelace was deactivated" in said and "their 1 active task is being stopped" in said
+    assert "Their API tokens never work again: reactivated, they make new ones." in said
     # Its token's holder is told the account is deactivated; any other token is still just invalid.
     refused = platform.rosetta("task", "list", token=token, check=False)
     assert refused.returncode == 1 and "This account is deactivated" in refused.stderr
@@ -240,15 +242,37 @@ def test_operators_run_users_from_the_shell(platform):
     unknown_token = platform.rosetta("task", "list", token="rst_" + "x" * 43, check=False)
     assert unknown_token.returncode == 1 and "invalid, expired or revoked" in unknown_token.stderr
     assert "deactivated" not in unknown_token.stderr
-    platform.rosetta("users", "reactivate", "lovelace")
-    with platform.api(token) as api:
+    with platform.api(staff) as api:
         stopped = platform.wait_for_task(api, running["id"], {"stopped"}, timeout=60)
     assert "Stopped because the account was deactivated by staff." in [e["reason"] for e in stopped["events"]]
-    assert "they had no active task" in platform.rosetta("users", "deactivate", "lovelace").stdout
-    platform.rosetta("users", "reactivate", "lovelace")
-    platform.rosetta("task", "list", token=token)
+
+    # Reactivated, the account has none of its old tokens: the one refused stays refused, for good.
+    said = platform.rosetta("users", "reactivate", "lovelace").stdout
+    assert "lovelace was reactivated (their 1 old API token was revoked)" in said, said
+    assert "rosetta users set-password lovelace" in said and "Their SSH keys are kept." in said  # no password yet
+    revoked = platform.rosetta("task", "list", token=token, check=False)
+    assert revoked.returncode == 1 and "invalid, expired or revoked" in revoked.stderr
+    assert "is active already" in platform.rosetta("users", "reactivate", "lovelace").stdout
     password = platform.rosetta("users", "set-password", "lovelace").stdout.strip()
-    assert len(password) >= 12
-    login(platform, "lovelace", password).close()  # the web login takes the new password
+    assert len(password) >= 12 and not set(password) & set("0Oo1lI")  # typed by a person: no look-alikes
+    browser = login(platform, "lovelace", password)  # the web login takes the new password
+    csrf = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', browser.get("/account/").text).group(1)
+    made = browser.post(
+        "/api/tokens", json={"name": "after"}, headers={"X-CSRFToken": csrf, "Referer": platform.url + "/"}
+    )
+    browser.close()
+    assert made.status_code == 201, made.text
+    fresh = made.json()["token"]
+    task = json.loads(
+        platform.rosetta("task", "start", "hello", "--on", "local", "--wait", "--json", token=fresh).stdout
+    )
+    # The gateway too: the new token opens the task's interface, the old one nothing.
+    with platform.task_client(task["id"], fresh) as interface:
+        assert interface.get("/index.html").status_code == 200
+    with platform.task_client(task["id"], token) as interface:
+        assert interface.get("/index.html").status_code == 401
+    assert "their 1 active task is being stopped" in platform.rosetta("users", "deactivate", "lovelace").stdout
+    assert "they had no active task" in platform.rosetta("users", "deactivate", "lovelace").stdout
+    assert "old API token was revoked" in platform.rosetta("users", "reactivate", "lovelace").stdout
     unknown = platform.rosetta("users", "deactivate", "nobody", check=False)
     assert unknown.returncode == 1 and "no user called 'nobody'" in unknown.stderr
