@@ -2,12 +2,19 @@ from datetime import datetime
 from typing import Annotated, Literal
 
 from ninja import Schema
-from pydantic import Field, StringConstraints
+from pydantic import ConfigDict, Field, StringConstraints
 
 from rosetta.gateway.ssh_access import ssh_access
 from rosetta.storage.services import home_mount, what_is_kept
 from rosetta.tasks.progress import progress_of
 from rosetta.tasks.services import MAX_STOP_REASON, digest_kind, time_left
+
+
+class InSchema(Schema):
+    """A request body: a field the API does not take is refused (422, naming it), never silently
+    ignored — a misspelt option would otherwise leave its default in place unsaid."""
+
+    model_config = ConfigDict(extra="forbid")
 
 
 class Message(Schema):
@@ -33,7 +40,7 @@ class EventOut(Schema):
         return event.detail if user is not None and user.is_staff else ""
 
 
-class TaskIn(Schema):
+class TaskIn(InSchema):
     software: str = Field(
         ...,
         max_length=230,
@@ -62,7 +69,7 @@ class TaskIn(Schema):
     )
 
 
-class StopIn(Schema):
+class StopIn(InSchema):
     reason: str = Field(
         "",
         max_length=MAX_STOP_REASON,
@@ -203,7 +210,7 @@ class TaskDetailOut(TaskOut):
         return list(task.events.all())
 
 
-class TokenIn(Schema):
+class TokenIn(InSchema):
     name: str = Field("cli", min_length=1, max_length=64, description="Unique among your tokens.")
     expires_in_days: int | None = Field(None, ge=1, le=3650, description="Omit for a token that lasts until revoked.")
 
