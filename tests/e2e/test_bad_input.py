@@ -39,6 +39,13 @@ def api(platform):
         ({"software": "hello", "resource": "local", "environment": {"A": 5}}, 422, "environment"),
         ({"software": "hello", "resource": "local", "cpus": "many"}, 422, "cpus"),
         ({"resource": "local"}, 422, "software"),
+        # Nothing on a resource without a batch scheduler would honour a partition or a time limit.
+        (
+            {"software": "hello", "resource": "local", "partition": "debug"},
+            400,
+            "local has no batch scheduler: it takes no partition or time limit",
+        ),
+        ({"software": "hello", "resource": "local", "time_limit_minutes": 30}, 400, "Leave out the time limit"),
         # A misspelt field is refused, not ignored (here the limit would have been the default, unsaid).
         (
             {"software": "hello", "resource": "local", "time_limit": "-5"},

@@ -80,6 +80,11 @@ def test_cli_errors_are_readable(platform):
     nowhere = platform.rosetta("task", "start", "hello", "--on", "mars", token=token, check=False)
     said = nowhere.stderr  # the platform is shared: other tests may have added resources
     assert "no computing resource called 'mars'; choose one of: " in said and "local" in said.split("one of:")[1]
+    # A partition or a time limit on a resource without a batch scheduler is refused, not kept unsaid.
+    for option in (("--partition", "debug"), ("--time", "2h")):
+        batch = platform.rosetta("task", "start", "hello", "--on", "local", *option, token=token, check=False)
+        assert batch.returncode == 1 and "local has no batch scheduler" in batch.stderr, batch.stderr
+    assert json.loads(platform.rosetta("task", "list", "--json", token=token).stdout) == []
     expired = platform.rosetta("task", "list", token="rst_" + "x" * 43, check=False)
     assert expired.returncode == 1 and "invalid, expired or revoked" in expired.stderr
     assert f"{platform.url}/account/" in expired.stderr and "rosetta login" in expired.stderr
