@@ -126,6 +126,76 @@ def test_wait_shows_progress_on_a_terminal(platform):
     platform.rosetta("task", "delete", "hello", token=token)
 
 
+def on_terminal(platform, token: str, *args: str, answer: str = "") -> tuple[int, str]:
+    """Run `rosetta ARGS` as a person at a terminal (a pty for its input and output), typing
+    ``answer``; its exit status and everything the terminal showed."""
+    parent, child = pty.openpty()
+    try:
+        process = subprocess.Popen([*ROSETTA, *args], env={**platform.env, "ROSETTA_TOKEN": token},
+                                   stdin=child, stdout=child, stderr=child)  # fmt: skip
+        os.close(child)
+        child = None
+        os.write(parent, answer.encode())
+        shown = b""
+        while True:
+            try:
+                chunk = os.read(parent, 4096)
+            except OSError:  # the other end closed: the command is done
+                break
+            if not chunk:
+                break
+            shown += chunk
+        return process.wait(timeout=60), shown.decode(errors="replace").replace("\r\n", "\n")
+    finally:
+        if child is not None:
+            os.close(child)
+        os.close(parent)
+
+
+def test_stop_and_delete_ask_before_a_scratch_homes_files_are_lost(platform):
+    token = platform.create_user("curie")
+
+    def start(name: str, *options: str) -> dict:
+        started = platform.rosetta("task", "start", "hello", "--on", "local", "--name", name, "--memory", "128M",
+                                   *options, "--wait", "--json", token=token)  # fmt: skip
+        return json.loads(started.stdout)
+
+    def write_notes(task: dict) -> None:
+        platform.podman("exec", f"rosetta-{task['id']}", "sh", "-c", "echo polonium > /home/rosetta/notes.txt")
+
+    def desired(task: dict) -> str:
+        with platform.api(token) as api:
+            return api.get(f"/api/tasks/{task['id']}").json()["desired"]
+
+    scratch, spare = start("scratch-notes", "--no-storage"), start("spare-notes", "--no-storage")
+    write_notes(scratch)
+    write_notes(spare)
+    # At a terminal: asked first, naming the files; "no" keeps the task running.
+    for command in ("stop", "delete"):
+        status, shown = on_terminal(platform, token, "task", command, "scratch-notes", answer="n\n")
+        assert status == 1 and "Aborted." in shown, shown
+        assert "1 file in this task's home (/home/rosetta) will be lost" in shown and "notes.txt" in shown, shown
+        assert f"{command.title()} scratch-notes anyway? [y/N]" in shown, shown
+        assert desired(scratch) == "running"
+    status, shown = on_terminal(platform, token, "task", "stop", "scratch-notes", answer="y\n")
+    assert status == 0 and "Stopping scratch-notes" in shown and desired(scratch) == "stopped", shown
+    # --yes asks nothing (the warning is still said).
+    status, shown = on_terminal(platform, token, "task", "delete", "-y", "spare-notes")
+    assert status == 0 and "anyway?" not in shown and "notes.txt" in shown and "being deleted" in shown, shown
+    # A script is not asked: it goes on, and the warning goes to stderr.
+    piped = start("piped-notes", "--no-storage")
+    write_notes(piped)
+    stopped = platform.rosetta("task", "stop", "piped-notes", token=token)
+    assert "Stopping piped-notes" in stopped.stdout and "notes.txt" not in stopped.stdout
+    assert stopped.stderr.startswith("Warning: 1 file in this task's home") and "notes.txt" in stopped.stderr
+    # Nothing to lose, nothing asked: a home that is a storage, and an empty scratch home.
+    kept, empty = start("kept-notes"), start("empty-notes", "--no-storage")
+    write_notes(kept)
+    for task in (kept, empty):
+        status, shown = on_terminal(platform, token, "task", "delete", task["name"])
+        assert status == 0 and "anyway?" not in shown and "Warning" not in shown, shown
+
+
 def test_cli_says_what_there_is(platform):
     token = platform.create_user("hopper")
     assert platform.rosetta("--version").stdout.startswith("rosetta ")
