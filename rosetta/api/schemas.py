@@ -7,7 +7,7 @@ from pydantic import ConfigDict, Field, StringConstraints
 from rosetta.gateway.ssh_access import ssh_access
 from rosetta.storage.services import home_mount, what_is_kept
 from rosetta.tasks.progress import progress_of
-from rosetta.tasks.services import MAX_STOP_REASON, digest_kind, time_left
+from rosetta.tasks.services import MAX_STOP_REASON, digest_kind, ssh_host_key_fingerprint, time_left
 
 
 class InSchema(Schema):
@@ -100,6 +100,14 @@ class SSHAccessOut(Schema):
     sftp: str
 
 
+class SSHAccessDetailOut(SSHAccessOut):
+    host_key_fingerprint: str | None = Field(
+        None,
+        description="The SHA256 fingerprint of the host key the task's own SSH server printed when it started "
+        "(what ssh asks about on the first connection to the task, for scripts to pin); null until it has.",
+    )
+
+
 class TaskOut(Schema):
     id: str
     name: str
@@ -183,6 +191,9 @@ class TaskOut(Schema):
 
 
 class TaskDetailOut(TaskOut):
+    ssh: SSHAccessDetailOut | None = Field(
+        None, description="Tasks with an SSH interface: how to reach it with OpenSSH, and its server's host key."
+    )
     environment: dict[str, str]
     image_id: str
     events: list[EventOut]
@@ -191,6 +202,11 @@ class TaskDetailOut(TaskOut):
         ..., description="The storage that is its home (/home/rosetta), kept; null: the home is scratch space."
     )
     kept: str = Field(..., description="What outlives the task and what does not, in plain words.")
+
+    @staticmethod
+    def resolve_ssh(task) -> dict | None:
+        access = ssh_access(task)
+        return {**access.__dict__, "host_key_fingerprint": ssh_host_key_fingerprint(task)} if access else None
 
     @staticmethod
     def resolve_mounts(task) -> list:

@@ -151,6 +151,7 @@ def show_task(task: dict) -> None:
             task["interface_url"] if task["phase"] in ("starting", "running") and not task.get("ssh_command") else None,
         ),
         ("ssh", task.get("ssh_command")),
+        ("host key", (task.get("ssh") or {}).get("host_key_fingerprint")),  # the task's own server's
         ("exit code", task.get("exit_code")),
         ("created", task.get("created")),
         ("started", task.get("started")),
