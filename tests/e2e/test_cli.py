@@ -207,6 +207,26 @@ def test_cli_says_what_there_is(platform):
     assert any(line.startswith("hello ") for line in software.splitlines())
     resources = platform.rosetta("resources", "list", token=token).stdout
     assert "local (default)" in resources and "CPU" in resources
+    # An operator's look at one resource: text like the list's (JSON on demand), limits in words.
+    local = platform.rosetta("resources", "show", "local").stdout
+    assert local.startswith("name:        local (default)\nstate:       enabled\n"), local
+    assert "\nwhere:       here\n" in local and re.search(
+        r"^up to:       \d+ CPU, \d+(\.\d+)?[MG]$", local, re.MULTILINE
+    )
+    assert "partition" not in local and "time limit" not in local  # nothing batch about it
+    assert json.loads(platform.rosetta("resources", "show", "local", "--json").stdout)["name"] == "local"
+    # A cluster (added, not reached: nothing connects to it), with partitions as a check would find them.
+    platform.rosetta("resources", "add", "cli-cluster", "--ssh", "rosetta@127.0.0.1:1", "--per-user", "--scheduler",
+                     "slurm", "--time-limit", "1440", "--partition", "long")  # fmt: skip
+    checked = {"partitions": [{"name": "long", "default": False, "max_minutes": 2880, "cpus_per_node": 4,
+                               "memory_mb_per_node": 8192, "nodes": 2, "up": True}]}  # fmt: skip
+    cluster_row = "from rosetta.computing.models import Resource; cluster = Resource.objects.filter(name='cli-cluster')"
+    platform.rosetta("manage", "shell", "-c", f"{cluster_row}; cluster.update(facts={checked!r})")
+    cluster = platform.rosetta("resources", "show", "cli-cluster").stdout
+    assert "state:       disabled\n" in cluster and "where:       rosetta@127.0.0.1:1\n" in cluster, cluster
+    assert "partition:   long\ntime limit:  1 d (when a task names none)\n" in cluster, cluster
+    assert "partitions:\n  partition long: up to 2 d, 4 CPUs and 8G per node\n" in cluster, cluster
+    platform.rosetta("manage", "shell", "-c", f"{cluster_row}; cluster.delete()")
 
 
 def test_operator_creates_users_once(platform):
