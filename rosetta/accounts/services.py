@@ -7,6 +7,7 @@ the change has committed.
 from __future__ import annotations
 
 import secrets
+import string
 from datetime import timedelta
 
 from django.contrib.auth import get_user_model
@@ -54,9 +55,14 @@ def create_user(
     return user, secret
 
 
+# Letters and digits without those read one for another (0 O o, 1 l I): a person types it.
+PASSWORD_ALPHABET = "".join(c for c in string.ascii_letters + string.digits if c not in "0Oo1lI")
+PASSWORD_LENGTH = 18  # 56 characters: over 104 bits
+
+
 def new_password() -> str:
     """A password made for someone, to be handed over once."""
-    return secrets.token_urlsafe(12)
+    return "".join(secrets.choice(PASSWORD_ALPHABET) for _ in range(PASSWORD_LENGTH))
 
 
 MAX_SSH_KEYS = 20  # per user: each goes into every SSH task's environment
@@ -101,15 +107,41 @@ def remove_ssh_key(key: SSHKey) -> None:
 
 
 def set_active(user, active: bool) -> int:
-    """Deactivate (no login, tokens and task access refused at once, open SSH door connections
-    ended within seconds, every active task of theirs stopped, with that reason on each) or
-    reactivate a user; how many tasks are being stopped."""
+    """Deactivate or reactivate a user (see deactivate and reactivate); how many tasks are being
+    stopped."""
+    if active:
+        reactivate(user)
+        return 0
+    return deactivate(user)
+
+
+def deactivate(user) -> int:
+    """No login, tokens and task access refused at once, open SSH door connections ended within
+    seconds, every active task of theirs stopped, with that reason on each; how many tasks are
+    being stopped. Their tokens are kept meanwhile only so that whoever holds one is told the
+    account is deactivated: reactivating revokes them."""
     from rosetta.tasks.services import stop_tasks_of
 
     with transaction.atomic():
-        user.is_active = active
+        user.is_active = False
         user.save(update_fields=["is_active"])  # rosetta.accounts.signals tells the gateway
-        return 0 if active else stop_tasks_of(user)
+        return stop_tasks_of(user)
+
+
+def reactivate(user) -> int:
+    """Let a deactivated user log in again, with none of their old API tokens: a token that was
+    refused for deactivation never opens anything again, and the user makes new ones. Their SSH
+    public keys stay: a public key is no secret, and the person who registered it holds its
+    private half. How many tokens were revoked (none for a user who was active)."""
+    with transaction.atomic():
+        if get_user_model().objects.filter(pk=user.pk, is_active=True).exists():
+            return 0  # active already: their tokens are theirs
+        revoked, _ = ApiToken.objects.filter(user=user).delete()
+        user.is_active = True
+        # In the same transaction: the gateway's next table (rosetta.accounts.signals wakes it)
+        # never has the user active with the old tokens.
+        user.save(update_fields=["is_active"])
+    return revoked
 
 
 def reset_password(user, password: str | None = None) -> str:

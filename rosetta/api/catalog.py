@@ -10,7 +10,7 @@ from django.http import HttpRequest
 from ninja import Router, Schema
 from pydantic import Field
 
-from rosetta.api.schemas import Message
+from rosetta.api.schemas import InSchema, Message
 from rosetta.catalog import services
 from rosetta.computing.models import Resource
 
@@ -73,7 +73,7 @@ OWN_AUTHORIZATION = Field(
 )
 
 
-class SoftwareIn(Schema):
+class SoftwareIn(InSchema):
     name: str = NAME
     version: str = VERSION
     image: str = Field(..., max_length=255, description="Image reference, e.g. localhost/lab/tool:1.0")
@@ -87,7 +87,7 @@ class SoftwareIn(Schema):
     group: str | None = Field(None, max_length=150, description="The group that sees it (visibility group).")
 
 
-class SoftwarePatch(Schema):
+class SoftwarePatch(InSchema):
     description: str | None = Field(None, max_length=2000)
     interface_protocol: Interface | None = None
     interface_port: int | None = Field(None, ge=1, le=65535)
@@ -101,7 +101,7 @@ class SoftwarePatch(Schema):
     )
 
 
-class BuildIn(Schema):
+class BuildIn(InSchema):
     name: str = NAME
     version: str = VERSION
     containerfile: str = Field(..., max_length=65536, description="The Containerfile's text (the whole build context).")

@@ -13,7 +13,7 @@ from ninja import Router, Schema
 from ninja.errors import HttpError
 from pydantic import Field
 
-from rosetta.api.schemas import Message
+from rosetta.api.schemas import InSchema, Message
 from rosetta.computing import remote_names, services
 from rosetta.computing.models import Resource, SSHIdentity
 from rosetta.core.errors import NotFound
@@ -75,7 +75,7 @@ class ResourceDetailOut(ResourceOut):
         return resource.host_keys.splitlines()
 
 
-class ResourceIn(Schema):
+class ResourceIn(InSchema):
     name: str = Field(..., max_length=64, pattern=r"^[a-z0-9][a-z0-9_-]*$")
     description: str = Field("", max_length=2000)
     transport: Literal["local", "ssh"] = "local"
@@ -95,7 +95,7 @@ class ResourceIn(Schema):
     enabled: bool = False
 
 
-class ResourceChange(Schema):
+class ResourceChange(InSchema):
     description: str | None = Field(None, max_length=2000)
     max_cpus: float | None = Field(None, gt=0)
     max_memory_mb: int | None = Field(None, ge=16)
@@ -121,7 +121,7 @@ class ResourceIdentityOut(Schema):
     remote_username: str = Field(..., description="Your account's name on the resources.")
 
 
-class ResourceIdentityIn(Schema):
+class ResourceIdentityIn(InSchema):
     remote_username: str = Field(
         ...,
         max_length=64,

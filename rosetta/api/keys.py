@@ -12,14 +12,14 @@ from pydantic import Field
 from rosetta.accounts import services
 from rosetta.accounts.models import SSHKey
 from rosetta.accounts.ssh_keys import MAX_KEY_TEXT, MAX_NAME
-from rosetta.api.schemas import Message
+from rosetta.api.schemas import InSchema, Message
 from rosetta.core.errors import NotFound
 from rosetta.gateway.ssh_access import door_info, ssh_config
 
 router = Router(tags=["account"])
 
 
-class SSHKeyIn(Schema):
+class SSHKeyIn(InSchema):
     public_key: str = Field(
         ..., max_length=MAX_KEY_TEXT, description="One OpenSSH public key line, e.g. the content of id_ed25519.pub."
     )

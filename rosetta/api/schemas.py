@@ -2,12 +2,19 @@ from datetime import datetime
 from typing import Annotated, Literal
 
 from ninja import Schema
-from pydantic import Field, StringConstraints
+from pydantic import ConfigDict, Field, StringConstraints
 
 from rosetta.gateway.ssh_access import ssh_access
 from rosetta.storage.services import home_mount, what_is_kept
 from rosetta.tasks.progress import progress_of
-from rosetta.tasks.services import MAX_STOP_REASON, digest_kind, time_left
+from rosetta.tasks.services import MAX_STOP_REASON, digest_kind, ssh_host_key_fingerprint, time_left
+
+
+class InSchema(Schema):
+    """A request body: a field the API does not take is refused (422, naming it), never silently
+    ignored — a misspelt option would otherwise leave its default in place unsaid."""
+
+    model_config = ConfigDict(extra="forbid")
 
 
 class Message(Schema):
@@ -33,7 +40,7 @@ class EventOut(Schema):
         return event.detail if user is not None and user.is_staff else ""
 
 
-class TaskIn(Schema):
+class TaskIn(InSchema):
     software: str = Field(
         ...,
         max_length=230,
@@ -62,7 +69,7 @@ class TaskIn(Schema):
     )
 
 
-class StopIn(Schema):
+class StopIn(InSchema):
     reason: str = Field(
         "",
         max_length=MAX_STOP_REASON,
@@ -91,6 +98,14 @@ class SSHAccessOut(Schema):
     destination: str = Field(..., description="LOGIN@TASK-ID, behind the door.")
     scp: str = Field(..., description="Copying a file with scp (replace FILE).")
     sftp: str
+
+
+class SSHAccessDetailOut(SSHAccessOut):
+    host_key_fingerprint: str | None = Field(
+        None,
+        description="The SHA256 fingerprint of the host key the task's own SSH server printed when it started "
+        "(what ssh asks about on the first connection to the task, for scripts to pin); null until it has.",
+    )
 
 
 class TaskOut(Schema):
@@ -176,6 +191,9 @@ class TaskOut(Schema):
 
 
 class TaskDetailOut(TaskOut):
+    ssh: SSHAccessDetailOut | None = Field(
+        None, description="Tasks with an SSH interface: how to reach it with OpenSSH, and its server's host key."
+    )
     environment: dict[str, str]
     image_id: str
     events: list[EventOut]
@@ -184,6 +202,11 @@ class TaskDetailOut(TaskOut):
         ..., description="The storage that is its home (/home/rosetta), kept; null: the home is scratch space."
     )
     kept: str = Field(..., description="What outlives the task and what does not, in plain words.")
+
+    @staticmethod
+    def resolve_ssh(task) -> dict | None:
+        access = ssh_access(task)
+        return {**access.__dict__, "host_key_fingerprint": ssh_host_key_fingerprint(task)} if access else None
 
     @staticmethod
     def resolve_mounts(task) -> list:
@@ -203,7 +226,7 @@ class TaskDetailOut(TaskOut):
         return list(task.events.all())
 
 
-class TokenIn(Schema):
+class TokenIn(InSchema):
     name: str = Field("cli", min_length=1, max_length=64, description="Unique among your tokens.")
     expires_in_days: int | None = Field(None, ge=1, le=3650, description="Omit for a token that lasts until revoked.")
 

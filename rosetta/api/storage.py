@@ -15,7 +15,7 @@ from ninja import Router, Schema
 from ninja.errors import HttpError
 from pydantic import Field
 
-from rosetta.api.schemas import Message
+from rosetta.api.schemas import InSchema, Message
 from rosetta.storage import preview, services
 from rosetta.storage.archive import zip_folder
 from rosetta.storage.errors import PathRefused
@@ -76,16 +76,16 @@ class ListingOut(Schema):
     entries: list[EntryOut]
 
 
-class PathIn(Schema):
+class PathIn(InSchema):
     path: str = Field(..., max_length=8192)
 
 
-class TwoPathsIn(Schema):
+class TwoPathsIn(InSchema):
     source: str = Field(..., max_length=8192)
     destination: str = Field(..., max_length=8192)
 
 
-class StorageIn(Schema):
+class StorageIn(InSchema):
     name: str = Field(..., max_length=64, pattern=r"^[a-z0-9][a-z0-9_-]*$")
     description: str = Field("", max_length=2000)
     kind: Literal["local", "sftp"] = "local"

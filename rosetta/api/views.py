@@ -95,10 +95,20 @@ def invalid(request, error):
 
 @api.exception_handler(SchemaValidationError)
 def invalid_schema(request, error):
-    problems = "; ".join(
-        f"{'.'.join(str(p) for p in e.get('loc', ())[1:]) or 'body'}: {e.get('msg')}" for e in error.errors
-    )
+    problems = "; ".join(f"{_where(e.get('loc', ()))}: {_problem(e)}" for e in error.errors)
     return api.create_response(request, {"detail": f"Invalid request: {problems}", "errors": error.errors}, status=422)
+
+
+def _where(loc) -> str:
+    """The field as the client wrote it: ('body', PARAMETER, 'cpus') is cpus, ('query', 'phase') is phase."""
+    field = loc[2:] if tuple(loc[:1]) == ("body",) else loc[1:]
+    return ".".join(str(part) for part in field) or "body"
+
+
+def _problem(error: dict) -> str:
+    if error.get("type") == "extra_forbidden":
+        return "not a field this request takes (see /api/docs)"
+    return str(error.get("msg"))
 
 
 @api.exception_handler(AuthenticationError)

@@ -701,7 +701,11 @@ def _register(build: SoftwareBuild, output: BuildLog) -> Software:
     try:
         software.full_clean(validate_constraints=False)
         # The log's last line goes with the success: whoever sees the one sees the other.
-        output.add(f"==> Added {software.reference} to the catalogue ({digest}).")
+        # Not the digest the catalogue shows once the pusher has copied the image: say which it is.
+        output.add(
+            f"==> Added {software.reference} to the catalogue (this machine's image digest {digest}; the "
+            "catalogue shows the manifest digest in the platform's registry once the image is copied there)."
+        )
         with transaction.atomic():
             software.save()
             updated = SoftwareBuild.objects.filter(pk=build.pk, state=BuildState.BUILDING).update(

@@ -9,15 +9,18 @@ from __future__ import annotations
 import os
 import stat
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import BinaryIO
 
 import click
 import h11
 import httpx
 
 from rosetta.cli.client import ApiError, Client, _detail
+from rosetta.core.paths import inherited_umask
 
 CHUNK = 1024 * 1024
 PROGRESS_FROM = 8 * 1024 * 1024  # bytes: smaller transfers finish before a bar is worth drawing
@@ -102,8 +105,7 @@ def get(remote, local, progress):
     to_stdout = str(local) == "-"
     target = None if to_stdout else (local / name if local and local.is_dir() else local or Path(name))
     bar = _bar(entry["size"] if entry["kind"] == "file" else None, name, progress)
-    temporary = None if target is None else target.with_name(f".{target.name}.part")
-    out = sys.stdout.buffer if target is None else open(temporary, "wb")  # noqa: SIM115 -- closed below
+    temporary, out = (None, sys.stdout.buffer) if target is None else _temporary_beside(target)
     try:
         for chunk in client.stream(f"/storages/{storage}/content", path=path):
             out.write(chunk)
@@ -120,6 +122,23 @@ def get(remote, local, progress):
             temporary.unlink()
     if target is not None:
         click.echo(f"{remote} -> {target}", err=True)
+
+
+def _temporary_beside(target: Path) -> tuple[Path, BinaryIO]:
+    """A new file next to ``target`` (renamed to it once complete), open for writing, with the mode a
+    file the user creates gets: 0666 less their umask. Made with O_EXCL, so nothing already there
+    (a link, say) is written through."""
+    try:
+        fd, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
+    except OSError as error:
+        raise click.ClickException(f"Cannot write in {target.parent}: {error.strerror}.") from None
+    try:
+        os.fchmod(fd, 0o666 & ~inherited_umask())  # mkstemp makes it 0600, whatever the umask
+    except OSError:
+        os.close(fd)
+        os.unlink(name)
+        raise
+    return Path(name), os.fdopen(fd, "wb")
 
 
 def _read(path: Path, bar) -> Iterator[bytes]:

@@ -128,10 +128,54 @@ def _list_through_api(as_json: bool) -> None:
 
 @resources_group.command("show")
 @click.argument("name")
-def show(name):
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
+def show(name, as_json):
     """Show a resource's settings and what its last check found."""
     setup_django()
-    click.echo(json.dumps(_summary(_resource(name), full=True), indent=2))
+    resource = _resource(name)
+    if as_json:
+        return click.echo(json.dumps(_summary(resource, full=True), indent=2))
+    for label, value in _described(resource):
+        if value not in (None, ""):
+            click.echo(f"{label + ':':<13}{value}")
+    facts = resource.facts or {}
+    if facts.get("partitions"):
+        from rosetta.cli.tasks import partition_lines
+
+        click.echo("partitions:\n" + "\n".join(partition_lines(facts)))
+
+
+def _described(resource) -> list[tuple[str, str | None]]:
+    """A resource's settings, in the words of `resources list` and the task commands."""
+    from rosetta.core.units import format_memory, format_minutes
+    from rosetta.tasks.services import default_resource
+
+    summary, facts = _summary(resource), resource.facts or {}
+    default = default_resource()
+    batch = resource.scheduler != "none"
+    return [
+        ("name", resource.name + (" (default)" if default is not None and default.pk == resource.pk else "")),
+        ("state", "enabled" if resource.enabled else "disabled"),
+        ("description", resource.description),
+        ("kind", resource.kind),
+        ("where", summary["where"]),
+        ("up to", f"{resource.max_cpus:g} CPU, {format_memory(resource.max_memory_mb)}"),
+        ("credentials", resource.get_credentials_display() if resource.host else None),
+        ("work dir", resource.work_dir if resource.host else None),
+        (
+            "outbound",
+            "tasks may connect to other machines" if resource.task_outbound else "tasks reach no other machine",
+        ),
+        ("partition", (resource.partition or "(the cluster's default)") if batch else None),
+        ("time limit", f"{format_minutes(resource.time_limit_minutes)} (when a task names none)" if batch else None),
+        (
+            "host keys",
+            ", ".join(map(_fingerprint, resource.host_keys.splitlines())) or ("none pinned" if resource.host else None),
+        ),
+        ("checked", facts.get("checked", "")[:16].replace("T", " ") + (" UTC" if facts.get("checked") else "")),
+        ("engine", facts.get("engine")),
+        ("problems", "; ".join(facts.get("problems") or [])),
+    ]
 
 
 @resources_group.command("check")
@@ -142,6 +186,7 @@ def check(name, pin, enable):
     """Connect, show the host key's fingerprint, the engine's version and (Slurm) the partitions."""
     setup_django()
     from rosetta.computing.services import check_resource
+    from rosetta.core.units import format_minutes
 
     resource = _resource(name)
     report = asyncio.run(check_resource(resource, pin=pin))
@@ -150,7 +195,11 @@ def check(name, pin, enable):
         if value not in (None, ""):
             click.echo(f"{label + ':':<10}{value}")
     for partition in report.partitions:
-        limit = f"{partition['max_minutes']} min" if partition["max_minutes"] is not None else "no time limit"
+        limit = (
+            f"up to {format_minutes(partition['max_minutes'])}"
+            if partition["max_minutes"] is not None
+            else "no time limit"
+        )
         click.echo(
             f"partition {partition['name']}{' (default)' if partition['default'] else ''}: {partition['nodes']} "
             f"nodes, {partition['cpus_per_node']} CPUs and {partition['memory_mb_per_node']} MiB each, {limit}"
@@ -179,6 +228,16 @@ def enable(name):
     setup_django()
     _save(_resource(name), enabled=True)
     click.echo(f"{name} is enabled.")
+
+
+def _fingerprint(public_key: str) -> str:
+    """A pinned host key as `resources check` and ssh show it."""
+    import asyncssh
+
+    try:
+        return asyncssh.import_public_key(public_key).get_fingerprint("sha256")
+    except (asyncssh.KeyImportError, ValueError):
+        return public_key[:40] + "…"
 
 
 def _summary(resource, full: bool = False) -> dict:

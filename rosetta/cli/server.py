@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import secrets
 import socket
 import subprocess
 import sys
@@ -343,11 +342,13 @@ def setup(admin_username, demo):
 def _ensure_admin(username: str) -> None:
     from django.contrib.auth import get_user_model
 
+    from rosetta.accounts.services import new_password
+
     User = get_user_model()
     if User.objects.filter(username=username).exists():
         click.echo(f"Admin account {username!r} exists already (its password was printed when it was created).")
         return
-    password = secrets.token_urlsafe(12)
+    password = new_password()
     User.objects.create_superuser(username, password=password)
     click.echo(f"Created the admin account.  user: {username}  password: {password}  (shown only this once)")
 

@@ -179,7 +179,9 @@ def build(name, containerfile, no_follow, as_json, **declared):
         echo_json(result)
     elif result["state"] == "succeeded":
         entry = client.request("GET", f"/software/{result['software']}")
-        click.echo(f"Added {entry['reference']} ({entry['image']}, {entry['image_digest']}).")
+        copied = entry["registry_state"] == "pushed" and entry["digest"] == entry["registry_digest"]
+        which = "the platform registry's manifest digest" if copied else "this machine's image digest, until copied"
+        click.echo(f"Added {entry['reference']} ({entry['image']}, {entry['digest']}: {which}).")
     if result["state"] != "succeeded":
         if not as_json:
             click.echo(f"Error: the build failed, nothing was added: {result['reason']}", err=True)

@@ -107,6 +107,9 @@ def left_text(seconds: int | None) -> str:
     return format_minutes(seconds // 60) if seconds >= 60 else f"{seconds} s"
 
 
+NOT_PLANNED = "not known yet (the scheduler has not planned it)"
+
+
 def batch_fields(task: dict) -> list[tuple[str, str | None]]:
     """Where a batch scheduler has the task: its limits, job, node, why it waits, when it
     should start, how long it has left. Nothing for tasks without a batch job."""
@@ -120,7 +123,7 @@ def batch_fields(task: dict) -> list[tuple[str, str | None]]:
         ("job", placement.get("job")),
         ("node", placement.get("node")),
         ("pending", f"{placement['reason']} (the scheduler's reason)" if queued and placement.get("reason") else None),
-        ("starts at", _local_time(placement.get("starts_at")) if queued else None),
+        ("starts at", (_local_time(placement.get("starts_at")) or NOT_PLANNED) if queued else None),
         ("time left", left_text(task.get("time_left_seconds")) or None),
     ]
 
@@ -148,6 +151,7 @@ def show_task(task: dict) -> None:
             task["interface_url"] if task["phase"] in ("starting", "running") and not task.get("ssh_command") else None,
         ),
         ("ssh", task.get("ssh_command")),
+        ("host key", (task.get("ssh") or {}).get("host_key_fingerprint")),  # the task's own server's
         ("exit code", task.get("exit_code")),
         ("created", task.get("created")),
         ("started", task.get("started")),
@@ -411,20 +415,45 @@ def logs(task, follow, tail, as_json):
         sys.stdout.flush()
 
 
+yes_option = click.option(
+    "--yes", "-y", is_flag=True, help="Do not ask first when its home is scratch space that holds files."
+)
+
+
+def warn_of_losses(client: Client, task: str, verb: str, yes: bool) -> None:
+    """What stopping the task would lose: the files in a home that is scratch space (or that
+    nobody could look into). A person at a terminal is asked first (unless --yes); a script is
+    told on stderr and goes on."""
+    warning = client.request("GET", task_path(task, "scratch"), retry=True)["warning"]
+    if not warning:
+        return
+    if yes or not sys.stdin.isatty():
+        click.echo(f"Warning: {warning}", err=True)
+        return
+    click.confirm(f"{warning}\n{verb} {task} anyway?", default=False, abort=True, err=True)
+
+
 @task_group.command("stop")
 @click.argument("task")
 @click.option("--reason", default="", help="Why: its owner sees it (staff stopping another user's task must say).")
+@yes_option
 @json_option
-def stop(task, reason, as_json):
-    """Stop a task (its container is removed)."""
-    stopped = Client().request("POST", task_path(task, "stop"), retry=True, json={"reason": reason})
+def stop(task, reason, yes, as_json):
+    """Stop a task (its container is removed). On a terminal, asks first when its home is
+    scratch space holding files."""
+    client = Client()
+    warn_of_losses(client, task, "Stop", yes)
+    stopped = client.request("POST", task_path(task, "stop"), retry=True, json={"reason": reason})
     echo_json(stopped) if as_json else click.echo(f"Stopping {stopped['name']} ({stopped['id']}).")
 
 
 @task_group.command("delete")
 @click.argument("task")
+@yes_option
 @json_option
-def delete(task, as_json):
-    """Delete a task, stopping it first if needed."""
-    result = Client().request("DELETE", task_path(task))
+def delete(task, yes, as_json):
+    """Delete a task, stopping it first if needed (on a terminal, asking first as `stop` does)."""
+    client = Client()
+    warn_of_losses(client, task, "Delete", yes)
+    result = client.request("DELETE", task_path(task))
     echo_json({"task": task, **result}) if as_json else click.echo(result["detail"])

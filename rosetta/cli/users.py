@@ -52,26 +52,42 @@ def list_users():
 def deactivate(name):
     """End NAME's logins, API tokens and task access at once, and stop their tasks."""
     setup_django()
-    from rosetta.accounts.services import set_active
+    from rosetta.accounts.services import deactivate as deactivate_user
 
-    stopped = set_active(_user(name), False)
+    stopped = deactivate_user(_user(name))
     tasks = (
         f"their {stopped} active task{'s are' if stopped != 1 else ' is'} being stopped"
         if stopped
         else "they had no active task"
     )
-    click.echo(f"{name} was deactivated: logins, API tokens and task access end now; {tasks}.")
+    click.echo(
+        f"{name} was deactivated: logins, API tokens and task access end now; {tasks}. Their API tokens never "
+        "work again: reactivated, they make new ones."
+    )
 
 
 @click.command("reactivate")
 @click.argument("name")
 def reactivate(name):
-    """Let NAME log in again (earlier task cookies stay invalid)."""
+    """Let NAME log in again, with new API tokens only (their old ones are revoked; SSH keys stay)."""
     setup_django()
-    from rosetta.accounts.services import set_active
+    from rosetta.accounts.services import reactivate as reactivate_user
 
-    set_active(_user(name), True)
-    click.echo(f"{name} was reactivated.")
+    user = _user(name)
+    if user.is_active:
+        return click.echo(f"{name} is active already; nothing changed.")
+    revoked = reactivate_user(user)
+    tokens = (
+        f"their {revoked} old API token{'s were' if revoked != 1 else ' was'} revoked"
+        if revoked
+        else "no old API token to revoke"
+    )
+    new_ones = (
+        "they make new tokens on their Account page"
+        if user.has_usable_password()
+        else f"they need a password to make new tokens on their Account page: rosetta users set-password {name}"
+    )
+    click.echo(f"{name} was reactivated ({tokens}): {new_ones}. Their SSH keys are kept.")
 
 
 @click.command("set-password")

@@ -19,7 +19,7 @@ from django.db import IntegrityError, transaction
 
 from rosetta.computing.backends import SCHEDULERS, backend_for
 from rosetta.computing.errors import ComputingError
-from rosetta.computing.models import Credentials, Resource, TransportKind
+from rosetta.computing.models import Credentials, Resource, SchedulerKind, TransportKind
 from rosetta.computing.schedulers.slurm import SlurmScheduler
 from rosetta.core import notify
 from rosetta.core.errors import Conflict
@@ -143,6 +143,20 @@ def _remember(resource: Resource, report: CheckReport) -> None:
              "partitions": report.partitions, "problems": report.problems}  # fmt: skip
     Resource.objects.filter(pk=resource.pk).update(facts=facts)
     resource.facts = facts
+
+
+def check_batch_options(resource: Resource, partition: str, time_limit_minutes: int) -> None:
+    """Refuse a partition or a time limit asked of a resource without a batch scheduler: nothing
+    there would honour it, and the task would show it as if it did."""
+    if resource.scheduler != SchedulerKind.NONE or not (partition or time_limit_minutes):
+        return
+    asked = " and ".join(
+        what for what, value in (("partition", partition), ("time limit", time_limit_minutes)) if value
+    )
+    raise ValidationError(
+        f"{resource.name} has no batch scheduler: it takes no partition or time limit (its tasks run until "
+        f"stopped). Leave out the {asked}, or choose a resource with a batch scheduler."
+    )
 
 
 def check_request(resource: Resource, cpus: float, memory_mb: int, partition: str, time_limit_minutes: int) -> None:

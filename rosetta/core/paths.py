@@ -22,9 +22,25 @@ def home() -> Path:
     return Path(os.environ.get("ROSETTA_HOME", PROJECT_ROOT / "var")).resolve()
 
 
+_inherited_umask: int | None = None  # the umask this process was started with, before keep_private
+
+
 def keep_private() -> None:
     """Make every file this process (and its children) creates private to its account."""
-    os.umask(PRIVATE_UMASK)
+    global _inherited_umask
+    previous = os.umask(PRIVATE_UMASK)
+    if _inherited_umask is None:
+        _inherited_umask = previous
+
+
+def inherited_umask() -> int:
+    """The umask whoever ran this process chose: files made for them (a download of the CLI) get
+    the modes their other files get, not the platform's private ones."""
+    if _inherited_umask is not None:
+        return _inherited_umask
+    current = os.umask(0)
+    os.umask(current)
+    return current
 
 
 def private_home() -> Path:

@@ -22,8 +22,8 @@ from rosetta.accounts.models import SSHKey
 from rosetta.catalog.models import Protocol, Software
 from rosetta.catalog.registries import check_registry
 from rosetta.catalog.services import resolve
-from rosetta.computing.models import Resource, SSHIdentity
-from rosetta.computing.services import check_request
+from rosetta.computing.models import Resource, SchedulerKind, SSHIdentity
+from rosetta.computing.services import check_batch_options, check_request
 from rosetta.core import notify
 from rosetta.core.choices import choices_said
 from rosetta.core.errors import Conflict, NotFound
@@ -56,7 +56,9 @@ class TaskRequest:
 
     @classmethod
     def again(cls, task: Task) -> TaskRequest:
-        """The request that made ``task``: same software, resource, size, environment, name."""
+        """The request that made ``task``: same software, resource, size, environment, name (and batch
+        options where there is a batch scheduler: tasks from before they were refused elsewhere kept them)."""
+        batch = task.resource.scheduler != SchedulerKind.NONE
         return cls(
             software=task.software.name,
             software_id=task.software_id,  # the very entry, not the newest of its name
@@ -65,8 +67,8 @@ class TaskRequest:
             cpus=task.cpus,
             memory_mb=task.memory_mb,
             environment=dict(task.environment),
-            partition=task.partition,
-            time_limit_minutes=task.time_limit_minutes,
+            partition=task.partition if batch else "",
+            time_limit_minutes=task.time_limit_minutes if batch else 0,
             storages=[_mounted_as(mount) for mount in task.mounts.all() if mount.storage is not None],
         )
 
@@ -81,6 +83,7 @@ def start_task(user, request: TaskRequest) -> Task:
     software = _software_for(user, request)
     check_registry(software.image)  # the operator's list may have changed since it was added
     resource = _resource(request.resource)
+    check_batch_options(resource, request.partition, request.time_limit_minutes)
     check_request(resource, request.cpus, request.memory_mb, request.partition, request.time_limit_minutes)
     if resource.per_user:
         SSHIdentity.of(user).account()  # refused (409) while another user holds that account's name too

@@ -2,6 +2,7 @@
 against a running platform finds no server error, no undocumented status, no response the
 schema does not describe, in every phase (stateful included). Bounded to stay quick."""
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -66,6 +67,13 @@ def test_api_errors_are_json_and_the_docs_lead_back(platform):
     docs = httpx.get(f"{platform.url}/api/docs").text
     assert 'href="/tasks/">Back to your tasks' in docs and "Bearer" in docs
     schema = httpx.get(f"{platform.url}/api/openapi.json").json()
+    bodies = set()
     for path, operations in schema["paths"].items():
         for method, operation in operations.items():
             assert operation.get("summary") or operation.get("description"), f"{method} {path} is not described"
+            # A JSON body takes the fields it documents and no other (a misspelt one is a 422).
+            body = operation.get("requestBody", {}).get("content", {}).get("application/json")
+            for ref in re.findall(r"'\$ref': '#/components/schemas/(\w+)'", str(body)):
+                assert schema["components"]["schemas"][ref]["additionalProperties"] is False, (method, path)
+                bodies.add(ref)
+    assert {"TaskIn", "StopIn", "TokenIn", "SoftwareIn", "ResourceIn", "StorageIn"} <= bodies

@@ -39,6 +39,19 @@ def api(platform):
         ({"software": "hello", "resource": "local", "environment": {"A": 5}}, 422, "environment"),
         ({"software": "hello", "resource": "local", "cpus": "many"}, 422, "cpus"),
         ({"resource": "local"}, 422, "software"),
+        # Nothing on a resource without a batch scheduler would honour a partition or a time limit.
+        (
+            {"software": "hello", "resource": "local", "partition": "debug"},
+            400,
+            "local has no batch scheduler: it takes no partition or time limit",
+        ),
+        ({"software": "hello", "resource": "local", "time_limit_minutes": 30}, 400, "Leave out the time limit"),
+        # A misspelt field is refused, not ignored (here the limit would have been the default, unsaid).
+        (
+            {"software": "hello", "resource": "local", "time_limit": "-5"},
+            422,
+            "Invalid request: time_limit: not a field this request takes",
+        ),
     ],
 )
 def test_refused_with_a_clear_message(api, platform, body, status, words):
@@ -47,6 +60,23 @@ def test_refused_with_a_clear_message(api, platform, body, status, words):
     assert response.status_code == status, response.text
     assert words in response.json()["detail"]
     assert len(api.get("/api/tasks").json()) == before
+
+
+def test_every_body_refuses_fields_it_does_not_take(api, platform):
+    task_id = platform.start_task(api, name="extra-fields")
+    entry = api.post("/api/software", json={"name": "extras", "image": "localhost/rosetta/hello"}).json()
+    for method, path, body in (
+        ("POST", f"/api/tasks/{task_id}/stop", {"reasn": "typo"}),
+        ("POST", "/api/tokens", {"name": "x", "expires_days": 7}),
+        ("PATCH", f"/api/software/{entry['id']}", {"descripton": "typo"}),
+        ("POST", "/api/software", {"name": "extras2", "image": "localhost/rosetta/hello", "port": 80}),
+        ("POST", "/api/storages/home/folders", {"path": "x", "parents": True}),
+    ):
+        response = api.request(method, path, json=body)
+        assert response.status_code == 422, (path, response.text)
+        assert "not a field this request takes" in response.json()["detail"], response.text
+    assert api.get(f"/api/tasks/{task_id}").json()["desired"] == "running"  # the stop was not carried out
+    api.delete(f"/api/tasks/{task_id}")
 
 
 def test_malformed_and_oversized_bodies(api):

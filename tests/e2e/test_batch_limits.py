@@ -96,13 +96,21 @@ def test_a_waiting_job_says_why_and_when_it_should_start(cluster):
     while not (waiting := [task for task in map(task_of(api), jobs) if is_pending(task)]):
         assert time.monotonic() < deadline, [task_of(api)(job)["placement"] for job in jobs]
         time.sleep(1)
-    task = waiting[0]
+    # Before Slurm has planned it, `show` says the start is not known yet rather than leaving it out.
+    first = rosetta_task(platform, token, "show", waiting[0]["id"]).stdout
+    assert re.search(r"^starts at: (\d{4}-\d\d-\d\d \d\d:\d\d|not known yet)", first, re.MULTILINE), first
+    # Slurm's backfill plans a waiting job's start within seconds (its next pass).
+    while not (
+        planned := [task for task in map(task_of(api), jobs) if is_pending(task) and task["placement"]["starts_at"]]
+    ):
+        assert time.monotonic() < deadline, [task_of(api)(job)["placement"] for job in jobs]
+        time.sleep(1)
+    task = planned[0]
     shown = rosetta_task(platform, token, "show", task["id"]).stdout
     reason = task["placement"]["reason"]
     assert "phase:     queued" in shown and f"pending:   {reason} (the scheduler's reason)" in shown, shown
     assert f"job:       {task['placement']['job']}" in shown
-    if task["placement"]["starts_at"]:  # Slurm says it once its scheduler has placed the job in time
-        assert re.search(r"^starts at: \d{4}-\d\d-\d\d \d\d:\d\d", shown, re.MULTILINE), shown
+    assert re.search(r"^starts at: \d{4}-\d\d-\d\d \d\d:\d\d", shown, re.MULTILINE), (shown, task["placement"])
     for job in jobs:
         rosetta_task(platform, token, "stop", job)
     assert job_ends(task["placement"]["job"])

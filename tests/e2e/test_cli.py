@@ -80,6 +80,11 @@ def test_cli_errors_are_readable(platform):
     nowhere = platform.rosetta("task", "start", "hello", "--on", "mars", token=token, check=False)
     said = nowhere.stderr  # the platform is shared: other tests may have added resources
     assert "no computing resource called 'mars'; choose one of: " in said and "local" in said.split("one of:")[1]
+    # A partition or a time limit on a resource without a batch scheduler is refused, not kept unsaid.
+    for option in (("--partition", "debug"), ("--time", "2h")):
+        batch = platform.rosetta("task", "start", "hello", "--on", "local", *option, token=token, check=False)
+        assert batch.returncode == 1 and "local has no batch scheduler" in batch.stderr, batch.stderr
+    assert json.loads(platform.rosetta("task", "list", "--json", token=token).stdout) == []
     expired = platform.rosetta("task", "list", token="rst_" + "x" * 43, check=False)
     assert expired.returncode == 1 and "invalid, expired or revoked" in expired.stderr
     assert f"{platform.url}/account/" in expired.stderr and "rosetta login" in expired.stderr
@@ -121,6 +126,76 @@ def test_wait_shows_progress_on_a_terminal(platform):
     platform.rosetta("task", "delete", "hello", token=token)
 
 
+def on_terminal(platform, token: str, *args: str, answer: str = "") -> tuple[int, str]:
+    """Run `rosetta ARGS` as a person at a terminal (a pty for its input and output), typing
+    ``answer``; its exit status and everything the terminal showed."""
+    parent, child = pty.openpty()
+    try:
+        process = subprocess.Popen([*ROSETTA, *args], env={**platform.env, "ROSETTA_TOKEN": token},
+                                   stdin=child, stdout=child, stderr=child)  # fmt: skip
+        os.close(child)
+        child = None
+        os.write(parent, answer.encode())
+        shown = b""
+        while True:
+            try:
+                chunk = os.read(parent, 4096)
+            except OSError:  # the other end closed: the command is done
+                break
+            if not chunk:
+                break
+            shown += chunk
+        return process.wait(timeout=60), shown.decode(errors="replace").replace("\r\n", "\n")
+    finally:
+        if child is not None:
+            os.close(child)
+        os.close(parent)
+
+
+def test_stop_and_delete_ask_before_a_scratch_homes_files_are_lost(platform):
+    token = platform.create_user("curie")
+
+    def start(name: str, *options: str) -> dict:
+        started = platform.rosetta("task", "start", "hello", "--on", "local", "--name", name, "--memory", "128M",
+                                   *options, "--wait", "--json", token=token)  # fmt: skip
+        return json.loads(started.stdout)
+
+    def write_notes(task: dict) -> None:
+        platform.podman("exec", f"rosetta-{task['id']}", "sh", "-c", "echo polonium > /home/rosetta/notes.txt")
+
+    def desired(task: dict) -> str:
+        with platform.api(token) as api:
+            return api.get(f"/api/tasks/{task['id']}").json()["desired"]
+
+    scratch, spare = start("scratch-notes", "--no-storage"), start("spare-notes", "--no-storage")
+    write_notes(scratch)
+    write_notes(spare)
+    # At a terminal: asked first, naming the files; "no" keeps the task running.
+    for command in ("stop", "delete"):
+        status, shown = on_terminal(platform, token, "task", command, "scratch-notes", answer="n\n")
+        assert status == 1 and "Aborted." in shown, shown
+        assert "1 file in this task's home (/home/rosetta) will be lost" in shown and "notes.txt" in shown, shown
+        assert f"{command.title()} scratch-notes anyway? [y/N]" in shown, shown
+        assert desired(scratch) == "running"
+    status, shown = on_terminal(platform, token, "task", "stop", "scratch-notes", answer="y\n")
+    assert status == 0 and "Stopping scratch-notes" in shown and desired(scratch) == "stopped", shown
+    # --yes asks nothing (the warning is still said).
+    status, shown = on_terminal(platform, token, "task", "delete", "-y", "spare-notes")
+    assert status == 0 and "anyway?" not in shown and "notes.txt" in shown and "being deleted" in shown, shown
+    # A script is not asked: it goes on, and the warning goes to stderr.
+    piped = start("piped-notes", "--no-storage")
+    write_notes(piped)
+    stopped = platform.rosetta("task", "stop", "piped-notes", token=token)
+    assert "Stopping piped-notes" in stopped.stdout and "notes.txt" not in stopped.stdout
+    assert stopped.stderr.startswith("Warning: 1 file in this task's home") and "notes.txt" in stopped.stderr
+    # Nothing to lose, nothing asked: a home that is a storage, and an empty scratch home.
+    kept, empty = start("kept-notes"), start("empty-notes", "--no-storage")
+    write_notes(kept)
+    for task in (kept, empty):
+        status, shown = on_terminal(platform, token, "task", "delete", task["name"])
+        assert status == 0 and "anyway?" not in shown and "Warning" not in shown, shown
+
+
 def test_cli_says_what_there_is(platform):
     token = platform.create_user("hopper")
     assert platform.rosetta("--version").stdout.startswith("rosetta ")
@@ -132,6 +207,26 @@ def test_cli_says_what_there_is(platform):
     assert any(line.startswith("hello ") for line in software.splitlines())
     resources = platform.rosetta("resources", "list", token=token).stdout
     assert "local (default)" in resources and "CPU" in resources
+    # An operator's look at one resource: text like the list's (JSON on demand), limits in words.
+    local = platform.rosetta("resources", "show", "local").stdout
+    assert local.startswith("name:        local (default)\nstate:       enabled\n"), local
+    assert "\nwhere:       here\n" in local and re.search(
+        r"^up to:       \d+ CPU, \d+(\.\d+)?[MG]$", local, re.MULTILINE
+    )
+    assert "partition" not in local and "time limit" not in local  # nothing batch about it
+    assert json.loads(platform.rosetta("resources", "show", "local", "--json").stdout)["name"] == "local"
+    # A cluster (added, not reached: nothing connects to it), with partitions as a check would find them.
+    platform.rosetta("resources", "add", "cli-cluster", "--ssh", "rosetta@127.0.0.1:1", "--per-user", "--scheduler",
+                     "slurm", "--time-limit", "1440", "--partition", "long")  # fmt: skip
+    checked = {"partitions": [{"name": "long", "default": False, "max_minutes": 2880, "cpus_per_node": 4,
+                               "memory_mb_per_node": 8192, "nodes": 2, "up": True}]}  # fmt: skip
+    cluster_row = "from rosetta.computing.models import Resource; cluster = Resource.objects.filter(name='cli-cluster')"
+    platform.rosetta("manage", "shell", "-c", f"{cluster_row}; cluster.update(facts={checked!r})")
+    cluster = platform.rosetta("resources", "show", "cli-cluster").stdout
+    assert "state:       disabled\n" in cluster and "where:       rosetta@127.0.0.1:1\n" in cluster, cluster
+    assert "partition:   long\ntime limit:  1 d (when a task names none)\n" in cluster, cluster
+    assert "partitions:\n  partition long: up to 2 d, 4 CPUs and 8G per node\n" in cluster, cluster
+    platform.rosetta("manage", "shell", "-c", f"{cluster_row}; cluster.delete()")
 
 
 def test_operator_creates_users_once(platform):
@@ -223,6 +318,7 @@ def test_a_failed_task_says_why_and_relaunches_by_name(platform):
 
 def test_operators_run_users_from_the_shell(platform):
     token = platform.create_user("lovelace")
+    staff = platform.create_user("lovelace-ops", admin=True)
     listed = platform.rosetta("users", "list").stdout
     assert any(line.split()[:3] == ["lovelace", "user", "active"] for line in listed.splitlines())
     running = json.loads(
@@ -233,6 +329,7 @@ def test_operators_run_users_from_the_shell(platform):
     # Deactivating stops the account's tasks, with the reason on each, and says so.
     said = platform.rosetta("users", "deactivate", "lovelace").stdout
     assert "lovelace was deactivated" in said and "their 1 active task is being stopped" in said
+    assert "Their API tokens never work again: reactivated, they make new ones." in said
     # Its token's holder is told the account is deactivated; any other token is still just invalid.
     refused = platform.rosetta("task", "list", token=token, check=False)
     assert refused.returncode == 1 and "This account is deactivated" in refused.stderr
@@ -240,15 +337,37 @@ def test_operators_run_users_from_the_shell(platform):
     unknown_token = platform.rosetta("task", "list", token="rst_" + "x" * 43, check=False)
     assert unknown_token.returncode == 1 and "invalid, expired or revoked" in unknown_token.stderr
     assert "deactivated" not in unknown_token.stderr
-    platform.rosetta("users", "reactivate", "lovelace")
-    with platform.api(token) as api:
+    with platform.api(staff) as api:
         stopped = platform.wait_for_task(api, running["id"], {"stopped"}, timeout=60)
     assert "Stopped because the account was deactivated by staff." in [e["reason"] for e in stopped["events"]]
-    assert "they had no active task" in platform.rosetta("users", "deactivate", "lovelace").stdout
-    platform.rosetta("users", "reactivate", "lovelace")
-    platform.rosetta("task", "list", token=token)
+
+    # Reactivated, the account has none of its old tokens: the one refused stays refused, for good.
+    said = platform.rosetta("users", "reactivate", "lovelace").stdout
+    assert "lovelace was reactivated (their 1 old API token was revoked)" in said, said
+    assert "rosetta users set-password lovelace" in said and "Their SSH keys are kept." in said  # no password yet
+    revoked = platform.rosetta("task", "list", token=token, check=False)
+    assert revoked.returncode == 1 and "invalid, expired or revoked" in revoked.stderr
+    assert "is active already" in platform.rosetta("users", "reactivate", "lovelace").stdout
     password = platform.rosetta("users", "set-password", "lovelace").stdout.strip()
-    assert len(password) >= 12
-    login(platform, "lovelace", password).close()  # the web login takes the new password
+    assert len(password) >= 12 and not set(password) & set("0Oo1lI")  # typed by a person: no look-alikes
+    browser = login(platform, "lovelace", password)  # the web login takes the new password
+    csrf = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', browser.get("/account/").text).group(1)
+    made = browser.post(
+        "/api/tokens", json={"name": "after"}, headers={"X-CSRFToken": csrf, "Referer": platform.url + "/"}
+    )
+    browser.close()
+    assert made.status_code == 201, made.text
+    fresh = made.json()["token"]
+    task = json.loads(
+        platform.rosetta("task", "start", "hello", "--on", "local", "--wait", "--json", token=fresh).stdout
+    )
+    # The gateway too: the new token opens the task's interface, the old one nothing.
+    with platform.task_client(task["id"], fresh) as interface:
+        assert interface.get("/index.html").status_code == 200
+    with platform.task_client(task["id"], token) as interface:
+        assert interface.get("/index.html").status_code == 401
+    assert "their 1 active task is being stopped" in platform.rosetta("users", "deactivate", "lovelace").stdout
+    assert "they had no active task" in platform.rosetta("users", "deactivate", "lovelace").stdout
+    assert "old API token was revoked" in platform.rosetta("users", "reactivate", "lovelace").stdout
     unknown = platform.rosetta("users", "deactivate", "nobody", check=False)
     assert unknown.returncode == 1 and "no user called 'nobody'" in unknown.stderr

@@ -16,6 +16,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.instance import ROSETTA
+
 GIB = 1024**3
 
 
@@ -261,6 +263,30 @@ def test_the_cli_round_trip(platform, users, tmp_path):
     files("rm", "-r", "home:cli")
     escaped = files("get", "home:../ben-files/x", check=False)
     assert escaped.returncode == 1 and "leaves its folder" in escaped.stderr and "Traceback" not in escaped.stderr
+
+
+def test_downloads_get_the_mode_the_users_umask_gives(platform, users, tmp_path):
+    ada, _, _ = users
+    token = ada.headers["Authorization"].split()[1]
+    assert ada.post("/api/storages/home/folders", json={"path": "modes"}).status_code < 300
+    ada.put("/api/storages/home/content", params={"path": "modes/table.csv"}, content=b"a,b\n1,2\n").raise_for_status()
+
+    def get(remote: str, umask: int) -> None:
+        fetched = subprocess.run([*ROSETTA, "files", "get", remote, str(tmp_path)], capture_output=True, text=True,
+                                 env={**platform.env, "ROSETTA_TOKEN": token}, umask=umask, timeout=60)  # fmt: skip
+        assert fetched.returncode == 0, fetched.stderr
+
+    # As cp or curl -o would make them: 0666 less the umask (the CLI's own files are 0600).
+    get("home:modes/table.csv", 0o022)
+    get("home:modes", 0o022)  # a folder, as a zip
+    assert {path.name: path.stat().st_mode & 0o777 for path in tmp_path.iterdir()} == {
+        "table.csv": 0o644,
+        "modes.zip": 0o644,
+    }  # and no temporary left beside them
+    get("home:modes/table.csv", 0o027)  # again: the new file replaces the old, with its own mode
+    assert (tmp_path / "table.csv").stat().st_mode & 0o777 == 0o640
+    assert (tmp_path / "table.csv").read_bytes() == b"a,b\n1,2\n"
+    ada.delete("/api/storages/home/entries", params={"path": "modes"})
 
 
 def test_a_task_sees_the_storage_and_the_file_manager_sees_what_it_writes(platform, users):

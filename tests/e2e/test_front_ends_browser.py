@@ -104,7 +104,7 @@ def test_tables_do_not_break_words_at_1280_px(platform, page):  # noqa: F811
 
 
 def test_staff_add_users_and_stop_or_deactivate_with_a_reason(platform, page):  # noqa: F811
-    platform.create_user("people-staff", password=PASSWORD, admin=True)
+    staff = platform.create_user("people-staff", password=PASSWORD, admin=True)
     log_in(page, platform, "people-staff")
 
     # A new user from the Users page: a password and an API token, each shown once.
@@ -174,9 +174,13 @@ def test_staff_add_users_and_stop_or_deactivate_with_a_reason(platform, page):  
     refused = httpx.get(f"{platform.url}/api/tasks", headers={"Authorization": f"Bearer {token}"})
     assert refused.status_code == 401 and "This account is deactivated" in refused.json()["detail"]
     page.locator('tr[data-user="newcomer"]').get_by_role("button", name="Reactivate").click()
-    with platform.api(token) as api:
+    expect(page.locator(".message")).to_contain_text("newcomer was reactivated")
+    with platform.api(staff) as api:
         ended = platform.wait_for_task(api, second, {"stopped"}, timeout=60)
     assert "Stopped because the account was deactivated by staff." in [event["reason"] for event in ended["events"]]
+    # Reactivated, newcomer has none of the old tokens (they make new ones).
+    revoked = httpx.get(f"{platform.url}/api/tasks", headers={"Authorization": f"Bearer {token}"})
+    assert revoked.status_code == 401 and "invalid, expired or revoked" in revoked.json()["detail"]
 
 
 def test_the_form_offers_a_resources_known_partitions(platform, page):  # noqa: F811

@@ -62,6 +62,12 @@ def test_own_software_builds_runs_and_stays_private(platform, tmp_path):
         entry = api.get("/api/software/resolve", params={"reference": "mytool"}).raise_for_status().json()
         assert entry["owner"] == "alice-sw" and entry["source"] == "build" and entry["visibility"] == "private"
         assert entry["image_digest"].startswith("sha256:") and entry["environment"] == {"GREETING": "hello-from-entry"}
+        # The log says which digest it shows: the catalogue's is the registry's once the pusher has copied it.
+        assert (
+            f"==> Added mytool:1 to the catalogue (this machine's image digest {entry['image_digest']}; "
+            in built.stdout
+        )
+        assert "the catalogue shows the manifest digest in the platform's registry once" in built.stdout
         assert {"resource": "local", "ready": True, "note": ""} in entry["runs_on"]
         assert_modes_kept(platform, entry["image"])
 

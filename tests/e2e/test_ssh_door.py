@@ -188,6 +188,12 @@ def test_ssh_front_door_with_openssh(platform, tmp_path):
     found = re.search(r"rosetta-sshd: host key (ssh-ed25519 \S+)", logs)
     assert found, logs
     task_host_key = found.group(1)
+    # Scripts pin it from the API (and people read it in `task show`): the fingerprint ssh asks about.
+    printed = subprocess.run(["ssh-keygen", "-l", "-f", "-"], input=task_host_key, capture_output=True, text=True)
+    task_fingerprint = printed.stdout.split()[1]
+    detail = json.loads(platform.rosetta("task", "show", task["id"], "--json", token=ada).stdout)
+    assert task_fingerprint.startswith("SHA256:") and detail["ssh"]["host_key_fingerprint"] == task_fingerprint
+    assert f"host key:  {task_fingerprint}" in platform.rosetta("task", "show", task["id"], token=ada).stdout
     with (tmp_path / "known_hosts").open("a") as known_hosts:
         known_hosts.write(f"{task['id']} {task_host_key}\n")
 
