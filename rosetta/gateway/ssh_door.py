@@ -53,6 +53,7 @@ logging.getLogger("asyncssh").setLevel(logging.WARNING)  # it logs every channel
 TASK_LABEL = re.compile(r"[a-z0-9]{1,16}")
 LAST_USED_PRECISION = timedelta(minutes=1)
 db = sync_to_async  # ORM work runs in one thread of its own, off the event loop
+WITHDRAWN = "Your key or account was withdrawn."
 
 
 @dataclass
@@ -306,7 +307,10 @@ class DoorConnection(asyncssh.SSHServer):
                  self.username, self.client, self.key_name)  # fmt: skip
         self.key_id = None
         if self.conn is not None:
-            self.conn.disconnect(asyncssh.DISC_BY_APPLICATION, "Your key or account was withdrawn.")
+            # asyncssh's disconnect() closes the channels before it sends the reason, and `ssh -J`
+            # ends as soon as its one channel closes, without reading on: the reason goes first.
+            self.conn._send_disconnect(asyncssh.DISC_BY_APPLICATION, WITHDRAWN, "en-US")
+            self.conn.disconnect(asyncssh.DISC_BY_APPLICATION, WITHDRAWN)
 
     # -- login: registered public keys only ----------------------------------------------------
 
