@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import re
+import shlex
 import statistics
 import subprocess
 import time
@@ -40,7 +41,10 @@ SSH = ["ssh", "-F", str(TESTBED / "ssh_config"), "-o", "ControlMaster=auto", "-o
 
 
 def ssh(host: str, *argv: str) -> str:
-    return subprocess.run([*SSH, f"rosetta@{host}", *argv], capture_output=True, text=True, check=True).stdout
+    """argv run on ``host``, quoted once: the remote shell joins ssh's arguments with spaces."""
+    return subprocess.run(
+        [*SSH, f"rosetta@{host}", shlex.join(argv)], capture_output=True, text=True, check=True
+    ).stdout
 
 
 def forward(host: str, target: str, port: int) -> subprocess.Popen:
@@ -164,7 +168,9 @@ def main() -> None:
             elapsed, task_id = platform_ready(platform, api, token, "testbed-host")
             port = int(ssh("rstb-host", "podman", "port", f"rosetta-{task_id}", "8080").strip().rsplit(":", 1)[1])
             # hello answers only with the task's secret, which the gateway sends: ssh -L sends it too.
-            secret = ssh("rstb-host", "podman", "exec", f"rosetta-{task_id}", "printenv", "ROSETTA_TASK_SECRET")
+            # The test bed's busybox image has no printenv: its shell reads the variable.
+            read_secret = ["sh", "-c", 'echo "$ROSETTA_TASK_SECRET"']
+            secret = ssh("rstb-host", "podman", "exec", f"rosetta-{task_id}", *read_secret)
             as_gateway = {"Authorization": f"Bearer {secret.strip()}"}
             tunnel = forward("rstb-host", "127.0.0.1", port)
             try:

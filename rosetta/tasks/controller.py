@@ -385,15 +385,15 @@ class BackendWorker:
         """Probe quickly (most interfaces come up in well under a second), for a short window
         only, and never past the start deadline: the job blocks this task's reconciliation,
         and the next pass must still see a container that ended, or time the task out."""
-        if not task.endpoint_port:
-            return
         deadline = task.phase_since.timestamp() + self.timeouts.start
         window_ends = time.monotonic() + min(PROBE_WINDOW, deadline - time.time())
+        job.cancellable = True  # looking and probing change nothing: a stop may interrupt them
+        if not task.endpoint_port and not await self._find_endpoint(task, window_ends):
+            return
         address = await self.backend.transport.reach(task.endpoint_host, task.endpoint_port)
         protocol = task.software.interface_protocol
         secret = task_secret(task.id)  # asked as the gateway will ask: interfaces refuse requests without it
         delay = 0.02
-        job.cancellable = True  # probing changes nothing: a stop may interrupt it
         while (left := window_ends - time.monotonic()) > 0:
             if await interface_answers(address, protocol, timeout=min(PROBE_TIMEOUT, left), secret=secret):
                 job.cancellable = False
@@ -401,6 +401,18 @@ class BackendWorker:
                 return
             await asyncio.sleep(min(delay, max(0.0, window_ends - time.monotonic())))
             delay = min(delay * 1.5, 0.5)
+
+    async def _find_endpoint(self, task: Task, window_ends: float) -> bool:
+        """Look for where a started task listens within the probe's window, and record it: a
+        batch job's launcher says so only once the interface listens, and waiting for the next
+        poll (seconds apart on a cluster) would keep the user waiting that much longer."""
+        delay = 0.1
+        while self.backend.endpoint_comes_later and time.monotonic() < window_ends:
+            if endpoint := await self.backend.endpoint(task.id):
+                return await db(task.observe)(endpoint_host=endpoint[0], endpoint_port=endpoint[1])
+            await asyncio.sleep(min(delay, max(0.0, window_ends - time.monotonic())))
+            delay = min(delay * 1.5, 0.5)
+        return False
 
     async def _stop(self, task: Task, seen: Observation | None) -> None:
         stopping = task.phase_enum is Phase.STOPPING

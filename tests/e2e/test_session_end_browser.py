@@ -19,7 +19,7 @@ def refusals(platform, path: str) -> int:
 
 
 def test_open_pages_stop_polling_and_say_the_session_ended(platform, page):  # noqa: F811
-    token = platform.create_user("lise", password=PASSWORD)
+    token = platform.create_user("emmy", password=PASSWORD)
     # An interface that never answers: the task stays `starting`, which its page follows closely.
     image = platform.build_image(
         "localhost/rosetta-test/silent-web", 'FROM localhost/rosetta/hello\nCMD ["sleep", "600"]\n'
@@ -28,7 +28,7 @@ def test_open_pages_stop_polling_and_say_the_session_ended(platform, page):  # n
         assert api.post("/api/software", json={"name": "silent-web", "image": image}).status_code == 201
         task_id = platform.start_task(api, "silent-web", name="quiet")
         platform.wait_for_task(api, task_id, {"starting"})
-    log_in(page, platform, "lise")
+    log_in(page, platform, "emmy")
     page.goto(f"{platform.url}/tasks/{task_id}/")
     expect(page.locator('h1 [data-field="phase"]')).to_have_text("starting")
     asked = []
@@ -50,7 +50,7 @@ def test_open_pages_stop_polling_and_say_the_session_ended(platform, page):  # n
 
     # Its link leads back to the task, logged in again; the page follows the task again.
     notice.get_by_role("link", name="Log in again").click()
-    page.get_by_label("Username").fill("lise")
+    page.get_by_label("Username").fill("emmy")
     page.get_by_label("Password").fill(PASSWORD)
     page.get_by_role("button", name="Log in").click()
     expect(page).to_have_url(f"{platform.url}/tasks/{task_id}/")
@@ -63,7 +63,7 @@ def test_open_pages_stop_polling_and_say_the_session_ended(platform, page):  # n
     files.goto(f"{platform.url}/files/home/")
     expect(files.locator("[data-entries]")).to_contain_text("This folder is empty.")
     listed = refusals(platform, "/api/tasks")
-    platform.rosetta("users", "deactivate", "lise")
+    platform.rosetta("users", "deactivate", "emmy")
     expect(page.get_by_role("alert").filter(has_text=SAID)).to_be_visible()
     seen = len(asked)
     page.wait_for_timeout(QUIET)
@@ -75,4 +75,4 @@ def test_open_pages_stop_polling_and_say_the_session_ended(platform, page):  # n
     expect(files.get_by_role("alert").filter(has_text=SAID)).to_be_visible()
     link = files.get_by_role("link", name="Log in again")
     expect(link).to_have_attribute("href", re.compile(r"^/login/\?next=%2Ffiles%2Fhome%2F$"))
-    platform.rosetta("users", "reactivate", "lise")
+    platform.rosetta("users", "reactivate", "emmy")

@@ -39,6 +39,7 @@ def on(host: str, *argv: str, user: str = "rosetta") -> subprocess.CompletedProc
 def remote(tmp_path_factory):
     """A platform with the test bed's resources registered, and a user of it."""
     described = bed()
+    cancel_leftover_jobs()
     platform = Platform(tmp_path_factory.mktemp("remote"), ssh_door=True, settings={
         "ROSETTA_TESTBED_DIR": str(TESTBED),
         "ROSETTA_REGISTRY_LISTEN": f"{described['bridge']['address']}:{free_port()}",
@@ -52,6 +53,16 @@ def remote(tmp_path_factory):
             stop_everything(platform, api)  # remote work outlives the platform: leave none behind
     finally:
         platform.stop()
+
+
+def cancel_leftover_jobs() -> None:
+    """Cancel every job on the test bed's cluster: a platform that died with work on it (a killed
+    test run) leaves jobs that hold CPUs for up to an hour, and the tests here count on idle nodes."""
+    slurm = {**os.environ, "SLURM_CONF": str(TESTBED / "slurm" / "slurm.conf")}
+    jobs = subprocess.run(["squeue", "--noheader", "--format=%i"], env=slurm, capture_output=True, text=True).stdout
+    if jobs.split():
+        subprocess.run(["scancel", *jobs.split()], env=slurm, capture_output=True, timeout=60)
+        assert all(job_ends(job, within=60) for job in jobs.split()), "leftover jobs on the test bed do not end"
 
 
 def stop_everything(platform, api) -> None:
@@ -135,22 +146,24 @@ def test_a_queued_task_shows_why_and_can_be_cancelled(remote):
     platform, api, _ = remote
     # Two jobs that take every CPU of both nodes: the third waits for resources.
     holders = [start(api, "testbed-slurm", name=f"holder-{n}", cpus=2, time_limit_minutes=10) for n in range(2)]
-    for holder in holders:
-        platform.wait_for_task(api, holder, {"running"}, timeout=120)
-    waiting = start(api, "testbed-slurm", name="waiting", cpus=2, time_limit_minutes=10)
-    deadline = time.monotonic() + 30
-    while True:
-        task = api.get(f"/api/tasks/{waiting}").json()
-        if task["phase"] == "queued" and task["placement"]["reason"] == "Resources":
-            break
-        assert time.monotonic() < deadline, task
-        time.sleep(0.5)
-    assert any("Waiting in the queue of testbed-slurm: waiting for resources" in r for _, r in history(task))
-    assert api.post(f"/api/tasks/{waiting}/stop").status_code == 202
-    task = platform.wait_for_task(api, waiting, {"stopped"}, timeout=60)
-    assert job_ends(task["placement"]["job"])
-    for holder in holders:
-        api.post(f"/api/tasks/{holder}/stop")
+    try:
+        for holder in holders:
+            platform.wait_for_task(api, holder, {"running"}, timeout=120)
+        waiting = start(api, "testbed-slurm", name="waiting", cpus=2, time_limit_minutes=10)
+        deadline = time.monotonic() + 30
+        while True:
+            task = api.get(f"/api/tasks/{waiting}").json()
+            if task["phase"] == "queued" and task["placement"]["reason"] == "Resources":
+                break
+            assert time.monotonic() < deadline, task
+            time.sleep(0.5)
+        assert any("Waiting in the queue of testbed-slurm: waiting for resources" in r for _, r in history(task))
+        assert api.post(f"/api/tasks/{waiting}/stop").status_code == 202
+        task = platform.wait_for_task(api, waiting, {"stopped"}, timeout=60)
+        assert job_ends(task["placement"]["job"])
+    finally:  # the nodes are the next test's too
+        for holder in holders:
+            api.post(f"/api/tasks/{holder}/stop")
 
 
 def test_a_job_cancelled_outside_rosetta_ends_the_task_with_that_reason(remote):

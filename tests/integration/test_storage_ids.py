@@ -44,7 +44,7 @@ def test_users_with_any_id_get_host_ids_of_their_own_and_working_storages(platfo
             tasks[who] = platform.start_task(api, name="with-home", storages=["home"], cpus=0.5, memory_mb=128)
             task = platform.wait_for_task(api, tasks[who], {"running", "failed"}, timeout=90)
             assert task["phase"] == "running", task["events"]
-            append = "echo from the task >> /home/rosetta/home/notes.txt"
+            append = "echo from the task >> /home/rosetta/notes.txt"
             wrote = subprocess.run(["podman", "exec", f"rosetta-{tasks[who]}", "sh", "-c", append],
                                    env=platform.podman_env, capture_output=True, text=True)  # fmt: skip
             assert wrote.returncode == 0, wrote.stderr  # the platform's file is the task's to change...
@@ -52,7 +52,7 @@ def test_users_with_any_id_get_host_ids_of_their_own_and_working_storages(platfo
             assert notes == "from the browser\nfrom the task\n"  # ...and the file manager sees what it wrote
         ranges[who] = host_ids(platform, tasks[who])
     with platform.api(tokens["small"]) as api:
-        plain = platform.start_task(api, name="no-storage")
+        plain = platform.start_task(api, name="no-storage", storages=[])
         platform.wait_for_task(api, plain, {"running"})
     ranges["automatic"] = host_ids(platform, plain)  # podman's own choice, for a task without storages
 
@@ -85,7 +85,8 @@ def test_a_user_beyond_the_regions_capacity_is_refused_in_plain_words(fresh_plat
             assert put.status_code == 503 and put.json()["detail"] == refused
             task = api.post("/api/tasks", json={"software": "hello", "resource": "local", "storages": ["home"]})
             assert task.status_code == 400 and task.json()["detail"] == refused
-            assert fresh_platform.start_task(api, name="no-storage")  # without storages, no host ids of their own
+            # Without storages, no host ids of their own are needed.
+            assert fresh_platform.start_task(api, name="no-storage", storages=[])
 
 
 def test_the_platform_does_not_start_with_a_region_that_overlaps_podmans_automatic_ranges(fresh_platform):

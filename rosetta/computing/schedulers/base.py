@@ -27,6 +27,7 @@ class Scheduler(ABC):
     poll_timeout: float = 30.0  # a poll not answered by then counts as the resource unreachable
     max_starts: int = 4  # launches in flight at once on this backend
     max_ends: int = 8  # stops and removals in flight at once
+    endpoint_comes_later: bool = False  # a started task's poll may lack its endpoint for a while
 
     def __init__(self, transport: Transport, engine: Engine) -> None:
         self.transport = transport
@@ -70,6 +71,11 @@ class Scheduler(ABC):
         hidden ones and other mounts left out), or None where the platform cannot look into a
         running container (a batch job on a compute node). Raises ComputingError when it could
         not look."""
+        return None
+
+    async def endpoint(self, task_id: str) -> tuple[str, int] | None:
+        """Where a started task's interface listens, once the resource says so. Most backends
+        know at launch (their poll reports it); a batch job's launcher writes it down later."""
         return None
 
     @property

@@ -65,6 +65,7 @@ class Partition:
 
 class SlurmScheduler(Scheduler):
     poll_interval = 3.0  # squeue is a request to the cluster's controller: not every second
+    endpoint_comes_later = True  # the launcher writes it once the container listens
     max_starts = 4
 
     def __init__(self, transport: Transport, engine: Engine, partition: str = "", time_limit_minutes: int = 60) -> None:
@@ -147,7 +148,7 @@ class SlurmScheduler(Scheduler):
         if state in _STARTING:
             return Observation(task_id, Seen.STARTING, handle=handle)
         if state in _RUNNING:
-            endpoint = ref.endpoint if ref and ref.endpoint else await self._endpoint(task_id)
+            endpoint = ref.endpoint if ref and ref.endpoint else await self.endpoint(task_id)
             if endpoint is None:  # the job runs; its container is not up yet (an image pull, say)
                 return Observation(task_id, Seen.STARTING, handle=handle)
             return Observation(task_id, Seen.RUNNING, endpoint=endpoint, handle={**handle, "node": job["nodes"]})
@@ -168,7 +169,7 @@ class SlurmScheduler(Scheduler):
         reason = reason or await self._launcher_reason(task_id)
         if code is None and not reason:
             reason = "The job ended; Slurm no longer says how (cancelled, or out of time)."
-        elif code and await self._endpoint(task_id) is None:  # the container never came up
+        elif code and await self.endpoint(task_id) is None:  # the container never came up
             detail = (await self.transport.read_file(f"{self.task_dir(task_id)}/create.log") or b"").decode(
                 errors="replace"
             )
@@ -183,7 +184,9 @@ class SlurmScheduler(Scheduler):
         line = written.decode(errors="replace").partition("\n")[0]
         return "".join(char for char in line if char.isprintable())[:MAX_LAUNCHER_REASON]
 
-    async def _endpoint(self, task_id: str) -> tuple[str, int] | None:
+    async def endpoint(self, task_id: str) -> tuple[str, int] | None:
+        """What the launcher wrote once the container listened on its port (never before: a port
+        held by another program is not the task's)."""
         written = await self.transport.read_file(f"{self.task_dir(task_id)}/endpoint.json")
         if not written:
             return None
