@@ -63,7 +63,7 @@ def platform_burst(platform, tokens: list[str], count: int) -> tuple[float, floa
     began = time.perf_counter()
     for token in tokens:
         with platform.api(token) as api, ThreadPoolExecutor(per_user) as pool:
-            ids = [task["id"] for task in api.get("/api/tasks").json() if task["phase"] == "running"]
+            ids = [task["id"] for task in platform.list_tasks(api, "running")]
             list(pool.map(lambda task_id: api.post(f"/api/tasks/{task_id}/stop").raise_for_status(), ids))
     while platform.containers():
         time.sleep(POLL_INTERVAL)

@@ -233,6 +233,16 @@ class Platform:
         assert response.status_code == 201, response.text
         return response.json()["id"]
 
+    @staticmethod
+    def list_tasks(client: httpx.Client, phase: str = "all") -> list[dict]:
+        """Every task the API lists to ``client``, newest first, following its pages."""
+        tasks, url, params = [], "/api/tasks", {"phase": phase, "limit": 500}
+        while url:
+            page = client.get(url, params=params).raise_for_status().json()
+            tasks += page["items"]
+            url, params = page["next"], None
+        return tasks
+
     def wait_for_task(self, client: httpx.Client, task_id: str, phases: set[str], timeout: float = 60) -> dict:
         """Poll the API through ``client`` (a browser session or token client) until the task
         reaches one of ``phases``."""

@@ -1,7 +1,5 @@
 """The REST API (OpenAPI schema at /api/openapi.json, interactive docs at /api/docs)."""
 
-from __future__ import annotations
-
 import dataclasses
 from typing import Literal
 
@@ -12,6 +10,7 @@ from django.http import HttpRequest, JsonResponse, StreamingHttpResponse
 from ninja import Swagger
 from ninja.errors import AuthenticationError
 from ninja.errors import ValidationError as SchemaValidationError
+from ninja.pagination import paginate
 
 from rosetta.accounts import services as account_services
 from rosetta.api.auth import DEACTIVATED, session_or_token
@@ -20,6 +19,7 @@ from rosetta.api.computing import router as computing_router
 from rosetta.api.idempotency import InvalidKey, respond_once
 from rosetta.api.keys import router as keys_router
 from rosetta.api.openapi import RosettaAPI
+from rosetta.api.pagination import KeysetPagination
 from rosetta.api.schemas import (
     EventOut,
     Message,
@@ -153,8 +153,13 @@ PhaseFilter = Literal["all", "active", "finished", *sorted(phase.value for phase
 
 
 @api.get("/tasks", response=list[TaskOut], tags=["tasks"])
+@paginate(KeysetPagination)
 def list_tasks(request: HttpRequest, phase: PhaseFilter = "all"):
-    """Your tasks, newest first (staff: everyone's). `phase`: `active`, `finished`, one phase, or `all`."""
+    """Your tasks, newest first (staff: everyone's). `phase`: `active`, `finished`, one phase, or `all`.
+
+    A page at a time: `limit` tasks (default 50, at most 500). While `next` is not null, GET it (or send
+    `next_cursor` as `cursor`) for older ones: tasks created meanwhile are never listed twice or skipped.
+    The list leaves out what only a task's own answer needs (events, environment, mounts): GET /tasks/{task}."""
     return services.filter_by_phase(services.task_list_of(request.auth), phase)
 
 

@@ -185,17 +185,44 @@ def show_kept(task: dict) -> None:
         click.echo(f"{'':<11}{line}")
 
 
+PAGE_LIMIT = 500  # the largest page the API gives: fewest requests for a long list
+
+
+def listed_tasks(client: Client, phase: str, limit: int | None = None) -> tuple[list[dict], bool]:
+    """The tasks the API lists, newest first, page after page: every one, or the newest ``limit``;
+    and whether there are more than those."""
+    tasks: list[dict] = []
+    cursor = None
+    while True:
+        wanted = PAGE_LIMIT if limit is None else min(PAGE_LIMIT, limit - len(tasks))
+        params = {"phase": phase, "limit": wanted, **({"cursor": cursor} if cursor else {})}
+        page = client.request("GET", "/tasks", params=params)
+        tasks += page["items"]
+        cursor = page["next_cursor"]
+        if cursor is None:
+            return tasks, False
+        if limit is not None and len(tasks) >= limit:
+            return tasks, True
+
+
 @task_group.command("list")
 @click.option("--all", "show_all", is_flag=True, help="Finished tasks too (default: active ones only).")
+@click.option("--limit", type=click.IntRange(min=1), metavar="N", help="Only the newest N (default: every one).")
 @json_option
-def list_tasks(show_all: bool, as_json: bool):
-    """List your active tasks (--all: finished ones too)."""
-    tasks = Client().request("GET", "/tasks", params={} if show_all else {"phase": "active"})
+def list_tasks(show_all: bool, limit: int | None, as_json: bool):
+    """List your active tasks (--all: finished ones too), newest first."""
+    tasks, more = listed_tasks(Client(), "all" if show_all else "active", limit)
     if as_json:
         return echo_json(tasks)
     if not tasks:
         hint = "" if show_all else " (finished ones: rosetta task list --all)"
         return click.echo(f"No active tasks{hint}. Start one with: rosetta task start SOFTWARE")
+    task_table(tasks)
+    if more:
+        click.echo(f"The newest {limit} are shown; older ones: --limit {2 * limit}, or leave --limit out for all.")
+
+
+def task_table(tasks: list[dict]) -> None:
     everyone = len({t["owner"] for t in tasks}) > 1  # staff see every user's tasks
     batch = any(t.get("time_left_seconds") is not None for t in tasks)  # a column only where it says something
     table(

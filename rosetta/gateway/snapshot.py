@@ -5,7 +5,6 @@ from collections.abc import Awaitable, Callable
 from datetime import timedelta
 
 from django.contrib.auth import get_user_model
-from django.db.models import Q
 from django.utils import timezone
 
 from rosetta.accounts.models import ApiToken
@@ -15,9 +14,12 @@ from rosetta.computing.errors import ComputingError, Unreachable
 from rosetta.computing.models import Resource
 from rosetta.gateway.routes import Route, RouteTable
 from rosetta.tasks.models import Task
+from rosetta.tasks.phases import ACTIVE_PHASE_NAMES, FINAL_PHASE_NAMES
 from rosetta.tasks.secret import authorization_header
 
+# Ended tasks whose origin still says so (a page left open on one): the latest few, not the history.
 FINISHED_TASKS_SHOWN_FOR = timedelta(days=1)
+MAX_FINISHED_ROUTES = 100
 _HTTP = frozenset({"http", "https"})  # interfaces that are sent the task's secret with every request
 log = logging.getLogger(__name__)
 
@@ -62,17 +64,19 @@ def connector(resource: Resource, owner) -> Callable[[str, int], Awaitable[Addre
     return None if transport.direct else transport.reach
 
 
-def _routable_tasks():
-    """Active tasks, and recently finished ones (whose origin then says so rather than 404):
-    the table stays as large as what users may still open, not as the history."""
-    recent = Q(finished__isnull=True) | Q(finished__gte=timezone.now() - FINISHED_TASKS_SHOWN_FOR)
-    return Task.objects.filter(recent)
+def _routable_tasks() -> list[tuple]:
+    """Every active task (its origin answers from the moment it is created), and the few that
+    ended last, so that a page still open on one says it ended rather than "no such task". The
+    table stays as large as what can be routed, however long the history grows."""
+    fields = ("id", "name", "owner_id", "phase", "endpoint_host", "endpoint_port", "resource_id")
+    fields += ("software__interface_protocol", "software__own_authorization")
+    active = Task.objects.filter(phase__in=ACTIVE_PHASE_NAMES)
+    ended = Task.objects.filter(phase__in=FINAL_PHASE_NAMES, finished__gte=timezone.now() - FINISHED_TASKS_SHOWN_FOR)
+    return [*active.values_list(*fields), *ended.order_by("-finished").values_list(*fields)[:MAX_FINISHED_ROUTES]]
 
 
 def load_route_table() -> RouteTable:
-    fields = ("id", "name", "owner_id", "phase", "endpoint_host", "endpoint_port", "resource_id")
-    fields += ("software__interface_protocol", "software__own_authorization")
-    rows = list(_routable_tasks().values_list(*fields))
+    rows = _routable_tasks()
     reach = _connectors({(resource_id, owner_id) for _, _, owner_id, _, _, port, resource_id, *_ in rows if port})
     routes = {
         task_id: Route(

@@ -73,6 +73,14 @@ class Task(models.Model):
 
     class Meta:
         ordering = ["-created"]
+        indexes = [
+            # Lists go newest first a page at a time (rosetta.core.keyset): one user's, or everyone's.
+            models.Index(fields=["owner", "-created", "-id"], name="task_owner_newest"),
+            models.Index(fields=["-created", "-id"], name="task_newest"),
+            # The gateway's route table: the active tasks, and the ones that ended last.
+            models.Index(fields=["phase"], name="task_phase"),
+            models.Index(fields=["finished"], name="task_finished"),
+        ]
         constraints = [
             # A finished task's name can be used again: only active tasks need telling apart.
             models.UniqueConstraint(

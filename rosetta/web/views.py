@@ -3,6 +3,7 @@ live parts (phases, events, logs) are refreshed by static/web/rosetta.js through
 
 import inspect
 import math
+from urllib.parse import urlencode
 
 from django.conf import settings
 from django.contrib import messages
@@ -22,6 +23,7 @@ from rosetta.accounts.models import AccessEpoch, ApiToken, SSHKey
 from rosetta.catalog.models import Protocol
 from rosetta.computing.errors import AccountRefused
 from rosetta.core.errors import Conflict, NotFound
+from rosetta.core.keyset import BadCursor, page_of
 from rosetta.core.units import format_memory
 from rosetta.gateway.access import LOGIN_PATH, access_key, mint_access_token, safe_next_path
 from rosetta.gateway.ssh_access import door_info, ssh_access, ssh_config
@@ -86,24 +88,51 @@ class LoginView(auth_views.LoginView):
 
 
 TASK_FILTERS = [("active", "Active"), ("finished", "Finished"), ("all", "All")]
+FINISHED_PER_PAGE = 50  # finished tasks pile up: a page of them at a time, older ones behind a link
+ACTIVE_PER_PAGE = 500  # active tasks are few (the resources bound them): all on the first page
+PER_PAGE = {"active": ACTIVE_PER_PAGE, "finished": FINISHED_PER_PAGE}
 
 
 @login_required
 @require_GET
 def task_list(request):
+    """Active tasks first, then finished ones a page at a time, newest first. "All" shows every
+    active task on its first page and pages through the finished ones; a page's rows are what the
+    API lists for the same cursor, so the page's script can tell when to fetch it again."""
     show = request.GET.get("show", "active")
     if show not in dict(TASK_FILTERS):
         show = "active"
-    tasks = services.filter_by_phase(services.task_list_of(request.user), show).prefetch_related("mounts")
+    cursor = request.GET.get("cursor") or None
+    listed = services.task_list_of(request.user)
+    paged = "active" if show == "active" else "finished"
+    try:
+        page = page_of(services.filter_by_phase(listed, paged).prefetch_related("mounts"), PER_PAGE[paged], cursor)
+    except BadCursor:
+        return render(request, "web/task_list_bad_page.html", {"show": show}, status=400)
+    sections = [(paged, page, cursor)]
+    more_active = None
+    if show == "all" and cursor is None:  # every active task comes first, on the first page
+        active = page_of(services.filter_by_phase(listed, "active").prefetch_related("mounts"), ACTIVE_PER_PAGE)
+        sections.insert(0, ("active", active, None))
+        more_active = active.next_cursor
     finished = services.filter_by_phase(services.task_list_of(request.user).filter(owner=request.user), "finished")
     context = {
-        "tasks": tasks,
+        "tasks": [task for _, section, _ in sections for task in section.items],
         "show": show,
-        "api_phase": show,
+        "cursor": cursor,
+        "older": page.next_cursor,
+        "more_active": more_active,
+        "api_urls": " ".join(_api_url(phase, at) for phase, _, at in sections),
         "filters": TASK_FILTERS,
         "finished_count": finished.count(),
     }
     return render(request, "web/task_list.html", context)
+
+
+def _api_url(phase: str, cursor: str | None) -> str:
+    """The API request that lists the same tasks as one section of the page (its script compares)."""
+    query = {"phase": phase, "limit": PER_PAGE[phase], **({"cursor": cursor} if cursor else {})}
+    return f"/api/tasks?{urlencode(query)}"
 
 
 @login_required

@@ -24,7 +24,7 @@ def test_a_retried_start_answers_with_the_first_task(platform):
         assert first.status_code == again.status_code == 201
         assert again.json()["id"] == first.json()["id"] and again.headers["idempotent-replayed"] == "true"
         assert "idempotent-replayed" not in first.headers
-        assert [task["name"] for task in api.get("/api/tasks").json()] == ["once"]
+        assert [task["name"] for task in platform.list_tasks(api)] == ["once"]
 
         changed = api.post("/api/tasks", json={**BODY, "name": "twice"}, headers=key)
         assert changed.status_code == 409 and "different request" in changed.json()["detail"]
@@ -32,7 +32,7 @@ def test_a_retried_start_answers_with_the_first_task(platform):
         for bad in ("", "x" * 256, "ключ".encode(), "tab\tkey"):
             response = api.post("/api/tasks", json=BODY, headers={"Idempotency-Key": bad})
             assert response.status_code == 400 and "Idempotency-Key" in response.json()["detail"], bad
-        assert len(api.get("/api/tasks").json()) == 1
+        assert len(platform.list_tasks(api)) == 1
 
 
 def test_the_same_key_sent_many_times_at_once_makes_one_task(platform):
@@ -48,7 +48,7 @@ def test_the_same_key_sent_many_times_at_once_makes_one_task(platform):
     assert {answer.status_code for answer in answers} == {201}
     assert len({answer.json()["id"] for answer in answers}) == 1
     with platform.api(token) as api:
-        assert len(api.get("/api/tasks").json()) == 1
+        assert len(platform.list_tasks(api)) == 1
 
 
 def test_a_token_is_shown_once_even_to_a_retry(platform):
@@ -86,7 +86,7 @@ def test_tasks_survive_the_web_process_dying_mid_burst_and_retries_make_no_dupli
     retried = [send(n) if status != 201 else 201 for n, status in enumerate(first)]
     assert set(retried) == {201}, retried
     with platform.api(token) as api:
-        tasks = api.get("/api/tasks").json()
+        tasks = platform.list_tasks(api)
         assert sorted(task["name"] for task in tasks) == sorted(f"b{n}" for n in range(30))
         for task in tasks:
             events = api.get(f"/api/tasks/{task['id']}/events").json()
@@ -111,4 +111,4 @@ def test_the_cli_rides_out_a_restart_of_the_platform_without_starting_twice(fres
     assert cli.returncode == 0, err
     assert json.loads(out)["phase"] == "running"
     with platform.api(token) as api:
-        assert [task["name"] for task in api.get("/api/tasks").json()] == ["steady"]
+        assert [task["name"] for task in platform.list_tasks(api)] == ["steady"]

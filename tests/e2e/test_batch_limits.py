@@ -70,7 +70,7 @@ def test_the_cli_takes_partition_and_time_as_slurm_does(cluster):
     nonsense = rosetta_task(platform, token, "start", "hello", "--on", SLURM, "--time", "soon", check=False)
     assert nonsense.returncode == 2
     assert "'soon' is not a time limit (e.g. 90, 90m, 2h, 1h30m or 1-12:00:00)" in nonsense.stderr
-    assert not api.get("/api/tasks").json()  # nothing was started by a refusal
+    assert not platform.list_tasks(api)  # nothing was started by a refusal
 
     started = json.loads(rosetta_task(platform, token, "start", "hello", "--on", SLURM, "--name", "batch-cli",
                                       "--partition", "long", "--time", "1h30m", "--json").stdout)  # fmt: skip

@@ -226,7 +226,7 @@ def test_mount_points_chosen_per_task_and_clashes_refused(lab, tmp_path):
         # An operator's own mount point is checked the same way.
         bad = staff.post("/api/storages", json={"name": "bad", "base_path": str(shared), "mount_point": "/a,b"})
         assert bad.status_code == 400 and "comma" in bad.json()["detail"]
-        refused_made = [t for t in api.get("/api/tasks").json() if t["name"].startswith("hello")]
+        refused_made = [t for t in platform.list_tasks(api) if t["name"].startswith("hello")]
         assert not refused_made  # a refused request leaves no task behind
     finally:
         staff.delete("/api/storages/team")

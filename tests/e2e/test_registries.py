@@ -56,13 +56,13 @@ def test_software_added_before_the_list_is_refused_when_a_task_starts(platform, 
         "Software.objects.create(name='old-probe', image='127.0.0.1:6379/x', "
         "owner=User.objects.get(username='mallory-registries'))",
     )
-    before = mallory.get("/api/tasks").json()
+    before = platform.list_tasks(mallory)
     response = mallory.post("/api/tasks", json={"software": "old-probe", "resource": "local"})
     assert response.status_code == 400, response.text
     assert (
         response.json()["detail"] == "Images from 127.0.0.1:6379 are not allowed here. Allowed registries: localhost."
     )
-    assert mallory.get("/api/tasks").json() == before
+    assert platform.list_tasks(mallory) == before
 
 
 def test_the_engines_own_words_are_shown_to_staff_only(platform):

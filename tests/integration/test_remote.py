@@ -66,9 +66,9 @@ def cancel_leftover_jobs() -> None:
 
 
 def stop_everything(platform, api) -> None:
-    for task in api.get("/api/tasks").json():
+    for task in platform.list_tasks(api):
         api.post(f"/api/tasks/{task['id']}/stop")
-    for task in api.get("/api/tasks").json():
+    for task in platform.list_tasks(api):
         platform.wait_for_task(api, task["id"], {"stopped", "exited", "failed"}, timeout=60)
 
 

@@ -53,7 +53,7 @@ def cluster(tmp_path_factory):
         })  # fmt: skip
         assert storage.status_code == 201, storage.text
         yield platform, marie, ben, token, root, alice["uid"]
-        for task in marie.get("/api/tasks").json():
+        for task in platform.list_tasks(marie):
             marie.post(f"/api/tasks/{task['id']}/stop")
             platform.wait_for_task(marie, task["id"], {"stopped", "exited", "failed"}, timeout=60)
     finally:

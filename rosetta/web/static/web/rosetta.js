@@ -151,7 +151,18 @@
   // ---- task list ----------------------------------------------------------
 
   // The rows are the server's to render: when what the API lists changes (a task appears,
-  // goes, or changes phase), the list is fetched again as HTML and swapped in.
+  // goes, or changes phase), the list is fetched again as HTML and swapped in. The card names
+  // the API pages that list its rows (active tasks, then a page of finished ones), in order.
+  async function listedTasks(card) {
+    const tasks = [];
+    for (const url of card.dataset.api.split(" ").filter(Boolean)) {
+      const page = await getJSON(url);
+      if (!page) return null;
+      tasks.push(...page.items);
+    }
+    return tasks;
+  }
+
   function initTaskList(card) {
     function signature(tasks) {
       return tasks.map((task) => task.id + ":" + task.phase + ":" + task.desired).join(" ");
@@ -162,7 +173,7 @@
     }
     setInterval(() => refreshSince(card), 15000);
     poll(async () => {
-      const tasks = await getJSON(card.dataset.api);
+      const tasks = await listedTasks(card);
       if (!tasks) return POLL_MS;
       if (signature(tasks) !== signatureOfPage()) {
         const response = await fetch(window.location.href, { credentials: "same-origin" });
@@ -171,6 +182,7 @@
           const freshCard = fresh.querySelector("[data-task-list]");
           if (freshCard) {
             card.replaceChildren(...freshCard.childNodes);
+            card.dataset.api = freshCard.dataset.api;
             card.querySelectorAll("form[data-confirm], form[data-scratch]").forEach(confirmBeforeSubmit);
           }
         }
