@@ -21,6 +21,37 @@ ROSETTA = [sys.executable, "-m", "rosetta.cli.main"]
 COMPONENTS = ("web", "controller", "gateway", "registry", "pusher", "builder")
 
 
+FINISHED_ROWS = """
+from datetime import timedelta
+
+from django.contrib.auth import get_user_model
+from django.utils import timezone
+from rosetta.catalog.models import Software
+from rosetta.computing.models import Resource
+from rosetta.tasks.models import Task, TaskEvent
+
+owner = get_user_model().objects.get(username={username!r})
+software = Software.objects.filter(name="hello").latest("pk")
+resource = Resource.objects.get(name="local")
+now = timezone.now()
+events = [
+    ("created", "Requested hello on local with 1 CPU and 512 MiB (version 1); storages: home at /home/rosetta."),
+    ("starting", "The container started; waiting for its interface to answer."),
+    ("running", "The interface answered through the gateway."),
+    ("exited", "The container exited with code 0."),
+]
+ended = [now - timedelta(days=2, minutes=number) for number in range({count})]  # over the weeks before
+tasks = Task.objects.bulk_create(
+    Task(owner=owner, software=software, resource=resource, name=f"{prefix}-{{number}}", phase="exited",
+         exit_code=0, software_digest=software.image_digest, started=at, finished=at, phase_since=at)
+    for number, at in enumerate(ended)
+)
+TaskEvent.objects.bulk_create(
+    TaskEvent(task=task, phase=phase, reason=reason) for task in tasks for phase, reason in events
+)
+"""
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -232,6 +263,11 @@ class Platform:
         response = client.post("/api/tasks", json={"software": software, "resource": "local", **fields})
         assert response.status_code == 201, response.text
         return response.json()["id"]
+
+    def make_finished_tasks(self, username: str, count: int, prefix: str = "done") -> None:
+        """``count`` tasks of ``username`` that ran `hello` on local and exited days ago, with the events
+        a real one has: rows written straight into the database (`rosetta manage shell`), for volume."""
+        self.rosetta("manage", "shell", "-c", FINISHED_ROWS.format(username=username, count=count, prefix=prefix))
 
     @staticmethod
     def list_tasks(client: httpx.Client, phase: str = "all") -> list[dict]:
