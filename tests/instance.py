@@ -40,7 +40,7 @@ events = [
     ("running", "The interface answered through the gateway."),
     ("exited", "The container exited with code 0."),
 ]
-ended = [now - timedelta(days=2, minutes=number) for number in range({count})]  # over the weeks before
+ended = [now - timedelta(days={days_ago}, seconds=10 * number) for number in range({count})]
 tasks = Task.objects.bulk_create(
     Task(owner=owner, software=software, resource=resource, name=f"{prefix}-{{number}}", phase="exited",
          exit_code=0, software_digest=software.image_digest, started=at, finished=at, phase_since=at)
@@ -264,10 +264,12 @@ class Platform:
         assert response.status_code == 201, response.text
         return response.json()["id"]
 
-    def make_finished_tasks(self, username: str, count: int, prefix: str = "done") -> None:
-        """``count`` tasks of ``username`` that ran `hello` on local and exited days ago, with the events
-        a real one has: rows written straight into the database (`rosetta manage shell`), for volume."""
-        self.rosetta("manage", "shell", "-c", FINISHED_ROWS.format(username=username, count=count, prefix=prefix))
+    def make_finished_tasks(self, username: str, count: int, days_ago: float = 2, prefix: str = "done") -> None:
+        """``count`` tasks of ``username`` that ran `hello` on local and exited, 10 s apart, the latest
+        ``days_ago``; each with the events a real one has: rows written straight into the database
+        (`rosetta manage shell`), for volume."""
+        rows = FINISHED_ROWS.format(username=username, count=count, days_ago=days_ago, prefix=prefix)
+        self.rosetta("manage", "shell", "-c", rows)
 
     @staticmethod
     def list_tasks(client: httpx.Client, phase: str = "all") -> list[dict]:
