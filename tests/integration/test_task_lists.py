@@ -17,7 +17,7 @@ from rosetta.computing.models import Resource
 from rosetta.core.keyset import cursor_after
 from rosetta.gateway.snapshot import MAX_FINISHED_ROUTES, load_route_table
 from rosetta.tasks.models import Task, TaskEvent
-from rosetta.web.views import FINISHED_PER_PAGE
+from rosetta.web.views import FINISHED_PER_PAGE, PER_PAGE
 
 pytestmark = pytest.mark.django_db
 
@@ -236,3 +236,15 @@ def test_many_finished_tasks_make_a_small_route_table_that_still_routes_the_acti
     assert len(routes) == 2 + MAX_FINISHED_ROUTES, "the active tasks and the latest that ended, not the history"
     assert routes[running.pk].upstream == ("127.0.0.1", 41000) and routes[starting.pk].upstream is None
     assert routes[ended_last.get().pk].is_final, "a page left open on the task that just ended says so"
+
+
+def test_more_active_tasks_than_a_page_holds_are_a_link_away(client, alice, software, resource, monkeypatch):
+    monkeypatch.setattr("rosetta.web.views.ACTIVE_PER_PAGE", 2)
+    monkeypatch.setitem(PER_PAGE, "active", 2)
+    old = make_finished(alice, software, resource, 3)
+    active = [new_task(alice, software, resource, f"active-{number}").pk for number in range(3)][::-1]
+
+    page = client.get(reverse("tasks"), {"show": "all"}).content.decode()
+    assert rows(page) == [*active[:2], *old]
+    more = re.search(r'href="\?show=active&amp;cursor=([\w-]+)">More active tasks →</a>', page).group(1)
+    assert rows(client.get(reverse("tasks"), {"show": "active", "cursor": more}).content.decode()) == active[2:]
