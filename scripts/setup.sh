@@ -19,6 +19,7 @@ TEST_PACKAGES=(
     chromium                                   # the browser test drives Debian's Chromium
     postgresql                                 # the platform is also tested on PostgreSQL
     openssh-client xvfb xauth                  # the SSH front door is tested with ssh -J, scp, sftp, ssh -X
+    nginx                                      # TLS in front of the gateway, as docs/deployment.md says (tests, benchmarks)
 )
 
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }

@@ -14,6 +14,7 @@ from rosetta.cli.registry import registry_group
 from rosetta.cli.resources import resources_group
 from rosetta.cli.software import builder, groups_group, software_group
 from rosetta.cli.tasks import task_group
+from rosetta.cli.tls import tls_config
 from rosetta.cli.users import add_to as add_user_commands
 from rosetta.core.paths import keep_private
 
@@ -78,6 +79,7 @@ for command in (
     groups_group,
     registry_group,
     files_group,
+    tls_config,
 ):
     cli.add_command(command)
 

@@ -1,0 +1,190 @@
+"""The public deployment's front: Debian's nginx ending TLS in front of the gateway, configured
+with exactly what `rosetta tls-config nginx` prints (docs/deployment.md), a wildcard certificate
+for the task origins from a CA of the test's own, and a scientist in Chromium over https:
+HTTP/2, `__Host-` cookies, HSTS, a Jupyter kernel over wss://. The SSH door stays beside it."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import socket
+import ssl
+
+import pytest
+from playwright.sync_api import Error as PlaywrightError
+from playwright.sync_api import expect, sync_playwright
+
+from tests.e2e.test_browser import CHROMIUM, FLAGS
+from tests.instance import Platform, free_port
+from tests.tls import Nginx, make_certificate, nginx_available
+
+PASSWORD = "over https only, please"
+TASKS_DOMAIN = "tasks.localhost"  # a wildcard one label below a top-level name: *.localhost would match no name
+HSTS = "max-age=31536000"
+
+pytestmark = [
+    pytest.mark.podman,
+    pytest.mark.browser,
+    pytest.mark.skipif(not shutil.which(CHROMIUM), reason="Debian's chromium is installed by scripts/setup.sh"),
+    pytest.mark.skipif(not nginx_available(), reason="Debian's nginx is installed by scripts/setup.sh --for-tests"),
+]
+
+# Run in the task's page: start a kernel with Jupyter's REST API, run code over the kernel's
+# WebSocket (wss://, the page's own origin), and return what it printed.
+KERNEL_ROUND_TRIP = """async () => {
+  const started = await fetch('/api/kernels', {
+    method: 'POST', headers: {'Content-Type': 'application/json'}, body: JSON.stringify({name: 'python3'}),
+  });
+  if (started.status !== 201) throw new Error('kernel not started: ' + started.status + ' ' + await started.text());
+  const kernel = (await started.json()).id;
+  const socket = new WebSocket(`wss://${location.host}/api/kernels/${kernel}/channels`);
+  const msgId = crypto.randomUUID();
+  return await new Promise((resolve, reject) => {
+    let printed = '';
+    socket.onerror = () => reject(new Error('the WebSocket failed'));
+    socket.onopen = () => socket.send(JSON.stringify({
+      header: {msg_id: msgId, msg_type: 'execute_request', username: 'test', session: crypto.randomUUID(),
+               date: new Date().toISOString(), version: '5.3'},
+      parent_header: {}, metadata: {}, channel: 'shell', buffers: [],
+      content: {code: 'print(6 * 7)', silent: false, store_history: false, user_expressions: {},
+                allow_stdin: false, stop_on_error: true},
+    }));
+    socket.onmessage = (event) => {
+      const message = JSON.parse(event.data);
+      if (message.parent_header?.msg_id !== msgId) return;
+      if (message.msg_type === 'stream') printed += message.content.text;
+      if (message.msg_type === 'execute_reply') { socket.close(); resolve({printed, url: socket.url}); }
+    };
+  });
+}"""
+
+NEXT_HOP_PROTOCOL = "() => performance.getEntriesByType('navigation')[0].nextHopProtocol"
+
+
+def goto(page, url: str):
+    """Navigate; again when Chromium abandoned the request because this machine's interfaces
+    changed meanwhile (other tests' task networks come and go: ERR_NETWORK_CHANGED)."""
+    for attempt in range(3):
+        try:
+            return page.goto(url)
+        except PlaywrightError as error:
+            if "ERR_NETWORK_CHANGED" not in str(error) or attempt == 2:
+                raise
+
+
+@pytest.fixture(scope="module")
+def behind_tls(tmp_path_factory):
+    """A Rosetta with its SSH door, whose public URL is https on nginx's port; nginx in front."""
+    https_port = free_port()
+    instance = Platform(
+        tmp_path_factory.mktemp("rosetta-tls"),
+        ssh_door=True,
+        settings={
+            "ROSETTA_PUBLIC_URL": f"https://localhost:{https_port}",
+            "ROSETTA_TASKS_DOMAIN": TASKS_DOMAIN,
+            "ROSETTA_DEMO_SOFTWARE": "hello,jupyterlab",
+            "ROSETTA_REGISTRY_LISTEN": "off",  # the built-in images run here: nothing to copy
+        },
+    )
+    certificate = make_certificate(instance.home.parent, ["localhost", f"*.{TASKS_DOMAIN}"])
+    instance.set_up()
+    instance.start()
+    nginx = None
+    try:
+        config = instance.rosetta(
+            "tls-config", "nginx",
+            "--certificate", str(certificate.chain),
+            "--key", str(certificate.key),
+            "--gateway", f"127.0.0.1:{instance.port}",
+            "--listen", f"127.0.0.1:{https_port}",
+            "--listen", f"[::1]:{https_port}",
+        ).stdout  # fmt: skip
+        nginx = Nginx(config, https_port)
+        yield instance, nginx, certificate
+    finally:
+        if nginx is not None:
+            nginx.stop()
+        instance.stop()
+
+
+def test_the_certificate_covers_the_platform_and_every_task_origin_and_offers_http2(behind_tls):
+    _, nginx, certificate = behind_tls
+    trusting = ssl.create_default_context(cafile=str(certificate.ca))
+    trusting.set_alpn_protocols(["h2", "http/1.1"])
+    for name in ("localhost", f"t0123456789.{TASKS_DOMAIN}"):
+        with socket.create_connection(("127.0.0.1", nginx.port), timeout=10) as raw:
+            with trusting.wrap_socket(raw, server_hostname=name) as tls:
+                assert tls.selected_alpn_protocol() == "h2", name
+                assert tls.version() in ("TLSv1.2", "TLSv1.3")
+    # A name the certificate does not cover is refused by a client that checks.
+    with socket.create_connection(("127.0.0.1", nginx.port), timeout=10) as raw:
+        with pytest.raises(ssl.SSLCertVerificationError):
+            trusting.wrap_socket(raw, server_hostname="deeper.t0123456789.tasks.localhost")
+
+
+def test_a_scientist_over_https_jupyter_kernel_over_wss(behind_tls):
+    platform, nginx, certificate = behind_tls
+    public = f"https://localhost:{nginx.port}"
+    platform.create_user("rubin", password=PASSWORD)
+    # Chromium trusts the test's certificate by its key (there is no CA store to add to here).
+    flags = [*FLAGS, f"--ignore-certificate-errors-spki-list={certificate.spki_sha256}"]
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=flags)
+        context = browser.new_context()
+        context.set_default_timeout(30_000)
+        page = context.new_page()
+        try:
+            login_page = goto(page, f"{public}/tasks/")
+            expect(page).to_have_url(f"{public}/login/?next=/tasks/")
+            assert login_page.header_values("strict-transport-security") == [HSTS]
+            assert page.evaluate(NEXT_HOP_PROTOCOL) == "h2"
+            page.get_by_label("Username").fill("rubin")
+            page.get_by_label("Password").fill(PASSWORD)
+            page.get_by_role("button", name="Log in").click()
+            expect(page).to_have_url(f"{public}/tasks/")
+            platform_cookies = {cookie["name"]: cookie for cookie in context.cookies(public)}
+            session = platform_cookies["__Host-rosetta_session"]
+            assert session["secure"] and session["httpOnly"] and session["domain"] == "localhost"
+            assert session["path"] == "/"
+            assert all(name.startswith("__Host-") for name in platform_cookies), platform_cookies
+
+            goto(page, f"{public}/tasks/new/?software=jupyterlab")
+            page.get_by_label("Name").fill("over-tls")
+            page.get_by_role("button", name="Start task").click()
+            expect(page.locator("[data-field=phase]")).to_have_text("running", timeout=120_000)
+            task_id = re.search(r"/tasks/(t[a-z0-9]+)/", page.url).group(1)
+            with context.expect_page() as opened:
+                page.get_by_role("link", name="Open").click()
+            lab = opened.value
+            origin = f"https://{task_id}.{TASKS_DOMAIN}:{nginx.port}"
+            expect(lab).to_have_url(re.compile(rf"^{re.escape(origin)}/"))
+            answer = goto(lab, f"{origin}/lab")
+            assert answer.ok and answer.header_values("strict-transport-security") == [HSTS]
+            assert lab.evaluate(NEXT_HOP_PROTOCOL) == "h2"
+            task_cookies = {cookie["name"]: cookie for cookie in context.cookies(origin)}
+            access = task_cookies["__Host-rosetta-task-access"]
+            assert access["secure"] and access["httpOnly"] and access["domain"] == f"{task_id}.{TASKS_DOMAIN}"
+            assert "rosetta-task-access" not in task_cookies and "__Host-rosetta-task-access" not in {
+                cookie["name"] for cookie in context.cookies(public)
+            }
+
+            sockets = []
+            lab.on("websocket", lambda socket: sockets.append(socket.url))
+            kernel = lab.evaluate(KERNEL_ROUND_TRIP)
+            assert kernel["printed"] == "42\n", kernel
+            assert kernel["url"].startswith(f"wss://{task_id}.{TASKS_DOMAIN}:{nginx.port}/api/kernels/")
+            assert any(url.startswith("wss://") for url in sockets), sockets
+        finally:
+            context.close()
+            browser.close()
+    assert "[error]" not in nginx.errors() and "[emerg]" not in nginx.errors(), nginx.errors()
+
+
+def test_the_ssh_door_listens_beside_the_terminator(behind_tls):
+    platform, nginx, _ = behind_tls
+    # SSH is not HTTP: users reach the door on its own port, not through nginx.
+    with socket.create_connection(("127.0.0.1", platform.ssh_port), timeout=10) as door:
+        assert door.recv(64).startswith(b"SSH-2.0-")
+    with socket.create_connection(("127.0.0.1", nginx.port), timeout=10) as https:
+        https.sendall(b"SSH-2.0-OpenSSH_9.2\r\n")
+        assert not https.recv(64).startswith(b"SSH-")
