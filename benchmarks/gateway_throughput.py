@@ -221,11 +221,11 @@ def to_ms(value: str) -> float:
     return float(number) * {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60_000.0}[unit]
 
 
-def run_wrk(port: int, connections: int, duration: float, headers: list[str]) -> dict:
+def run_wrk(port: int, connections: int, duration: float, headers: list[str], scheme: str = "http") -> dict:
     argv = ["wrk", "-t1", f"-c{connections}", f"-d{duration:g}s", "--latency"]
     for header in headers:
         argv += ["-H", header]
-    argv.append(f"http://127.0.0.1:{port}/index.html")
+    argv.append(f"{scheme}://127.0.0.1:{port}/index.html")
     output = subprocess.run(argv, capture_output=True, text=True, check=True).stdout
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
     if errors:

@@ -185,7 +185,7 @@ def ssh_door(host, port, listen_fds):
     sys.exit(run_door(config, sockets, ready=report_ready))
 
 
-def _door_sockets(host: str) -> list[socket.socket]:
+def _door_sockets(hosts: tuple[str, ...]) -> list[socket.socket]:
     """The SSH front door's listening sockets, held by `rosetta run` like the gateway's (none when it is off)."""
     from django.core.exceptions import ImproperlyConfigured
 
@@ -200,10 +200,10 @@ def _door_sockets(host: str) -> list[socket.socket]:
         return []
     host_key()  # made here, once, before any process may race for it
     try:
-        return listening_sockets([(host, port)])[0]
+        return listening_sockets([(host, port) for host in hosts])[0]
     except OSError as error:
         raise click.ClickException(
-            f"Cannot listen on {host}:{port} for the SSH front door: {error.strerror or error} "
+            f"Cannot listen on {', '.join(hosts)} port {port} for the SSH front door: {error.strerror or error} "
             "(ROSETTA_SSH_PORT chooses another port; 'off' runs none)."
         ) from None
 
@@ -233,7 +233,14 @@ def _run_async(coroutine, fast_loop: bool = True) -> None:
 @click.option("--host", default="localhost", show_default=True)
 @click.option("--port", type=int, default=8000, show_default=True)
 @click.option("--gateway-workers", type=int, default=1, show_default=True)
-def run(host, port, gateway_workers):
+@click.option(
+    "--ssh-host",
+    "ssh_hosts",
+    multiple=True,
+    help="Address the SSH front door listens on (repeatable; default: --host). Behind a TLS terminator the "
+    "gateway stays on loopback while the door faces users.",
+)
+def run(host, port, gateway_workers, ssh_hosts):
     """Run web + API, controller, gateway and SSH front door together (each restarted if it dies)."""
     from rosetta.cli.registry import registry_commands
     from rosetta.cli.supervisor import Supervisor
@@ -253,7 +260,7 @@ def run(host, port, gateway_workers):
     except OSError as error:
         raise click.ClickException(f"Cannot listen on {host}:{port}: {error.strerror or error}") from None
     fds = [sock.fileno() for group in sockets for sock in group]
-    door_sockets = _door_sockets(host)  # held here too, for every door to come
+    door_sockets = _door_sockets(ssh_hosts or (host,))  # held here too, for every door to come
     door_fds = [sock.fileno() for sock in door_sockets]
     me = [sys.executable, "-m", "rosetta.cli.main"]
     gateway_command = [*me, "gateway", "--host", host, "--port", str(port), "--workers", str(gateway_workers)]
