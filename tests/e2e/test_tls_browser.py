@@ -68,13 +68,18 @@ def interrupted(page) -> bool:
     return page.url.startswith("chrome-error://")
 
 
-def again_if_interrupted(page, step, attempts: int = 3):
+def changed_network(error: PlaywrightError) -> bool:
+    return "ERR_NETWORK_CHANGED" in str(error) or "chrome-error://" in str(error)
+
+
+def again_if_interrupted(page, step, attempts: int = 5):
     """Do ``step`` (it navigates ``page`` and waits for the outcome) until it was not interrupted."""
     for attempt in range(1, attempts + 1):
         try:
             result = step()
+            page.wait_for_load_state()  # a page that arrived can still be cut off while it loads
         except PlaywrightError as error:
-            if "ERR_NETWORK_CHANGED" not in str(error) or attempt == attempts:
+            if not changed_network(error) or attempt == attempts:
                 raise
             continue
         if not interrupted(page) or attempt == attempts:
@@ -88,7 +93,9 @@ def goto(page, url: str):
 
 def log_in(page, public: str, name: str) -> None:
     def step():
-        goto(page, f"{public}/login/")
+        goto(page, f"{public}/login/?next=/tasks/")
+        if page.url == f"{public}/tasks/":
+            return  # an interrupted attempt had logged in
         page.get_by_label("Username").fill(name)
         page.get_by_label("Password").fill(PASSWORD)
         page.get_by_role("button", name="Log in").click()
@@ -125,11 +132,11 @@ def open_interface(page, origin: str):
             return None
         return tab
 
-    for _ in range(3):
+    for _ in range(5):
         tab = step()
         if tab is not None:
             return tab
-    raise AssertionError("Open was interrupted three times")
+    raise AssertionError("Open was interrupted five times")
 
 
 @pytest.fixture(scope="module")
