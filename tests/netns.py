@@ -11,11 +11,13 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from http.server import BaseHTTPRequestHandler, HTTPServer
+from pathlib import Path
 
 _numbers = itertools.count(os.getpid() % 1000)
 
@@ -137,3 +139,33 @@ def _until_it_answers(address: str, port: int, timeout: float = 10) -> None:
             return
         time.sleep(0.05)
     raise AssertionError(f"the test machine at {address}:{port} did not come up")
+
+
+@contextlib.contextmanager
+def quiet_browser(address: str, host_side: str, prefix: int = 30) -> Iterator[tuple[str, Path]]:
+    """A Chromium in a network namespace of its own, joined to this machine by a veth pair:
+    there no address comes and goes (here every task network adds a bridge address and takes
+    it away, and Chromium abandons requests in flight on each: ERR_NETWORK_CHANGED). Yields
+    this machine's address as the browser reaches it (``host_side``: servers it uses listen
+    there too) and an executable that starts Debian's Chromium in the namespace, for
+    Playwright's ``executable_path``. Chromium still resolves ``*.localhost`` to its own
+    loopback: map names to ``host_side`` with ``--host-resolver-rules``."""
+    number = next(_numbers)
+    name, outer, inner = f"rtest{number}", f"rtv{number}", f"rtp{number}"
+    _ip("netns", "add", name)
+    try:
+        _ip("link", "add", outer, "type", "veth", "peer", "name", inner)
+        _ip("link", "set", inner, "netns", name)
+        _ip("addr", "add", f"{host_side}/{prefix}", "dev", outer)
+        _ip("link", "set", outer, "up")
+        _ip("-n", name, "addr", "add", f"{address}/{prefix}", "dev", inner)
+        _ip("-n", name, "link", "set", inner, "up")
+        _ip("-n", name, "link", "set", "lo", "up")
+        with tempfile.TemporaryDirectory(prefix="rosetta-browser-") as directory:
+            executable = Path(directory) / "chromium"
+            executable.write_text(f'#!/bin/sh\nexec nsenter --net=/run/netns/{name} /usr/bin/chromium "$@"\n')
+            executable.chmod(0o700)
+            yield host_side, executable
+    finally:
+        subprocess.run(["ip", "link", "del", outer], capture_output=True)
+        subprocess.run(["ip", "netns", "del", name], capture_output=True)

@@ -11,11 +11,11 @@ import socket
 import ssl
 
 import pytest
-from playwright.sync_api import Error as PlaywrightError
 from playwright.sync_api import expect, sync_playwright
 
 from tests.e2e.test_browser import CHROMIUM, FLAGS
 from tests.instance import Platform, free_port
+from tests.netns import quiet_browser
 from tests.tls import Nginx, make_certificate, nginx_available
 
 PASSWORD = "over https only, please"
@@ -61,84 +61,6 @@ KERNEL_ROUND_TRIP = """async () => {
 NEXT_HOP_PROTOCOL = "() => performance.getEntriesByType('navigation')[0].nextHopProtocol"
 
 
-def interrupted(page) -> bool:
-    """Chromium abandoned the page's last request because this machine's addresses changed
-    meanwhile (every task network brings a bridge address and takes it away again):
-    ERR_NETWORK_CHANGED, which a person would answer by trying again."""
-    return page.url.startswith("chrome-error://")
-
-
-def changed_network(error: PlaywrightError) -> bool:
-    return "ERR_NETWORK_CHANGED" in str(error) or "chrome-error://" in str(error)
-
-
-def again_if_interrupted(page, step, attempts: int = 5):
-    """Do ``step`` (it navigates ``page`` and waits for the outcome) until it was not interrupted."""
-    for attempt in range(1, attempts + 1):
-        try:
-            result = step()
-            page.wait_for_load_state()  # a page that arrived can still be cut off while it loads
-        except PlaywrightError as error:
-            if not changed_network(error) or attempt == attempts:
-                raise
-            continue
-        if not interrupted(page) or attempt == attempts:
-            return result
-    return None
-
-
-def goto(page, url: str):
-    return again_if_interrupted(page, lambda: page.goto(url))
-
-
-def log_in(page, public: str, name: str) -> None:
-    def step():
-        goto(page, f"{public}/login/?next=/tasks/")
-        if page.url == f"{public}/tasks/":
-            return  # an interrupted attempt had logged in
-        page.get_by_label("Username").fill(name)
-        page.get_by_label("Password").fill(PASSWORD)
-        page.get_by_role("button", name="Log in").click()
-        page.wait_for_url(lambda url: url == f"{public}/tasks/" or url.startswith("chrome-error://"))
-
-    again_if_interrupted(page, step)
-
-
-def start_from_the_form(page, public: str, software: str, name: str) -> str:
-    """Start a task on the form; its id. A post the network change interrupted may have started
-    it: the task list says."""
-    goto(page, f"{public}/tasks/new/?software={software}")
-    page.get_by_label("Name").fill(name)
-    page.get_by_role("button", name="Start task").click()
-    task_page = re.compile(rf"^{re.escape(public)}/tasks/t[a-z0-9]+/$")
-    page.wait_for_url(lambda url: bool(task_page.match(url)) or url.startswith("chrome-error://"))
-    if interrupted(page):
-        goto(page, f"{public}/tasks/")
-        page.get_by_role("link", name=name, exact=True).click()
-        page.wait_for_url(task_page)
-    return re.search(r"/tasks/(t[a-z0-9]+)/", page.url).group(1)
-
-
-def open_interface(page, origin: str):
-    """Press Open on the task's page: its interface in a new tab, at the task's origin."""
-
-    def step():
-        with page.context.expect_page() as opened:
-            page.get_by_role("link", name="Open").click()
-        tab = opened.value
-        tab.wait_for_url(lambda url: url.startswith(f"{origin}/") or url.startswith("chrome-error://"))
-        if interrupted(tab):
-            tab.close()
-            return None
-        return tab
-
-    for _ in range(5):
-        tab = step()
-        if tab is not None:
-            return tab
-    raise AssertionError("Open was interrupted five times")
-
-
 @pytest.fixture(scope="module")
 def behind_tls(tmp_path_factory):
     """A Rosetta with its SSH door, whose public URL is https on nginx's port; nginx in front."""
@@ -158,27 +80,29 @@ def behind_tls(tmp_path_factory):
     # As docs/deployment.md runs it: the gateway on loopback for the terminator, the SSH door on
     # the addresses users reach (here one loopback address, to tell the two apart).
     instance._spawn("run", ["run", "--host", "localhost", "--port", str(instance.port), "--ssh-host", "127.0.0.1"])
-    instance.wait_until_up()
-    nginx = None
     try:
-        config = instance.rosetta(
-            "tls-config", "nginx",
-            "--certificate", str(certificate.chain),
-            "--key", str(certificate.key),
-            "--gateway", f"127.0.0.1:{instance.port}",
-            "--listen", f"127.0.0.1:{https_port}",
-            "--listen", f"[::1]:{https_port}",
-        ).stdout  # fmt: skip
-        nginx = Nginx(config, https_port)
-        yield instance, nginx, certificate
+        instance.wait_until_up()
+        with quiet_browser("192.168.78.2", "192.168.78.1") as (host, chromium):
+            config = instance.rosetta(
+                "tls-config", "nginx",
+                "--certificate", str(certificate.chain),
+                "--key", str(certificate.key),
+                "--gateway", f"127.0.0.1:{instance.port}",
+                "--listen", f"127.0.0.1:{https_port}",
+                "--listen", f"[::1]:{https_port}",
+                "--listen", f"{host}:{https_port}",  # where the test's Chromium reaches this machine
+            ).stdout  # fmt: skip
+            nginx = Nginx(config, https_port)
+            try:
+                yield instance, nginx, certificate, (host, chromium)
+            finally:
+                nginx.stop()
     finally:
-        if nginx is not None:
-            nginx.stop()
         instance.stop()
 
 
 def test_the_certificate_covers_the_platform_and_every_task_origin_and_offers_http2(behind_tls):
-    _, nginx, certificate = behind_tls
+    _, nginx, certificate, _ = behind_tls
     trusting = ssl.create_default_context(cafile=str(certificate.ca))
     trusting.set_alpn_protocols(["h2", "http/1.1"])
     for name in ("localhost", f"t0123456789.{TASKS_DOMAIN}"):
@@ -193,22 +117,29 @@ def test_the_certificate_covers_the_platform_and_every_task_origin_and_offers_ht
 
 
 def test_a_scientist_over_https_jupyter_kernel_over_wss(behind_tls):
-    platform, nginx, certificate = behind_tls
+    platform, nginx, certificate, (host, chromium) = behind_tls
     public = f"https://localhost:{nginx.port}"
-    token = platform.create_user("rubin", password=PASSWORD)
-    # Chromium trusts the test's certificate by its key (there is no CA store to add to here).
-    flags = [*FLAGS, f"--ignore-certificate-errors-spki-list={certificate.spki_sha256}"]
+    platform.create_user("rubin", password=PASSWORD)
+    flags = [
+        *FLAGS,
+        # The browser's namespace has a loopback of its own: the site's names lead to this machine.
+        f"--host-resolver-rules=MAP localhost {host}, MAP *.{TASKS_DOMAIN} {host}",
+        # Chromium trusts the test's certificate by its key (there is no CA store to add to here).
+        f"--ignore-certificate-errors-spki-list={certificate.spki_sha256}",
+    ]
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=flags)
+        browser = playwright.chromium.launch(executable_path=chromium, args=flags)
         context = browser.new_context()
         context.set_default_timeout(30_000)
         page = context.new_page()
         try:
-            login_page = goto(page, f"{public}/tasks/")
+            login_page = page.goto(f"{public}/tasks/")
             expect(page).to_have_url(f"{public}/login/?next=/tasks/")
             assert login_page.header_values("strict-transport-security") == [HSTS]
             assert page.evaluate(NEXT_HOP_PROTOCOL) == "h2"
-            log_in(page, public, "rubin")
+            page.get_by_label("Username").fill("rubin")
+            page.get_by_label("Password").fill(PASSWORD)
+            page.get_by_role("button", name="Log in").click()
             expect(page).to_have_url(f"{public}/tasks/")
             platform_cookies = {cookie["name"]: cookie for cookie in context.cookies(public)}
             session = platform_cookies["__Host-rosetta_session"]
@@ -216,14 +147,17 @@ def test_a_scientist_over_https_jupyter_kernel_over_wss(behind_tls):
             assert session["path"] == "/"
             assert all(name.startswith("__Host-") for name in platform_cookies), platform_cookies
 
-            task_id = start_from_the_form(page, public, "jupyterlab", "over-tls")
-            with platform.api(token) as api:
-                platform.wait_for_task(api, task_id, {"running"}, timeout=120)
-            goto(page, page.url)  # the page follows the phase by itself, unless a network change cut it off
-            expect(page.locator("[data-field=phase]")).to_have_text("running")
+            page.goto(f"{public}/tasks/new/?software=jupyterlab")
+            page.get_by_label("Name").fill("over-tls")
+            page.get_by_role("button", name="Start task").click()
+            expect(page.locator("[data-field=phase]")).to_have_text("running", timeout=120_000)
+            task_id = re.search(r"/tasks/(t[a-z0-9]+)/", page.url).group(1)
             origin = f"https://{task_id}.{TASKS_DOMAIN}:{nginx.port}"
-            lab = open_interface(page, origin)
-            answer = goto(lab, f"{origin}/lab")
+            with context.expect_page() as opened:
+                page.get_by_role("link", name="Open").click()
+            lab = opened.value
+            expect(lab).to_have_url(re.compile(rf"^{re.escape(origin)}/"))
+            answer = lab.goto(f"{origin}/lab")
             assert answer.ok and answer.header_values("strict-transport-security") == [HSTS]
             assert lab.evaluate(NEXT_HOP_PROTOCOL) == "h2"
             task_cookies = {cookie["name"]: cookie for cookie in context.cookies(origin)}
@@ -235,14 +169,7 @@ def test_a_scientist_over_https_jupyter_kernel_over_wss(behind_tls):
 
             sockets = []
             lab.on("websocket", lambda socket: sockets.append(socket.url))
-            kernel = None
-            for attempt in range(3):  # a fetch or socket a network change cut off is tried again
-                try:
-                    kernel = lab.evaluate(KERNEL_ROUND_TRIP)
-                    break
-                except PlaywrightError as error:
-                    if "Failed to fetch" not in str(error) and "WebSocket failed" not in str(error) or attempt == 2:
-                        raise
+            kernel = lab.evaluate(KERNEL_ROUND_TRIP)
             assert kernel["printed"] == "42\n", kernel
             assert kernel["url"].startswith(f"wss://{task_id}.{TASKS_DOMAIN}:{nginx.port}/api/kernels/")
             assert any(url.startswith("wss://") for url in sockets), sockets
@@ -253,7 +180,7 @@ def test_a_scientist_over_https_jupyter_kernel_over_wss(behind_tls):
 
 
 def test_the_ssh_door_listens_beside_the_terminator_on_its_own_addresses(behind_tls):
-    platform, nginx, _ = behind_tls
+    platform, nginx, _, _ = behind_tls
     # SSH is not HTTP: users reach the door on its own port and addresses (--ssh-host), not through nginx.
     with socket.create_connection(("127.0.0.1", platform.ssh_port), timeout=10) as door:
         assert door.recv(64).startswith(b"SSH-2.0-")
