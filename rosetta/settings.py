@@ -66,6 +66,13 @@ REGISTRY_ADDRESS = os.environ.get("ROSETTA_REGISTRY_ADDRESS", "").strip().lower(
 SSH_PORT = os.environ.get("ROSETTA_SSH_PORT", "2222").strip().lower()
 SSH_ADDRESS = os.environ.get("ROSETTA_SSH_ADDRESS", "").strip()
 
+# TLS terminators in front of the gateway ("ADDRESS,..." as they connect to it, e.g. 127.0.0.1,::1):
+# the gateway believes the client address their X-Forwarded-For names, and leaves per-client
+# connection limits to them (docs/deployment.md). Anyone else's X-Forwarded-For is replaced.
+TRUSTED_PROXIES = [
+    address.strip() for address in os.environ.get("ROSETTA_TRUSTED_PROXIES", "").split(",") if address.strip()
+]
+
 ALLOWED_HOSTS = ["*"]  # the gateway decides which hosts reach the platform
 USE_X_FORWARDED_HOST = False
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")

@@ -140,6 +140,7 @@ def gateway(host, port, workers, platform_upstream, listen_fds):
         key=access_key(settings.SECRET_KEY),
         used_tokens=run_dir() / "used-access-tokens.sqlite3",
         workers=workers,
+        trusted_proxies=tuple(settings.TRUSTED_PROXIES),
     )
     sockets = inherited_sockets([int(fd) for fd in listen_fds.split(",")], workers) if listen_fds else None
     _configure_logging()

@@ -60,6 +60,9 @@ class GatewayConfig:
     max_in_flight_per_client: int = 32  # requests of one address waiting for their response; others queue
     max_platform_body: int = 64 * 1024 * 1024  # request bodies to the platform's own routes (API, forms)
     drain_timeout: float = 600.0  # a stopping gateway lets open connections (WebSockets) finish this long
+    # Addresses of TLS terminators in front (as the socket reports them): their X-Forwarded-For
+    # names the client, and per-client limits are theirs to keep (docs/deployment.md).
+    trusted_proxies: tuple[str, ...] = ()
 
 
 def bind_addresses(listen: list[tuple[str, int]]) -> list[tuple[str, int]]:
@@ -135,6 +138,7 @@ class Gateway:
         self.verifier = AccessVerifier(config.key)
         self.used_tokens = UsedTokens(config.used_tokens) if config.used_tokens else ProcessUsedTokens()
         self.site = Site(config.public_url, config.tasks_domain, config.max_platform_body)
+        self.trusted_proxies = frozenset(config.trusted_proxies)
         self.https = config.public_url.startswith("https://")
         self.forwarded_proto = b"https" if self.https else b"http"
         self.cookie_name = cookie_name(self.https)

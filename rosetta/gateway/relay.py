@@ -247,6 +247,8 @@ class ClientConnection(asyncio.Protocol):
         self.diverted = False  # tunnel or lingering: data skips the parser
         self.client_eof = False  # the client half-closed (or left)
         self.forwarded_for = b""
+        self.peer = b""  # the address that connected
+        self.via_terminator = False  # the peer is a trusted TLS terminator, carrying many clients
         self.paused_for: set[str] = set()
         # The request being parsed.
         self.url = b""
@@ -296,12 +298,15 @@ class ClientConnection(asyncio.Protocol):
         self.transport = transport
         peer = transport.get_extra_info("peername")
         address = str(peer[0]) if isinstance(peer, tuple) else "unix"
-        self.share = self.gateway.admit(self, cap_key(address))  # an IPv6 client counts by its /64
+        self.via_terminator = address in self.gateway.trusted_proxies
+        # An IPv6 client counts by its /64. A terminator's connections each count on their own:
+        # they carry many clients, whom the terminator limits (and names, see ``client_named``).
+        self.share = self.gateway.admit(self, f"{address} #{id(self)}" if self.via_terminator else cap_key(address))
         if self.share is None:  # over a connection cap: no reading, no answer
             self.closed = True
             transport.abort()
             return
-        self.forwarded_for = address.encode()
+        self.forwarded_for = self.peer = address.encode()
         self.loop = asyncio.get_running_loop()
         self.opened = self.quiet_since = self.head_started = self.loop.time()
         self.arm_watchdog()
@@ -504,6 +509,7 @@ class ClientConnection(asyncio.Protocol):
         cookies = upgrade_at = None  # where in parts their values are
         api_token = None  # an Authorization header that may hold a Rosetta API token
         accepts_html = chunked = False
+        via_terminator, named_client = self.via_terminator, None
         for name, value in self.headers:
             kind = _HEADER_KINDS.get(name.lower())
             if kind is None:
@@ -540,6 +546,10 @@ class ClientConnection(asyncio.Protocol):
             elif kind is _UPGRADE:
                 upgrade_at = len(parts)
                 parts += (name, b": ", value, b"\r\n")
+            elif via_terminator and name.lower() == b"x-forwarded-for":  # otherwise dropped: spoofable
+                named_client = value
+        if via_terminator:
+            self.client_named(named_client)
         connection_line = b"\r\n"
         upgrade = False
         if connection is not None:
@@ -592,6 +602,22 @@ class ClientConnection(asyncio.Protocol):
             self.queue(head, parts, chunked)
         else:
             self.act(head, parts, chunked)
+
+    def client_named(self, forwarded_for: bytes | None) -> None:
+        """The client a trusted terminator names for this request (the last address of its
+        X-Forwarded-For; the terminator's own address when it names none, or no valid one):
+        what the forwarding headers say from now on."""
+        client = self.peer
+        if forwarded_for is not None:
+            named = forwarded_for.rpartition(b",")[2].strip()
+            try:
+                socket.inet_pton(socket.AF_INET6 if b":" in named else socket.AF_INET, named.decode("ascii"))
+                client = named
+            except (OSError, UnicodeDecodeError, ValueError):
+                pass
+        if client != self.forwarded_for:
+            self.forwarded_for = client
+            self.last_host = None  # the forwarding headers are made again for the next request
 
     def drop_connection_listed(self, options: set[bytes], arrived: float) -> None:
         """The rare head whose Connection header names more hop-by-hop headers (never Host,

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 HSTS = "max-age=31536000"  # one year, as the platform's pages say it (settings.SECURE_HSTS_SECONDS)
+PER_CLIENT_CONNECTIONS = 256  # the gateway's own limit per client address (GatewayConfig.max_connections_per_client)
 
 
 class NotHttps(ValueError):
@@ -51,13 +52,18 @@ def nginx_config(site: TerminatorSite) -> str:
     return f"""\
 # TLS in front of Rosetta's gateway, made by `rosetta tls-config nginx` from the platform's settings:
 # the platform at {site.public_url}, tasks at https://*.{site.tasks_domain}.
-# Install as /etc/nginx/conf.d/rosetta.conf, then `nginx -t && systemctl reload nginx`.
-# The gateway keeps everything else: access, cookies, limits, the platform's HSTS.
+# Install as /etc/nginx/conf.d/rosetta.conf, then `nginx -t && systemctl reload nginx`. The gateway
+# keeps everything else (access, cookies, the platform's HSTS) and believes the client address
+# given here once ROSETTA_TRUSTED_PROXIES names the address nginx connects from (127.0.0.1,::1).
 
 upstream rosetta_gateway {{
     server {site.gateway};
     keepalive 64;  # connections to the gateway are reused between requests
 }}
+
+# The gateway leaves per-client connection limits to its trusted terminator: as many at once per
+# client address as the gateway allows one (with HTTP/2, each request in flight counts).
+limit_conn_zone $binary_remote_addr zone=rosetta_clients:10m;
 
 # WebSockets (Jupyter kernels, noVNC) are passed through as upgrades; other requests keep the
 # connection to the gateway open for the next one.
@@ -82,6 +88,9 @@ server {{
     proxy_hide_header Strict-Transport-Security;
     add_header Strict-Transport-Security "{HSTS}" always;
 
+    limit_conn rosetta_clients {PER_CLIENT_CONNECTIONS};
+    limit_conn_status 429;
+
     # The gateway limits bodies itself (64 MiB to the platform, uploads to storages streamed)
     # and closes idle connections: nothing is buffered or cut short here.
     client_max_body_size 0;
@@ -96,6 +105,7 @@ server {{
         proxy_set_header Host $http_host;  # the task origin the browser asked for, port included
         proxy_set_header Upgrade $http_upgrade;
         proxy_set_header Connection $rosetta_connection;
+        proxy_set_header X-Forwarded-For $remote_addr;  # replaces any the client sent
     }}
 }}
 {redirect}"""

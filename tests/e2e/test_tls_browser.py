@@ -10,6 +10,7 @@ import shutil
 import socket
 import ssl
 
+import httpx
 import pytest
 from playwright.sync_api import expect, sync_playwright
 
@@ -21,6 +22,7 @@ from tests.tls import Nginx, make_certificate, nginx_available
 PASSWORD = "over https only, please"
 TASKS_DOMAIN = "tasks.localhost"  # a wildcard one label below a top-level name: *.localhost would match no name
 HSTS = "max-age=31536000"
+FORM_TOKEN = re.compile(r'name="csrfmiddlewaretoken" value="([^"]+)"')
 
 pytestmark = [
     pytest.mark.podman,
@@ -71,6 +73,7 @@ def behind_tls(tmp_path_factory):
         settings={
             "ROSETTA_PUBLIC_URL": f"https://localhost:{https_port}",
             "ROSETTA_TASKS_DOMAIN": TASKS_DOMAIN,
+            "ROSETTA_TRUSTED_PROXIES": "127.0.0.1,::1",  # nginx, which names each client
             "ROSETTA_DEMO_SOFTWARE": "hello,jupyterlab",
             "ROSETTA_REGISTRY_LISTEN": "off",  # the built-in images run here: nothing to copy
         },
@@ -191,3 +194,27 @@ def test_the_ssh_door_listens_beside_the_terminator_on_its_own_addresses(behind_
     with socket.create_connection(("127.0.0.1", nginx.port), timeout=10) as https:
         https.sendall(b"SSH-2.0-OpenSSH_9.2\r\n")
         assert not https.recv(64).startswith(b"SSH-")
+
+
+def test_behind_the_terminator_one_clients_failed_logins_lock_out_no_one_else(behind_tls):
+    """The platform counts failed logins per client address: the one nginx names, not nginx's own."""
+    platform, nginx, certificate, _ = behind_tls
+    public = f"https://localhost:{nginx.port}"
+    platform.create_user("noether", password=PASSWORD)
+    trusting = ssl.create_default_context(cafile=str(certificate.ca))
+
+    def client(source: str) -> httpx.Client:
+        transport = httpx.HTTPTransport(local_address=source, verify=trusting)
+        return httpx.Client(base_url=public, transport=transport, timeout=30, headers={"Origin": public})
+
+    def log_in(browser: httpx.Client, username: str, password: str) -> httpx.Response:
+        token = FORM_TOKEN.search(browser.get("/login/").text).group(1)
+        return browser.post("/login/", data={"username": username, "password": password, "csrfmiddlewaretoken": token})
+
+    with client("127.0.0.2") as guesser:
+        for attempt in range(30):  # the limit per address; each name once, below the limit per account
+            assert log_in(guesser, f"guess-{attempt}", "not the password at all").status_code == 200
+        refused = log_in(guesser, "noether", PASSWORD)
+        assert refused.status_code == 429 and int(refused.headers["retry-after"]) > 0
+    with client("127.0.0.3") as someone_else:
+        assert log_in(someone_else, "noether", PASSWORD).status_code == 302

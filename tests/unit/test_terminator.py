@@ -29,6 +29,13 @@ def test_passes_websockets_and_the_host_with_its_port():
     assert "proxy_set_header Host $http_host;" in config
 
 
+def test_names_the_client_and_limits_each_as_the_gateway_would():
+    config = nginx_config(SITE)
+    assert "proxy_set_header X-Forwarded-For $remote_addr;" in config  # one address, never the client's own list
+    assert "limit_conn_zone $binary_remote_addr zone=rosetta_clients:10m;" in config
+    assert "limit_conn rosetta_clients 256;" in config
+
+
 def test_port_80_redirects_only_in_front_of_the_default_https_port():
     assert "return 301 https://$host$request_uri;" in nginx_config(SITE)
     other_port = TerminatorSite(**{**SITE.__dict__, "public_url": "https://rosetta.example.org:8443"})
