@@ -19,7 +19,6 @@ TEST_PACKAGES=(
     chromium                                   # the browser test drives Debian's Chromium
     postgresql                                 # the platform is also tested on PostgreSQL
     openssh-client xvfb xauth                  # the SSH front door is tested with ssh -J, scp, sftp, ssh -X
-    nginx                                      # TLS in front of the gateway, as docs/deployment.md says (tests, benchmarks)
 )
 
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
@@ -44,6 +43,24 @@ if [ "${1:-}" = "--for-tests" ]; then
 fi
 registry_was_installed=$(dpkg-query -W -f='${Status}' docker-registry 2>/dev/null | grep -c "ok installed" || true)
 install_packages "${packages[@]}"
+# nginx: TLS in front of the gateway in tests and benchmarks (docs/deployment.md). Only its
+# program is needed: Debian's own site must not start on port 80 (where installing it would
+# fail if another server holds the port), so services are refused while it is installed.
+if [ "${1:-}" = "--for-tests" ] && ! dpkg-query -W -f='${Status}' nginx 2>/dev/null | grep -q "ok installed"; then
+    if [ -e /usr/sbin/policy-rc.d ]; then
+        install_packages nginx
+    else
+        printf '#!/bin/sh\nexit 101\n' | as_root tee /usr/sbin/policy-rc.d >/dev/null
+        as_root chmod 755 /usr/sbin/policy-rc.d
+        install_packages nginx || { as_root rm -f /usr/sbin/policy-rc.d; exit 1; }
+        as_root rm -f /usr/sbin/policy-rc.d
+    fi
+    if command -v systemctl >/dev/null; then
+        as_root systemctl disable nginx >/dev/null 2>&1 || true
+    else
+        as_root update-rc.d nginx disable >/dev/null 2>&1 || true
+    fi
+fi
 # Rosetta runs its own registry (`rosetta registry`, under ROSETTA_HOME). Where installing the
 # package just started Debian's own registry service, stop and disable that one: it would hold
 # port 5000 on every address for nothing.
