@@ -26,6 +26,11 @@ class Unreachable(ComputingError):
     transient = True
 
 
+class CutShort(Unreachable):
+    """The engine gave up a launch half-way for a passing reason (another podman held the image
+    store's mounts): what it made is removed, and the start is tried again from scratch."""
+
+
 class Refused(ComputingError):
     pass
 

@@ -5,7 +5,7 @@ import pytest
 from rosetta.computing.contract import ContainerSpec, Seen
 from rosetta.computing.engines.base import KEPT_CAPABILITIES
 from rosetta.computing.engines.podman import PodmanEngine
-from rosetta.computing.errors import ImageMissing, Refused, Unreachable
+from rosetta.computing.errors import CutShort, ImageMissing, Refused, Unreachable
 from rosetta.computing.transports.base import CommandResult, command_name
 
 SPEC = ContainerSpec(
@@ -174,6 +174,16 @@ def test_a_name_in_use_is_transient_other_refusals_are_not():
     assert isinstance(in_use, Unreachable) and in_use.transient
     refused = PodmanEngine().refusal(_failed("Error: OCI runtime error: runc: invalid mount"), spec)
     assert type(refused) is Refused and refused.detail == "Error: OCI runtime error: runc: invalid mount"
+
+
+def test_an_overlay_mount_refused_while_the_store_is_busy_is_cut_short_not_a_program_refused():
+    spec = ContainerSpec(task_id="t", instance="i", image="x", port=1, cpus=1, memory_mb=64)
+    said = (
+        "Error: mounting storage for container 0a1b: creating overlay mount to /var/lib/containers/storage/"
+        'overlay/9f/merged, mount_data="lowerdir=/var/lib/containers/storage/overlay/l/AB": permission denied'
+    )
+    error = PodmanEngine().refusal(_failed(said), spec)
+    assert isinstance(error, CutShort) and error.transient and error.detail == said
 
 
 def test_a_program_the_container_cannot_start_is_named():

@@ -11,7 +11,7 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 
 from rosetta.computing.contract import ContainerSpec, Observation
-from rosetta.computing.errors import ComputingError, ImageMissing, Refused, Unreachable
+from rosetta.computing.errors import ComputingError, CutShort, ImageMissing, Refused, Unreachable
 from rosetta.computing.transports.base import CommandResult
 
 TASK_LABEL = "rosetta.task"
@@ -234,6 +234,8 @@ class DockerCommandLine(Engine):
 
     prefix: list[str]
     transient_words: tuple[str, ...] = ()  # refusals that pass: try again
+    cut_short_words: tuple[str, ...] = ()  # refusals that pass, once the half-made container is removed
+    cut_short_reason: str = ""
     image_missing_words: tuple[str, ...] = ()
     transient_reason: str = ""
 
@@ -253,6 +255,8 @@ class DockerCommandLine(Engine):
         said = self.refusal_text(result).lower()
         if any(words in said for words in self.transient_words):
             return Unreachable(self.transient_reason, raw)
+        if any(words in said for words in self.cut_short_words):
+            return CutShort(self.cut_short_reason, raw)
         if any(words in said for words in self.image_missing_words):
             return ImageMissing(spec.image, raw)
         return Refused(not_started(raw) or f"{self.name} refused to start the container.", raw)

@@ -47,6 +47,10 @@ _IMAGE_MISSING = (
 # Conditions that pass: another podman holds a lock, or our own earlier attempt left the
 # container behind (the next pass finds and adopts it).
 _TRANSIENT = ("is already in use", "error acquiring lock", "database is locked", "resource temporarily unavailable")
+# Conditions that pass once the container podman created is removed: mounting the image's layers
+# failed while other podman processes used the same image store ("creating overlay mount to
+# .../merged, ...: permission denied" was seen under concurrent starts).
+_CUT_SHORT = ("creating overlay mount to", "mounting storage for container")
 
 
 JOB_STOP_GRACE = 5  # seconds a container in a batch job is given when the job is stopped
@@ -71,6 +75,8 @@ class PodmanEngine(DockerCommandLine):
     transient_words = _TRANSIENT
     image_missing_words = _IMAGE_MISSING
     transient_reason = "podman is busy with this task's container; trying again."
+    cut_short_words = _CUT_SHORT
+    cut_short_reason = "podman could not mount the image's files (the image store was busy)."
 
     def __init__(
         self,

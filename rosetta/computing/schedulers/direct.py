@@ -9,7 +9,7 @@ from dataclasses import replace
 
 from rosetta.computing.contract import ContainerSpec, Observation, Seen, TaskRef
 from rosetta.computing.engines.base import Engine, home_files_argv
-from rosetta.computing.errors import ComputingError, Unreachable
+from rosetta.computing.errors import ComputingError, CutShort, Unreachable
 from rosetta.computing.schedulers.base import Scheduler
 from rosetta.computing.transports.base import Transport
 
@@ -45,8 +45,9 @@ class DirectScheduler(Scheduler):
             await self.transport.remove_file(env_file)
         if not result.ok:
             error = engine.refusal(result, spec)
-            if not error.transient:
-                # Never leave a half-created container behind (created, but the runtime failed).
+            if not error.transient or isinstance(error, CutShort):
+                # Never leave a half-created container behind (created, but the runtime failed):
+                # a start tried again would find its name taken.
                 await self._remove(spec.task_id)
             raise error
         observed = await self._inspect(spec.task_id, spec.port)
