@@ -137,10 +137,13 @@ class FakeBackend(Scheduler):
             handle={"work": task_id},
         )
 
-    async def end(self, task: TaskRef, grace_seconds: int, log_lines: int) -> bytes:
-        work = self.work.pop(task.task_id, None)
+    async def end(self, task: TaskRef, grace_seconds: int, log_lines: int, keep=None) -> bytes:
+        work = self.work.get(task.task_id)
         if work is None:
             return b""
+        if log_lines and keep is not None:
+            await keep(work.output)
+        del self.work[task.task_id]
         work.ends += 1
         self.ended.append(task.task_id)
         return work.output if log_lines else b""

@@ -138,6 +138,10 @@ class Controller:
         self.workers.clear()
 
 
+class StaleRow(Exception):
+    """The task's row changed since the pass read it: what was decided from it is dropped."""
+
+
 @dataclass(eq=False)
 class Job:
     """Work in flight for one task. A cancellable job may be interrupted by a later pass (to
@@ -285,6 +289,8 @@ class BackendWorker:
             await db(_note_trouble)(task_id, self.backend.description, error)
         except asyncio.CancelledError:
             raise
+        except StaleRow:
+            log.info("%s of task %s: the task changed meanwhile; the next pass decides again", job.act.value, task_id)
         except Exception:
             log.exception("%s of task %s on %s failed", job.act.value, task_id, self.backend.description)
 
@@ -321,9 +327,8 @@ class BackendWorker:
                     Phase.EXITED, "The container is gone: it was removed outside Rosetta or the machine restarted."
                 )
             case Act.TIMED_OUT:
-                log_tail = await self._end(task, grace=2)
                 reason = f"The interface did not answer within {self.timeouts.start:g} s; the container was removed."
-                await db(task.transition)(Phase.FAILED, reason, log_tail=log_tail)
+                await self._end_as(task, Phase.FAILED, reason, grace=2)
             case Act.STOP_TIMED_OUT:
                 reason = (
                     f"The container could not be removed within {self.timeouts.stop:g} s; "
@@ -353,10 +358,7 @@ class BackendWorker:
         if seen.state is Seen.QUEUED:
             await db(task.transition)(Phase.QUEUED, _queued_reason(resource, seen), backend_state=seen.handle)
         elif seen.state is Seen.ENDED:
-            log_tail = await self._end(task, grace=0)
-            await db(task.transition)(
-                Phase.EXITED, _ended_reason(task, seen), exit_code=seen.exit_code, log_tail=log_tail
-            )
+            await self._end_as(task, Phase.EXITED, _ended_reason(task, seen), grace=0, exit_code=seen.exit_code)
         elif await db(task.transition)(
             Phase.STARTING, "The container is up; waiting for its interface to answer.", **_placed(seen)
         ):
@@ -415,27 +417,49 @@ class BackendWorker:
         return False
 
     async def _stop(self, task: Task, seen: Observation | None) -> None:
+        """Idempotent, in an order a controller killed at any step can carry on from: the work
+        stopped, its log tail kept on the task, the work removed (container, then network),
+        then `stopped`. Run again after a crash, it finds the steps done so far done (with the
+        work already gone, there are no logs to read, and those kept stay)."""
         stopping = task.phase_enum is Phase.STOPPING
         if not stopping and not await db(task.transition)(Phase.STOPPING, "Stopping, as requested."):
             return
-        fields = {}
+
+        async def keep(log_tail: str) -> None:
+            if not await db(task.observe)(log_tail=log_tail):
+                raise StaleRow(task.id)
+
         if seen is not None:
-            fields["log_tail"] = await self._end(task, grace=int(min(self.timeouts.stop, 10)))
+            await self._end(task, grace=int(min(self.timeouts.stop, 10)), keep=keep)
         else:
             await self._end(task, grace=0, log_lines=0)  # idempotent; catches work the poll missed
-        if await db(task.transition)(Phase.STOPPED, "The container was stopped and removed.", **fields):
+        if await db(task.transition)(Phase.STOPPED, "The container was stopped and removed."):
             await self._forget_if_deleted(task)
 
     async def _ended(self, task: Task, seen: Observation) -> None:
-        log_tail = await self._end(task, grace=0)
-        await db(task.transition)(
+        await self._end_as(
+            task,
             Phase.EXITED,
             _ended_reason(task, seen),
+            grace=0,
             detail=seen.detail,
             exit_code=seen.exit_code,
-            log_tail=log_tail,
             memory_kills=max(task.memory_kills, seen.memory_kills),
         )
+
+    async def _end_as(self, task: Task, phase: Phase, reason: str, grace: int, **fields) -> None:
+        """End the work and record the task's final ``phase`` with its log tail, before the work
+        and its logs are removed: a controller killed in between finds the task final, with its
+        exit code and output, and removes what is left (Act.CLEAN_UP) rather than report work
+        that vanished."""
+
+        async def record(log_tail: str) -> None:
+            if not await db(task.transition)(phase, reason, log_tail=log_tail, **fields):
+                raise StaleRow(task.id)
+
+        await self._end(task, grace, keep=record)
+        if not task.is_final:  # there was nothing left to read the logs of
+            await db(task.transition)(phase, reason, **fields)
 
     async def _observe(self, task: Task, seen: Observation) -> bool:
         """Record what changed on the resource while the phase did not: endpoint, backend
@@ -457,10 +481,21 @@ class BackendWorker:
             )
         return await db(task.observe)(reason, **fields)
 
-    async def _end(self, task: Task, grace: int, log_lines: int = LOG_TAIL_LINES) -> str:
+    async def _end(
+        self,
+        task: Task,
+        grace: int,
+        log_lines: int = LOG_TAIL_LINES,
+        keep: Callable[[str], Coroutine] | None = None,
+    ) -> None:
+        """Stop and remove the task's work; ``keep`` is given its log tail before it is removed."""
+
+        async def kept(output: bytes) -> None:
+            if keep is not None:
+                await keep(strip_probe_lines(output)[-MAX_LOG_TAIL:].decode(errors="replace"))
+
         async with self.backend.end_slots:
-            output = await self.backend.end(_ref(task), grace, log_lines)
-        return strip_probe_lines(output)[-MAX_LOG_TAIL:].decode(errors="replace")
+            await self.backend.end(_ref(task), grace, log_lines, keep=kept)
 
     async def _remove_stray(self, ref: TaskRef) -> None:
         async with self.backend.end_slots:

@@ -2,6 +2,7 @@
 
 import os
 import shutil
+import subprocess
 import sys
 
 # Stands in for the real podman on the controller's PATH: its first `run` fails the way podman
@@ -43,3 +44,34 @@ def test_a_start_cut_short_by_a_busy_image_store_is_tried_again_and_runs(fresh_p
         said = [event["reason"] for event in task["events"]]
         assert any("could not mount the image's files" in reason and "Trying again" in reason for reason in said), said
         assert platform.task_client(task_id, token).get("/").status_code == 200
+
+
+def test_a_stop_cut_short_by_a_controller_kill_keeps_the_logs_and_is_completed_by_the_next(fresh_platform):
+    platform = fresh_platform
+    platform.start(separately=True)
+    token = platform.create_user("grace")
+    with platform.api(token) as api:
+        task_id = platform.start_task(api)
+        platform.wait_for_task(api, task_id, {"running"})
+        assert platform.task_client(task_id, token).get("/kept-line").status_code == 404
+        name = f"rosetta-{task_id}"
+        removals = subprocess.Popen(
+            ["podman", "events", "--filter", f"container={name}", "--filter", "event=remove", "--format", "{{.Name}}"],
+            env=platform.podman_env,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            assert api.post(f"/api/tasks/{task_id}/stop").status_code == 202
+            assert removals.stdout.readline().strip() == name  # the controller removed the container...
+            platform.kill("controller")  # ...and died at once, as in a crash
+        finally:
+            removals.kill()
+            removals.wait()
+        assert name not in platform.containers()
+        cut_short = api.get(f"/api/tasks/{task_id}").json()
+        platform.start_component("controller")
+        task = platform.wait_for_task(api, task_id, {"stopped", "failed"}, timeout=30)
+        assert task["phase"] == "stopped", (cut_short["phase"], task["events"])
+        assert "request /kept-line" in api.get(f"/api/tasks/{task_id}/logs").text, cut_short["phase"]
+        assert name not in platform.containers() and platform.networks() == []

@@ -14,12 +14,14 @@ from __future__ import annotations
 import asyncio
 import posixpath
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 
 from rosetta.computing.contract import ContainerSpec, Observation, TaskRef
 from rosetta.computing.engines.base import Engine
 from rosetta.computing.errors import Refused
 from rosetta.computing.transports.base import Transport
+
+Keep = Callable[[bytes], Awaitable[None]]  # what ``end`` hands a work's output to before removing it
 
 
 class Scheduler(ABC):
@@ -93,9 +95,12 @@ class Scheduler(ABC):
         controller knows, for backends that cannot list by label)."""
 
     @abstractmethod
-    async def end(self, task: TaskRef, grace_seconds: int, log_lines: int) -> bytes:
+    async def end(self, task: TaskRef, grace_seconds: int, log_lines: int, keep: Keep | None = None) -> bytes:
         """Stop (SIGTERM, SIGKILL after the grace period), keep the last ``log_lines`` lines of
-        output, remove every trace; return those lines. Work already gone is fine."""
+        output, remove every trace; return those lines. Work already gone is fine. ``keep`` is
+        awaited with the lines, when there were any to read, before anything that would lose
+        them is removed: a caller killed half-way has them already (an error it raises removes
+        nothing)."""
 
     @abstractmethod
     def logs(self, task: TaskRef, *, follow: bool, tail: int | None = None) -> AsyncIterator[bytes]: ...

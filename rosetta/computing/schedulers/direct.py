@@ -10,7 +10,7 @@ from dataclasses import replace
 from rosetta.computing.contract import ContainerSpec, Observation, Seen, TaskRef
 from rosetta.computing.engines.base import Engine, home_files_argv
 from rosetta.computing.errors import ComputingError, CutShort, Unreachable
-from rosetta.computing.schedulers.base import Scheduler
+from rosetta.computing.schedulers.base import Keep, Scheduler
 from rosetta.computing.transports.base import Transport
 
 LAUNCH_TIMEOUT = 300.0  # a first pull of a large image takes a while
@@ -96,7 +96,7 @@ class DirectScheduler(Scheduler):
                 )
         return observations
 
-    async def end(self, task: TaskRef, grace_seconds: int, log_lines: int) -> bytes:
+    async def end(self, task: TaskRef, grace_seconds: int, log_lines: int, keep: Keep | None = None) -> bytes:
         stopped = await self.transport.run(
             self.engine.stop_argv(task.task_id, grace_seconds), timeout=grace_seconds + 60
         )
@@ -104,6 +104,8 @@ class DirectScheduler(Scheduler):
         if log_lines and self.engine.stopped_one(stopped):
             with contextlib.suppress(ComputingError):
                 output = b"".join([chunk async for chunk in self.logs(task, follow=False, tail=log_lines)])
+            if keep is not None:
+                await keep(output)
         await self._remove(task.task_id)
         return output
 

@@ -25,7 +25,7 @@ from datetime import UTC, datetime
 from rosetta.computing.contract import ContainerSpec, Observation, Seen, TaskRef
 from rosetta.computing.engines.base import Engine
 from rosetta.computing.errors import ComputingError, Refused, Unreachable
-from rosetta.computing.schedulers.base import Scheduler
+from rosetta.computing.schedulers.base import Keep, Scheduler
 from rosetta.computing.transports.base import CommandResult, Transport
 
 SQUEUE_FIELDS = "%i|%j|%T|%r|%N|%e|%S|%k"  # id, name, state, reason, nodes, end, (expected) start, comment
@@ -205,7 +205,7 @@ class SlurmScheduler(Scheduler):
 
     # -- stopping ------------------------------------------------------------------------------
 
-    async def end(self, task: TaskRef, grace_seconds: int, log_lines: int) -> bytes:
+    async def end(self, task: TaskRef, grace_seconds: int, log_lines: int, keep: Keep | None = None) -> bytes:
         job = task.handle.get("job")
         directory = self.task_dir(task.task_id)
         if job:
@@ -215,8 +215,10 @@ class SlurmScheduler(Scheduler):
             await self._until_launcher_done(task.task_id, grace_seconds + STOP_GRACE + 5)
         output = b""
         if log_lines:
-            log = await self.transport.read_file(f"{directory}/job.log") or b""
-            output = b"".join(log.splitlines(keepends=True)[-log_lines:])
+            log = await self.transport.read_file(f"{directory}/job.log")
+            output = b"".join((log or b"").splitlines(keepends=True)[-log_lines:])
+            if log is not None and keep is not None:
+                await keep(output)
         await self.transport.run(["rm", "-rf", directory], timeout=60)
         return output
 
