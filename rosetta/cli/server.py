@@ -201,7 +201,7 @@ def _door_sockets(hosts: tuple[str, ...]) -> list[socket.socket]:
         return []
     host_key()  # made here, once, before any process may race for it
     try:
-        return listening_sockets([(host, port) for host in hosts])[0]
+        return _listen_once_free(lambda: listening_sockets([(host, port) for host in hosts])[0])
     except OSError as error:
         raise click.ClickException(
             f"Cannot listen on {', '.join(hosts)} port {port} for the SSH front door: {error.strerror or error} "
@@ -230,6 +230,39 @@ def _run_async(coroutine, fast_loop: bool = True) -> None:
         pass
 
 
+PORT_FREED_WITHIN = 10.0  # seconds the children of a supervisor that died take to let go of its ports
+
+
+def _claim_home() -> int:
+    """One `rosetta run` per home: a second says which one runs, and stops."""
+    from rosetta.cli.supervisor import AlreadyRunning, claim
+    from rosetta.core.paths import home
+
+    try:
+        return claim(run_dir() / "supervisor.lock")
+    except AlreadyRunning as running:
+        raise click.ClickException(
+            f"Rosetta is already running for {home()} (`rosetta run`, pid {running.pid}); "
+            f"stop it first (kill {running.pid}), or set ROSETTA_HOME to run another platform."
+        ) from None
+
+
+def _listen_once_free(listen):
+    """Listening sockets, waiting a little for a port held by the children of a supervisor that
+    died (they got SIGTERM with it: a gateway lets go of its sockets as it starts to drain)."""
+    import errno
+    import time
+
+    deadline = time.monotonic() + PORT_FREED_WITHIN
+    while True:
+        try:
+            return listen()
+        except OSError as error:
+            if error.errno != errno.EADDRINUSE or time.monotonic() > deadline:
+                raise
+        time.sleep(0.2)
+
+
 @click.command("run")
 @click.option("--host", default="localhost", show_default=True)
 @click.option("--port", type=int, default=8000, show_default=True)
@@ -246,6 +279,7 @@ def run(host, port, gateway_workers, ssh_hosts):
     from rosetta.cli.registry import registry_commands
     from rosetta.cli.supervisor import Supervisor
 
+    _claim_home()  # its descriptor stays open, the claim held, until this process ends
     public_host = "localhost" if host in ("localhost", "0.0.0.0", "::") else host
     public = os.environ.setdefault("ROSETTA_PUBLIC_URL", f"http://{public_host}:{port}")
     setup_django()
@@ -257,7 +291,7 @@ def run(host, port, gateway_workers, ssh_hosts):
     from rosetta.gateway.proxy import listening_sockets
 
     try:  # held here for every gateway to come: restarting one refuses no connection
-        sockets = listening_sockets([(host, port)], gateway_workers)
+        sockets = _listen_once_free(lambda: listening_sockets([(host, port)], gateway_workers))
     except OSError as error:
         raise click.ClickException(f"Cannot listen on {host}:{port}: {error.strerror or error}") from None
     fds = [sock.fileno() for group in sockets for sock in group]

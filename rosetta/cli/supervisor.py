@@ -5,16 +5,25 @@ is started with the same inherited listening sockets; once it says it is ready, 
 gets SIGTERM and finishes its open connections (WebSockets included) on its own, while the
 new one already accepts. The sockets stay open here all along, so no connection is refused:
 while no process accepts, the kernel queues them.
+
+Children die with their supervisor, even one killed with SIGKILL (the kernel's parent-death
+signal: they get SIGTERM), and one supervisor runs per home at a time (a lock on a file in the
+run directory, released by the kernel when its holder dies however it dies).
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
+import fcntl
 import os
 import select
 import signal
 import subprocess
 import time
+from pathlib import Path
+
+from rosetta.core.processes import dies_with_parent
 
 RESTART_BACKOFF_MAX = 30.0
 HEALTHY_AFTER = 10.0  # a child that ran this long is restarted without delay
@@ -22,6 +31,31 @@ STARTUP_GRACE = 5.0
 READY_TIMEOUT = 60.0  # how long a replacement may take to say it is ready
 STOP_TIMEOUT = 10.0
 READY_FD_ENV = "ROSETTA_READY_FD"  # a child replaced gracefully writes a line to this descriptor once it serves
+
+
+class AlreadyRunning(Exception):
+    def __init__(self, pid: str) -> None:
+        super().__init__(pid)
+        self.pid = pid
+
+
+def claim(lock_file: Path) -> int:
+    """Become the one supervisor of the home ``lock_file`` is in: a descriptor to keep open for
+    as long as this process supervises (not inherited: children never hold the claim), with this
+    process's pid written in the file. AlreadyRunning (with the holder's pid) when another has it."""
+    fd = os.open(lock_file, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as error:
+        if error.errno not in (errno.EWOULDBLOCK, errno.EAGAIN):
+            os.close(fd)
+            raise
+        holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
+        os.close(fd)
+        raise AlreadyRunning(holder) from None
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    return fd
 
 
 def report_ready() -> None:
@@ -92,7 +126,9 @@ class Supervisor:
             fds.append(ready_write)
             env = {**os.environ, READY_FD_ENV: str(ready_write)}
         try:
-            child = subprocess.Popen(self.commands[name], start_new_session=True, pass_fds=fds, env=env)
+            child = subprocess.Popen(
+                dies_with_parent(self.commands[name]), start_new_session=True, pass_fds=fds, env=env
+            )
         finally:
             if ready_write is not None:
                 os.close(ready_write)

@@ -2,8 +2,15 @@
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
+from pathlib import Path
+
+import httpx
+
+from tests.instance import free_port
 
 # Stands in for the real podman on the controller's PATH: its first `run` fails the way podman
 # fails when another podman holds the image store's mounts (seen under concurrent starts), after
@@ -75,3 +82,46 @@ def test_a_stop_cut_short_by_a_controller_kill_keeps_the_logs_and_is_completed_b
         assert task["phase"] == "stopped", (cut_short["phase"], task["events"])
         assert "request /kept-line" in api.get(f"/api/tasks/{task_id}/logs").text, cut_short["phase"]
         assert name not in platform.containers() and platform.networks() == []
+
+
+def _children_of(pid: int) -> list[int]:
+    children = []
+    for stat_file in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat_file.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if int(fields[1]) == pid:
+            children.append(int(stat_file.parent.name))
+    return children
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False
+
+
+def test_children_die_with_a_killed_supervisor_and_a_second_supervisor_says_one_runs(fresh_platform):
+    platform = fresh_platform
+    platform.start()  # `rosetta run`
+    supervisor = platform.processes["run"]
+    children = _children_of(supervisor.pid)
+    assert len(children) >= 4, children  # web, controller, gateway, builder (and the registry's)
+
+    second = platform.rosetta("run", "--port", str(free_port()), check=False, timeout=60)
+    assert second.returncode == 1, second
+    assert f"Rosetta is already running for {platform.home}" in second.stderr, second.stderr
+    assert f"pid {supervisor.pid}" in second.stderr and "Traceback" not in second.stderr, second.stderr
+    assert platform.processes["run"].poll() is None  # the one running goes on
+
+    os.kill(supervisor.pid, signal.SIGKILL)
+    supervisor.wait()
+    deadline = time.monotonic() + 15
+    while any(map(_alive, children)) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not [pid for pid in children if _alive(pid)], "children outlived their supervisor"
+
+    platform.start()  # a new `rosetta run` on the same home and port serves
+    assert httpx.get(f"{platform.url}/login/", timeout=5).status_code == 200
