@@ -43,8 +43,10 @@ def web(socket_path, port):
         listener = _private_unix_socket(Path(socket_path) if socket_path else web_socket_path())
         options = {"fd": listener.fileno(), "proxy_headers": True, "forwarded_allow_ips": "*"}
     from rosetta.storage.streaming import larger_body_reads
+    from rosetta.storage.sweep import sweep_now_and_then
 
     larger_body_reads()
+    sweep_now_and_then()  # what uploads cut short by a dead web process left behind
     uvicorn.run("rosetta.asgi:application", log_level="warning", lifespan="off", **options)
 
 

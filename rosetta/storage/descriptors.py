@@ -26,6 +26,7 @@ machine's locale.
 """
 
 import errno
+import fcntl
 import json
 import os
 import secrets
@@ -518,6 +519,7 @@ def op_write(root_fd, request, channel):
         except OSError as error:
             temporary = None
             raise refused_os(error, "upload") from None
+        hold(fd)
         try:
             channel.reply({"ready": True})
             if not _receive_into(fd, channel, lambda: _unlink(folder, temporary)):
@@ -541,6 +543,16 @@ def op_write(root_fd, request, channel):
         if temporary is not None:
             _unlink(folder, temporary)
         os.close(folder)
+
+
+def hold(fd):
+    """Lock a temporary being written for as long as its descriptor is open: the kernel lets go
+    when the writer dies, and whoever sweeps temporaries (rosetta.storage.sweep) leaves locked
+    ones alone."""
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        pass  # a file system without locks: the sweep's age rule alone protects it
 
 
 def _unlink(folder, name):
@@ -685,6 +697,7 @@ def copy_file(source_dir, name, target_dir, new_name):
         os.set_blocking(source, True)
         target = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
                          FILE_MODE, dir_fd=target_dir)  # fmt: skip
+        hold(target)
         try:
             left = os.fstat(source).st_size
             while left > 0:

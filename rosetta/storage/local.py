@@ -315,6 +315,7 @@ class LocalFiles(Files):
             temporary = UPLOAD_PREFIX + secrets.token_hex(8)
             fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
                          FILE_MODE, dir_fd=parent)  # fmt: skip
+            descriptors.hold(fd)  # for as long as this upload lives (rosetta.storage.sweep)
             self._give(parent, temporary)
             return parent, fd, temporary
         except BaseException:

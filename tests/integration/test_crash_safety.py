@@ -1,10 +1,12 @@
 """Nothing is lost when a process dies or a resource stumbles (issue 20): against real podman."""
 
+import contextlib
 import os
 import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -125,3 +127,65 @@ def test_children_die_with_a_killed_supervisor_and_a_second_supervisor_says_one_
 
     platform.start()  # a new `rosetta run` on the same home and port serves
     assert httpx.get(f"{platform.url}/login/", timeout=5).status_code == 200
+
+
+# Another web process's upload, alive: it holds its temporary locked, as every upload does.
+LIVE_UPLOAD = """
+import fcntl, os, sys, time
+fd = os.open(sys.argv[1], os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+fcntl.flock(fd, fcntl.LOCK_EX)
+old = time.time() - 3600
+os.utime(sys.argv[1], (old, old))  # unchanged for an hour: a stalled client
+print("holding", flush=True)
+time.sleep(600)
+"""
+
+
+def test_uploads_cut_short_by_a_killed_web_process_leave_nothing_behind(fresh_platform):
+    platform = fresh_platform
+    platform.start(separately=True)
+    token = platform.create_user("hedy")
+    folder = platform.home / "storage" / "home" / "hedy"
+    with platform.api(token) as api:
+        put = api.put("/api/storages/home/content", params={"path": "kept.txt"}, content=b"mine\n")
+        assert put.status_code == 201, put.text
+        sent = threading.Event()
+
+        def forever():
+            yield b"x" * (4 << 20)
+            sent.set()
+            time.sleep(120)  # the client is still there; the web process is not
+            yield b""
+
+        def upload():
+            with contextlib.suppress(httpx.HTTPError):
+                platform.api(token).put("/api/storages/home/content", params={"path": "big.bin"}, content=forever())
+
+        uploading = threading.Thread(target=upload, daemon=True)
+        uploading.start()
+        assert sent.wait(30)
+        deadline = time.monotonic() + 30
+        while not (abandoned := [p for p in folder.iterdir() if p.name.startswith(".rosetta-upload-")]):
+            assert time.monotonic() < deadline, "no upload temporary appeared"
+            time.sleep(0.05)
+        platform.kill("web")
+        old = time.time() - 3600
+        for path in abandoned:
+            os.utime(path, (old, old))
+        live = subprocess.Popen(
+            [sys.executable, "-c", LIVE_UPLOAD, str(folder / ".rosetta-upload-live")], stdout=subprocess.PIPE, text=True
+        )
+        try:
+            assert live.stdout.readline().strip() == "holding"
+            platform.start_component("web")
+            platform.wait_until_up()
+            deadline = time.monotonic() + 20
+            while any(path.exists() for path in abandoned) and time.monotonic() < deadline:
+                time.sleep(0.1)
+            left = sorted(p.name for p in folder.iterdir())
+            assert left == [".rosetta-upload-live", "kept.txt"], left
+        finally:
+            live.kill()
+            live.wait()
+        listed = api.get("/api/storages/home/entries")
+        assert [entry["name"] for entry in listed.json()["entries"]] == ["kept.txt"], listed.text
