@@ -104,6 +104,7 @@ MIDDLEWARE = [
     "rosetta.web.csrf.CsrfMiddleware",  # after authentication: where the secret lives depends on the user
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "rosetta.core.disk.DiskFullMiddleware",  # a page's write that met a full disk: 507, said plainly
 ]
 
 ROOT_URLCONF = "rosetta.urls"

@@ -1,8 +1,9 @@
 from django.conf import settings
-from django.db import models
+from django.db import DatabaseError, models
 from django.utils import timezone
 
 from rosetta.accounts.tokens import hash_token, new_token
+from rosetta.core.disk import is_disk_full
 
 
 class ApiTokenQuerySet(models.QuerySet):
@@ -30,7 +31,12 @@ class ApiTokenQuerySet(models.QuerySet):
         now = timezone.now()
         # Writing on every API call would serialise SQLite writers; a minute's precision is plenty.
         if token.last_used is None or (now - token.last_used).total_seconds() > 60:
-            ApiToken.objects.filter(pk=token.pk).update(last_used=now)
+            try:
+                ApiToken.objects.filter(pk=token.pk).update(last_used=now)
+            except DatabaseError as error:
+                if not is_disk_full(error):
+                    raise
+                # A read must not fail because its by-the-way record cannot be written.
 
 
 class ApiToken(models.Model):

@@ -21,6 +21,12 @@ class Message(Schema):
     detail: str
 
 
+class HealthOut(Schema):
+    status: str = Field(..., description="ok | degraded")
+    disk_free_bytes: int = Field(..., description="Free space on the platform's own disk (ROSETTA_HOME).")
+    problems: list[str] = Field(..., description="What keeps the platform from working, in plain words.")
+
+
 class UserOut(Schema):
     username: str
     is_staff: bool

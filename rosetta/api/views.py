@@ -6,6 +6,7 @@ from typing import Literal
 from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.core.exceptions import ValidationError
+from django.db import DatabaseError, connection
 from django.http import HttpRequest, JsonResponse, StreamingHttpResponse
 from ninja import Swagger
 from ninja.errors import AuthenticationError
@@ -22,6 +23,7 @@ from rosetta.api.openapi import RosettaAPI
 from rosetta.api.pagination import KeysetPagination
 from rosetta.api.schemas import (
     EventOut,
+    HealthOut,
     Message,
     ScratchOut,
     StopIn,
@@ -33,6 +35,7 @@ from rosetta.api.schemas import (
     UserOut,
 )
 from rosetta.api.storage import router as storage_router
+from rosetta.core import disk
 from rosetta.core.errors import Conflict, NotFound
 from rosetta.storage.errors import FileProblem
 from rosetta.tasks import services
@@ -66,6 +69,30 @@ api.add_router("", computing_router)
 api.add_router("", keys_router)
 api.add_router("", catalog_router)
 api.add_router("", storage_router)
+
+
+@api.exception_handler(DatabaseError)
+@api.exception_handler(OSError)
+def disk_full(request, error):
+    if not disk.is_disk_full(error):
+        raise error
+    return disk.answer(request)
+
+
+@api.get("/health", auth=None, response={200: HealthOut, 503: HealthOut}, tags=["platform"])
+def health(request: HttpRequest):
+    """Whether the platform can work: its database answers and its disk has room (no login needed)."""
+    free = disk.free_bytes()
+    problems = []
+    if free < disk.NEARLY_FULL:
+        problems.append(f"The platform's disk is full ({free // 1024} KiB free): changes cannot be recorded.")
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1")
+    except DatabaseError as error:
+        problems.append(f"The database does not answer: {error}")
+    status = 503 if problems else 200
+    return status, {"status": "ok" if not problems else "degraded", "disk_free_bytes": free, "problems": problems}
 
 
 @api.exception_handler(NotFound)

@@ -11,8 +11,9 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
 
-from tests.instance import free_port
+from tests.instance import Platform, free_port
 
 # Stands in for the real podman on the controller's PATH: its first `run` fails the way podman
 # fails when another podman holds the image store's mounts (seen under concurrent starts), after
@@ -189,3 +190,57 @@ def test_uploads_cut_short_by_a_killed_web_process_leave_nothing_behind(fresh_pl
             live.wait()
         listed = api.get("/api/storages/home/entries")
         assert [entry["name"] for entry in listed.json()["entries"]] == ["kept.txt"], listed.text
+
+
+@pytest.fixture
+def platform_on_a_small_disk(tmp_path):
+    """A Rosetta whose home is a file system of its own, 64 MiB (tmpfs: needs root)."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting a small file system needs root")
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64m,mode=0700", "tmpfs", str(disk)], check=True)
+    instance = Platform(disk / "rosetta")
+    try:
+        instance.set_up()
+        yield instance, disk
+    finally:
+        instance.stop()
+        subprocess.run(["umount", "--lazy", str(disk)], check=True)
+
+
+def _fill(disk: Path) -> Path:
+    filler = disk / "filler"
+    fd = os.open(filler, os.O_WRONLY | os.O_CREAT, 0o600)
+    try:
+        for size in (1 << 20, 4096, 1):  # to the last byte
+            with contextlib.suppress(OSError):
+                while os.write(fd, b"\0" * size):
+                    pass
+    finally:
+        os.close(fd)
+    return filler
+
+
+def test_a_full_platform_disk_still_serves_reads_and_refuses_writes_plainly(platform_on_a_small_disk):
+    platform, disk = platform_on_a_small_disk
+    platform.start(separately=True)
+    token = platform.create_user("ada")  # not used before the disk is full: its first use would be recorded
+    with platform.api(platform.create_user("grace")) as other:
+        assert other.get("/api/health").json()["status"] == "ok"
+    filler = _fill(disk)
+    with platform.api(token) as api:
+        for path in ("/api/me", "/api/tasks", "/api/software", "/api/storages"):
+            answer = api.get(path)
+            assert answer.status_code == 200, (path, answer.status_code, answer.text)
+        refused = api.post("/api/tasks", json={"software": "hello", "resource": "local"})
+        assert refused.status_code == 507, refused.text
+        assert "The platform's disk is full" in refused.json()["detail"]
+        health = httpx.get(f"{platform.url}/api/health", timeout=10)
+        assert health.status_code == 503 and health.json()["status"] == "degraded", health.text
+        assert "disk is full" in health.json()["problems"][0]
+
+        filler.unlink()  # an operator frees space: everything works again
+        assert httpx.get(f"{platform.url}/api/health", timeout=10).status_code == 200
+        created = api.post("/api/tasks", json={"software": "hello", "resource": "local"})
+        assert created.status_code == 201, created.text
