@@ -102,6 +102,13 @@ def unavailable(decision: Unavailable, public_url: str, https: bool) -> bytes:
         )
         body = page(title, text, public_url=public_url, links=links)
         return response(503, "Service Unavailable", body, https=https)
+    if decision.reason:
+        text = (
+            f"<p>The task “{name}” cannot be reached now: {html.escape(decision.reason)}</p>"
+            '<p class="muted">This page reloads by itself and shows the task as soon as it can be reached.</p>'
+        )
+        body = page(f"{route.name} cannot be reached", text, refresh=True, public_url=public_url, links=links)
+        return response(503, "Service Unavailable", body, "Retry-After: 5\r\n", https)
     text = (
         f"<p>The task “{name}” is {phase}: its interface is not answering yet.</p>"
         '<p class="muted">This page reloads by itself and shows the task as soon as it answers. '

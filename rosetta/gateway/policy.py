@@ -66,6 +66,7 @@ class Unavailable(NamedTuple):
     """The task has nothing to forward to yet (or any more): a page with its phase."""
 
     route: Route
+    reason: str = ""  # why it cannot be reached, when the gateway tried (the resource does not answer)
 
 
 class Refuse(NamedTuple):

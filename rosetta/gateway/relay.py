@@ -912,10 +912,10 @@ class ClientConnection(asyncio.Protocol):
                     transport, _ = await loop.create_unix_connection(lambda: upstream, address)
                 else:
                     transport, _ = await loop.create_connection(lambda: upstream, address[0], address[1])
-        except (OSError, TimeoutError, ComputingError):
+        except (OSError, TimeoutError, ComputingError) as error:
             self.connecting = None
             if not self.closed:
-                self.upstream_unavailable(route)
+                self.upstream_unavailable(route, str(error) if isinstance(error, ComputingError) else "")
             return
         if self.closed or self.upstream_target != target:
             upstream.detach()
@@ -942,14 +942,14 @@ class ClientConnection(asyncio.Protocol):
         self.upstream_pending = []
         self.paused_for.discard("upstream-full")
 
-    def upstream_unavailable(self, route: Route | None) -> None:
+    def upstream_unavailable(self, route: Route | None, reason: str = "") -> None:
         """Nothing answers where the request should go: a page, never a bare 502."""
         https = self.gateway.https
         if route is None:
             log.warning("gateway: the platform upstream is not answering")
             self.finish_with(pages.platform_starting(https))
         else:
-            self.answer(Unavailable(route))
+            self.answer(Unavailable(route, reason))
 
     # -- the login form -------------------------------------------------------------------
 

@@ -244,3 +244,53 @@ def test_a_full_platform_disk_still_serves_reads_and_refuses_writes_plainly(plat
         assert httpx.get(f"{platform.url}/api/health", timeout=10).status_code == 200
         created = api.post("/api/tasks", json={"software": "hello", "resource": "local"})
         assert created.status_code == 201, created.text
+
+
+TESTBED_CTL = Path(__file__).resolve().parents[2] / "testbed" / "ctl"
+
+
+@pytest.fixture
+def remote_platform(tmp_path):
+    from tests.integration.test_remote import bed
+
+    described = bed()
+    platform = Platform(tmp_path / "rosetta", settings={
+        "ROSETTA_TESTBED_DIR": "/var/lib/rosetta-testbed",
+        "ROSETTA_REGISTRY_LISTEN": f"{described['bridge']['address']}:{free_port()}",
+    })  # fmt: skip
+    platform.set_up()
+    platform.start()
+    yield platform
+    platform.stop()
+
+
+def test_a_task_on_a_host_that_stops_answering_gets_a_page_saying_so_within_seconds(remote_platform):
+    platform = remote_platform
+    token = platform.create_user("ada")
+    with platform.api(token) as api:
+        task_id = api.post("/api/tasks", json={"software": "hello", "resource": "testbed-host"}).json()["id"]
+        task = platform.wait_for_task(api, task_id, {"running", "failed", "exited"}, timeout=120)
+        assert task["phase"] == "running", task["events"]
+        with platform.task_client(task_id, token) as interface:
+            assert interface.get("/").status_code == 200
+        subprocess.run([str(TESTBED_CTL), "disconnect", "rstb-host"], check=True, capture_output=True)
+        try:
+            time.sleep(2.5)  # the host's latest sign of life is no proof any more
+            began = time.monotonic()
+            with platform.task_client(task_id, token) as interface:
+                answer = interface.get("/", timeout=60)
+            took = time.monotonic() - began
+            assert answer.status_code == 503, answer.text
+            assert "is not answering" in answer.text and "cannot be reached now" in answer.text, answer.text
+            assert took < 6, took
+        finally:
+            subprocess.run([str(TESTBED_CTL), "reconnect", "rstb-host"], check=True, capture_output=True)
+        deadline = time.monotonic() + 60
+        while True:  # back once the host answers again
+            with platform.task_client(task_id, token) as interface, contextlib.suppress(httpx.HTTPError):
+                if interface.get("/", timeout=10).status_code == 200:
+                    break
+            assert time.monotonic() < deadline, "the task did not come back after the host did"
+            time.sleep(0.5)
+        api.post(f"/api/tasks/{task_id}/stop")
+        platform.wait_for_task(api, task_id, {"stopped"}, timeout=60)

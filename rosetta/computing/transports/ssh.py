@@ -40,6 +40,11 @@ MAX_CHANNELS = 8  # sshd's MaxSessions is 10 by default: leave room for an opera
 # A connection nothing used for this long is closed (the next use opens it again): the web
 # process and the gateway reach resources for many users, each over a connection of their own.
 IDLE_CLOSE = 600.0  # seconds
+# Before a port is reached, the host must have answered lately: a host that stopped answering
+# (its link down) would otherwise take a connection through the tunnel and keep it waiting until
+# three keepalives go unanswered (45 s), then close it with nothing said.
+ANSWERED_LATELY = 2.0  # seconds a reply from the host counts as proof that it answers
+ANSWER_TIMEOUT = 3.0  # seconds the host is given to reply when asked
 # AES-GCM first: OpenSSL does it in one call per packet with the CPU's AES instructions, a
 # quarter of what ChaCha20-Poly1305 costs in asyncssh (it matters for files moved over SFTP).
 ENCRYPTION = ("aes128-gcm@openssh.com", "aes256-gcm@openssh.com", "chacha20-poly1305@openssh.com",
@@ -77,6 +82,9 @@ class SSHTransport(Transport):
         self._last_used = 0.0
         self._idle_timer: asyncio.TimerHandle | None = None
         self._idle_loop: asyncio.AbstractEventLoop | None = None
+        self._answered_at = 0.0  # monotonic time of the host's latest reply to ``_answering``
+        self._asking: asyncio.Future | None = None  # the question in flight (or its answer, lately)
+        self._asked_at = 0.0
 
     @property
     def key(self) -> tuple:
@@ -300,8 +308,10 @@ class SSHTransport(Transport):
 
     async def reach(self, host: str, port: int) -> Address:
         """A unix socket here that leads to host:port as the remote machine sees it, through
-        OpenSSH (see openssh.py); the host key and the account are checked first, here."""
+        OpenSSH (see openssh.py); the host key and the account are checked first, here, and
+        that the host still answers (Unreachable, saying so, within ANSWER_TIMEOUT if not)."""
         await self.connection()
+        await self._answering()
         if self._forwarder is None:
             self._forwarder = OpenSSHForwarder(
                 host=self.host,
@@ -312,6 +322,32 @@ class SSHTransport(Transport):
                 directory=_tunnel_dir() / secrets.token_hex(4),
             )
         return await self._forwarder.reach(host, port)
+
+    async def _answering(self) -> None:
+        """Return once the host has answered within ANSWERED_LATELY, asking it if needed: one
+        question at a time, shared by concurrent callers; a recent failure is the answer."""
+        now = time.monotonic()
+        if now - self._answered_at < ANSWERED_LATELY:
+            return
+        if self._asking is None or (self._asking.done() and now - self._asked_at >= ANSWERED_LATELY):
+            self._asked_at = now
+            self._asking = asyncio.ensure_future(self._ask())
+            self._asking.add_done_callback(lambda asked: asked.cancelled() or asked.exception())
+        await asyncio.shield(self._asking)
+
+    async def _ask(self) -> None:
+        """One round trip on the connection's open SFTP channel (no new channel, no process there)."""
+        try:
+            async with asyncio.timeout(ANSWER_TIMEOUT):
+                await (await self._sftp_client()).realpath(".")
+        except TimeoutError:
+            raise Unreachable(
+                f"{self.host} is not answering (no reply within {ANSWER_TIMEOUT:g} s): the machine or "
+                "its network is down, or it is overloaded.",
+            ) from None
+        except (OSError, asyncssh.Error) as error:
+            raise self._lost(error) from error
+        self._answered_at = time.monotonic()
 
     async def close(self) -> None:
         if self._idle_timer is not None:
