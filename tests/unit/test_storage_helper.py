@@ -80,7 +80,7 @@ def test_the_helper_is_python_3_6_and_its_standard_library():
             imported |= {alias.name.split(".")[0] for alias in node.names}
         elif isinstance(node, ast.ImportFrom):
             imported.add(node.module.split(".")[0])
-    assert imported <= {"errno", "json", "os", "secrets", "stat", "struct", "sys", "ctypes", "resource"}
+    assert imported <= {"errno", "fcntl", "json", "os", "secrets", "stat", "struct", "sys", "ctypes", "resource"}
     assert "\n" not in " ".join(ARGV)  # one line, whatever the account's shell
 
 
