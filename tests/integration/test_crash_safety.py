@@ -233,6 +233,7 @@ def test_a_full_platform_disk_still_serves_reads_and_refuses_writes_plainly(plat
         for path in ("/api/me", "/api/tasks", "/api/software", "/api/storages"):
             answer = api.get(path)
             assert answer.status_code == 200, (path, answer.status_code, answer.text)
+        assert httpx.get(f"{platform.url}/login/", timeout=10).status_code == 200  # pages too
         refused = api.post("/api/tasks", json={"software": "hello", "resource": "local"})
         assert refused.status_code == 507, refused.text
         assert "The platform's disk is full" in refused.json()["detail"]
