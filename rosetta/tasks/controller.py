@@ -410,8 +410,8 @@ class BackendWorker:
         poll (seconds apart on a cluster) would keep the user waiting that much longer."""
         delay = 0.1
         while self.backend.endpoint_comes_later and time.monotonic() < window_ends:
-            if endpoint := await self.backend.endpoint(task.id):
-                return await db(task.observe)(endpoint_host=endpoint[0], endpoint_port=endpoint[1])
+            if seen := await self.backend.late_endpoint(_ref(task)):
+                return await self._observe(task, seen)
             await asyncio.sleep(min(delay, max(0.0, window_ends - time.monotonic())))
             delay = min(delay * 1.5, 0.5)
         return False

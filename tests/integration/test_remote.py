@@ -55,6 +55,16 @@ def remote(tmp_path_factory):
         platform.stop()
 
 
+@pytest.fixture(autouse=True)
+def nodes_left_idle(request):
+    """Whatever a test leaves running (it failed before its own stop) is stopped after it: the
+    cluster's two nodes are every next test's too."""
+    yield
+    if "remote" in request.fixturenames:
+        platform, api, _ = request.getfixturevalue("remote")
+        stop_everything(platform, api)
+
+
 def cancel_leftover_jobs() -> None:
     """Cancel every job on the test bed's cluster: a platform that died with work on it (a killed
     test run) leaves jobs that hold CPUs for up to an hour, and the tests here count on idle nodes."""
@@ -66,9 +76,10 @@ def cancel_leftover_jobs() -> None:
 
 
 def stop_everything(platform, api) -> None:
-    for task in platform.list_tasks(api):
+    active = platform.list_tasks(api, phase="active")
+    for task in active:
         api.post(f"/api/tasks/{task['id']}/stop")
-    for task in platform.list_tasks(api):
+    for task in active:
         platform.wait_for_task(api, task["id"], {"stopped", "exited", "failed"}, timeout=60)
 
 

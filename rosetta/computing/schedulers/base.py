@@ -75,9 +75,10 @@ class Scheduler(ABC):
         not look."""
         return None
 
-    async def endpoint(self, task_id: str) -> tuple[str, int] | None:
-        """Where a started task's interface listens, once the resource says so. Most backends
-        know at launch (their poll reports it); a batch job's launcher writes it down later."""
+    async def late_endpoint(self, task: TaskRef) -> Observation | None:
+        """A started task seen running with where its interface listens, once the resource says
+        so, between polls. Most backends know at launch (their poll reports it); a batch job's
+        launcher writes it down later (``endpoint_comes_later``)."""
         return None
 
     @property

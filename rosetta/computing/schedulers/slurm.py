@@ -17,6 +17,7 @@ import asyncio
 import json
 import math
 import posixpath
+import re
 import shlex
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
@@ -36,6 +37,7 @@ STOP_GRACE = 5  # seconds the launcher gives the container when the job is stopp
 # when the launcher's exit file says it ended.
 MISSING_LISTINGS_FOR_GONE = 2
 MAX_LAUNCHER_REASON = 300  # characters of the launcher's own reason read back
+NODE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")  # as the launcher may write it (read as untrusted)
 _ENDINGS = {
     "CANCELLED": "The job was cancelled outside Rosetta.",
     "TIMEOUT": "The job reached its time limit.",
@@ -148,7 +150,7 @@ class SlurmScheduler(Scheduler):
         if state in _STARTING:
             return Observation(task_id, Seen.STARTING, handle=handle)
         if state in _RUNNING:
-            endpoint = ref.endpoint if ref and ref.endpoint else await self.endpoint(task_id)
+            endpoint = ref.endpoint if ref and ref.endpoint else await self._endpoint(task_id)
             if endpoint is None:  # the job runs; its container is not up yet (an image pull, say)
                 return Observation(task_id, Seen.STARTING, handle=handle)
             return Observation(task_id, Seen.RUNNING, endpoint=endpoint, handle={**handle, "node": job["nodes"]})
@@ -169,7 +171,7 @@ class SlurmScheduler(Scheduler):
         reason = reason or await self._launcher_reason(task_id)
         if code is None and not reason:
             reason = "The job ended; Slurm no longer says how (cancelled, or out of time)."
-        elif code and await self.endpoint(task_id) is None:  # the container never came up
+        elif code and await self._endpoint(task_id) is None:  # the container never came up
             detail = (await self.transport.read_file(f"{self.task_dir(task_id)}/create.log") or b"").decode(
                 errors="replace"
             )
@@ -184,17 +186,31 @@ class SlurmScheduler(Scheduler):
         line = written.decode(errors="replace").partition("\n")[0]
         return "".join(char for char in line if char.isprintable())[:MAX_LAUNCHER_REASON]
 
-    async def endpoint(self, task_id: str) -> tuple[str, int] | None:
-        """What the launcher wrote once the container listened on its port (never before: a port
-        held by another program is not the task's)."""
+    async def late_endpoint(self, task: TaskRef) -> Observation | None:
+        written = await self._launcher_endpoint(task.task_id)
+        if written is None:
+            return None
+        endpoint, node = written
+        handle = {**task.handle, "node": node} if node else task.handle
+        return Observation(task.task_id, Seen.RUNNING, endpoint=endpoint, handle=handle)
+
+    async def _endpoint(self, task_id: str) -> tuple[str, int] | None:
+        written = await self._launcher_endpoint(task_id)
+        return written[0] if written else None
+
+    async def _launcher_endpoint(self, task_id: str) -> tuple[tuple[str, int], str] | None:
+        """Where the launcher wrote the container listens, once it did (never before: a port held
+        by another program is not the task's), and the node it named (when a plain node name)."""
         written = await self.transport.read_file(f"{self.task_dir(task_id)}/endpoint.json")
         if not written:
             return None
         try:
             found = json.loads(written)
-            return str(found["host"]), int(found["port"])
+            endpoint = str(found["host"]), int(found["port"])
         except (ValueError, KeyError, TypeError):
             return None
+        node = found.get("node")
+        return endpoint, node if isinstance(node, str) and NODE_NAME.fullmatch(node) else ""
 
     async def _exit_code(self, task_id: str) -> int | None:
         written = await self.transport.read_file(f"{self.task_dir(task_id)}/exit")
