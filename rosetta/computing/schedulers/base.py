@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import posixpath
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 
 from rosetta.computing.contract import ContainerSpec, Observation, TaskRef
 from rosetta.computing.engines.base import Engine
@@ -60,6 +60,10 @@ class Scheduler(ABC):
             result = await self.transport.run(["mkdir", "-p", "--", *sources], timeout=60)
             if not result.ok:
                 raise Refused(f"A storage's folder cannot be created there: {result.error_text()}", result.stderr)
+
+    def on_change(self, listener: Callable[[], None]) -> None:  # noqa: B027 -- most resources do not tell
+        """Call ``listener`` when the resource tells of a change to a task's work that the
+        scheduler did not make (a container that ended): a poll is worth making at once."""
 
     async def leftovers(self, instance: str) -> list[str]:
         """Tasks of ``instance`` that left something on the resource besides their work (a task
