@@ -99,7 +99,9 @@ class Scheduler(ABC):
     @abstractmethod
     async def end(self, task: TaskRef, grace_seconds: int, log_lines: int) -> bytes:
         """Stop (SIGTERM, SIGKILL after the grace period), keep the last ``log_lines`` lines of
-        output, remove every trace; return those lines. Work already gone is fine."""
+        output, remove every trace; return those lines. Work already gone is fine. What no one
+        can use once the work is gone (a task network) may be removed a moment later, off this
+        path; ``leftovers`` finds it again if that never happens."""
 
     @abstractmethod
     def logs(self, task: TaskRef, *, follow: bool, tail: int | None = None) -> AsyncIterator[bytes]: ...
