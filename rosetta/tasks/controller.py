@@ -182,6 +182,7 @@ class BackendWorker:
         return self.controller.timeouts
 
     def start(self) -> None:
+        self.backend.on_change(self.wake)
         self._loop_task = asyncio.create_task(self._run())
 
     def wake(self) -> None:

@@ -222,3 +222,74 @@ def test_fifty_tasks_at_once_each_run_once_and_stop_once(fresh_platform):
     assert sorted(created) == sorted(task_id for ids in owned.values() for task_id in ids)
     assert set(created.values()) == {1}, created  # exactly one container per task, ever
     assert platform.containers() == []
+
+
+def test_a_burst_of_tasks_started_and_stopped_leaves_nothing_behind_and_keeps_every_output(fresh_platform):
+    platform = fresh_platform
+    platform.start(separately=True)
+    image = platform.build_image(
+        "localhost/rosetta-test/says-who",
+        "FROM localhost/rosetta/hello\n"
+        'CMD ["/bin/sh", "-c", "echo \\"I am $WHO\\"; exec /usr/local/bin/rosetta-hello"]\n',
+    )
+    tokens = [platform.create_user(f"crowd{n}") for n in range(3)]
+    with platform.api(platform.create_user("operator", admin=True)) as staff:
+        body = {"name": "says-who", "image": image, "visibility": "everyone"}
+        assert staff.post("/api/software", json=body).status_code == 201
+
+    def start_ten(user: int) -> list[str]:
+        with platform.api(tokens[user]) as api:
+            return [
+                platform.start_task(api, software="says-who", name=f"who-{n}", environment={"WHO": f"{user}-{n}"})
+                for n in range(10)
+            ]
+
+    with ThreadPoolExecutor(3) as pool:
+        owned = dict(zip(tokens, pool.map(start_ten, range(3)), strict=True))
+    for token, ids in owned.items():
+        with platform.api(token) as api:
+            for task_id in ids:
+                platform.wait_for_task(api, task_id, {"running"}, timeout=180)
+    assert len(platform.networks()) == 30
+    for token, ids in owned.items():  # every stop at once
+        with platform.api(token) as api:
+            for task_id in ids:
+                assert api.post(f"/api/tasks/{task_id}/stop").status_code == 202
+    for user, (token, ids) in enumerate(owned.items()):
+        with platform.api(token) as api:
+            for n, task_id in enumerate(ids):
+                platform.wait_for_task(api, task_id, {"stopped"}, timeout=180)
+                assert f"I am {user}-{n}\n" in api.get(f"/api/tasks/{task_id}/logs").text
+    assert platform.containers() == []
+    deadline = time.monotonic() + 30  # networks go in batches, after their tasks stopped
+    while platform.networks() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert platform.networks() == []
+
+
+def test_the_network_of_a_stopped_task_left_by_a_killed_controller_is_removed(fresh_platform):
+    """A controller killed after a task's container was removed, before its network was, leaves
+    the network behind (recreated here, as the kill would leave it): the next controller removes it."""
+    platform = fresh_platform
+    platform.start(separately=True)
+    token = platform.create_user("ada")
+    with platform.api(token) as api:
+        task_id = platform.start_task(api)
+        platform.wait_for_task(api, task_id, {"running"})
+        assert api.post(f"/api/tasks/{task_id}/stop").status_code == 202
+        platform.wait_for_task(api, task_id, {"stopped"})
+        platform.kill("controller")
+        deadline = time.monotonic() + 10
+        while platform.networks() and time.monotonic() < deadline:
+            time.sleep(0.1)  # a network rm the killed controller started runs to its end
+        instance = (platform.home / "instance_id").read_text().strip()
+        platform.podman(
+            "network", "create", "--label", f"rosetta.task={task_id}", "--label", f"rosetta.instance={instance}",
+            f"rosetta-{task_id}",
+        )  # fmt: skip
+        platform.start_component("controller")
+        deadline = time.monotonic() + 10
+        while platform.networks() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert platform.networks() == []
+        assert api.get(f"/api/tasks/{task_id}").json()["phase"] == "stopped"

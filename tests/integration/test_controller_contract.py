@@ -8,7 +8,11 @@ the exact order that broke it, in milliseconds.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
+import signal
 import time
+from pathlib import Path
 
 import pytest
 from asgiref.sync import sync_to_async
@@ -360,4 +364,116 @@ async def test_local_tasks_start_as_fast_while_another_resource_never_answers(wo
         here = local["here"]
         for task_id in {*await listed(here, instance), *await here.leftovers(instance)}:
             await here.end(TaskRef(task_id), 0, 0)
+        await here.close()  # networks are removed in the background: done before the loop goes
     assert sorted(beside)[1] < sorted(alone)[1] * 1.5 + 0.2, (alone, beside)
+
+
+def _local_backend() -> Scheduler:
+    return backends.backend_for(Resource.objects.get(name="here"))
+
+
+async def _podman(backend: Scheduler, *args: str) -> str:
+    result = await backend.transport.run([*backend.engine.prefix, *args], timeout=60)
+    assert result.ok, result.error_text()
+    return result.stdout
+
+
+def _event_streams(instance: str) -> list[int]:
+    """Pids of the `podman events` that follow ``instance``'s containers (this process's own)."""
+    pids, label = [], f"label=rosetta.instance={instance}".encode()
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        with contextlib.suppress(OSError):
+            argv = cmdline.read_bytes().split(b"\0")
+            if argv[0].endswith(b"podman") and b"events" in argv and label in argv:
+                pids.append(int(cmdline.parent.name))
+    return pids
+
+
+async def _noticed_ending(backend: Scheduler, task_id: str, monkeypatch) -> float:
+    """Seconds from the task's container being killed (behind the controller's back) to the
+    controller acting on it (ending the task's work: removing the container, keeping its output)."""
+    acted = []
+    end = backend.end
+
+    async def noticing_end(task: TaskRef, grace_seconds: int, log_lines: int) -> bytes:
+        if task.task_id == task_id:
+            acted.append(time.monotonic())
+        return await end(task, grace_seconds, log_lines)
+
+    monkeypatch.setattr(backend, "end", noticing_end)
+    await _podman(backend, "kill", f"rosetta-{task_id}")
+    killed = time.monotonic()
+    task = await until(task_id, "exited", timeout=10)
+    monkeypatch.setattr(backend, "end", end)
+    assert task.exit_code == 137
+    return acted[0] - killed
+
+
+async def test_local_containers_are_followed_by_events_not_listed_on_every_pass(world, monkeypatch):
+    """Real podman: while nothing happens, passes (every second) do not list the containers; a
+    container that ends is noticed within a poll interval, also while the event stream is dead
+    (polls list meanwhile) — and the stream comes back."""
+    instance = f"test-{time.monotonic_ns()}"
+    here = await sync_to_async(_local_backend)()
+    listings = []
+    list_argv = here.engine.list_argv
+    monkeypatch.setattr(here.engine, "list_argv", lambda name: listings.append(name) or list_argv(name))
+    budget = here.poll_interval + 0.5  # a pass's interval, and a listing on a busy machine
+    try:
+        async with Running({"here": here, "there": FakeBackend("there")}, instance=instance):
+            first, second = await start(world, "ends"), await start(world, "ends-too")
+            for task_id in (first, second):
+                await until(task_id, "running", timeout=30)
+            assert here.watch.live and len(_event_streams(instance)) == 1
+            await asyncio.sleep(1.0)
+            before = len(listings)
+            await asyncio.sleep(4.0)  # four passes or so
+            assert len(listings) - before <= 1, len(listings) - before
+            assert await _noticed_ending(here, first, monkeypatch) < budget
+
+            for pid in _event_streams(instance):  # the stream dies
+                os.kill(pid, signal.SIGKILL)
+            deadline = time.monotonic() + 5
+            while here.watch.live:
+                assert time.monotonic() < deadline
+                await asyncio.sleep(0.01)
+            assert await _noticed_ending(here, second, monkeypatch) < budget
+            deadline = time.monotonic() + 10
+            while not (here.watch.live and _event_streams(instance)):
+                assert time.monotonic() < deadline, "the event stream was not started again"
+                await asyncio.sleep(0.1)
+    finally:
+        for task_id in {*await listed(here, instance), *await here.leftovers(instance)}:
+            await here.end(TaskRef(task_id), 0, 0)
+        await here.close()
+    assert not _event_streams(instance)
+
+
+async def test_a_task_network_that_could_not_be_removed_is_removed_later(world, monkeypatch):
+    """Real podman: the stop does not wait for the task's network; a network whose removal
+    failed (here: another container still held it) is found again and removed once it can be."""
+    monkeypatch.setattr(controller_module, "PREPARE_AGAIN_AFTER", 1.0)
+    instance = f"test-{time.monotonic_ns()}"
+    here = await sync_to_async(_local_backend)()
+    holder = f"rosetta-test-holder-{time.monotonic_ns()}"
+    try:
+        async with Running({"here": here, "there": FakeBackend("there")}, instance=instance):
+            task_id = await start(world, "held")
+            await until(task_id, "running", timeout=30)
+            network = f"rosetta-{task_id}"
+            await _podman(here, "run", "--detach", "--init", "--name", holder, "--network", network,
+                          "localhost/rosetta/hello", "sleep", "120")  # fmt: skip
+            await stop(task_id)
+            await until(task_id, "stopped", timeout=30)
+            await asyncio.sleep(1.5)  # the collector tried, and a later look at leftovers too
+            assert network in (await _podman(here, "network", "ls", "--format", "{{.Name}}")).split()
+            await _podman(here, "rm", "--force", "--time", "0", holder)
+            deadline = time.monotonic() + 10
+            while network in (await _podman(here, "network", "ls", "--format", "{{.Name}}")).split():
+                assert time.monotonic() < deadline, "the network was not removed later"
+                await asyncio.sleep(0.2)
+    finally:
+        await here.transport.run([*here.engine.prefix, "rm", "--force", "--ignore", "--time", "0", holder])
+        for task_id in {*await listed(here, instance), *await here.leftovers(instance)}:
+            await here.end(TaskRef(task_id), 0, 0)
+        await here.close()

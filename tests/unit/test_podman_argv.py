@@ -264,3 +264,57 @@ def test_a_storage_mounted_at_the_home_is_the_home_and_no_scratch_hides_it():
     inside = replace(SPEC, mounts=(Mount("/srv/home/ada", "/home/rosetta/home"),), id_base=1000065536)
     for argv in (PodmanEngine().run_argv(inside), PodmanEngine().job_steps(inside, "/x/env").prepare):
         assert argv[argv.index("--tmpfs") + 1] == "/home/rosetta:rw,size=256m,U"
+
+
+def test_task_networks_go_in_batches_and_the_ones_removed_are_read_back():
+    engine = PodmanEngine(task_networks=True)
+    assert engine.networks_remove_argv(["t1", "t2"]) == ["podman", "network", "rm", "rosetta-t1", "rosetta-t2"]
+    said = CommandResult(("podman",), 1, "rosetta-t1\nrosetta-t3\n", "Error: unable to find network rosetta-t2")
+    assert engine.networks_removed(said) == {"t1", "t3"}
+
+
+def test_events_of_an_instances_containers_are_read_as_coming_or_going():
+    engine = PodmanEngine()
+    argv = engine.events_argv("i1", 1700000000.5)
+    assert argv[:4] == ["podman", "events", "--format", "json"]
+    assert "label=rosetta.instance=i1" in argv and argv[-2:] == ["--since", "1700000000.500"]
+
+    def event(status: str, **attributes) -> str:
+        labels = {"rosetta.task": "t1", "rosetta.instance": "i1", **attributes}
+        return json.dumps({"ID": "c1", "Status": status, "Type": "container", "Attributes": labels})
+
+    died = engine.parse_event(event("died"))
+    assert died.task_id == "t1" and not died.coming and died.container == "c1"
+    assert engine.parse_event(event("start")).coming
+    assert engine.parse_event(event("exec_died")) is None  # changes nothing `ps` says
+    assert engine.parse_event(json.dumps({"Status": "died", "Type": "container", "Attributes": {}})) is None
+    assert engine.parse_event('time="..." level=warning msg="something"') is None
+
+
+def test_output_is_read_from_the_log_file_as_podman_logs_prints_it():
+    from rosetta.computing.engines.podman import k8s_file_lines
+
+    log = (
+        b"2026-12-06T20:07:39.1+00:00 stdout F first\n"
+        b"2026-12-06T20:07:39.2+00:00 stderr F second, with  two spaces\n"
+        b"2026-12-06T20:07:39.3+00:00 stdout P a long line \n"
+        b"2026-12-06T20:07:39.4+00:00 stdout F in two parts\n"
+        b"2026-12-06T20:07:39.5+00:00 stdout F \n"
+        b"2026-12-06T20:07:39.6+00:00 stdout P no newline at the end"
+    )
+    everything = b"first\nsecond, with  two spaces\na long line in two parts\n\nno newline at the end"
+    assert k8s_file_lines(log, 5000, whole=True) == everything
+    assert k8s_file_lines(log, 2, whole=True) == b"a long line in two parts\n\nno newline at the end"
+    assert k8s_file_lines(log[10:], 5000, whole=False) == everything.partition(b"\n")[2]  # began mid-record
+    assert k8s_file_lines(b"", 10, whole=True) == b""
+
+
+def test_log_files_are_known_only_for_the_k8s_file_driver():
+    container_id = "a" * 64
+    path = f"/var/lib/containers/storage/overlay-containers/{container_id}/userdata/ctr.log"
+
+    def inspected(log_type: str) -> str:
+        return json.dumps([{"Id": container_id, "HostConfig": {"LogConfig": {"Type": log_type, "Path": path}}}])
+
+    assert PodmanEngine().log_files(inspected("k8s-file")) == {container_id: path}
+    assert PodmanEngine().log_files(inspected("journald")) == {}

@@ -66,6 +66,16 @@ def bind_mounts(spec: ContainerSpec, target_key: str, read_only_flag: str) -> li
 
 
 @dataclass(frozen=True)
+class ContainerEvent:
+    """A change to a task's container, as the engine's event stream says it."""
+
+    task_id: str
+    coming: bool  # True: it is created or starts; False: it ends or is removed
+    status: str = ""  # the engine's own word (create, start, died, remove...)
+    container: str = ""  # its id
+
+
+@dataclass(frozen=True)
 class JobSteps:
     """The commands of a batch job's script, as argv lists (rosetta.computing.schedulers.slurm)."""
 
@@ -111,6 +121,8 @@ class Engine(ABC):
 
     name: str
     task_networks = False  # each task on a network of its own, reached at the container's address
+    follows_events = False  # says how to follow its containers' changes (events_argv, parse_event)
+    output_files = False  # a container's output is a file it says how to find and read (log_files, log_lines)
 
     @staticmethod
     def container_name(task_id: str) -> str:
@@ -212,6 +224,35 @@ class Engine(ABC):
         raise NotImplementedError
 
     def network_gone(self, result: CommandResult) -> bool:
+        raise NotImplementedError
+
+    def networks_removed(self, result: CommandResult) -> set[str]:
+        """The task ids whose networks a batched ``networks_remove_argv`` removed."""
+        raise NotImplementedError
+
+    def networks_remove_argv(self, task_ids: list[str]) -> list[str]:
+        """Remove several task networks in one command (each in use or missing is left alone)."""
+        raise NotImplementedError
+
+    # Engines that report changes as a stream say how (rosetta.computing.schedulers.watch);
+    # None: the scheduler lists the containers on every poll.
+    def events_argv(self, instance: str, since: float) -> list[str] | None:
+        """Follow changes to ``instance``'s containers from ``since`` (seconds since the epoch) on."""
+        return None
+
+    def parse_event(self, line: str) -> ContainerEvent | None:
+        """One line of ``events_argv``'s output, or None for anything else."""
+        return None
+
+    # Engines whose containers' output is a plain file say where and how to read it; None: the
+    # output is read with ``logs_argv``.
+    def log_files(self, inspect_output: str) -> dict[str, str]:
+        """The output files of the containers in ``inspect_argv``'s output, by container id."""
+        return {}
+
+    def log_lines(self, data: bytes, lines: int, whole: bool) -> bytes:
+        """The output in the last ``lines`` lines of a container's output file (``data``: its
+        end, or all of it when ``whole``), as ``logs_argv`` prints it."""
         raise NotImplementedError
 
 

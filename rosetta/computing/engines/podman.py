@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import resource as rlimit
 import shutil
 from pathlib import Path
@@ -13,6 +14,7 @@ from rosetta.computing.engines.base import (
     DROPPED_CAPABILITIES,
     INSTANCE_LABEL,
     TASK_LABEL,
+    ContainerEvent,
     DockerCommandLine,
     JobSteps,
     bind_mounts,
@@ -34,6 +36,11 @@ _SEEN = {
     "dead": Seen.ENDED,
     "removing": Seen.ENDED,
 }
+# podman's events that change what `ps` lists (others, such as exec, change nothing there):
+# coming (created, started) or going (ended, removed).
+_COMING = frozenset({"create", "init", "start", "restart", "restore", "unpause"})
+_GOING = frozenset({"died", "exited", "stop", "kill", "cleanup", "remove", "pause", "checkpoint"})
+_CONTAINER_ID = re.compile(r"[0-9a-f]{64}")
 # What podman prints when an image is neither here nor obtainable from its registry.
 _IMAGE_MISSING = (
     "image not known",
@@ -72,6 +79,8 @@ class PodmanEngine(DockerCommandLine):
     """
 
     name = "podman"
+    follows_events = True
+    output_files = True  # where its log driver is k8s-file, as here (log_files tells)
     transient_words = _TRANSIENT
     image_missing_words = _IMAGE_MISSING
     transient_reason = "podman is busy with this task's container; trying again."
@@ -176,6 +185,44 @@ class PodmanEngine(DockerCommandLine):
     def network_gone(result: CommandResult) -> bool:
         return result.ok or "network not found" in result.stderr
 
+    def networks_remove_argv(self, task_ids: list[str]) -> list[str]:
+        return [*self.prefix, "network", "rm", *map(self.network_name, task_ids)]  # never --force: see networks.py
+
+    def networks_removed(self, result: CommandResult) -> set[str]:
+        # podman goes on past a network it cannot remove and names each one it removed.
+        prefix = self.network_name("")
+        return {name.removeprefix(prefix) for name in result.stdout.split() if name.startswith(prefix)}
+
+    def events_argv(self, instance: str, since: float) -> list[str]:
+        return [
+            *self.prefix, "events", "--format", "json", "--filter", "type=container",
+            "--filter", f"label={INSTANCE_LABEL}={instance}", "--since", f"{since:.3f}",
+        ]  # fmt: skip
+
+    def parse_event(self, line: str) -> ContainerEvent | None:
+        try:
+            event = json.loads(line)
+        except ValueError:
+            return None  # a warning podman printed, say
+        if not isinstance(event, dict) or event.get("Type", "container") != "container":
+            return None
+        task_id = (event.get("Attributes") or {}).get(TASK_LABEL)
+        status = event.get("Status", "")
+        if not task_id or status not in _COMING | _GOING:
+            return None
+        return ContainerEvent(task_id, status in _COMING, status, event.get("ID", ""))
+
+    def log_files(self, inspect_output: str) -> dict[str, str]:
+        files = {}
+        for container in json.loads(inspect_output or "[]") or []:
+            log = (container.get("HostConfig") or {}).get("LogConfig") or {}
+            if log.get("Type") == "k8s-file" and log.get("Path") and _CONTAINER_ID.fullmatch(container.get("Id", "")):
+                files[container["Id"]] = log["Path"]
+        return files
+
+    def log_lines(self, data: bytes, lines: int, whole: bool) -> bytes:
+        return k8s_file_lines(data, lines, whole)
+
     def inspect_argv(self, task_id: str) -> list[str]:
         return [*self.prefix, "inspect", "--type", "container", "--format", "json", self.container_name(task_id)]
 
@@ -241,6 +288,29 @@ class PodmanEngine(DockerCommandLine):
 
     def version_argv(self) -> list[str]:
         return [*self.prefix, "version", "--format", "{{.Client.Version}}"]
+
+
+def k8s_file_lines(data: bytes, lines: int, whole: bool) -> bytes:
+    """The output in the last ``lines`` lines of a k8s-file log (podman's log file): one record
+    a line, ``TIME STREAM TAG TEXT``, where the tag P marks a part of a line that the next
+    record goes on with (F: the line ends there). ``data`` may begin inside a record unless
+    ``whole``: that first record is left out."""
+    records = data.split(b"\n")
+    if not whole:
+        records = records[1:]
+    output: list[bytes] = []
+    ended = 0
+    for record in reversed(records):
+        fields = record.split(b" ", 3)
+        if len(fields) < 3:
+            continue  # the empty piece after the last newline, or a record cut short
+        partial = b"P" in fields[2].split(b":")
+        if not partial:
+            if ended == lines:
+                break
+            ended += 1
+        output.append((fields[3] if len(fields) == 4 else b"") + (b"" if partial else b"\n"))
+    return b"".join(reversed(output))
 
 
 def _scratch_home(spec: ContainerSpec) -> list[str]:

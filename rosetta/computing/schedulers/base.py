@@ -63,6 +63,10 @@ class Scheduler(ABC):
             if not result.ok:
                 raise Refused(f"A storage's folder cannot be created there: {result.error_text()}", result.stderr)
 
+    def on_change(self, listener: Callable[[], None]) -> None:  # noqa: B027 -- most resources do not tell
+        """Call ``listener`` when the resource tells of a change to a task's work that the
+        scheduler did not make (a container that ended): a poll is worth making at once."""
+
     async def leftovers(self, instance: str) -> list[str]:
         """Tasks of ``instance`` that left something on the resource besides their work (a task
         network whose launch was cut short); ``end`` removes it. Most resources leave nothing."""
@@ -101,7 +105,8 @@ class Scheduler(ABC):
         output, remove every trace; return those lines. Work already gone is fine. ``keep`` is
         awaited with the lines, when there were any to read, before anything that would lose
         them is removed: a caller killed half-way has them already (an error it raises removes
-        nothing)."""
+        nothing). What no one can use once the work is gone (a task network) may be removed a
+        moment later, off this path; ``leftovers`` finds it again if that never happens."""
 
     @abstractmethod
     def logs(self, task: TaskRef, *, follow: bool, tail: int | None = None) -> AsyncIterator[bytes]: ...

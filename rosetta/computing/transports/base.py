@@ -71,6 +71,11 @@ class Transport(ABC):
     async def read_file(self, path: str) -> bytes | None:
         """The file's content, or None if it does not exist."""
 
+    async def read_file_tail(self, path: str, size: int) -> bytes | None:
+        """The file's last ``size`` bytes (all of it when shorter), or None if it does not exist."""
+        data = await self.read_file(path)
+        return None if data is None else data[-size:]
+
     @abstractmethod
     async def write_file(self, path: str, data: bytes, mode: int = 0o600) -> None:
         """Write atomically: readers see the old content or the new, never a part."""

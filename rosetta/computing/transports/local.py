@@ -66,6 +66,12 @@ class LocalTransport(Transport):
         except FileNotFoundError:
             return None
 
+    async def read_file_tail(self, path: str, size: int) -> bytes | None:
+        try:
+            return await asyncio.to_thread(_read_tail, Path(path), size)
+        except FileNotFoundError:
+            return None
+
     async def write_file(self, path: str, data: bytes, mode: int = 0o600) -> None:
         await asyncio.to_thread(_write_atomically, Path(path), data, mode)
 
@@ -77,6 +83,12 @@ class LocalTransport(Transport):
 
     async def memory_kills(self) -> dict[str, MemoryKills] | None:
         return self._kernel_log.read()
+
+
+def _read_tail(path: Path, size: int) -> bytes:
+    with path.open("rb") as handle:
+        handle.seek(max(0, os.fstat(handle.fileno()).st_size - size))
+        return handle.read(size)
 
 
 def _write_atomically(path: Path, data: bytes, mode: int) -> None:
