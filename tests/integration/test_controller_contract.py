@@ -395,10 +395,10 @@ async def _noticed_ending(backend: Scheduler, task_id: str, monkeypatch) -> floa
     acted = []
     end = backend.end
 
-    async def noticing_end(task: TaskRef, grace_seconds: int, log_lines: int) -> bytes:
+    async def noticing_end(task: TaskRef, grace_seconds: int, log_lines: int, keep=None) -> bytes:
         if task.task_id == task_id:
             acted.append(time.monotonic())
-        return await end(task, grace_seconds, log_lines)
+        return await end(task, grace_seconds, log_lines, keep=keep)
 
     monkeypatch.setattr(backend, "end", noticing_end)
     await _podman(backend, "kill", f"rosetta-{task_id}")
