@@ -110,23 +110,24 @@ class Controller:
     async def refresh_workers(self) -> None:
         """One worker per backend in use; workers of backends no longer in use are closed."""
         wanted = await db(self._backends_in_use)()
-        for backend, (scopes, key) in wanted.items():
+        for backend, (scopes, key, names) in wanted.items():
             if backend in self.workers:
                 self.workers[backend].scopes = scopes
             else:
                 self.workers[backend] = BackendWorker(self, backend, scopes, key)
                 self.workers[backend].start()
+            self.workers[backend].serves = ", ".join(sorted(names))
         for backend in set(self.workers) - set(wanted):
             await self.workers.pop(backend).close()
         if self.backend_for is backends.backend_for:
             await backends.forget(set(wanted))
 
-    def _backends_in_use(self) -> dict[Scheduler, tuple[set[Scope], int]]:
+    def _backends_in_use(self) -> dict[Scheduler, tuple[set[Scope], int, set[str]]]:
         """Each backend with the scopes it serves — (resource, None) for a resource reached one way
         for all, (resource, owner) where each user is their own account there — and its lock
         number (the same on every machine). backend_for gives everything reached the same way
         the same object."""
-        wanted: dict[Scheduler, tuple[set[Scope], int]] = {}
+        wanted: dict[Scheduler, tuple[set[Scope], int, set[str]]] = {}
         for resource, owner in _scopes_in_use():
             try:
                 backend = self.backend_for(resource, owner)
@@ -136,8 +137,11 @@ class Controller:
             except Exception:  # a resource that cannot be built must not stop the others
                 log.exception("cannot use resource %s", resource.name)
                 continue
-            scopes, _ = wanted.setdefault(backend, (set(), leadership.lock_key(resource.backend_key(owner))))
+            scopes, _, names = wanted.setdefault(
+                backend, (set(), leadership.lock_key(resource.backend_key(owner)), set())
+            )
             scopes.add((resource.id, owner.id if owner else None))
+            names.add(resource.name + (f" for {owner.get_username()}" if owner else ""))
         return wanted
 
     def wake(self, topics: set[str]) -> None:
@@ -186,6 +190,7 @@ class BackendWorker:
         self.scopes = scopes
         self.lock_key = lock_key  # the backend's, for leadership across machines
         self.leading = False
+        self.serves = ""  # the resources it serves, in words
         self.jobs: dict[str, Job] = {}
         self.woken = asyncio.Event()
         self.reachable = True
@@ -216,11 +221,11 @@ class BackendWorker:
         worker that stops being it leaves what it was doing that changes nothing."""
         leading = await self.controller.leadership.hold(self.lock_key)
         if leading and not self.leading:
-            log.info("controller: now the active controller of %s", self.backend.description)
+            log.info("controller: now the active controller of %s (%s)", self.serves, self.backend.description)
             self.prepared_until = 0.0  # whoever led before, see the backend afresh
             self.reachable = True
         elif self.leading and not leading:
-            log.warning("controller: no longer the active controller of %s: standing by", self.backend.description)
+            log.warning("controller: no longer the active controller of %s: standing by", self.serves)
             for job in self.jobs.values():
                 if job.cancellable and job.task:
                     job.task.cancel()

@@ -116,36 +116,47 @@ class PostgresLeadership:
 
 
 class FileLeadership:
-    """flock per backend, for the processes of one machine."""
+    """flock per backend, for the processes of one machine. The process is the holder (as a
+    connection is on PostgreSQL): what one controller of the process holds, every one does."""
+
+    _files: dict[Path, int] = {}  # lock file -> its open descriptor, for the whole process
 
     def __init__(self, directory: Path) -> None:
         self.directory = directory
-        self._files: dict[int, int] = {}
 
     @property
     def held(self) -> set[int]:
-        return set(self._files)
+        return {key for key in map(self._key, self._files) if key is not None}
+
+    def _path(self, key: int) -> Path:
+        return self.directory / f"{key & 0xFFFFFFFFFFFFFFFF:016x}.lock"
+
+    def _key(self, path: Path) -> int | None:
+        if path.parent != self.directory:
+            return None
+        return int.from_bytes(int(path.stem, 16).to_bytes(8, "big"), "big", signed=True)
 
     async def hold(self, key: int) -> bool:
-        if key in self._files:
+        path = self._path(key)
+        if path in self._files:
             return True
         self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-        fd = os.open(self.directory / f"{key & 0xFFFFFFFFFFFFFFFF:016x}.lock", os.O_RDWR | os.O_CREAT, 0o600)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             os.close(fd)
             return False
-        self._files[key] = fd
+        self._files[path] = fd
         return True
 
     async def release(self, key: int) -> None:
-        fd = self._files.pop(key, None)
+        fd = self._files.pop(self._path(key), None)
         if fd is not None:
             os.close(fd)  # closing the descriptor releases its lock
 
     async def close(self) -> None:
-        for key in list(self._files):
+        for key in self.held:
             await self.release(key)
 
 
