@@ -102,6 +102,25 @@ def test_a_one_time_token_opens_once_whichever_machine_gets_it(machines, postgre
         a.wait_for_task(api, task_id, {"stopped"})
 
 
+def test_access_taken_away_on_one_machine_is_known_at_once_to_the_others(machines, postgres_url):
+    """Machine b's operator deactivates a user: machine a's gateway refuses her cookie from the
+    next request on (it hears of it through PostgreSQL, not at its next reload, 5 s apart)."""
+    a, b, _ = machines
+    token = a.create_user("ada")
+    [[user_id]] = psql(postgres_url, "select id from auth_user where username = 'ada'")
+    with a.api(token) as api:
+        task_id = start(api, "local", "ada-task")
+        a.wait_for_task(api, task_id, {"running"})
+    one_time = mint_access_token(access_key(a.env["ROSETTA_SECRET_KEY"]), int(user_id), task_id, epoch=0)
+    with a.task_client(task_id) as browser:
+        login = browser.post("/.rosetta/login", data={"token": one_time, "next": "/"}, headers={"Origin": a.url})
+        assert login.status_code == 303, login.text
+        assert "Hello from Rosetta" in browser.get("/").text
+        b.rosetta("users", "deactivate", "ada")
+        refused = browser.get("/")
+    assert refused.status_code != 200 and "Hello from Rosetta" not in refused.text, refused.status_code
+
+
 def test_a_remote_backend_has_one_active_controller_and_moves_on_when_it_dies(machines, postgres_url):
     a, b, token = machines
     key = remote_lock_key(postgres_url)
