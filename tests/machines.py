@@ -65,9 +65,10 @@ def stop_both(a: Platform, b: Platform, token: str) -> None:
         if "controller" not in machine.processes:
             machine.start_component("controller")
     with a.api(token) as api:
-        for task in api.get("/api/tasks").json():
+        active = a.list_tasks(api, phase="active")
+        for task in active:
             api.post(f"/api/tasks/{task['id']}/stop")
-        for task in api.get("/api/tasks").json():
+        for task in active:
             a.wait_for_task(api, task["id"], {"stopped", "exited", "failed"}, timeout=60)
     b.stop()
     a.stop()
