@@ -219,7 +219,11 @@ class BackendWorker:
     async def _lead(self) -> bool:
         """Whether this worker is the active one for its backend (on every machine, one is); a
         worker that stops being it leaves what it was doing that changes nothing."""
-        leading = await self.controller.leadership.hold(self.lock_key)
+        try:
+            leading = await self.controller.leadership.hold(self.lock_key)
+        except Exception:  # a lock that cannot be asked for (its file, say) is not held; try again
+            log.exception("controller: cannot take the lock of %s", self.serves)
+            leading = False
         if leading and not self.leading:
             log.info("controller: now the active controller of %s (%s)", self.serves, self.backend.description)
             self.prepared_until = 0.0  # whoever led before, see the backend afresh
