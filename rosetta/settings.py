@@ -7,6 +7,7 @@ give the embedded single-machine setup (SQLite, local podman) under ``ROSETTA_HO
 import ipaddress
 import os
 import secrets
+import socket
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -65,6 +66,14 @@ REGISTRY_ADDRESS = os.environ.get("ROSETTA_REGISTRY_ADDRESS", "").strip().lower(
 # "HOST:PORT" users are told to connect to (default: the public URL's host, that port).
 SSH_PORT = os.environ.get("ROSETTA_SSH_PORT", "2222").strip().lower()
 SSH_ADDRESS = os.environ.get("ROSETTA_SSH_ADDRESS", "").strip()
+# The door's private host key: a file the site gives every machine's door (default: one made in
+# ROSETTA_HOME, which is per machine).
+SSH_HOST_KEY = os.environ.get("ROSETTA_SSH_HOST_KEY", "").strip()
+
+# This machine's name among the installation's machines sharing one database (PostgreSQL): a
+# `local` resource belongs to one machine (Resource.node), and only that machine's controller
+# drives it. Every machine needs a name of its own; the default is its host name.
+NODE = os.environ.get("ROSETTA_NODE", "").strip() or socket.gethostname().split(".")[0] or "localhost"
 
 # TLS terminators in front of the gateway ("ADDRESS,..." as they connect to it, e.g. 127.0.0.1,::1):
 # the gateway believes the client address their X-Forwarded-For names, and leaves per-client
@@ -89,6 +98,7 @@ INSTALLED_APPS = [
     "rosetta.api",
     "rosetta.catalog",
     "rosetta.computing",
+    "rosetta.gateway",  # one-time access tokens redeemed (rosetta.gateway.used_tokens)
     "rosetta.storage",
     "rosetta.tasks",
     "rosetta.web",

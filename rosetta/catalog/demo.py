@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
+from django.utils.text import slugify
 
 from rosetta.catalog.models import Protocol, Software, Visibility
 from rosetta.computing.models import Resource
@@ -119,12 +120,24 @@ def ensure_demo_catalogue() -> list[str]:
         )
     said += push_to_registry(softwares)
     cpus = float(os.cpu_count() or 1)
-    resource, created = Resource.objects.get_or_create(
-        name="local",
-        defaults=dict(description="This machine, with podman.", max_cpus=cpus, max_memory_mb=_memory_mb() // 2),
-    )
+    resource, created = _local_resource(cpus, _memory_mb() // 2)
     said.append(f"{'Added' if created else 'Kept'} computing resource {resource.name} ({resource.kind}).")
     return said
+
+
+def _local_resource(cpus: float, memory_mb: int) -> tuple[Resource, bool]:
+    """This machine's own resource: `local` on the first machine, `local-<node>` on the others
+    sharing the database (each machine's engine is driven by that machine's controller only)."""
+    mine = Resource.objects.filter(transport="local", node=settings.NODE).order_by("id").first()
+    if mine is not None:
+        return mine, False
+    if not Resource.objects.filter(name="local").exists():
+        name, description = "local", "This machine, with podman."
+    else:
+        name, description = slugify(f"local-{settings.NODE}")[:64], f"Machine {settings.NODE}, with podman."
+    return Resource.objects.get_or_create(
+        name=name, defaults=dict(description=description, node=settings.NODE, max_cpus=cpus, max_memory_mb=memory_mb)
+    )
 
 
 def push_to_registry(softwares) -> list[str]:

@@ -61,15 +61,18 @@ def _save(resource, **fields) -> None:
 @click.option("--time-limit", "time_limit_minutes", type=int, default=60, show_default=True, help="Minutes (Slurm).")
 @click.option("--work-dir", default=".rosetta", show_default=True, help="The platform's directory there.")
 @click.option("--description", default="")
+@click.option(
+    "--node", default="", help="A local resource's machine (its ROSETTA_NODE) if not this one: only it runs the tasks."
+)
 def add(name, target, key_file, per_user, scheduler, engine, max_cpus, max_memory_mb, partition, time_limit_minutes,
-        work_dir, description):  # fmt: skip
+        work_dir, description, node):  # fmt: skip
     """Add a resource; then `rosetta resources check NAME --pin` before users see it."""
     setup_django()
     from rosetta.computing.models import Resource
 
     fields = dict(description=description, scheduler=scheduler, engine=engine, max_cpus=max_cpus,
                   max_memory_mb=max_memory_mb, partition=partition, time_limit_minutes=time_limit_minutes,
-                  work_dir=work_dir)  # fmt: skip
+                  work_dir=work_dir, node=node)  # fmt: skip
     if target:
         match = SSH_TARGET.match(target)
         if match is None:
@@ -160,6 +163,7 @@ def _described(resource) -> list[tuple[str, str | None]]:
         ("kind", resource.kind),
         ("where", summary["where"]),
         ("up to", f"{resource.max_cpus:g} CPU, {format_memory(resource.max_memory_mb)}"),
+        ("machine", f"{resource.node} (its controller alone runs these tasks)" if not resource.host else None),
         ("credentials", resource.get_credentials_display() if resource.host else None),
         ("work dir", resource.work_dir if resource.host else None),
         (

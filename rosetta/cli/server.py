@@ -130,6 +130,7 @@ def gateway(host, port, workers, platform_upstream, listen_fds):
 
     from rosetta.cli.supervisor import report_ready
     from rosetta.core.database import fresh_connection
+    from rosetta.core.notify import shared_database
     from rosetta.gateway.access import access_key
     from rosetta.gateway.proxy import GatewayConfig, inherited_sockets, run_gateway
     from rosetta.gateway.snapshot import load_route_table
@@ -141,6 +142,7 @@ def gateway(host, port, workers, platform_upstream, listen_fds):
         public_url=settings.PUBLIC_URL,
         key=access_key(settings.SECRET_KEY),
         used_tokens=run_dir() / "used-access-tokens.sqlite3",
+        used_tokens_in_database=shared_database(),  # PostgreSQL: gateways may run on several machines
         workers=workers,
         trusted_proxies=tuple(settings.TRUSTED_PROXIES),
     )
@@ -371,6 +373,9 @@ def setup(admin_username, demo):
     from rosetta.storage.demo import ensure_demo_storages
 
     call_command("migrate", interactive=False, verbosity=0)
+    from rosetta.core.instance import instance_id
+
+    instance_id()  # the installation's, recorded in the database by the first machine set up
     _ensure_admin(admin_username)
     if demo:
         try:

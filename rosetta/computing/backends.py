@@ -24,6 +24,7 @@ from rosetta.computing.engines.apptainer import ApptainerEngine
 from rosetta.computing.engines.base import Engine
 from rosetta.computing.engines.docker import DockerEngine
 from rosetta.computing.engines.podman import PodmanEngine, local_containers_conf
+from rosetta.computing.errors import Unreachable
 from rosetta.computing.models import Resource
 from rosetta.computing.schedulers.base import Scheduler
 from rosetta.computing.schedulers.direct import DirectScheduler
@@ -99,7 +100,13 @@ def transport_for(resource: Resource, user=None) -> Transport:
 
 
 def backend_for(resource: Resource, user=None) -> Scheduler:
-    """The one backend for everything that reaches the same place the same way."""
+    """The one backend for everything that reaches the same place the same way. A local
+    resource of another machine has none here (Unreachable): its engine is that machine's."""
+    if resource.transport == "local" and resource.node != settings.NODE:
+        raise Unreachable(
+            f"{resource.name} is machine {resource.node or '(none)'}'s own resource; this is {settings.NODE}, "
+            "whose controller never acts on it."
+        )
     key = resource.backend_key(user)
     with _making:
         if key not in _backends:

@@ -36,6 +36,11 @@ class PullPolicy(models.TextChoices):
     ALWAYS = "always", "Always pull"
 
 
+def this_node() -> str:
+    """The machine this process runs on (ROSETTA_NODE): a local resource made here is its own."""
+    return settings.NODE
+
+
 class Resource(models.Model):
     """Somewhere tasks run: a composition of transport × scheduler × engine."""
 
@@ -52,6 +57,14 @@ class Resource(models.Model):
     )
     enabled = models.BooleanField(default=True)
     created = models.DateTimeField(auto_now_add=True)
+    # A local resource is one machine's own engine: only the controller of the machine named
+    # here (its ROSETTA_NODE) polls and acts on it, however many machines share the database.
+    node = models.CharField(
+        max_length=64,
+        blank=True,
+        default=this_node,
+        help_text="For a local resource: the machine (ROSETTA_NODE) whose engine runs it.",
+    )
 
     # Over SSH: where, as whom, and the host keys an operator checked and pinned.
     host = models.CharField(max_length=255, blank=True)
@@ -99,7 +112,7 @@ class Resource(models.Model):
         """What identifies the machine and account reached (for ``user`` where each user is
         their own account): one connection each."""
         if self.transport == TransportKind.LOCAL:
-            return (self.transport,)
+            return (self.transport, self.node)
         # The pinned keys too: a connection verified against other keys must not serve this resource.
         if not self.per_user:
             return (self.transport, self.host, self.port, self.username, self.host_keys)
@@ -123,6 +136,18 @@ class Resource(models.Model):
 
 
 MIN_MEMORY_MB = 16
+
+
+def of_other_machines() -> Q:
+    """The resources another machine drives: local resources of other nodes (rosetta.settings.NODE)."""
+    return Q(transport=TransportKind.LOCAL) & ~Q(node=settings.NODE)
+
+
+class Installation(models.Model):
+    """What the machines sharing this database have in common: the instance id that labels the
+    installation's containers and jobs everywhere (rosetta.core.instance). One row."""
+
+    instance = models.CharField(max_length=32)
 
 
 class SSHIdentity(models.Model):

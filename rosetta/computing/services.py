@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 
 import asyncssh
 from asgiref.sync import sync_to_async
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 
@@ -27,7 +28,7 @@ from rosetta.core.errors import Conflict
 HOST_KEY_PREFERENCE = ("ssh-ed25519", "ecdsa-sha2-nistp256", "rsa-sha2-512", "rsa-sha2-256")  # the strongest first
 EDITABLE = (
     "description", "transport", "scheduler", "engine", "pull_policy", "max_cpus", "max_memory_mb", "task_outbound",
-    "enabled", "host", "port", "credentials", "username", "work_dir", "partition", "time_limit_minutes",
+    "enabled", "host", "port", "credentials", "username", "work_dir", "partition", "time_limit_minutes", "node",
 )  # fmt: skip
 
 
@@ -44,6 +45,10 @@ def save_resource(resource: Resource, private_key: str | None = None, **fields) 
             resource.set_private_key(private_key)
         except (ValueError, asyncssh.KeyImportError) as error:
             raise ValidationError(f"The private key cannot be read: {error}") from None
+    if resource.transport != TransportKind.LOCAL:
+        resource.node = ""  # every machine's controller may drive it (one at a time: rosetta.tasks.leadership)
+    elif not resource.node:
+        resource.node = settings.NODE  # "this machine": the one whose operator made it
     _validate(resource)
     if (
         before is not None

@@ -46,3 +46,11 @@ def drop_broken_connections() -> None:
 def db(function: Callable[P, R]) -> Callable[P, Awaitable[R]]:
     """Run ORM work in Django's one sync thread, off the event loop, on a usable connection."""
     return sync_to_async(fresh_connection(function))
+
+
+def connect_kwargs() -> dict:
+    """How to open a PostgreSQL connection of one's own to the platform's database (for locks
+    and LISTEN, which must outlive the ORM's connections): psycopg's keyword arguments."""
+    params = connections["default"].get_connection_params()
+    wanted = ("dbname", "user", "password", "host", "port")
+    return {key: value for key, value in params.items() if key in wanted and value}

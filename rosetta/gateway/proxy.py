@@ -30,7 +30,7 @@ from rosetta.gateway.access import AccessVerifier, cookie_name, task_id_from_hos
 from rosetta.gateway.policy import Site
 from rosetta.gateway.relay import ClientConnection, ClientShare
 from rosetta.gateway.routes import RouteTable
-from rosetta.gateway.used_tokens import ProcessUsedTokens, UsedTokens
+from rosetta.gateway.used_tokens import DatabaseUsedTokens, ProcessUsedTokens, UsedTokens
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +49,7 @@ class GatewayConfig:
     public_url: str  # where the platform's own pages are, e.g. http://localhost:8000; https means __Host- cookies
     key: bytes
     used_tokens: Path | None = None  # shared record of redeemed one-time tokens; None: this process's memory
+    used_tokens_in_database: bool = False  # instead: the database's (gateways on several machines)
     reload_interval: float = 5.0
     workers: int = 1  # processes sharing the listening ports through SO_REUSEPORT
     first_byte_timeout: float = 10.0  # a connection must send something within this
@@ -136,7 +137,7 @@ class Gateway:
         self.config = config
         self.table = table if table is not None else RouteTable()
         self.verifier = AccessVerifier(config.key)
-        self.used_tokens = UsedTokens(config.used_tokens) if config.used_tokens else ProcessUsedTokens()
+        self.used_tokens = _used_tokens(config)
         self.site = Site(config.public_url, config.tasks_domain, config.max_platform_body)
         self.trusted_proxies = frozenset(config.trusted_proxies)
         self.https = config.public_url.startswith("https://")
@@ -276,6 +277,12 @@ class Gateway:
         self._servers.clear()
 
 
+def _used_tokens(config: GatewayConfig) -> UsedTokens | DatabaseUsedTokens | ProcessUsedTokens:
+    if config.used_tokens_in_database:
+        return DatabaseUsedTokens()
+    return UsedTokens(config.used_tokens) if config.used_tokens else ProcessUsedTokens()
+
+
 # -- running --------------------------------------------------------------------------
 
 
@@ -392,9 +399,11 @@ async def _serve(
             gateway.access_changed()
         for name, _ in workers:  # at once: a worker may be about to answer a request the change concerns
             for topic in topics:
-                notify.notify(name, topic)
+                notify.wake_local(name, topic)
 
-    wakeups = notify.Listener(listener, on_wake=woken) if listener else None
+    # The gateway's first process hears every machine's signals; its workers hear them from it.
+    shared = None if parent_pid is None else False
+    wakeups = notify.Listener(listener, on_wake=woken, shared=shared) if listener else None
     if wakeups is not None:
         wakeups.start()
         gateway.request_reload = wakeups.woken.set

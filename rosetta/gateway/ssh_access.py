@@ -60,7 +60,11 @@ def host_port(host: str, port: int) -> str:
 @functools.cache
 def host_key() -> asyncssh.SSHKey:
     """The door's host key, made the first time anyone asks (several processes may: the file
-    appears whole, once)."""
+    appears whole, once). Doors on several machines behind one address must present the same
+    key, or users' ssh warns of a changed host key: ROSETTA_SSH_HOST_KEY names a file the site
+    gives them all (read, never made)."""
+    if settings.SSH_HOST_KEY:
+        return asyncssh.read_private_key(settings.SSH_HOST_KEY)
     path = home() / HOST_KEY_FILE
 
     def generate() -> str:

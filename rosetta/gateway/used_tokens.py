@@ -1,8 +1,10 @@
 """Which one-time access tokens were redeemed already, for every gateway process alike.
 
 A token is good once: whichever gateway worker redeems it first wins, and a restarted gateway
-still knows it was used. The record is a small SQLite file in the run directory, written
-only on ``/.rosetta/login`` (never on the hot path) and kept only until the tokens expire.
+still knows it was used. The record is written only on ``/.rosetta/login`` (never on the hot
+path) and kept only until the tokens expire: a small SQLite file in the run directory where the
+platform runs on one machine, a table of the database (PostgreSQL) where gateways on several
+machines must all know it.
 """
 
 from __future__ import annotations
@@ -42,6 +44,37 @@ class UsedTokens:
             except sqlite3.IntegrityError:
                 return False
             return True
+
+
+class DatabaseUsedTokens:
+    """Claims token nonces in the platform's database (rosetta.gateway.models.UsedToken), shared by
+    the gateways of every machine."""
+
+    async def claim(self, nonce: str, expires: int) -> bool:
+        """As UsedTokens.claim: a token that cannot be recorded is refused."""
+        from django.db import DatabaseError
+
+        try:
+            return await asyncio.get_running_loop().run_in_executor(None, self._claim, nonce, expires)
+        except DatabaseError:
+            log.exception("gateway: cannot record a used access token in the database")
+            return False
+
+    @staticmethod
+    def _claim(nonce: str, expires: int) -> bool:
+        from django.db import IntegrityError, transaction
+
+        from rosetta.core.database import drop_broken_connections
+        from rosetta.gateway.models import UsedToken
+
+        drop_broken_connections()
+        UsedToken.objects.filter(expires__lte=int(time.time())).delete()
+        try:
+            with transaction.atomic():
+                UsedToken.objects.create(nonce=nonce, expires=expires)
+        except IntegrityError:
+            return False
+        return True
 
 
 class ProcessUsedTokens:

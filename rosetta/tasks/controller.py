@@ -13,6 +13,11 @@ older row updates nothing and is dropped.
 
 Nothing that matters lives only in memory: killed and restarted, the controller finds the
 work again from the database and the backends' listings.
+
+Controllers on several machines sharing one database: each drives only the local resources of
+its own machine (Resource.node), and of the others' backends, only those it leads
+(rosetta.tasks.leadership): one active worker per backend, the others stand by and take over
+within about a second of its controller's death.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 import time
 from collections.abc import Callable, Coroutine
@@ -37,13 +43,14 @@ from rosetta.catalog.models import Protocol
 from rosetta.computing import backends
 from rosetta.computing.contract import ContainerSpec, Mount, Observation, Seen, TaskRef
 from rosetta.computing.errors import AccountRefused, ComputingError
-from rosetta.computing.models import Resource
+from rosetta.computing.models import Resource, of_other_machines
 from rosetta.computing.schedulers.base import Scheduler
 from rosetta.core import notify
 from rosetta.core.database import db  # all ORM work runs in Django's one sync thread
 from rosetta.core.instance import instance_id
 from rosetta.registry import from_platform_registry, image_for
 from rosetta.storage.services import task_id_base
+from rosetta.tasks import leadership
 from rosetta.tasks.logs import strip_probe_lines
 from rosetta.tasks.models import MAX_LOG_TAIL, Task
 from rosetta.tasks.phases import ACTIVE_PHASE_NAMES, FINAL_PHASE_NAMES, Act, Desired, Phase, TaskView, Timeouts, decide
@@ -72,16 +79,20 @@ class Controller:
         backend_for: Callable[[Resource, object], Scheduler] = backends.backend_for,
         timeouts: Timeouts | None = None,
         instance: str | None = None,
+        leader: leadership.PostgresLeadership | leadership.FileLeadership | None = None,
     ) -> None:
         self.backend_for = backend_for
         self.timeouts = timeouts or default_timeouts()
         self.instance = instance or instance_id()
+        self.leadership = leader or leadership.leadership_for_this_database(
+            f"rosetta-controller {settings.NODE} {os.getpid()}"
+        )
         self.workers: dict[Scheduler, BackendWorker] = {}
 
     async def run_forever(self) -> None:
         listener = notify.Listener(notify.CONTROLLER)
         listener.start()
-        log.info("controller started (instance %s)", self.instance)
+        log.info("controller started (instance %s, machine %s)", self.instance, settings.NODE)
         topics = {notify.ANY}
         try:
             while True:
@@ -94,26 +105,29 @@ class Controller:
         finally:
             listener.close()
             await self.close()
+            await self.leadership.close()
 
     async def refresh_workers(self) -> None:
         """One worker per backend in use; workers of backends no longer in use are closed."""
         wanted = await db(self._backends_in_use)()
-        for backend, scopes in wanted.items():
+        for backend, (scopes, key, names) in wanted.items():
             if backend in self.workers:
                 self.workers[backend].scopes = scopes
             else:
-                self.workers[backend] = BackendWorker(self, backend, scopes)
+                self.workers[backend] = BackendWorker(self, backend, scopes, key)
                 self.workers[backend].start()
+            self.workers[backend].serves = ", ".join(sorted(names))
         for backend in set(self.workers) - set(wanted):
             await self.workers.pop(backend).close()
         if self.backend_for is backends.backend_for:
             await backends.forget(set(wanted))
 
-    def _backends_in_use(self) -> dict[Scheduler, set[Scope]]:
-        """Each backend with the scopes it serves: (resource, None) for a resource reached one way
-        for all, (resource, owner) where each user is their own account there. backend_for gives
-        everything reached the same way the same object."""
-        wanted: dict[Scheduler, set[Scope]] = {}
+    def _backends_in_use(self) -> dict[Scheduler, tuple[set[Scope], int, set[str]]]:
+        """Each backend with the scopes it serves — (resource, None) for a resource reached one way
+        for all, (resource, owner) where each user is their own account there — and its lock
+        number (the same on every machine). backend_for gives everything reached the same way
+        the same object."""
+        wanted: dict[Scheduler, tuple[set[Scope], int, set[str]]] = {}
         for resource, owner in _scopes_in_use():
             try:
                 backend = self.backend_for(resource, owner)
@@ -123,7 +137,11 @@ class Controller:
             except Exception:  # a resource that cannot be built must not stop the others
                 log.exception("cannot use resource %s", resource.name)
                 continue
-            wanted.setdefault(backend, set()).add((resource.id, owner.id if owner else None))
+            scopes, _, names = wanted.setdefault(
+                backend, (set(), leadership.lock_key(resource.backend_key(owner)), set())
+            )
+            scopes.add((resource.id, owner.id if owner else None))
+            names.add(resource.name + (f" for {owner.get_username()}" if owner else ""))
         return wanted
 
     def wake(self, topics: set[str]) -> None:
@@ -166,10 +184,13 @@ class Retry:
 
 
 class BackendWorker:
-    def __init__(self, controller: Controller, backend: Scheduler, scopes: set[Scope]) -> None:
+    def __init__(self, controller: Controller, backend: Scheduler, scopes: set[Scope], lock_key: int = 0) -> None:
         self.controller = controller
         self.backend = backend
         self.scopes = scopes
+        self.lock_key = lock_key  # the backend's, for leadership across machines
+        self.leading = False
+        self.serves = ""  # the resources it serves, in words
         self.jobs: dict[str, Job] = {}
         self.woken = asyncio.Event()
         self.reachable = True
@@ -193,9 +214,33 @@ class BackendWorker:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        await self.controller.leadership.release(self.lock_key)
+
+    async def _lead(self) -> bool:
+        """Whether this worker is the active one for its backend (on every machine, one is); a
+        worker that stops being it leaves what it was doing that changes nothing."""
+        try:
+            leading = await self.controller.leadership.hold(self.lock_key)
+        except Exception:  # a lock that cannot be asked for (its file, say) is not held; try again
+            log.exception("controller: cannot take the lock of %s", self.serves)
+            leading = False
+        if leading and not self.leading:
+            log.info("controller: now the active controller of %s (%s)", self.serves, self.backend.description)
+            self.prepared_until = 0.0  # whoever led before, see the backend afresh
+            self.reachable = True
+        elif self.leading and not leading:
+            log.warning("controller: no longer the active controller of %s: standing by", self.serves)
+            for job in self.jobs.values():
+                if job.cancellable and job.task:
+                    job.task.cancel()
+        self.leading = leading
+        return leading
 
     async def _run(self) -> None:
         while True:
+            if not await self._lead():
+                await asyncio.sleep(leadership.STANDBY_RETRY)
+                continue
             began = time.monotonic()
             try:
                 await asyncio.wait_for(self.reconcile(), PASS_TIMEOUT)
@@ -648,7 +693,8 @@ def _tasks_on(scopes: set[Scope]) -> list[Task]:
 def _scopes_in_use() -> list[tuple[Resource, object]]:
     busy = Task.objects.filter(_IN_PLAY)
     scopes = []
-    for resource in Resource.objects.filter(Q(enabled=True) | Q(id__in=busy.values("resource_id"))):
+    in_use = Q(enabled=True) | Q(id__in=busy.values("resource_id"))
+    for resource in Resource.objects.filter(in_use).exclude(of_other_machines()):
         if not resource.per_user:
             scopes.append((resource, None))
             continue

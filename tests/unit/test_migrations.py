@@ -52,3 +52,22 @@ def test_a_home_storage_an_operator_moved_stays_where_it_is():
     executor.migrate(after)
     home = executor.loader.project_state(after).apps.get_model("storage", "Storage").objects.get(name="home")
     assert (home.mount_point, home.mounted_by_default, home.description) == ("/home/rosetta/work", False, "Ours.")
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_upgraded_machine_keeps_its_local_resources_and_ssh_ones_belong_to_no_machine(settings):
+    from django.db import connection
+    from django.db.migrations.executor import MigrationExecutor
+
+    before, after = [("computing", "0004_remote_names_checked_and_shared")], [("computing", "0005_machines")]
+    executor = MigrationExecutor(connection)
+    executor.migrate(before)
+    old = executor.loader.project_state(before).apps.get_model("computing", "Resource")
+    old.objects.create(name="local", transport="local")
+    old.objects.create(name="cluster", transport="ssh", host="login", scheduler="slurm")
+    settings.NODE = "upgraded-machine"
+    executor = MigrationExecutor(connection)
+    executor.loader.build_graph()
+    executor.migrate(after)
+    new = executor.loader.project_state(after).apps.get_model("computing", "Resource")
+    assert dict(new.objects.values_list("name", "node")) == {"local": "upgraded-machine", "cluster": ""}

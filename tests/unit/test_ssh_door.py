@@ -135,3 +135,18 @@ def test_host_port_as_openssh_reads_it():
     assert host_port("localhost", 2222) == "localhost:2222"
     assert host_port("door.example.org", 22) == "door.example.org"
     assert host_port("::1", 2222) == "[::1]:2222"
+
+
+def test_every_machine_presents_the_host_key_the_site_gives_it(keys, tmp_path, settings, monkeypatch):
+    """ROSETTA_SSH_HOST_KEY: doors on several machines behind one address present one key."""
+    from rosetta.gateway.ssh_access import host_key
+
+    private, public, _ = keys["ed25519"]
+    (tmp_path / "site_key").write_text(private)
+    settings.SSH_HOST_KEY = str(tmp_path / "site_key")
+    presented = set()
+    for machine in ("a", "b"):
+        monkeypatch.setenv("ROSETTA_HOME", str(tmp_path / machine))
+        presented.add(host_key().export_public_key().decode().split()[1])
+        assert not (tmp_path / machine).exists()  # nothing made in the machine's own home
+    assert presented == {public.split()[1]}
