@@ -219,8 +219,6 @@ def test_the_master_ends_with_the_process_that_started_it():
         owner.wait(timeout=10)
         shutil.rmtree(short, ignore_errors=True)
 
-    return False
-
 
 def _ssh_address() -> tuple[str, int]:
     host = next(h for h in bed()["hosts"] if h["name"] == "rstb-host")
