@@ -297,8 +297,8 @@ def _images(build: SoftwareBuild) -> tuple[list[str], list[str]]:
     """The images to pull first, and every image the build uses (they go into its container)."""
     from django.core.exceptions import ValidationError
 
-    from rosetta.catalog.built_images import check_use
     from rosetta.catalog.containerfile import check_containerfile, source_images
+    from rosetta.catalog.models import check_use
 
     def may_use(image: str) -> None:
         check_use(image, build.owner)
