@@ -45,10 +45,10 @@ def serve() -> None:
 def pusher():
     """Push catalogue images into the registry as they are added or change (run by `rosetta run`)."""
     setup_django()
-    from rosetta.cli.server import _configure_logging
+    from rosetta.cli.django_setup import configure_logging
     from rosetta.registry.worker import run_pusher
 
-    _configure_logging()
+    configure_logging()
     try:
         run_pusher()
     except KeyboardInterrupt:
