@@ -288,7 +288,7 @@ def preparing_name(build: SoftwareBuild) -> str:
 
 
 def _instance() -> str:
-    from rosetta.core.instance import instance_id
+    from rosetta.computing.instance import instance_id
 
     return instance_id()
 
@@ -572,7 +572,7 @@ def _fence() -> None:
 
 
 def network_name() -> str:
-    from rosetta.core.instance import instance_id
+    from rosetta.computing.instance import instance_id
 
     return f"rosetta-builds-{instance_id()[:12]}"
 

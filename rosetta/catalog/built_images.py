@@ -31,7 +31,7 @@ def built_image_name(owner, name: str, version: str) -> str:
 
 
 def own_namespace(user) -> str:
-    from rosetta.core.instance import instance_id
+    from rosetta.computing.instance import instance_id
 
     return f"localhost/{NAMESPACE}/{instance_id()}/u{user.pk}/"
 

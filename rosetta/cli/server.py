@@ -367,7 +367,7 @@ def setup(admin_username, demo):
     from rosetta.storage.demo import ensure_demo_storages
 
     call_command("migrate", interactive=False, verbosity=0)
-    from rosetta.core.instance import instance_id
+    from rosetta.computing.instance import instance_id
 
     instance_id()  # the installation's, recorded in the database by the first machine set up
     _ensure_admin(admin_username)
