@@ -24,10 +24,6 @@ class FakeTransport(Transport):
     def __init__(self, name: str) -> None:
         self.name = name
 
-    @property
-    def key(self) -> tuple:
-        return ("fake", self.name)
-
     async def run(self, argv, *, timeout=60.0, stdin=None) -> CommandResult:
         raise NotImplementedError
 

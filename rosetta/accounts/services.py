@@ -16,6 +16,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from rosetta.accounts.models import ApiToken, SSHKey
+from rosetta.accounts.signals import user_deactivated
 from rosetta.accounts.ssh_keys import MAX_NAME, parse_public_key
 from rosetta.core import notify
 from rosetta.core.errors import Conflict
@@ -120,12 +121,10 @@ def deactivate(user) -> int:
     seconds, every active task of theirs stopped, with that reason on each; how many tasks are
     being stopped. Their tokens are kept meanwhile only so that whoever holds one is told the
     account is deactivated: reactivating revokes them."""
-    from rosetta.tasks.services import stop_tasks_of
-
     with transaction.atomic():
         user.is_active = False
         user.save(update_fields=["is_active"])  # rosetta.accounts.signals tells the gateway
-        return stop_tasks_of(user)
+        return sum(stopping for _, stopping in user_deactivated.send(sender=deactivate, user=user))
 
 
 def reactivate(user) -> int:

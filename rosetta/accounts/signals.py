@@ -10,9 +10,15 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.signals import user_logged_out
 from django.db import transaction
 from django.db.models.signals import post_delete, post_save
+from django.dispatch import Signal
 
 from rosetta.accounts.models import AccessEpoch
 from rosetta.core import notify
+
+# Sent by rosetta.accounts.services.deactivate inside its transaction, with ``user``. Each receiver
+# answers how many tasks it is stopping for that (rosetta.tasks stops the user's active tasks);
+# an error in a receiver undoes the deactivation.
+user_deactivated = Signal()
 
 # Fields of the user that the gateway's route table depends on.
 _GATEWAY_FIELDS = frozenset(("is_active", "is_staff"))

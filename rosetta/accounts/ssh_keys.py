@@ -91,10 +91,6 @@ def _bits(key: asyncssh.SSHKey) -> int:
     return 256  # ed25519 (and the FIDO kinds): fixed size
 
 
-def fingerprint_of(key: asyncssh.SSHKey) -> str:
-    return key.get_fingerprint("sha256")
-
-
 def authorized_keys_value(public_keys: list[str]) -> str:
     """The value of AUTHORIZED_KEYS_ENV for these canonical keys (no comments, so no ';' inside)."""
     return ";".join(public_keys)

@@ -10,6 +10,7 @@ from django.http import HttpRequest
 from ninja import Router, Schema
 from pydantic import Field
 
+from rosetta.api.idempotency import answer_once
 from rosetta.api.schemas import InSchema, Message
 from rosetta.catalog import services
 from rosetta.computing.models import Resource
@@ -242,7 +243,6 @@ def change_software(request: HttpRequest, software_id: int, payload: SoftwarePat
 def _made_once(request: HttpRequest, status: int, schema, make):
     """``make()`` the object once per Idempotency-Key and answer it as ``schema`` with ``status``;
     403 when the user may not."""
-    from rosetta.api.views import _once  # the views import this router
 
     def answer():
         try:
@@ -251,4 +251,4 @@ def _made_once(request: HttpRequest, status: int, schema, make):
             return 403, {"detail": str(error)}
         return status, schema.from_orm(made).model_dump(mode="json")
 
-    return _once(request, answer)
+    return answer_once(request, answer)

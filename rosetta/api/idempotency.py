@@ -11,7 +11,7 @@ from collections.abc import Callable
 from datetime import timedelta
 
 from django.db import IntegrityError, transaction
-from django.http import HttpRequest
+from django.http import HttpRequest, JsonResponse
 from django.utils import timezone
 
 from rosetta.api.models import IdempotentRequest
@@ -69,3 +69,14 @@ def respond_once(
     if previous.response is None:
         raise Conflict(f"This {HEADER} was already used; what it created was shown only once.")
     return previous.status, previous.response, True
+
+
+def answer_once(
+    request: HttpRequest, answer: Callable[[], tuple[int, dict]], *, replayable: bool = True
+) -> JsonResponse:
+    """The answer to a POST, given once per Idempotency-Key, as the response the API sends."""
+    status, body, replayed = respond_once(request, answer, replayable=replayable)
+    response = JsonResponse(body, status=status)
+    if replayed:
+        response["Idempotent-Replayed"] = "true"
+    return response

@@ -7,7 +7,7 @@ from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import DatabaseError, connection
-from django.http import HttpRequest, JsonResponse, StreamingHttpResponse
+from django.http import HttpRequest, StreamingHttpResponse
 from ninja import Swagger
 from ninja.errors import AuthenticationError
 from ninja.errors import ValidationError as SchemaValidationError
@@ -17,7 +17,7 @@ from rosetta.accounts import services as account_services
 from rosetta.api.auth import DEACTIVATED, session_or_token
 from rosetta.api.catalog import router as catalog_router
 from rosetta.api.computing import router as computing_router
-from rosetta.api.idempotency import InvalidKey, respond_once
+from rosetta.api.idempotency import InvalidKey, answer_once
 from rosetta.api.keys import router as keys_router
 from rosetta.api.openapi import RosettaAPI
 from rosetta.api.pagination import KeysetPagination
@@ -157,15 +157,6 @@ def me(request: HttpRequest):
     return request.auth
 
 
-def _once(request: HttpRequest, answer, *, replayable: bool = True) -> JsonResponse:
-    """The answer to a POST, given once per Idempotency-Key (see rosetta.api.idempotency)."""
-    status, body, replayed = respond_once(request, answer, replayable=replayable)
-    response = JsonResponse(body, status=status)
-    if replayed:
-        response["Idempotent-Replayed"] = "true"
-    return response
-
-
 @api.post("/tokens", response={201: TokenOut, 409: Message}, tags=["account"])
 def create_token(request: HttpRequest, payload: TokenIn):
     def create():
@@ -173,7 +164,7 @@ def create_token(request: HttpRequest, payload: TokenIn):
         expires = token.expires.isoformat() if token.expires else None
         return 201, {"name": payload.name, "token": secret, "expires": expires}
 
-    return _once(request, create, replayable=False)
+    return answer_once(request, create, replayable=False)
 
 
 PhaseFilter = Literal["all", "active", "finished", *sorted(phase.value for phase in Phase)]
@@ -199,7 +190,7 @@ def start_task(request: HttpRequest, payload: TaskIn):
         task = services.start_task(request.auth, services.TaskRequest(**payload.dict()))
         return 201, TaskDetailOut.from_orm(task).model_dump(mode="json")
 
-    return _once(request, start)
+    return answer_once(request, start)
 
 
 @api.get("/tasks/{task_id}", response=TaskDetailOut, tags=["tasks"])
@@ -215,7 +206,7 @@ def relaunch_task(request: HttpRequest, task_id: str):
         task = services.relaunch(request.auth, services.get_task(request.auth, task_id))
         return 201, TaskDetailOut.from_orm(services.get_task(request.auth, task.id)).model_dump(mode="json")
 
-    return _once(request, relaunch)
+    return answer_once(request, relaunch)
 
 
 @api.get("/tasks/{task_id}/events", response=list[EventOut], tags=["tasks"])

@@ -288,7 +288,7 @@ def preparing_name(build: SoftwareBuild) -> str:
 
 
 def _instance() -> str:
-    from rosetta.core.instance import instance_id
+    from rosetta.computing.instance import instance_id
 
     return instance_id()
 
@@ -297,8 +297,8 @@ def _images(build: SoftwareBuild) -> tuple[list[str], list[str]]:
     """The images to pull first, and every image the build uses (they go into its container)."""
     from django.core.exceptions import ValidationError
 
-    from rosetta.catalog.built_images import check_use
     from rosetta.catalog.containerfile import check_containerfile, source_images
+    from rosetta.catalog.models import check_use
 
     def may_use(image: str) -> None:
         check_use(image, build.owner)
@@ -572,7 +572,7 @@ def _fence() -> None:
 
 
 def network_name() -> str:
-    from rosetta.core.instance import instance_id
+    from rosetta.computing.instance import instance_id
 
     return f"rosetta-builds-{instance_id()[:12]}"
 

@@ -11,15 +11,13 @@ So a name under the builds' namespace, in this machine's store or the platform's
 be used only where this installation has an entry of that image that the user may see (their
 own, or one shared with them), and under the user's own part of it (where only this
 installation's builds for that user write). Every other name there is refused, with words that
-say nothing of whether it exists.
+say nothing of whether it exists. This module names builds' images; the check that refuses them
+(``check_use``) asks the catalogue's entries, so it lives beside them in ``catalog.models``.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-
-from django.core.exceptions import ValidationError
-from django.db.models import Q
 
 from rosetta.catalog.registries import platform_registry, registry_of
 
@@ -29,11 +27,11 @@ NAMESPACE = "rosetta-user"
 def built_image_name(owner, name: str, version: str) -> str:
     """Where a user's build goes in this machine's store: by installation and owner id, so that
     names never clash, between users nor between installations sharing the store."""
-    return f"{_own_namespace(owner)}{name}:{version}"
+    return f"{own_namespace(owner)}{name}:{version}"
 
 
-def _own_namespace(user) -> str:
-    from rosetta.core.instance import instance_id
+def own_namespace(user) -> str:
+    from rosetta.computing.instance import instance_id
 
     return f"localhost/{NAMESPACE}/{instance_id()}/u{user.pk}/"
 
@@ -64,33 +62,3 @@ def built_name(image: str) -> BuiltName | None:
     if ":" in path.rsplit("/", 1)[-1]:
         repository, tag = path.rsplit(":", 1)
     return BuiltName(f"localhost/{repository}", tag, digest or None)
-
-
-def check_use(image: str, user) -> None:
-    """Raise a ValidationError unless ``user`` (None: the platform's own entries) may use
-    ``image``: any image outside the builds' namespace; there, only an image of an entry
-    ``user`` may see, or one of ``user``'s own builds."""
-    name = built_name(image)
-    if name is None or _usable(name, user):
-        return
-    raise ValidationError(
-        f"{image[:200]} is not an image you can use: images built here from users' Containerfiles are "
-        "used only through their catalogue entries, by their owners and whoever an entry is shared with.",
-        code="built-image",
-    )
-
-
-def _usable(name: BuiltName, user) -> bool:
-    from rosetta.catalog.models import Software, Source, Visibility
-
-    if user is not None and name.repository.startswith(_own_namespace(user)):
-        return True  # only this installation's builds for this user write there
-    entries = Software.objects.filter(source=Source.BUILD)
-    if name.tag is not None or name.digest is None:
-        entries = entries.filter(image=name.image)
-    else:  # by digest alone: any version of that name, as long as the digest is that entry's
-        entries = entries.filter(image__startswith=f"{name.repository}:")
-    if name.digest is not None:
-        entries = entries.filter(Q(image_digest=name.digest) | Q(registry_digest=name.digest))
-    visible = entries.filter(visibility=Visibility.EVERYONE) if user is None else entries.visible_to(user)
-    return visible.exists()

@@ -143,7 +143,8 @@ def _local_resource(cpus: float, memory_mb: int) -> tuple[Resource, bool]:
 def push_to_registry(softwares) -> list[str]:
     """Copy their local images into the platform's registry now, for other machines to pull
     (rosetta.registry); if that cannot happen now, `rosetta run`'s pusher does it."""
-    from rosetta.registry.push import PushFailed, push_now
+    from rosetta.catalog.pushes import push_now
+    from rosetta.registry.push import PushFailed
 
     try:
         return push_now(softwares)

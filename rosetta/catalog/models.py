@@ -5,6 +5,7 @@ from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models import Q
 
+from rosetta.catalog.built_images import BuiltName, built_name, own_namespace
 from rosetta.catalog.registries import check_registry
 from rosetta.core.validation import IMAGE_REFERENCE, validate_env_vars, validate_image_reference
 
@@ -145,13 +146,39 @@ class Software(models.Model):
             self.group = None
         # After the field validators: only a well-formed reference names a registry to check.
         if IMAGE_REFERENCE.match(self.image):
-            from rosetta.catalog.built_images import check_use
-
             try:
                 check_registry(self.image)
                 check_use(self.image, self.owner if self.owner_id else None)  # a build's image is its entries'
             except ValidationError as error:
                 raise ValidationError({"image": error}) from None
+
+
+def check_use(image: str, user) -> None:
+    """Raise a ValidationError unless ``user`` (None: the platform's own entries) may use
+    ``image``: any image outside the builds' namespace; there, only an image of an entry
+    ``user`` may see, or one of ``user``'s own builds."""
+    name = built_name(image)
+    if name is None or _usable(name, user):
+        return
+    raise ValidationError(
+        f"{image[:200]} is not an image you can use: images built here from users' Containerfiles are "
+        "used only through their catalogue entries, by their owners and whoever an entry is shared with.",
+        code="built-image",
+    )
+
+
+def _usable(name: BuiltName, user) -> bool:
+    if user is not None and name.repository.startswith(own_namespace(user)):
+        return True  # only this installation's builds for this user write there
+    entries = Software.objects.filter(source=Source.BUILD)
+    if name.tag is not None or name.digest is None:
+        entries = entries.filter(image=name.image)
+    else:  # by digest alone: any version of that name, as long as the digest is that entry's
+        entries = entries.filter(image__startswith=f"{name.repository}:")
+    if name.digest is not None:
+        entries = entries.filter(Q(image_digest=name.digest) | Q(registry_digest=name.digest))
+    visible = entries.filter(visibility=Visibility.EVERYONE) if user is None else entries.visible_to(user)
+    return visible.exists()
 
 
 class BuildState(models.TextChoices):

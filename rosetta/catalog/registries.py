@@ -12,6 +12,8 @@ from __future__ import annotations
 from django.conf import settings
 from django.core.exceptions import ValidationError
 
+from rosetta.registry import registry_of
+
 
 def platform_registry() -> str | None:
     """The platform's own registry ("host:port" resources pull from; rosetta.registry), None
@@ -19,15 +21,6 @@ def platform_registry() -> str | None:
     from rosetta.registry.config import address
 
     return address()
-
-
-def registry_of(image: str) -> str | None:
-    """The registry an image reference names (``host[:port]``, lower-case), or None for a short
-    name like ``debian:12``, which the engine would look up in registries of its own configuration."""
-    first, slash, _ = image.partition("/")
-    if slash and ("." in first or ":" in first or first == "localhost"):
-        return first.lower()
-    return None
 
 
 def allowed_registries() -> list[str]:
@@ -39,7 +32,7 @@ def allowed_registries() -> list[str]:
 def check_registry(image: str) -> None:
     """Raise a ValidationError naming the allowed registries unless ``image`` comes from one.
     The platform's own registry is allowed but not named: the platform hands out its references
-    itself (rosetta.registry.image_for), users name the images they mean."""
+    itself (rosetta.catalog.pushes.image_for), users name the images they mean."""
     registry = registry_of(image)
     if registry in allowed_registries():
         return

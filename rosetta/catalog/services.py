@@ -270,8 +270,9 @@ def request_build(owner, *, name: str, version: str, containerfile: str, group: 
     """Queue a build of ``containerfile`` as ``owner``'s entry NAME:VERSION. Everything that
     can be checked before building is checked here, so a build fails only for what the build
     itself finds."""
-    from rosetta.catalog.built_images import built_image_name, check_use
+    from rosetta.catalog.built_images import built_image_name
     from rosetta.catalog.containerfile import check_containerfile
+    from rosetta.catalog.models import check_use
 
     validate_version(version)
     check_containerfile(containerfile, may_use=lambda image: check_use(image, owner))

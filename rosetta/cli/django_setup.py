@@ -1,3 +1,6 @@
+"""What every process the CLI starts sets up first: Django, and logging."""
+
+import logging
 import os
 
 
@@ -6,3 +9,9 @@ def setup_django() -> None:
     import django
 
     django.setup()
+
+
+def configure_logging() -> None:
+    logging.basicConfig(
+        level=os.environ.get("ROSETTA_LOG_LEVEL", "INFO"), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )

@@ -36,10 +36,6 @@ def _split(remote: str) -> tuple[str, str]:
     return storage, path.lstrip("/")  # the storage's root is where paths start
 
 
-def _is_remote(text: str) -> bool:
-    return ":" in text and not os.path.exists(text)
-
-
 def _base(path: str) -> str:
     return path.rstrip("/").rsplit("/", 1)[-1]
 

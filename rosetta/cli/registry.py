@@ -45,12 +45,13 @@ def serve() -> None:
 def pusher():
     """Push catalogue images into the registry as they are added or change (run by `rosetta run`)."""
     setup_django()
-    from rosetta.cli.server import _configure_logging
+    from rosetta.catalog.pushes import reconcile_catalogue
+    from rosetta.cli.django_setup import configure_logging
     from rosetta.registry.worker import run_pusher
 
-    _configure_logging()
+    configure_logging()
     try:
-        run_pusher()
+        run_pusher(reconcile_catalogue)
     except KeyboardInterrupt:
         pass
 
@@ -61,7 +62,8 @@ def push(names):
     """Push now the local images of software NAMES (default: all) that the registry lacks as they are."""
     setup_django()
     from rosetta.catalog.models import Software
-    from rosetta.registry.push import PushFailed, push_now
+    from rosetta.catalog.pushes import push_now
+    from rosetta.registry.push import PushFailed
 
     softwares = Software.objects.filter(name__in=names) if names else Software.objects.all()
     unknown = set(names) - {software.name for software in softwares}

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import click
 
-from rosetta.cli.django_setup import setup_django
+from rosetta.cli.django_setup import configure_logging, setup_django
 from rosetta.core.paths import PROJECT_ROOT, run_dir
 
 log = logging.getLogger("rosetta")
@@ -147,7 +147,7 @@ def gateway(host, port, workers, platform_upstream, listen_fds):
         trusted_proxies=tuple(settings.TRUSTED_PROXIES),
     )
     sockets = inherited_sockets([int(fd) for fd in listen_fds.split(",")], workers) if listen_fds else None
-    _configure_logging()
+    configure_logging()
     try:
         sys.exit(run_gateway(config, fresh_connection(load_route_table), sockets=sockets, ready=report_ready))
     except OSError as error:
@@ -179,7 +179,7 @@ def ssh_door(host, port, listen_fds):
     if port is None or address is None:
         raise click.ClickException("The SSH front door is off (ROSETTA_SSH_PORT=off).")
     config = DoorConfig(host_key=host_key(), address=host_port(*address))
-    _configure_logging()
+    configure_logging()
     if listen_fds:
         sockets = [socket.socket(fileno=int(fd)) for fd in listen_fds.split(",")]
     else:
@@ -218,14 +218,8 @@ def _parse_upstream(text: str) -> tuple[str, int] | str:
     return (host, int(port)) if sep and port.isdigit() else text
 
 
-def _configure_logging() -> None:
-    logging.basicConfig(
-        level=os.environ.get("ROSETTA_LOG_LEVEL", "INFO"), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-
-
 def _run_async(coroutine, fast_loop: bool = True) -> None:
-    _configure_logging()
+    configure_logging()
     import uvloop
 
     try:
@@ -373,7 +367,7 @@ def setup(admin_username, demo):
     from rosetta.storage.demo import ensure_demo_storages
 
     call_command("migrate", interactive=False, verbosity=0)
-    from rosetta.core.instance import instance_id
+    from rosetta.computing.instance import instance_id
 
     instance_id()  # the installation's, recorded in the database by the first machine set up
     _ensure_admin(admin_username)

@@ -291,9 +291,9 @@ def builder():
     """Build users' Containerfiles as they are requested (run by `rosetta run`)."""
     setup_django()
     from rosetta.catalog.builder import run_builder
-    from rosetta.cli.server import _configure_logging
+    from rosetta.cli.django_setup import configure_logging
 
-    _configure_logging()
+    configure_logging()
     try:
         run_builder()
     except KeyboardInterrupt:

@@ -145,7 +145,7 @@ def of_other_machines() -> Q:
 
 class Installation(models.Model):
     """What the machines sharing this database have in common: the instance id that labels the
-    installation's containers and jobs everywhere (rosetta.core.instance). One row."""
+    installation's containers and jobs everywhere (rosetta.computing.instance). One row."""
 
     instance = models.CharField(max_length=32)
 

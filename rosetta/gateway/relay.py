@@ -30,7 +30,7 @@ import logging
 import socket
 import urllib.parse
 from collections import deque
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 import httptools
 
@@ -54,9 +54,54 @@ from rosetta.gateway.policy import (
 from rosetta.gateway.routes import Route
 
 if TYPE_CHECKING:
-    from rosetta.gateway.proxy import Gateway
+    from rosetta.gateway.access import AccessVerifier
+    from rosetta.gateway.policy import Site
+    from rosetta.gateway.routes import RouteTable
 
 log = logging.getLogger("rosetta.gateway.proxy")
+
+
+class RelayConfig(Protocol):
+    """The settings a connection reads: its timeouts, and where the platform's own pages are."""
+
+    first_byte_timeout: float
+    head_timeout: float
+    idle_timeout: float
+    platform_upstream: tuple[str, int] | str
+
+
+class TokenRecord(Protocol):
+    async def claim(self, nonce: str, expires: int) -> bool: ...
+
+
+class Gateway(Protocol):
+    """What a connection needs of the gateway that accepted it (rosetta.gateway.proxy.Gateway is one)."""
+
+    config: RelayConfig
+    site: Site
+    table: RouteTable
+    verifier: AccessVerifier
+    used_tokens: TokenRecord
+    trusted_proxies: frozenset[str]
+    draining: bool
+    watch_period: float
+    https: bool
+    forwarded_proto: bytes
+    cookie_prefix: bytes
+    table_time: float
+    table_generation: int
+    access_generation: int
+
+    def admit(self, connection: ClientConnection, address: str) -> ClientShare | None: ...
+
+    def release(self, connection: ClientConnection) -> None: ...
+
+    def task_id_from_host(self, host: bytes) -> str | None: ...
+
+    def set_cookie(self, value: str) -> str: ...
+
+    async def table_read_since(self, moment: float, generation: int = 0) -> None: ...
+
 
 MAX_HEAD_BYTES = 64 * 1024
 MAX_LOGIN_BODY_BYTES = 8 * 1024

@@ -7,22 +7,29 @@ recorded on the software entry. A remote engine is only ever handed ``ADDRESS/PA
 the engine checks what it pulls against that digest, so whatever is pushed under the same tag
 later (by mistake or by someone who reached the registry) is never what a task runs.
 
-``image_for`` is what the controller asks: the exact reference a resource's engine must run.
-Pushes happen away from requests, in the registry's pusher process (``rosetta registry pusher``,
-see ``rosetta.registry.worker``) or synchronously in operator commands (``rosetta setup``,
-``rosetta build-image``); ``Software.registry_state`` says where each image stands.
+This package copies images and knows nothing of the catalogue: what the catalogue records of
+each copy, and ``image_for`` (the exact reference a resource's engine must run), are in
+``rosetta.catalog.pushes``. Pushes happen away from requests, in the registry's pusher process
+(``rosetta registry pusher``, see ``rosetta.registry.worker``) or synchronously in operator
+commands (``rosetta setup``, ``rosetta build-image``); ``Software.registry_state`` says where
+each image stands.
 """
 
 from __future__ import annotations
 
 import re
 
-from rosetta.catalog.registries import registry_of
-from rosetta.computing.errors import Refused, Unreachable
-
 PUSHER = "registry"  # the pusher's wake-up socket (rosetta.core.notify)
 DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
-STILL_COPYING = "The image is still being copied to the platform's registry."
+
+
+def registry_of(image: str) -> str | None:
+    """The registry an image reference names (``host[:port]``, lower-case), or None for a short
+    name like ``debian:12``, which the engine would look up in registries of its own configuration."""
+    first, slash, _ = image.partition("/")
+    if slash and ("." in first or ":" in first or first == "localhost"):
+        return first.lower()
+    return None
 
 
 def is_local(image: str) -> bool:
@@ -56,44 +63,3 @@ def from_platform_registry(reference: str) -> bool:
 
     where = address()
     return where is not None and registry_of(reference) == where
-
-
-def image_for(software, resource) -> str:
-    """The image reference ``resource``'s engine must run for ``software``.
-
-    - On this machine (transport ``local``): ``software.image`` as it is.
-    - Elsewhere, for an image of this machine's store (``localhost/...``): the copy in the
-      platform's registry, by the digest recorded when it was pushed —
-      ``ADDRESS/PATH@sha256:...``, never a tag.
-    - Elsewhere, for an image on another registry: ``software.image`` (the engine pulls it
-      from there; the operator allowed that registry).
-
-    Raises ``Unreachable`` (transient: the controller retries) while the copy is pending or
-    under way, or before the registry has started; ``Refused`` (the task fails with this
-    reason) when the copy failed, or when the platform runs no registry. Reads no database row:
-    ``software`` is taken as the caller read it.
-    """
-    from rosetta.catalog.models import RegistryState
-    from rosetta.registry.config import address, registry_enabled
-
-    if resource.transport == "local" or not is_local(software.image):
-        return software.image
-    if not registry_enabled():
-        raise Refused(
-            f"The image {software.image} exists on the platform's machine only, and this platform runs no "
-            "registry to copy it to other machines (ROSETTA_REGISTRY_LISTEN=off)."
-        )
-    current = software.registry_image == software.image
-    if current and software.registry_state == RegistryState.FAILED:
-        raise Refused(
-            f"The image {software.image} could not be copied to the platform's registry: {software.registry_reason}"
-        )
-    where = address()
-    if current and software.registry_state == RegistryState.PUSHED and DIGEST.match(software.registry_digest):
-        if where is None:
-            raise Unreachable("The platform's registry has not started yet.")
-        return pinned(where, software.image, software.registry_digest)
-    from rosetta.core.notify import notify
-
-    notify(PUSHER)  # a task waits for it: the pusher looks at once instead of at its next poll
-    raise Unreachable(STILL_COPYING)

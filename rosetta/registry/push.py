@@ -1,11 +1,11 @@
-"""Copying this machine's images into the platform's registry, and recording what it then holds.
+"""Copying this machine's images into the platform's registry.
 
 A push goes through a private writer (``Writer``): a ``docker-registry`` over the same storage as
 the public one, on a free loopback port, with a password made for this writer only and kept in
 a private directory (the client reads it from an auth file, never from its argv). ``skopeo``
 copies the exact local image (by its id, not its name, so a rebuild half-way changes nothing) and
 writes the manifest digest the registry now holds; that digest, checked against the registry,
-is what ``Software.registry_digest`` records.
+is what the catalogue records (``rosetta.catalog.pushes``).
 """
 
 from __future__ import annotations
@@ -21,25 +21,20 @@ import shutil
 import subprocess
 import tempfile
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import timedelta
-from enum import Enum
 from pathlib import Path
 from typing import Any
 
 import bcrypt
-from django.utils import timezone
 
 from rosetta.core.processes import dies_with_parent
-from rosetta.registry import DIGEST, is_local, repository
+from rosetta.registry import DIGEST, repository
 from rosetta.registry.config import EXECUTABLE, free_port, registry_home, write_config, write_private, writer_config
 
 log = logging.getLogger("rosetta.registry")
 
 PUSH_TIMEOUT = 3600.0  # a multi-gigabyte image on a slow disk
 READY_TIMEOUT = 10.0
-RETRY_FAILED_AFTER = timedelta(minutes=5)  # a failed copy of an unchanged local image is tried again this often
 MANIFEST_TYPES = ", ".join(
     (
         "application/vnd.oci.image.manifest.v1+json",
@@ -248,114 +243,3 @@ def push_image(image: str, writer: Writer, images: dict[str, str] | None = None)
 def _last_line(text: str) -> str:
     lines = [line for line in text.strip().splitlines() if line.strip()]
     return (lines[-1] if lines else "no message")[:500]
-
-
-# --- what the catalogue records -----------------------------------------------------------
-
-
-class Action(Enum):
-    NOTHING = "nothing"
-    ELSEWHERE = "elsewhere"  # record that the image is pulled from its own registry
-    MISSING = "missing"  # record that the local image does not exist
-    PUSH = "push"
-
-
-def plan(software, local_id: str | None, now) -> Action:
-    """What the pusher should do about ``software`` (pure: decided from the row, the local
-    image's id and the time). Level-triggered: run again and again, it converges."""
-    from rosetta.catalog.models import RegistryState as State
-
-    if not is_local(software.image):
-        return Action.NOTHING if software.registry_state == State.ELSEWHERE else Action.ELSEWHERE
-    current = software.registry_image == software.image
-    if current and software.registry_state == State.PUSHED:
-        # A removed local image leaves the registry's copy as valid as it was; a rebuilt one is copied again.
-        return Action.NOTHING if local_id in (None, software.registry_source) else Action.PUSH
-    if current and software.registry_state == State.FAILED:
-        if local_id is None:
-            return Action.NOTHING if not software.registry_source else Action.MISSING
-        if local_id != software.registry_source:
-            return Action.PUSH  # built (again) since
-        changed = software.registry_changed
-        return Action.PUSH if changed is None or now - changed >= RETRY_FAILED_AFTER else Action.NOTHING
-    return Action.MISSING if local_id is None else Action.PUSH
-
-
-def record(software, **fields) -> bool:
-    """Write registry fields of ``software`` unless its image changed meanwhile (then the
-    write would describe another image); whether it was written."""
-    from rosetta.catalog.models import Software
-
-    fields.setdefault("registry_image", software.image)
-    written = Software.objects.filter(pk=software.pk, image=software.image).update(
-        registry_changed=timezone.now(), **fields
-    )
-    return bool(written)
-
-
-def push_software(software, writer: Writer, images: dict[str, str] | None = None) -> str:
-    """Push ``software``'s local image and record the outcome; a line saying what happened."""
-    from rosetta.catalog.models import RegistryState as State
-
-    record(software, registry_state=State.PUSHING, registry_reason="")
-    try:
-        pushed = push_image(software.image, writer, images)
-    except PushFailed as error:
-        record_missing_or_failed(software, str(error), source=local_image_id(software.image, images) or "")
-        return f"Could not copy {software.image} ({software.name}) to the platform's registry: {error}"
-    record(
-        software,
-        registry_state=State.PUSHED,
-        registry_digest=pushed.digest,
-        registry_source=pushed.source,
-        registry_reason="",
-    )
-    took = f"{pushed.seconds:.2f} s"
-    return f"Copied {software.image} ({software.name}) to the platform's registry as {pushed.digest} in {took}."
-
-
-def record_missing_or_failed(software, reason: str, source: str = "") -> None:
-    from rosetta.catalog.models import RegistryState as State
-
-    record(software, registry_state=State.FAILED, registry_digest="", registry_source=source, registry_reason=reason)
-
-
-def reconcile(softwares, get_writer: Callable[[], Writer], images: dict[str, str] | None = None) -> list[str]:
-    """Bring the registry fields of ``softwares`` in line with this machine's images: push what
-    is not in the registry as it is now, record what is missing or pulled from elsewhere. A
-    writer is asked of ``get_writer`` only when something is to be pushed. Lines saying what was done."""
-    from rosetta.catalog.models import RegistryState as State
-
-    softwares = list(softwares)
-    if images is None and any(is_local(software.image) for software in softwares):
-        images = local_images()
-    said = []
-    for software in softwares:
-        local_id = local_image_id(software.image, images) if is_local(software.image) else None
-        action = plan(software, local_id, timezone.now())
-        if action is Action.ELSEWHERE:
-            record(software, registry_state=State.ELSEWHERE, registry_digest="", registry_source="", registry_reason="")
-        elif action is Action.MISSING:
-            record_missing_or_failed(software, f"Image {software.image} does not exist on this machine.")
-            said.append(f"Image {software.image} ({software.name}) does not exist on this machine: not copied.")
-        elif action is Action.PUSH:
-            said.append(push_software(software, get_writer(), images))
-    return said
-
-
-def push_now(softwares) -> list[str]:
-    """For operator commands: reconcile ``softwares`` at once, with a writer of their own.
-    Raises PushFailed when no writer can start (the pusher of `rosetta run` tries again)."""
-    from rosetta.registry.config import registry_enabled
-
-    if not registry_enabled():
-        return []
-    with contextlib.ExitStack() as stack:
-        writers: list[Writer] = []
-
-        def get_writer() -> Writer:
-            if not writers:
-                writers.append(stack.enter_context(Writer()))
-            return writers[0]
-
-        return reconcile(softwares, get_writer)

@@ -1,7 +1,8 @@
 """The pusher: keeps the platform's registry in line with the catalogue, away from requests.
 
-Level-triggered, like the controller: each pass reads every software entry and this machine's
-image list, and pushes what is not in the registry as it is now — an entry just added (API),
+Level-triggered, like the controller: each pass (handed in by whoever runs the pusher: the
+catalogue's ``rosetta.catalog.pushes.reconcile_catalogue``) reads every software entry and this
+machine's image list, and pushes what is not in the registry as it is now — an entry just added (API),
 an image changed or rebuilt, an entry left ``pushing`` by a pusher that was killed, a failed
 copy due for another try. It wakes at once when signalled (``rosetta.core.notify``: the API after
 adding software, ``image_for`` when a task waits for a copy) and otherwise every ``POLL`` seconds.
@@ -17,22 +18,23 @@ import shutil
 import signal
 import socket
 import time
+from collections.abc import Callable
 
 from django.db import close_old_connections
 
 from rosetta.core.notify import MAX_TOPIC, socket_path
 from rosetta.registry import PUSHER
 from rosetta.registry.config import registry_home
-from rosetta.registry.push import PushFailed, Writer, reconcile
+from rosetta.registry.push import PushFailed, Writer
 
 log = logging.getLogger("rosetta.registry")
 POLL = 10.0
 STALE_WRITER = 2 * 3600.0  # longer than any push (PUSH_TIMEOUT) could keep a writer
 
 
-def run_pusher(poll: float = POLL) -> None:
-    from rosetta.catalog.models import Software
-
+def run_pusher(one_pass: Callable[[Callable[[], Writer]], list[str]], poll: float = POLL) -> None:
+    """Run ``one_pass(get_writer)`` at every wake-up and poll, logging the lines it returns; a
+    writer is started the first time ``get_writer`` is called, and kept."""
     signal.signal(signal.SIGTERM, _exit)  # through the `with` blocks: the writer stops, its directory goes
     remove_stale_writers()
     path = socket_path(PUSHER)
@@ -50,7 +52,7 @@ def run_pusher(poll: float = POLL) -> None:
         while True:
             close_old_connections()
             try:
-                for line in reconcile(Software.objects.order_by("pk"), get_writer):
+                for line in one_pass(get_writer):
                     log.info("%s", line)
             except PushFailed as error:
                 log.warning("Pushing to the platform's registry: %s", error)

@@ -13,6 +13,12 @@ class PathRefused(FileProblem):
     """400: the path leaves the storage, or is not a path at all (NUL, over-long, ``..``)."""
 
 
+class TooLargeToPreview(FileProblem):
+    """413: the file, or what its headers declare, is beyond what a preview may decode."""
+
+    status = 413
+
+
 class ReadOnly(FileProblem):
     """403: the storage is read-only."""
 

@@ -18,8 +18,7 @@ from astropy.io import fits
 from astropy.visualization import ZScaleInterval
 from PIL import Image
 
-from rosetta.storage.errors import PathRefused
-from rosetta.storage.preview import TooLargeToPreview
+from rosetta.storage.errors import PathRefused, TooLargeToPreview
 
 MAX_SIDE = 1024  # pixels on the longer side of a preview
 MAX_HDUS = 1000  # HDUs described, or looked through for an image

@@ -28,7 +28,7 @@ import subprocess
 import sys
 import tempfile
 
-from rosetta.storage.errors import FileProblem, PathRefused
+from rosetta.storage.errors import FileProblem, PathRefused, TooLargeToPreview
 
 PREVIEW_CPU_SECONDS = 6  # CPU time of one preview
 PREVIEW_WALL_SECONDS = 15  # its wall time: at a low priority on a busy machine it may wait for a core
@@ -39,12 +39,6 @@ SERVER_START_SECONDS = 10  # the preview server loads astropy before the first c
 MAX_ANSWER = 32 * 2**20  # bytes of one answer (headers of many HDUs; a PNG)
 MAX_FILE_BYTES = 512 * 2**20  # larger files are downloaded, not previewed
 ONE_THREAD = {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-
-
-class TooLargeToPreview(FileProblem):
-    """413: the file, or what its headers declare, is beyond what a preview may decode."""
-
-    status = 413
 
 
 class PreviewFailed(FileProblem):

@@ -40,15 +40,16 @@ from django.utils import timezone
 from rosetta.accounts.models import SSHKey
 from rosetta.accounts.ssh_keys import AUTHORIZED_KEYS_ENV, authorized_keys_value
 from rosetta.catalog.models import Protocol
+from rosetta.catalog.pushes import image_for
 from rosetta.computing import backends
 from rosetta.computing.contract import ContainerSpec, Mount, Observation, Seen, TaskRef
 from rosetta.computing.errors import AccountRefused, ComputingError
+from rosetta.computing.instance import instance_id
 from rosetta.computing.models import Resource, of_other_machines
 from rosetta.computing.schedulers.base import Scheduler
 from rosetta.core import notify
 from rosetta.core.database import db  # all ORM work runs in Django's one sync thread
-from rosetta.core.instance import instance_id
-from rosetta.registry import from_platform_registry, image_for
+from rosetta.registry import from_platform_registry
 from rosetta.storage.services import task_id_base
 from rosetta.tasks import leadership
 from rosetta.tasks.logs import strip_probe_lines

@@ -13,7 +13,7 @@ from rosetta.catalog import builder, services
 from rosetta.catalog.built_images import built_image_name
 from rosetta.catalog.models import BuildState, Software
 from rosetta.computing.engines.podman import local_containers_conf
-from rosetta.core.instance import instance_id
+from rosetta.computing.instance import instance_id
 from rosetta.core.paths import home
 
 pytestmark = pytest.mark.django_db

@@ -16,8 +16,8 @@ import httpx
 import pytest
 
 from rosetta.catalog.models import RegistryState, Software
+from rosetta.catalog.pushes import image_for
 from rosetta.computing.models import Resource
-from rosetta.registry import image_for
 from rosetta.registry.config import free_port, public_config, write_config
 from rosetta.registry.push import MANIFEST_TYPES, Writer, podman_env, push_image
 from tests.instance import Platform

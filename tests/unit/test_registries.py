@@ -2,7 +2,8 @@ import pytest
 from django.core.exceptions import ValidationError
 
 from rosetta.catalog.models import Software
-from rosetta.catalog.registries import check_registry, registry_of
+from rosetta.catalog.registries import check_registry
+from rosetta.registry import registry_of
 
 
 @pytest.mark.parametrize(

@@ -9,10 +9,11 @@ from django.core.exceptions import ImproperlyConfigured, ValidationError
 from django.utils import timezone
 
 from rosetta.catalog.models import RegistryState, Software
+from rosetta.catalog.pushes import RETRY_FAILED_AFTER, STILL_COPYING, Action, image_for, plan
 from rosetta.catalog.registries import allowed_registries, check_registry
 from rosetta.computing.errors import Refused, Unreachable
 from rosetta.computing.models import Resource
-from rosetta.registry import STILL_COPYING, from_platform_registry, image_for, is_local, pinned, repository
+from rosetta.registry import from_platform_registry, is_local, pinned, repository
 from rosetta.registry.config import (
     ADDRESS_FILE,
     address,
@@ -22,7 +23,6 @@ from rosetta.registry.config import (
     write_config,
     writer_config,
 )
-from rosetta.registry.push import RETRY_FAILED_AFTER, Action, plan
 
 DIGEST = "sha256:" + "ab" * 32
 OTHER_DIGEST = "sha256:" + "cd" * 32

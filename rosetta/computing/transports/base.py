@@ -54,11 +54,6 @@ class Transport(ABC):
     direct = False  # True when ``reach`` returns its arguments: connect to them as they are
     work_dir: str  # where the platform keeps its files on the resource (private to its account)
 
-    @property
-    @abstractmethod
-    def key(self) -> tuple:
-        """Identifies the machine and account reached (two resources on one host share it)."""
-
     @abstractmethod
     async def run(self, argv: Sequence[str], *, timeout: float = 60.0, stdin: bytes | None = None) -> CommandResult:
         """Run ``argv`` to completion. Not answering within ``timeout`` raises Unreachable."""

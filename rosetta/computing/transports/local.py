@@ -33,10 +33,6 @@ class LocalTransport(Transport):
         self._kernel_log = KernelMemoryKills()
         self.work_dir = str(home() / "work")
 
-    @property
-    def key(self) -> tuple:
-        return ("local",)
-
     async def run(self, argv: Sequence[str], *, timeout: float = 60.0, stdin: bytes | None = None) -> CommandResult:
         stdin_pipe = asyncio.subprocess.PIPE if stdin is not None else asyncio.subprocess.DEVNULL
         process = await _spawn(argv, asyncio.subprocess.PIPE, stdin_pipe)

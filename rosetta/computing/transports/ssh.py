@@ -87,10 +87,6 @@ class SSHTransport(Transport):
         self._asked_at = 0.0
 
     @property
-    def key(self) -> tuple:
-        return ("ssh", self.host, self.port, self.username)
-
-    @property
     def where(self) -> str:
         return f"{self.username}@{self.host}" + (f":{self.port}" if self.port != 22 else "")
 
