@@ -42,7 +42,11 @@ KERNEL_ROUND_TRIP = """async () => {
   const socket = new WebSocket(`wss://${location.host}/api/kernels/${kernel}/channels`);
   const msgId = crypto.randomUUID();
   return await new Promise((resolve, reject) => {
-    let printed = '';
+    // The reply (shell) may overtake the output (iopub): done once both the reply and the
+    // kernel's idle status for this request (iopub, after its output) have come.
+    let printed = '', replied = false, idle = false;
+    const finish = () => { socket.close(); resolve({printed, url: socket.url}); };
+    setTimeout(finish, 60000);
     socket.onerror = () => reject(new Error('the WebSocket failed'));
     socket.onopen = () => socket.send(JSON.stringify({
       header: {msg_id: msgId, msg_type: 'execute_request', username: 'test', session: crypto.randomUUID(),
@@ -55,7 +59,9 @@ KERNEL_ROUND_TRIP = """async () => {
       const message = JSON.parse(event.data);
       if (message.parent_header?.msg_id !== msgId) return;
       if (message.msg_type === 'stream') printed += message.content.text;
-      if (message.msg_type === 'execute_reply') { socket.close(); resolve({printed, url: socket.url}); }
+      if (message.msg_type === 'status' && message.content.execution_state === 'idle') idle = true;
+      if (message.msg_type === 'execute_reply') replied = true;
+      if (replied && idle) finish();
     };
   });
 }"""
