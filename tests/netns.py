@@ -39,6 +39,23 @@ def _ip(*args: str) -> None:
 def machine(address: str, host_side: str, prefix: int = 30, port: int = 8080) -> Iterator[tuple[str, int]]:
     """A namespace at ``address`` (this machine reaches it through ``host_side``) serving HTTP
     on ``port``; yields (address, port)."""
+    with _namespace(address, host_side, prefix) as name:
+        _ip("-n", name, "route", "add", "default", "via", host_side)
+        server = subprocess.Popen(
+            ["nsenter", f"--net=/run/netns/{name}", sys.executable, "-c", LISTENER, address, str(port)]
+        )
+        try:
+            _until_it_answers(address, port)
+            yield address, port
+        finally:
+            server.kill()
+            server.wait()
+
+
+@contextlib.contextmanager
+def _namespace(address: str, host_side: str, prefix: int) -> Iterator[str]:
+    """A network namespace at ``address``, joined to this machine (``host_side``) by a veth
+    pair; yields its name, and removes both when done."""
     number = next(_numbers)
     name, outer, inner = f"rtest{number}", f"rtv{number}", f"rtp{number}"
     _ip("netns", "add", name)
@@ -50,16 +67,7 @@ def machine(address: str, host_side: str, prefix: int = 30, port: int = 8080) ->
         _ip("-n", name, "addr", "add", f"{address}/{prefix}", "dev", inner)
         _ip("-n", name, "link", "set", inner, "up")
         _ip("-n", name, "link", "set", "lo", "up")
-        _ip("-n", name, "route", "add", "default", "via", host_side)
-        server = subprocess.Popen(
-            ["nsenter", f"--net=/run/netns/{name}", sys.executable, "-c", LISTENER, address, str(port)]
-        )
-        try:
-            _until_it_answers(address, port)
-            yield address, port
-        finally:
-            server.kill()
-            server.wait()
+        yield name
     finally:
         subprocess.run(["ip", "link", "del", outer], capture_output=True)
         subprocess.run(["ip", "netns", "del", name], capture_output=True)
@@ -150,22 +158,11 @@ def quiet_browser(address: str, host_side: str, prefix: int = 30) -> Iterator[tu
     there too) and an executable that starts Debian's Chromium in the namespace, for
     Playwright's ``executable_path``. Chromium still resolves ``*.localhost`` to its own
     loopback: map names to ``host_side`` with ``--host-resolver-rules``."""
-    number = next(_numbers)
-    name, outer, inner = f"rtest{number}", f"rtv{number}", f"rtp{number}"
-    _ip("netns", "add", name)
-    try:
-        _ip("link", "add", outer, "type", "veth", "peer", "name", inner)
-        _ip("link", "set", inner, "netns", name)
-        _ip("addr", "add", f"{host_side}/{prefix}", "dev", outer)
-        _ip("link", "set", outer, "up")
-        _ip("-n", name, "addr", "add", f"{address}/{prefix}", "dev", inner)
-        _ip("-n", name, "link", "set", inner, "up")
-        _ip("-n", name, "link", "set", "lo", "up")
-        with tempfile.TemporaryDirectory(prefix="rosetta-browser-") as directory:
-            executable = Path(directory) / "chromium"
-            executable.write_text(f'#!/bin/sh\nexec nsenter --net=/run/netns/{name} /usr/bin/chromium "$@"\n')
-            executable.chmod(0o700)
-            yield host_side, executable
-    finally:
-        subprocess.run(["ip", "link", "del", outer], capture_output=True)
-        subprocess.run(["ip", "netns", "del", name], capture_output=True)
+    with (
+        _namespace(address, host_side, prefix) as name,
+        tempfile.TemporaryDirectory(prefix="rosetta-browser-") as directory,
+    ):
+        executable = Path(directory) / "chromium"
+        executable.write_text(f'#!/bin/sh\nexec nsenter --net=/run/netns/{name} /usr/bin/chromium "$@"\n')
+        executable.chmod(0o700)
+        yield host_side, executable
