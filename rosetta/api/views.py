@@ -3,7 +3,7 @@ object, its error answers and the health check. Each capability's endpoints live
 module (account, tasks, computing, keys, catalog, storage)."""
 
 from django.conf import settings
-from django.core.exceptions import ValidationError
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import DatabaseError, connection
 from django.http import HttpRequest
 from ninja import Swagger
@@ -18,6 +18,7 @@ from rosetta.api.idempotency import InvalidKey
 from rosetta.api.keys import router as keys_router
 from rosetta.api.openapi import RosettaAPI
 from rosetta.api.schemas import HealthOut
+from rosetta.api.scopes import ScopeRefused
 from rosetta.api.storage import router as storage_router
 from rosetta.api.tasks import router as tasks_router
 from rosetta.core import disk
@@ -96,6 +97,12 @@ def file_problem(request, error):
 @api.exception_handler(InvalidKey)
 def invalid_key(request, error):
     return api.create_response(request, {"detail": str(error)}, status=400)
+
+
+@api.exception_handler(ScopeRefused)
+@api.exception_handler(PermissionDenied)
+def refused(request, error):
+    return api.create_response(request, {"detail": str(error) or "Refused."}, status=403)
 
 
 @api.exception_handler(ValidationError)

@@ -15,10 +15,11 @@ from rosetta.cli.resources import resources_group
 from rosetta.cli.software import builder, groups_group, software_group
 from rosetta.cli.tasks import task_group
 from rosetta.cli.tls import tls_config
+from rosetta.cli.tokens import tokens_group
 from rosetta.cli.users import add_to as add_user_commands
 from rosetta.core.paths import keep_private
 
-SCIENTIST_COMMANDS = ("login", "task", "software", "resources", "keys", "files")
+SCIENTIST_COMMANDS = ("login", "task", "software", "resources", "keys", "tokens", "files")
 
 
 class GroupedHelp(click.Group):
@@ -75,6 +76,7 @@ for command in (
     server.manage,
     server.build_image,
     keys_group,
+    tokens_group,
     builder,
     groups_group,
     registry_group,

@@ -7,6 +7,7 @@ from django.core.exceptions import ValidationError
 from django.db.models import Q
 
 from rosetta.accounts.ssh_keys import MAX_KEY_TEXT, MAX_NAME
+from rosetta.accounts.tokens import ADMIN, FILES, READ, SOFTWARE, TASKS, USER_SCOPES
 from rosetta.catalog.models import Software
 from rosetta.computing.contract import TASK_HOME
 from rosetta.computing.models import MIN_MEMORY_MB, Resource
@@ -448,6 +449,19 @@ class TokenForm(forms.Form):
     expires_in_days = forms.TypedChoiceField(
         choices=EXPIRY_CHOICES, coerce=int, empty_value=None, required=False, label="Expires"
     )
+    scopes = forms.MultipleChoiceField(
+        choices=[(READ, "read"), (TASKS, "tasks"), (FILES, "files"), (SOFTWARE, "software")],
+        initial=list(USER_SCOPES),
+        widget=forms.CheckboxSelectMultiple,
+        label="May",
+        help_text="read: look at everything; tasks: start, stop and open tasks; files: change files; "
+        "software: add and build software.",
+    )
+
+    def __init__(self, *args, staff: bool = False, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        if staff:  # staff powers through a token only when asked for
+            self.fields["scopes"].choices = [*self.fields["scopes"].choices, (ADMIN, "admin (staff powers)")]
 
 
 class NewUserForm(forms.Form):

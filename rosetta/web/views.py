@@ -321,19 +321,19 @@ NEW_SECRET = "new-token-secret"  # session key: a token's secret, until the page
 @login_required
 @require_GET
 def account(request):
-    return _render_account(request, TokenForm(), new_secret=request.session.pop(NEW_SECRET, None))
+    form = TokenForm(staff=request.user.is_staff)
+    return _render_account(request, form, new_secret=request.session.pop(NEW_SECRET, None))
 
 
 @login_required
 @require_POST
 def token_create(request):
-    form = TokenForm(request.POST)
+    form = TokenForm(request.POST, staff=request.user.is_staff)
     if not form.is_valid():
         return _render_account(request, form, status=400)
+    name, days, scopes = (form.cleaned_data[field] for field in ("name", "expires_in_days", "scopes"))
     try:
-        token, secret = account_services.create_token(
-            request.user, form.cleaned_data["name"], form.cleaned_data["expires_in_days"]
-        )
+        token, secret = account_services.create_token(request.user, name, days, scopes)
     except Conflict as error:
         form.add_error("name", str(error))
         return _render_account(request, form, status=400)
