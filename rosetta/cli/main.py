@@ -10,6 +10,7 @@ from rosetta.cli import server
 from rosetta.cli.client import ApiError, Client, save_login
 from rosetta.cli.files import files_group
 from rosetta.cli.keys import keys_group
+from rosetta.cli.quotas import quotas_group
 from rosetta.cli.registry import registry_group
 from rosetta.cli.resources import resources_group
 from rosetta.cli.software import builder, groups_group, software_group
@@ -79,6 +80,7 @@ for command in (
     tokens_group,
     builder,
     groups_group,
+    quotas_group,
     registry_group,
     files_group,
     tls_config,

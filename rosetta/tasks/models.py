@@ -201,3 +201,46 @@ class TaskEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.time:%H:%M:%S} {self.phase}: {self.reason}"
+
+
+class Quota(models.Model):
+    """What a user, or a group's members together, may use at once on a resource (or on all of
+    them): tasks, CPUs and memory of their active tasks. Empty limits do not limit."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.CASCADE)
+    group = models.ForeignKey("auth.Group", null=True, blank=True, on_delete=models.CASCADE)
+    resource = models.ForeignKey(
+        Resource, null=True, blank=True, on_delete=models.CASCADE, help_text="Empty: all resources together."
+    )
+    max_tasks = models.PositiveIntegerField(null=True, blank=True)
+    max_cpus = models.FloatField(null=True, blank=True)
+    max_memory_mb = models.PositiveIntegerField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(user__isnull=False, group__isnull=True)
+                | models.Q(user__isnull=True, group__isnull=False),
+                name="quota_for_a_user_or_a_group",
+            ),
+            *(
+                models.UniqueConstraint(
+                    fields=[who, *(["resource"] if per_resource else [])],
+                    condition=models.Q(**{f"{who}__isnull": False, "resource__isnull": not per_resource}),
+                    name=f"one_quota_per_{who}_{'and_resource' if per_resource else 'everywhere'}",
+                )
+                for who in ("user", "group")
+                for per_resource in (True, False)
+            ),
+        ]
+
+    @property
+    def holder(self) -> str:
+        return f"user {self.user.get_username()}" if self.user_id else f"group {self.group.name}"
+
+    @property
+    def where(self) -> str:
+        return f"on {self.resource.name}" if self.resource_id else "on all resources"
+
+    def __str__(self) -> str:
+        return f"quota of {self.holder} {self.where}"
