@@ -3,6 +3,8 @@
 import logging
 import os
 
+from rosetta.core import logs
+
 
 def setup_django() -> None:
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "rosetta.settings")
@@ -12,6 +14,6 @@ def setup_django() -> None:
 
 
 def configure_logging() -> None:
-    logging.basicConfig(
-        level=os.environ.get("ROSETTA_LOG_LEVEL", "INFO"), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    handler = logging.StreamHandler()
+    handler.setFormatter(logs.formatter())
+    logging.basicConfig(level=logs.level(), handlers=[handler])

@@ -9,7 +9,7 @@ from django.utils import timezone
 
 from rosetta.catalog.models import Software
 from rosetta.computing.models import Resource
-from rosetta.core import notify
+from rosetta.core import metrics, notify
 from rosetta.tasks.phases import FINAL_PHASE_NAMES, Desired, Phase, check_transition
 
 log = logging.getLogger(__name__)
@@ -125,9 +125,10 @@ class Task(models.Model):
 
     # -- the controller's writes, each conditional on the revision it decided from ------------
 
-    def transition(self, phase: Phase, reason: str, *, detail: str = "", **fields) -> bool:
+    def transition(self, phase: Phase, reason: str, *, detail: str = "", cause: str = "", **fields) -> bool:
         """Move to ``phase`` with a human reason, and an event saying so. False, and nothing
-        written, when the row has changed (or gone) since this copy was read."""
+        written, when the row has changed (or gone) since this copy was read. ``cause``: a
+        failure's short name, for operators' numbers (rosetta.core.metrics)."""
         check_transition(self.phase_enum, phase)
         now = timezone.now()
         values = {"phase": phase.value, "phase_since": now, **fields}
@@ -138,6 +139,12 @@ class Task(models.Model):
         if not self._write(values, event=(phase.value, reason, detail)):
             return False
         log.info("task %s: %s (%s)", self.pk, phase.value, reason)
+        if "started" in values:  # its interface answered for the first time
+            resource = self.resource.name
+            metrics.TASK_STARTS.labels(resource).inc()
+            metrics.START_SECONDS.labels(resource).observe(max(0.0, (now - self.created).total_seconds()))
+        elif phase is Phase.FAILED:
+            metrics.TASK_FAILURES.labels(self.resource.name, cause or "other").inc()
         return True
 
     def observe(self, reason: str = "", detail: str = "", **fields) -> bool:

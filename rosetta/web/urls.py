@@ -1,6 +1,6 @@
 from django.urls import path
 
-from rosetta.web import catalog, files, resources, staff, views
+from rosetta.web import catalog, files, metrics, resources, staff, views
 
 urlpatterns = [
     path("", views.home, name="home"),
@@ -27,6 +27,7 @@ urlpatterns = [
     path("resources/<slug:name>/check", resources.resource_check, name="resource-check"),
     path("resources/<slug:name>/toggle", resources.resource_toggle, name="resource-toggle"),
     path("account/remote-username", resources.remote_username, name="remote-username"),
+    path("metrics", metrics.metrics, name="metrics"),
     path("users/", staff.user_list, name="users"),
     path("quotas/", staff.quota_list, name="quotas"),
     path("quotas/set", staff.quota_set, name="quota-set"),
