@@ -290,7 +290,7 @@ def restore(software, as_json):
 def builder():
     """Build users' Containerfiles as they are requested (run by `rosetta run`)."""
     setup_django()
-    from rosetta.catalog.builder import run_builder
+    from rosetta.builds.worker import run_builder
     from rosetta.cli.django_setup import configure_logging
 
     configure_logging()

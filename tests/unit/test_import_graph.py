@@ -9,7 +9,8 @@ from pathlib import Path
 import rosetta
 
 ROOT = Path(rosetta.__file__).parent
-LAYERS = ["core", "accounts", "computing", "registry", "catalog", "storage", "tasks", "gateway"]
+# builds: users' images are built from the catalogue's requests and recorded in it (above catalog).
+LAYERS = ["core", "accounts", "computing", "registry", "catalog", "builds", "storage", "tasks", "gateway"]
 TOP = {"api", "web", "cli"}  # the entry points: above everything, and independent of each other
 
 
