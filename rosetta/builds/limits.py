@@ -1,4 +1,5 @@
-"""What a build may take: time, memory, image size and disk (settings of the operator's)."""
+"""What a build may take: time, memory, image size and disk (settings of the operator's). The other
+modules read them as ``limits.NAME`` where they use them, so one value holds everywhere (a test lowers one)."""
 
 from __future__ import annotations
 

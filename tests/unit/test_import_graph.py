@@ -10,7 +10,8 @@ import rosetta
 
 ROOT = Path(rosetta.__file__).parent
 # builds: users' images are built from the catalogue's requests and recorded in it (above catalog).
-LAYERS = ["core", "accounts", "computing", "registry", "catalog", "builds", "storage", "tasks", "gateway"]
+# processes: each long-running process's entry, started from one table; above all it starts, below the CLI.
+LAYERS = ["core", "accounts", "computing", "registry", "catalog", "builds", "storage", "tasks", "gateway", "processes"]
 TOP = {"api", "web", "cli"}  # the entry points: above everything, and independent of each other
 
 
