@@ -2,10 +2,10 @@
 the next one runs; a burst of wake-ups is served by one pass."""
 
 import logging
-import socket
 import time
 
-from rosetta.core.worker import run_pass, wait
+from rosetta.core.notify import wake_local
+from rosetta.core.worker import Wakeups, run_pass
 
 
 def test_a_pass_says_what_it_did_and_a_failing_pass_is_logged_not_raised(caplog):
@@ -24,18 +24,14 @@ def test_a_pass_says_what_it_did_and_a_failing_pass_is_logged_not_raised(caplog)
     assert "the database went away" in caplog.records[2].exc_text
 
 
-def test_a_burst_of_wake_ups_is_one_pass_and_without_one_the_wait_is_the_poll(tmp_path):
-    path = str(tmp_path / "worker.sock")
-    with (
-        socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as wakeups,
-        socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sender,
-    ):
-        wakeups.bind(path)
+def test_a_burst_of_wake_ups_is_one_pass_and_without_one_the_wait_is_the_poll(tmp_path, monkeypatch):
+    monkeypatch.setenv("ROSETTA_HOME", str(tmp_path))
+    with Wakeups("test-worker") as wakeups:
         for _ in range(5):  # several entries added at once
-            sender.sendto(b"*", path)
+            wake_local("test-worker")
         started = time.monotonic()
-        wait(wakeups, timeout=5)
+        wakeups.wait(timeout=5)
         assert time.monotonic() - started < 1  # woken at once
         started = time.monotonic()
-        wait(wakeups, timeout=0.3)  # the other four were served by the same pass
+        wakeups.wait(timeout=0.3)  # the other four were served by the same pass
         assert time.monotonic() - started >= 0.3
