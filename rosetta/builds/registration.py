@@ -13,12 +13,11 @@ from rosetta.builds.limits import too_large
 from rosetta.builds.log import BuildLog
 from rosetta.catalog.models import BuildState, Software, SoftwareBuild, Source
 from rosetta.core.notify import after_commit
+from rosetta.registry import PUSHER
 
 
 def register(build: SoftwareBuild, output: BuildLog) -> Software:
     """The built image as the owner's entry, after its size is checked; with the build's success."""
-    from rosetta.registry import PUSHER
-
     size, digest = _inspect(build.image)
     if size > limits.MAX_IMAGE_MB * 2**20:
         raise BuildFailed(too_large(size))
