@@ -4,10 +4,20 @@ from __future__ import annotations
 
 import logging
 import os
+from dataclasses import dataclass
 
 import click
 
 log = logging.getLogger("rosetta")
+
+
+@dataclass(frozen=True)
+class NotHere:
+    """Why `rosetta run` starts a process not: a setting turned it off (nothing to say), or
+    something it needs is missing (``said``: the operator is told)."""
+
+    reason: str
+    said: bool = False
 
 
 def check_public_setup() -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import click
 
 from rosetta.core.django_setup import configure_logging, setup_django
+from rosetta.processes.checks import NotHere
 from rosetta.processes.registry import registry_missing
 
 
@@ -23,6 +24,6 @@ def command():
         pass
 
 
-def pusher_missing() -> str | None:
+def pusher_missing() -> NotHere | None:
     """Why `rosetta run` starts no pusher: there is no registry to push to (None: it starts one)."""
-    return None if registry_missing() is None else "there is no registry to push to"
+    return None if registry_missing() is None else NotHere("no registry to push to")

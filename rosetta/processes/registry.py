@@ -11,6 +11,7 @@ import sys
 import click
 
 from rosetta.core.django_setup import setup_django
+from rosetta.processes.checks import NotHere
 
 
 @click.group("registry", invoke_without_command=True)
@@ -44,16 +45,17 @@ def serve() -> None:
     os.execv(executable, [executable, "serve", str(config)])
 
 
-def registry_missing() -> str | None:
+def registry_missing() -> NotHere | None:
     """Why `rosetta run` starts no registry (None: it starts one)."""
     setup_django()
     from rosetta.registry.config import EXECUTABLE, registry_enabled
 
     if not registry_enabled():
-        return "the platform runs none (ROSETTA_REGISTRY_LISTEN=off)"
+        return NotHere("ROSETTA_REGISTRY_LISTEN=off")
     if shutil.which(EXECUTABLE) is None:
-        return (
-            f"{EXECUTABLE} is not installed (scripts/setup.sh installs it), so images of this machine run on "
-            "this machine only"
+        return NotHere(
+            f"{EXECUTABLE} is not installed (scripts/setup.sh installs it): running without the platform's "
+            "registry, so images of this machine run on this machine only",
+            said=True,
         )
     return None

@@ -81,10 +81,10 @@ def children(processes: list[Process], fds: dict[str, list[int]], options: dict[
 
 
 def _runs_here(process: Process) -> bool:
-    reason = process.not_here()
-    if reason is not None:
-        click.echo(f"rosetta: no {process.name}: {reason}.", err=True)
-    return reason is None
+    not_here = process.not_here()
+    if not_here is not None and not_here.said:
+        click.echo(f"rosetta: {not_here.reason}.", err=True)
+    return not_here is None
 
 
 def _claim_home() -> int:

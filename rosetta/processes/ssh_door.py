@@ -8,6 +8,7 @@ import sys
 import click
 
 from rosetta.core.django_setup import configure_logging, setup_django
+from rosetta.processes.checks import NotHere
 
 
 @click.command("ssh-door")
@@ -46,7 +47,7 @@ def command(host, port, listen_fds):
     sys.exit(run_door(config, sockets, ready=report_ready))
 
 
-def door_off() -> str | None:
+def door_off() -> NotHere | None:
     """Why `rosetta run` starts no SSH front door (None: it starts one); a bad setting stops it."""
     setup_django()
     from django.core.exceptions import ImproperlyConfigured
@@ -54,6 +55,6 @@ def door_off() -> str | None:
     from rosetta.gateway.ssh_access import door_port
 
     try:
-        return "it is off (ROSETTA_SSH_PORT=off)" if door_port() is None else None
+        return NotHere("ROSETTA_SSH_PORT=off") if door_port() is None else None
     except ImproperlyConfigured as error:
         raise click.ClickException(str(error)) from None

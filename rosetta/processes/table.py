@@ -10,12 +10,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from rosetta.processes.checks import NotHere
 from rosetta.processes.pusher import pusher_missing
 from rosetta.processes.registry import registry_missing
 from rosetta.processes.ssh_door import door_off
 
 
-def runs_anywhere() -> str | None:
+def runs_anywhere() -> NotHere | None:
     return None
 
 
@@ -28,7 +29,7 @@ class Process:
     graceful: bool = False  # replaced without refusing a connection (SIGHUP to `rosetta run`, `systemctl reload`)
     inherits: str | None = None  # the listening sockets `rosetta run` holds for it and hands down (--listen-fds)
     one_machine: bool = False  # runs on one machine of several (its storage is that machine's home)
-    not_here: Callable[[], str | None] = runs_anywhere  # why `rosetta run` does not start it (None: it does)
+    not_here: Callable[[], NotHere | None] = runs_anywhere  # why `rosetta run` does not start it (None: it does)
 
 
 PROCESSES = (
