@@ -227,7 +227,7 @@ STORAGE_ID_COUNT = int(os.environ.get("ROSETTA_STORAGE_ID_COUNT", str(17509 * 65
 
 # Users' builds run in a user namespace of host ids BUILD_ID_BASE to BUILD_ID_BASE + 65,535 (one
 # build at a time; scripts/setup.sh reserves the range in /etc/subuid and /etc/subgid), so that
-# the images they use can be kept ready for them, read-only, in those ids (rosetta.catalog.builder).
+# the images they use can be kept ready for them, read-only, in those ids (rosetta.builds).
 BUILD_ID_BASE = int(os.environ.get("ROSETTA_BUILD_ID_BASE", "400000000"))
 
 # The built-in environments `rosetta setup` puts in the demo catalogue (rosetta.catalog.demo).

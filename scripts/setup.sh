@@ -87,7 +87,7 @@ fi
 for ids in /etc/subuid /etc/subgid; do
     grep -q '^containers:' "$ids" 2>/dev/null || echo 'containers:2147483647:2147483648' | as_root tee -a "$ids" >/dev/null
 done
-# Users' builds run in host ids from 400000000 (ROSETTA_BUILD_ID_BASE, rosetta.catalog.builder):
+# Users' builds run in host ids from 400000000 (ROSETTA_BUILD_ID_BASE, rosetta.builds):
 # reserved here, so that no account is given them.
 for ids in /etc/subuid /etc/subgid; do
     grep -q '^rosetta-builds:' "$ids" 2>/dev/null || echo 'rosetta-builds:400000000:65536' | as_root tee -a "$ids" >/dev/null
@@ -112,7 +112,7 @@ if [ ! -f "$stamp" ]; then
 fi
 
 # The built-in environments (images/): the demo catalogue offers them all, and tests use them all;
-# and the builder, inside which users' Containerfiles are built (rosetta.catalog.builder).
+# and the builder, inside which users' Containerfiles are built (rosetta.builds).
 # Unchanged images are not rebuilt; the first build bootstraps the Debian base (a few minutes).
 for image in hello jupyterlab desktop ssh builder; do
     .venv/bin/rosetta build-image "$image"

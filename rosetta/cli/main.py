@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import sys
 
 import click
@@ -11,14 +12,16 @@ from rosetta.cli.client import ApiError, Client, save_login
 from rosetta.cli.files import files_group
 from rosetta.cli.keys import keys_group
 from rosetta.cli.quotas import quotas_group
-from rosetta.cli.registry import registry_group
+from rosetta.cli.registry import add_to as add_registry_commands
 from rosetta.cli.resources import resources_group
-from rosetta.cli.software import builder, groups_group, software_group
+from rosetta.cli.software import groups_group, software_group
 from rosetta.cli.tasks import task_group
 from rosetta.cli.tls import tls_config
 from rosetta.cli.tokens import tokens_group
 from rosetta.cli.users import add_to as add_user_commands
 from rosetta.core.paths import keep_private
+from rosetta.processes import registry, run
+from rosetta.processes.table import PROCESSES
 
 SCIENTIST_COMMANDS = ("login", "task", "software", "resources", "keys", "tokens", "files")
 
@@ -67,21 +70,16 @@ for command in (
     task_group,
     software_group,
     resources_group,
-    server.run,
-    server.web,
-    server.controller,
-    server.gateway,
-    server.ssh_door,
+    run.command,
+    *(importlib.import_module(process.entry).command for process in PROCESSES),  # `rosetta NAME`
     server.users,
     server.setup,
     server.manage,
     server.build_image,
     keys_group,
     tokens_group,
-    builder,
     groups_group,
     quotas_group,
-    registry_group,
     files_group,
     tls_config,
 ):
@@ -89,6 +87,7 @@ for command in (
 
 
 add_user_commands(server.users)
+add_registry_commands(registry.command)
 
 
 def main() -> None:

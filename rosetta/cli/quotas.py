@@ -7,7 +7,7 @@ import json
 
 import click
 
-from rosetta.cli.django_setup import setup_django
+from rosetta.core.django_setup import setup_django
 
 
 @click.group("quotas")

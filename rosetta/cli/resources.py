@@ -10,7 +10,7 @@ from pathlib import Path
 import click
 
 from rosetta.cli.client import has_client_login
-from rosetta.cli.django_setup import setup_django
+from rosetta.core.django_setup import setup_django
 
 SSH_TARGET = re.compile(r"^(?P<user>[^@\s]+)@(?P<host>[^:\s]+)(?::(?P<port>\d+))?$")
 

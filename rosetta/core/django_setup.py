@@ -1,4 +1,4 @@
-"""What every process the CLI starts sets up first: Django, and logging."""
+"""What every process of the platform sets up first: Django, and logging."""
 
 import logging
 import os
