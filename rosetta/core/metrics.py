@@ -9,7 +9,16 @@ bounded (resource names, a cause's short name, a kind), never free text.
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Gauge, Histogram
+import os
+from pathlib import Path
+
+if "PROMETHEUS_MULTIPROC_DIR" not in os.environ:  # imported before Django's settings (which set it)
+    from django.conf import settings
+
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "rosetta.settings")
+    settings.HOME  # noqa: B018 -- reading the settings sets this home's metrics directory
+
+from prometheus_client import Counter, Gauge, Histogram  # once the directory is known
 
 # The controller (written where a task's phase changes: rosetta.tasks.models.Task.transition).
 TASK_STARTS = Counter("rosetta_task_starts", "Tasks whose interface answered for the first time.", ["resource"])
@@ -41,6 +50,15 @@ DOOR_SESSIONS = Gauge("rosetta_ssh_door_sessions", "SSH sessions open through th
 # The file manager.
 STORAGE_BYTES = Counter("rosetta_storage_transfer_bytes", "Bytes uploaded to and downloaded from storages.",
                         ["direction"])  # fmt: skip
+
+
+def start_afresh() -> None:
+    """Forget the files of processes that ran before (`rosetta run` starting every process anew):
+    counters start again from zero, which Prometheus reads as a restart."""
+    directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if directory:
+        for path in Path(directory).glob("*.db"):
+            path.unlink(missing_ok=True)
 
 
 def cause_of(error: BaseException | None, fallback: str = "other") -> str:

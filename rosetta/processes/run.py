@@ -47,6 +47,9 @@ def command(host, port, gateway_workers, ssh_hosts):
     from django.core.management import call_command
 
     call_command("migrate", interactive=False, verbosity=0)  # an upgraded checkout just works
+    from rosetta.core import metrics
+
+    metrics.start_afresh()  # every process starts anew: the counts of the last run's are history
     processes = [process for process in PROCESSES if _runs_here(process)]
     wanted = {process.inherits for process in processes}
     held = {  # held here for every gateway and door to come: replacing one refuses no connection
