@@ -18,6 +18,7 @@ from rosetta.cli.software import groups_group, software_group
 from rosetta.cli.tasks import task_group
 from rosetta.cli.tls import tls_config
 from rosetta.cli.tokens import tokens_group
+from rosetta.cli.usage import usage_command
 from rosetta.cli.users import add_to as add_user_commands
 from rosetta.core.paths import keep_private
 from rosetta.processes import registry, run
@@ -80,6 +81,7 @@ for command in (
     tokens_group,
     groups_group,
     quotas_group,
+    usage_command,
     files_group,
     tls_config,
 ):

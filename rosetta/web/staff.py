@@ -1,17 +1,22 @@
 """Pages for staff to run the place without a shell: users (list, create, deactivate,
-reactivate, reset a password) and quotas. Every task across users is on the task list, which staff see whole."""
+reactivate, reset a password), quotas, and usage. Every task across users is on the task list, which staff see whole."""
+
+import csv
+from datetime import timedelta
 
 from django.contrib import messages
 from django.contrib.auth import get_user_model
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
 from django.db.models import Count, Q
+from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
 
 from rosetta.accounts import services as account_services
 from rosetta.core.errors import Conflict
-from rosetta.tasks import quotas
+from rosetta.tasks import quotas, usage
 from rosetta.tasks.models import Quota
 from rosetta.tasks.phases import FINAL_PHASE_NAMES
 from rosetta.web.forms import NewUserForm, QuotaForm
@@ -136,3 +141,26 @@ def quota_remove(request, quota_id: int):
     quota.delete()
     messages.success(request, f"The {quota} was removed.")
     return redirect("quotas")
+
+
+USAGE_PERIODS = (7, 30, 90, 365)
+
+
+@login_required
+@require_GET
+def usage_report(request):
+    """CPU-hours and memory-hours by user, group or resource over a period (`rosetta usage`)."""
+    _staff_only(request)
+    by = request.GET.get("by", "user") if request.GET.get("by") in usage.BY else "user"
+    days = int(request.GET["days"]) if request.GET.get("days") in {str(d) for d in USAGE_PERIODS} else 30
+    used = usage.usage(timezone.now() - timedelta(days=days), by)
+    if request.GET.get("format") == "csv":
+        response = HttpResponse(content_type="text/csv; charset=utf-8")
+        response["Content-Disposition"] = f'attachment; filename="rosetta-usage-{by}-{days}d.csv"'
+        writer = csv.writer(response)
+        writer.writerow([by, "tasks", "hours", "cpu_hours", "memory_gib_hours"])
+        for key, use in used.items():
+            writer.writerow([key, use.tasks, f"{use.hours:.2f}", f"{use.cpu_hours:.2f}", f"{use.memory_gib_hours:.2f}"])
+        return response
+    context = {"used": used, "by": by, "days": days, "periods": USAGE_PERIODS, "kinds": usage.BY, "section": "usage"}
+    return render(request, "web/usage.html", context)

@@ -30,6 +30,7 @@ urlpatterns = [
     path("metrics", metrics.metrics, name="metrics"),
     path("users/", staff.user_list, name="users"),
     path("quotas/", staff.quota_list, name="quotas"),
+    path("usage/", staff.usage_report, name="usage"),
     path("quotas/set", staff.quota_set, name="quota-set"),
     path("quotas/<int:quota_id>/remove", staff.quota_remove, name="quota-remove"),
     path("users/new", staff.user_create, name="user-create"),
