@@ -64,8 +64,6 @@ class LogoutView(auth_views.LogoutView):
         return response
 
 
-
-
 class LoginView(auth_views.LoginView):
     """Django's login, with failed attempts limited per account and per client address."""
 
