@@ -91,11 +91,9 @@ def signed_in_user(person: Person):
     for attempt in range(2):
         try:
             with transaction.atomic():
-                link = (
-                    ExternalIdentity.objects.select_related("user")
-                    .filter(issuer=person.issuer, subject=person.subject)
-                    .first()
-                )
+                link = _link_of(person)
+                if link is None and User.objects.filter(username=person.username).exists():
+                    link = _link_of(person)  # made meanwhile by this person's other first login?
                 if link is not None:
                     user = link.user
                 else:
@@ -117,6 +115,10 @@ def signed_in_user(person: Person):
             if attempt:  # the other first login made the user and its link: it is found now
                 raise
     raise AssertionError("unreachable")
+
+
+def _link_of(person: Person) -> ExternalIdentity | None:
+    return ExternalIdentity.objects.select_related("user").filter(issuer=person.issuer, subject=person.subject).first()
 
 
 def _sync(user, person: Person) -> None:

@@ -7,6 +7,7 @@ introspected), within their scopes, never into a task's interface; CORS on /api/
 from __future__ import annotations
 
 import json
+from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pytest
@@ -262,3 +263,19 @@ def test_introspected_tokens(closed_institute, oidc):
     answer = httpx.get(f"{closed_institute.url}/api/me", headers={"Authorization": f"Bearer {opaque['access_token']}"})
     assert answer.status_code == 401
     assert "not active (expired, revoked or unknown)" in answer.json()["detail"]
+
+
+def test_first_uses_of_one_persons_token_at_once_make_one_user(closed_institute, oidc):
+    ada = idp.user(oidc, "ada")  # never seen by this platform
+    opaque = idp.access_token(oidc, idp.external_client(oidc, "opaque"), ada, "openid read", 5173)["access_token"]
+
+    def me(_):
+        answer = httpx.get(f"{closed_institute.url}/api/me", headers={"Authorization": f"Bearer {opaque}"}, timeout=30)
+        return answer.status_code, answer.json()
+
+    with ThreadPoolExecutor(6) as pool:
+        answers = list(pool.map(me, range(6)))
+    assert answers == [(200, {"username": "ada", "is_staff": False})] * 6
+    assert account(closed_institute, "ada") == {
+        "groups": ["astronomers", "rosetta-staff"], "staff": True, "links": ["ada"], "password": False,
+    }  # fmt: skip
