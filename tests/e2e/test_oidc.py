@@ -279,3 +279,12 @@ def test_first_uses_of_one_persons_token_at_once_make_one_user(closed_institute,
     assert account(closed_institute, "ada") == {
         "groups": ["astronomers", "rosetta-staff"], "staff": True, "links": ["ada"], "password": False,
     }  # fmt: skip
+
+
+def test_a_callback_the_platform_did_not_start_is_refused_plainly(institute):
+    forged = httpx.get(f"{institute.url}/oidc/callback", params={"code": "made-up", "state": "made-up"})
+    assert forged.status_code == 400
+    assert "The login at the identity provider did not complete" in forged.text
+    denied = httpx.get(f"{institute.url}/oidc/callback", params={"error": "access_denied", "state": "x"})
+    assert denied.status_code == 400 and "access_denied" in denied.text
+    assert idp.LOGIN_BUTTON in denied.text  # the way to try again, right there
