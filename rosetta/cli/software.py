@@ -9,8 +9,8 @@ import time
 import click
 
 from rosetta.cli.client import Client
-from rosetta.cli.django_setup import setup_django
 from rosetta.cli.tasks import _environment, echo_json, json_option, table
+from rosetta.core.django_setup import setup_django
 
 POLL = 0.5
 
@@ -284,20 +284,6 @@ def restore(software, as_json):
 
 
 # -- operator commands ----------------------------------------------------------------------------
-
-
-@click.command("builder")
-def builder():
-    """Build users' Containerfiles as they are requested (run by `rosetta run`)."""
-    setup_django()
-    from rosetta.catalog.builder import run_builder
-    from rosetta.cli.django_setup import configure_logging
-
-    configure_logging()
-    try:
-        run_builder()
-    except KeyboardInterrupt:
-        pass
 
 
 @click.group("groups")

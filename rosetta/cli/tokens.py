@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from urllib.parse import quote
 
 import click
@@ -11,6 +10,7 @@ from rosetta.accounts.tokens import SCOPES
 from rosetta.cli.client import Client
 from rosetta.cli.keys import when
 from rosetta.cli.tasks import echo_json, json_option, table
+from rosetta.core.units import parse_days
 
 
 @click.group("tokens")
@@ -18,12 +18,14 @@ def tokens_group():
     """Your API tokens: for scripts, the CLI and external platforms, each with its scopes."""
 
 
-def parse_days(text: str) -> int:
-    """``30d``, ``30`` (days) or ``2w`` (weeks) as a number of days."""
-    found = re.fullmatch(r"\s*(\d{1,4})\s*([dw]?)\s*", text.lower())
-    if not found or int(found[1]) == 0:
-        raise click.BadParameter(f"{text!r}: give days or weeks, e.g. 30d, 2w", param_hint="--expires")
-    return int(found[1]) * (7 if found[2] == "w" else 1)
+def days_option(ctx, param, value: str | None) -> int | None:
+    """A click callback: ``30d``, ``30`` or ``2w`` as a number of days."""
+    if value is None:
+        return None
+    try:
+        return parse_days(value)
+    except ValueError as error:
+        raise click.BadParameter(str(error)) from None
 
 
 @tokens_group.command("create")
@@ -32,11 +34,13 @@ def parse_days(text: str) -> int:
     "--scope", "scopes", multiple=True, type=click.Choice(SCOPES),
     help="What it may do (repeat): read, tasks, files, software, admin. Default: all but admin.",
 )  # fmt: skip
-@click.option("--expires", default=None, help="When it stops working: 30d, 2w (default: when revoked).")
+@click.option(
+    "--expires", default=None, callback=days_option, help="When it stops working: 30d, 2w (default: when revoked)."
+)
 @json_option
 def create(name: str, scopes: tuple[str, ...], expires: str | None, as_json: bool):
     """Make a token called NAME and print it once."""
-    body = {"name": name, "scopes": list(scopes) or None, "expires_in_days": parse_days(expires) if expires else None}
+    body = {"name": name, "scopes": list(scopes) or None, "expires_in_days": expires}
     made = Client().request("POST", "/tokens", json=body)
     if as_json:
         return echo_json(made)

@@ -31,6 +31,7 @@ from rosetta.gateway.ssh_access import door_info, ssh_access, ssh_config
 from rosetta.storage.services import home_mount, what_is_kept
 from rosetta.tasks import services
 from rosetta.tasks.models import Task
+from rosetta.tasks.quotas import OverQuota
 from rosetta.web import login as login_views
 from rosetta.web import throttle
 from rosetta.web.forms import SSHKeyForm, TaskForm, TokenForm
@@ -213,6 +214,8 @@ def _start_task(request, form: TaskForm) -> Task | None:
         return services.start_task(request.user, form.task_request())
     except AccountRefused as error:  # a Conflict, but not of the task's name
         form.add_error(None, str(error))
+    except OverQuota as error:
+        form.add_error("resource", str(error))
     except Conflict as error:
         form.add_error("name", str(error))
     except NotFound as error:
