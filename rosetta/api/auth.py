@@ -3,7 +3,7 @@ from ninja.security import HttpBearer, SessionAuth
 
 from rosetta.accounts import identity, provider
 from rosetta.accounts.models import ApiToken, ExternalIdentity
-from rosetta.accounts.tokens import ADMIN, SCOPES, hash_token
+from rosetta.accounts.tokens import ADMIN, SCOPES, TOKEN_PREFIX, hash_token
 from rosetta.api import scopes
 
 DEACTIVATED = "deactivated"  # request.rosetta_token_refusal: why a token was refused, for its holder
@@ -23,7 +23,8 @@ class TokenAuth(HttpBearer):
             # Only whoever holds the token learns that its account is deactivated, not that it exists.
             request.rosetta_token_refusal = DEACTIVATED
             return None
-        if provider.configured():
+        if provider.configured() and not token.startswith(TOKEN_PREFIX):
+            # (never one of this platform's own tokens: they must not reach the provider's introspection)
             return _provider_token_user(request, token)
         return None
 

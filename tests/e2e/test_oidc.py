@@ -191,6 +191,7 @@ def test_tokens_not_meant_for_this_platform_are_refused_with_the_reason(institut
         "issuer": idp.provider_signed(oidc, idp.api_claims(oidc, "grace", iss="http://127.0.0.1:1/elsewhere")),
         "id token": idp.access_token(oidc, idp.external_client(oidc), grace, "openid", 5173)["id_token"],
         "garbage": "not-a-token",
+        "revoked API token": "rst_" + "x" * 43,  # one of this platform's own: said so, never sent to the provider
     }
     expected = {
         "forged": "signature does not match the identity provider's keys",
@@ -199,6 +200,7 @@ def test_tokens_not_meant_for_this_platform_are_refused_with_the_reason(institut
         "issuer": "The token was not issued by this platform's identity provider",
         "id token": "not issued for this platform (its audience is 'external-app'",  # an ID token names its client
         "garbage": "neither an API token of this platform nor a JWT of its identity provider",
+        "revoked API token": "This API token is invalid, expired or revoked. Create a new one on your Account page",
     }
     for kind, token in answers.items():
         answer = httpx.get(f"{institute.url}/api/tasks", headers={"Authorization": f"Bearer {token}"})
@@ -263,6 +265,9 @@ def test_introspected_tokens(closed_institute, oidc):
     answer = httpx.get(f"{closed_institute.url}/api/me", headers={"Authorization": f"Bearer {opaque['access_token']}"})
     assert answer.status_code == 401
     assert "not active (expired, revoked or unknown)" in answer.json()["detail"]
+    # The platform's own tokens are never sent to the provider for introspection.
+    made_up = httpx.get(f"{closed_institute.url}/api/me", headers={"Authorization": "Bearer rst_" + "y" * 43})
+    assert made_up.status_code == 401 and made_up.json()["detail"].startswith("This API token is invalid")
 
 
 def test_first_uses_of_one_persons_token_at_once_make_one_user(closed_institute, oidc):
