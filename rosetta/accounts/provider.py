@@ -86,6 +86,21 @@ def person(claims: dict) -> identity.Person:
     )  # fmt: skip
 
 
+def login_claims(token: dict) -> dict:
+    """What a login's validated ID token says, completed from the provider's userinfo when the ID
+    token leaves out the name or the groups (many providers put them only there)."""
+    claims = dict(token.get("userinfo") or {})
+    if claims.get(settings.OIDC_USERNAME_CLAIM) and settings.OIDC_GROUPS_CLAIM in claims:
+        return claims
+    try:
+        profile = client().userinfo(token=token)
+    except (requests.RequestException, OAuthError, ValueError) as error:
+        raise ProviderUnavailable(f"The identity provider's userinfo did not answer: {error}") from None
+    if profile.get("sub") != claims.get("sub"):
+        return claims  # (OpenID Connect Core 5.3.2: a userinfo for another subject is not used)
+    return {**profile, **claims}
+
+
 def looks_like_jwt(token: str) -> bool:
     return token.count(".") == 2
 

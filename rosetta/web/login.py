@@ -88,13 +88,15 @@ def callback(request):
         if type(error).__module__.startswith(("joserfc", "authlib")):
             return refused(request, f"The identity provider's answer could not be trusted: {error}.", 400)
         raise
-    claims = token.get("userinfo")
-    if not claims:
+    if not token.get("userinfo"):
         return refused(request, "The identity provider sent no ID token.", 400)
     try:
-        user = identity.signed_in_user(provider.person(dict(claims)))
+        user = identity.signed_in_user(provider.person(provider.login_claims(token)))
     except identity.Refused as refusal:
         return refused(request, str(refusal), 403)
+    except provider.ProviderUnavailable as error:
+        log.warning("identity provider login failed: %s", error)
+        return refused(request, "The identity provider did not answer as expected; try again in a moment.", 502)
     next_url = request.session.pop(NEXT, "") or reverse(settings.LOGIN_REDIRECT_URL)
     login(request, user, backend=BACKEND)
     request.session[ID_TOKEN] = token.get("id_token", "")
