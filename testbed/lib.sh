@@ -100,10 +100,10 @@ tb_pid() {
     { read -r pid <"$TB_PIDFILE" || [ -n "$pid" ]; } 2>/dev/null || return 1   # dockerd: no final newline
     [[ $pid =~ ^[0-9]+$ ]] && [ -e "/proc/$pid/exe" ] || return 1   # (a zombie has no exe)
     if ! [ "/proc/$pid/exe" -ef "/usr/sbin/$TB_EXE" ]; then
-        # Debian's slurmd is slurmd-wlm; a binary replaced by an upgrade shows as "(deleted)".
+        # Debian's slurmd is slurmd-wlm (its node, nodejs); a binary replaced by an upgrade shows as "(deleted)".
         exe=$(readlink "/proc/$pid/exe" 2>/dev/null) || return 1
-        exe=${exe##*/}; exe=${exe% (deleted)}
-        [ "${exe%-wlm}" = "$TB_EXE" ] || return 1
+        exe=${exe##*/}; exe=${exe% (deleted)}; exe=${exe%-wlm}
+        [ "${exe/#nodejs/node}" = "$TB_EXE" ] || return 1
     fi
     [ -z "$TB_NS" ] || [ "/proc/$pid/ns/net" -ef "/run/netns/$TB_NS" ] || return 1
     echo "$pid"
