@@ -141,8 +141,13 @@ def test_an_external_platform_starts_a_task_that_opens_only_after_the_users_own_
     token = idp.access_token(oidc, app, katherine, "openid read tasks", redirect_port=5173)["access_token"]
     with httpx.Client(base_url=institute.url, headers={"Authorization": f"Bearer {token}"}, timeout=30) as api:
         assert api.get("/api/me").json() == {"username": "katherine", "is_staff": False}
+        # Her groups came from the provider with her first call; the catalogue shows by group.
+        with institute.api(institute.create_user("curator", admin=True)) as curator:
+            shared = {"name": "astro-hello", "image": "localhost/rosetta/hello", "visibility": "group",
+                      "group": "astronomers"}  # fmt: skip
+            assert curator.post("/api/software", json=shared).status_code == 201
         names = [software["name"] for software in api.get("/api/software").raise_for_status().json()]
-        assert "hello" in names
+        assert {"hello", "astro-hello"} <= set(names)
         task_id = institute.start_task(api, "hello", name="from-the-portal")
         task = institute.wait_for_task(api, task_id, {"running"})
         assert account(institute, "katherine")["groups"] == ["astronomers"]
