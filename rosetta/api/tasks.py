@@ -12,7 +12,7 @@ from ninja.pagination import paginate
 from rosetta.api.idempotency import answer_once
 from rosetta.api.pagination import KeysetPagination
 from rosetta.api.schemas import EventOut, Message, ScratchOut, StopIn, TaskDetailOut, TaskIn, TaskOut
-from rosetta.tasks import services
+from rosetta.tasks import records, services
 from rosetta.tasks.logs import stream_logs
 from rosetta.tasks.phases import Phase
 from rosetta.tasks.scratch import scratch_of
@@ -60,6 +60,15 @@ def relaunch_task(request: HttpRequest, task_id: str):
         return 201, TaskDetailOut.from_orm(services.get_task(request.auth, task.id)).model_dump(mode="json")
 
     return answer_once(request, relaunch)
+
+
+@router.get("/tasks/{task_id}/record", response={200: dict, 404: Message})
+def task_record(request: HttpRequest, task_id: str):
+    """What the task ran, as one document: software (name, version, image digest; for a built image
+    its Containerfile and FROM images), resource and kind, the request (CPUs, memory, batch options,
+    environment with secret values left out, storages and mount points), interface, times, outcome and
+    Rosetta's version. Kept after the task is deleted from the list (by id, or its latest name)."""
+    return 200, records.record_for(request.auth, task_id)
 
 
 @router.get("/tasks/{task_id}/events", response=list[EventOut])

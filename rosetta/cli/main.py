@@ -12,6 +12,7 @@ from rosetta.cli.client import ApiError, Client, save_login
 from rosetta.cli.files import files_group
 from rosetta.cli.keys import keys_group
 from rosetta.cli.quotas import quotas_group
+from rosetta.cli.records import records_group
 from rosetta.cli.registry import add_to as add_registry_commands
 from rosetta.cli.resources import resources_group
 from rosetta.cli.software import groups_group, software_group
@@ -82,6 +83,7 @@ for command in (
     groups_group,
     quotas_group,
     usage_command,
+    records_group,
     files_group,
     tls_config,
 ):

@@ -251,3 +251,19 @@ class Quota(models.Model):
 
     def __str__(self) -> str:
         return f"quota of {self.holder} {self.where}"
+
+
+class TaskRecord(models.Model):
+    """What a task ran, kept when the task is deleted from its owner's list (rosetta.tasks.records):
+    hidden from the list, not destroyed, until an operator purges it."""
+
+    id = models.CharField(primary_key=True, max_length=16, help_text="The task's id.")
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="task_records")
+    name = models.CharField(max_length=63)
+    created = models.DateTimeField(help_text="When the task was requested.")
+    kept = models.DateTimeField(auto_now_add=True, help_text="When the task was deleted and its record kept.")
+    document = models.JSONField()
+
+    class Meta:
+        ordering = ["-created"]
+        indexes = [models.Index(fields=["owner", "name", "-created"], name="record_owner_name")]

@@ -32,6 +32,7 @@ from rosetta.storage.services import home_mount, what_is_kept
 from rosetta.tasks import services
 from rosetta.tasks.models import Task
 from rosetta.tasks.quotas import OverQuota
+from rosetta.tasks.records import record_of
 from rosetta.web import login as login_views
 from rosetta.web import throttle
 from rosetta.web.forms import SSHKeyForm, TaskForm, TokenForm
@@ -233,7 +234,7 @@ def task_detail(request, task_id: str):
     ssh = ssh_access(task)
     host_key = services.ssh_host_key_fingerprint(task) if ssh else None
     context = {"task": task, "events": task.events.all(), "ssh": ssh, "host_key": host_key, "mounts": mounts,
-               "home": home_mount(mounts), "kept": what_is_kept(mounts)}  # fmt: skip
+               "home": home_mount(mounts), "kept": what_is_kept(mounts), "record": record_of(task)}  # fmt: skip
     return render(request, "web/task_detail.html", context)
 
 
