@@ -5,6 +5,7 @@ give the embedded single-machine setup (SQLite, local podman) under ``ROSETTA_HO
 """
 
 import ipaddress
+import json
 import os
 import secrets
 import socket
@@ -104,6 +105,7 @@ INSTALLED_APPS = [
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.staticfiles",
+    "corsheaders",
     "ninja",  # serves the API docs' Swagger UI from local files (no CDN on closed networks)
     "rosetta.accounts",
     "rosetta.api",
@@ -116,7 +118,8 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
-    "rosetta.api.middleware.json_errors_under_api",  # outermost: sees every answer under /api/
+    "corsheaders.middleware.CorsMiddleware",  # answers other origins' preflights under /api/ (CORS_URLS_REGEX)
+    "rosetta.api.middleware.json_errors_under_api",  # sees every answer under /api/ (CORS adds only headers)
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -212,6 +215,49 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": logs.level()},
     "loggers": {"django.db.backends": {"level": "WARNING"}},
 }
+
+
+# Institutional login (OpenID Connect, rosetta.accounts.provider): the provider's issuer URL and
+# this platform's client there. `rosetta setup` writes them into ROSETTA_HOME/login.json from the
+# test bed's description when it is up; the environment wins over that file, key by key.
+LOGIN_FILE = HOME / "login.json"
+
+
+def _login_file() -> dict[str, str]:
+    try:
+        return json.loads(LOGIN_FILE.read_text())
+    except FileNotFoundError:
+        return {}
+
+
+_login = _login_file()
+
+
+def _login_setting(name: str, default: str = "") -> str:
+    return (os.environ.get(f"ROSETTA_{name}") or _login.get(f"ROSETTA_{name}") or default).strip()
+
+
+OIDC_ISSUER = _login_setting("OIDC_ISSUER").rstrip("/")
+OIDC_CLIENT_ID = _login_setting("OIDC_CLIENT_ID")
+OIDC_CLIENT_SECRET = _login_setting("OIDC_CLIENT_SECRET")
+OIDC_USERNAME_CLAIM = _login_setting("OIDC_USERNAME_CLAIM", "preferred_username")
+OIDC_GROUPS_CLAIM = _login_setting("OIDC_GROUPS_CLAIM", "groups")
+OIDC_STAFF_GROUP = _login_setting("OIDC_STAFF_GROUP")  # none: staff is decided on the platform only
+# External platforms' bearer tokens: the audience naming this platform's API in them (default: the
+# client id), and RFC 7662 introspection ("on") instead of checking JWTs against the provider's keys.
+OIDC_API_AUDIENCE = _login_setting("OIDC_API_AUDIENCE") or OIDC_CLIENT_ID
+OIDC_INTROSPECTION = _login_setting("OIDC_INTROSPECTION", "off").lower() == "on"
+OIDC_LABEL = _login_setting("OIDC_LABEL", "Log in with your institution")  # the login page's button
+# "off": no password logins on the web page (the provider's button only).
+LOCAL_LOGIN = os.environ.get("ROSETTA_LOCAL_LOGIN", "on").strip().lower() != "off"
+
+# Web apps of other origins that may call the API from their pages (CORS, under /api/ only):
+# bearer tokens, never cookies.
+CORS_ALLOWED_ORIGINS = [
+    origin.strip().rstrip("/") for origin in os.environ.get("ROSETTA_CORS_ORIGINS", "").split(",") if origin.strip()
+]
+CORS_URLS_REGEX = r"^/api/.*$"
+CORS_ALLOW_CREDENTIALS = False
 
 # Phase timeouts, in seconds (see rosetta.tasks.phases).
 TASK_START_TIMEOUT = float(os.environ.get("ROSETTA_TASK_START_TIMEOUT", "120"))

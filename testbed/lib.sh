@@ -21,6 +21,9 @@ TB_DOCKER_USERS=(rosetta alice)                   # bob deliberately has no dock
 TB_IMAGE=localhost/testbed/busybox
 TB_REGISTRY=$TB_BRIDGE_ADDR:5000                  # the platform's registry (not started here)
 TB_PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+TB_OIDC_PORT=9380                                 # the OpenID Connect provider, on loopback only
+TB_OIDC_ISSUER=http://127.0.0.1:$TB_OIDC_PORT
+TB_OIDC_VERSION=8.8.1                             # npm's oidc-provider (runs on Node 18 and 20)
 TB_FW_RULE=(FORWARD -i "$TB_BRIDGE" -o "$TB_BRIDGE" -m comment --comment rosetta-testbed -j ACCEPT)
 
 tb_log() { printf 'testbed: %s\n' "$*" >&2; }
@@ -68,7 +71,7 @@ tb_home() { echo "$DIR/shared/home/$1"; }
 
 # ---------------------------------------------------------------- services, by PID file
 
-TB_SERVICES=(munged sshd-rstb-host sshd-rstb-docker sshd-rstb-login slurmctld slurmd-node1 slurmd-node2 dockerd)
+TB_SERVICES=(munged sshd-rstb-host sshd-rstb-docker sshd-rstb-login slurmctld slurmd-node1 slurmd-node2 dockerd oidc)
 
 # tb_svc SERVICE: sets TB_PIDFILE, TB_EXE (program) and TB_NS (its namespace, "" = the host's).
 tb_svc() {
@@ -78,6 +81,7 @@ tb_svc() {
         slurmctld) TB_PIDFILE=$DIR/run/slurmctld.pid TB_EXE=slurmctld TB_NS=$TB_LOGIN ;;
         slurmd-node*) TB_PIDFILE=$DIR/run/$1.pid TB_EXE=slurmd TB_NS=rstb-${1#slurmd-} ;;
         dockerd) TB_PIDFILE=$DIR/run/dockerd.pid TB_EXE=dockerd TB_NS=rstb-docker ;;
+        oidc) TB_PIDFILE=$DIR/run/oidc.pid TB_EXE=node TB_NS="" ;;
         *) tb_die "unknown service $1" ;;
     esac
 }
@@ -96,10 +100,10 @@ tb_pid() {
     { read -r pid <"$TB_PIDFILE" || [ -n "$pid" ]; } 2>/dev/null || return 1   # dockerd: no final newline
     [[ $pid =~ ^[0-9]+$ ]] && [ -e "/proc/$pid/exe" ] || return 1   # (a zombie has no exe)
     if ! [ "/proc/$pid/exe" -ef "/usr/sbin/$TB_EXE" ]; then
-        # Debian's slurmd is slurmd-wlm; a binary replaced by an upgrade shows as "(deleted)".
+        # Debian's slurmd is slurmd-wlm (its node, nodejs); a binary replaced by an upgrade shows as "(deleted)".
         exe=$(readlink "/proc/$pid/exe" 2>/dev/null) || return 1
-        exe=${exe##*/}; exe=${exe% (deleted)}
-        [ "${exe%-wlm}" = "$TB_EXE" ] || return 1
+        exe=${exe##*/}; exe=${exe% (deleted)}; exe=${exe%-wlm}
+        [ "${exe/#nodejs/node}" = "$TB_EXE" ] || return 1
     fi
     [ -z "$TB_NS" ] || [ "/proc/$pid/ns/net" -ef "/run/netns/$TB_NS" ] || return 1
     echo "$pid"
@@ -207,6 +211,11 @@ tb_start() {
                 --iptables=false --ip-forward=false --ip-masq=false \
                 --cgroup-parent /rstb-docker --shutdown-timeout 3 \
                 >>"$DIR/log/dockerd.log" 2>&1 </dev/null
+            ;;
+        oidc)
+            [ -f "$DIR/oidc/config.json" ] || tb_die "no OpenID Connect provider config: run testbed/up"
+            (cd "$DIR/oidc" && setsid -f env -i PATH="$TB_PATH" LANG=C.UTF-8 \
+                node provider.mjs "$DIR/oidc/config.json" >>"$DIR/log/oidc.log" 2>&1 </dev/null)
             ;;
     esac 9>&-   # daemons must not inherit the lock
     tb_wait_pid "$svc" 200 || tb_die "$svc did not start (see $DIR/log or $DIR/munge/munged.log)"

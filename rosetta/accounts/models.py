@@ -131,3 +131,23 @@ class SSHKey(models.Model):
 
     def __str__(self) -> str:
         return f"{self.user} / {self.name} ({self.fingerprint})"
+
+
+class ExternalIdentity(models.Model):
+    """A user's account at the identity provider (OpenID Connect): its issuer and subject, which
+    never change, unlike usernames. A provider's user signs in as the platform user linked here,
+    never as whoever happens to share their name (`rosetta users link` links those)."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="external_identities")
+    issuer = models.CharField(max_length=255)
+    subject = models.CharField(max_length=255)
+    created = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["issuer", "subject"], name="one_user_per_external_identity"),
+            models.UniqueConstraint(fields=["user", "issuer"], name="one_identity_per_user_and_issuer"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.user} = {self.subject} at {self.issuer}"

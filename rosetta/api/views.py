@@ -10,6 +10,7 @@ from ninja import Swagger
 from ninja.errors import AuthenticationError
 from ninja.errors import ValidationError as SchemaValidationError
 
+from rosetta.accounts.provider import ProviderUnavailable
 from rosetta.api.account import router as account_router
 from rosetta.api.auth import DEACTIVATED, session_or_token
 from rosetta.api.catalog import router as catalog_router
@@ -99,6 +100,11 @@ def invalid_key(request, error):
     return api.create_response(request, {"detail": str(error)}, status=400)
 
 
+@api.exception_handler(ProviderUnavailable)
+def provider_unavailable(request, error):
+    return api.create_response(request, {"detail": str(error)}, status=503)
+
+
 @api.exception_handler(ScopeRefused)
 @api.exception_handler(PermissionDenied)
 def refused(request, error):
@@ -130,8 +136,11 @@ def _problem(error: dict) -> str:
 
 @api.exception_handler(AuthenticationError)
 def unauthenticated(request, error):
-    if getattr(request, "rosetta_token_refusal", "") == DEACTIVATED:
+    refusal = getattr(request, "rosetta_token_refusal", "")
+    if refusal == DEACTIVATED:
         detail = "This account is deactivated: ask the platform's staff to reactivate it."
+    elif refusal:  # an identity provider's token, and what is wrong with it
+        detail = refusal
     elif request.headers.get("Authorization", "").lower().startswith("bearer "):
         detail = (
             "This API token is invalid, expired or revoked. Create a new one on your Account page "

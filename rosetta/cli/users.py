@@ -1,4 +1,4 @@
-"""`rosetta users list | deactivate | reactivate | set-password | set-remote-name`: operators run
+"""`rosetta users list | deactivate | reactivate | set-password | set-remote-name | link`: operators run
 the place from the platform's host (the same as the staff pages' Users)."""
 
 from __future__ import annotations
@@ -130,6 +130,22 @@ def set_remote_name(name, remote_name, shared):
     click.echo(f"Rosetta logs in as {identity.remote_name} for {name}" + (" (shared)." if shared else "."))
 
 
+@click.command("link")
+@click.argument("name")
+@click.option("--subject", required=True, help="The user's subject (sub) at the identity provider.")
+@click.option("--issuer", default=None, help="The identity provider (default: ROSETTA_OIDC_ISSUER).")
+def link(name, subject, issuer):
+    """Let the identity provider's user SUBJECT log in as the existing account NAME."""
+    setup_django()
+    from rosetta.accounts.identity import link as link_identity
+
+    try:
+        identity = link_identity(_user(name), subject, issuer)
+    except ValueError as error:
+        raise click.ClickException(str(error)) from None
+    click.echo(f"{name} now logs in as {identity.subject!r} at {identity.issuer}.")
+
+
 def add_to(group: click.Group) -> None:
-    for command in (list_users, deactivate, reactivate, set_password, set_remote_name):
+    for command in (list_users, deactivate, reactivate, set_password, set_remote_name, link):
         group.add_command(command)

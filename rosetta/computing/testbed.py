@@ -9,6 +9,7 @@ import json
 import os
 from pathlib import Path
 
+from rosetta.accounts import testbed_login
 from rosetta.computing.models import Resource
 from rosetta.computing.services import check_resource, save_resource
 
@@ -25,14 +26,15 @@ def description_path() -> Path:
 
 
 def register() -> list[str]:
-    """Add (or refresh) the test bed's resources and check them; what was done, in words."""
+    """Add (or refresh) the test bed's resources and check them, and log in through its identity
+    provider; what was done, in words."""
     path = description_path()
     if not path.exists():
         return []
     testbed = json.loads(path.read_text())
+    said = testbed_login.configure(testbed)  # its identity provider, for the platform's logins
     hosts = {host["name"]: host for host in testbed["hosts"]}
     key = Path(testbed["ssh"]["private_key"]).read_text()
-    said = []
     for name, (host_name, scheduler, engine, description) in RESOURCES.items():
         host = hosts[host_name]
         resource = Resource.objects.filter(name=name).first() or Resource(name=name)

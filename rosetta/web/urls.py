@@ -1,11 +1,13 @@
 from django.urls import path
 
-from rosetta.web import catalog, files, metrics, resources, staff, views
+from rosetta.web import catalog, files, login, metrics, resources, staff, views
 
 urlpatterns = [
     path("", views.home, name="home"),
     path("login/", views.LoginView.as_view(), name="login"),
     path("logout/", views.LogoutView.as_view(), name="logout"),
+    path("oidc/login", login.start, name="oidc-login"),
+    path("oidc/callback", login.callback, name="oidc-callback"),
     path("tasks/", views.task_list, name="tasks"),
     path("tasks/new/", views.task_new, name="task-new"),
     path("tasks/delete-finished", views.tasks_delete_finished, name="tasks-delete-finished"),

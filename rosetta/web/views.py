@@ -18,6 +18,7 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.debug import sensitive_post_parameters
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
+from rosetta.accounts import provider
 from rosetta.accounts import services as account_services
 from rosetta.accounts.models import AccessEpoch, ApiToken, SSHKey
 from rosetta.catalog.models import Protocol
@@ -32,6 +33,7 @@ from rosetta.tasks import services
 from rosetta.tasks.models import Task
 from rosetta.tasks.quotas import OverQuota
 from rosetta.tasks.records import record_of
+from rosetta.web import login as login_views
 from rosetta.web import throttle
 from rosetta.web.forms import SSHKeyForm, TaskForm, TokenForm
 
@@ -49,11 +51,18 @@ def home(request):
 
 
 class LogoutView(auth_views.LogoutView):
-    """Django's logout, which then says so on the login page."""
+    """Django's logout, which then says so on the login page; a user who came through the identity
+    provider is logged out there too, where it offers that (RP-initiated logout), and comes back
+    to the login page."""
 
     def post(self, request, *args, **kwargs):
+        id_token = request.session.get(login_views.ID_TOKEN)  # the session ends in super().post
         response = super().post(request, *args, **kwargs)
         messages.info(request, "You are logged out.")
+        if id_token and provider.configured():
+            elsewhere = login_views.provider_logout_url(id_token)
+            if elsewhere:
+                return redirect(elsewhere)
         return response
 
 
@@ -70,7 +79,12 @@ class LoginView(auth_views.LoginView):
     def dispatch(self, request, *args, **kwargs):
         return inspect.unwrap(auth_views.LoginView.dispatch)(self, request, *args, **kwargs)
 
+    def get_context_data(self, **kwargs):
+        return {**super().get_context_data(**kwargs), **login_views.login_context()}
+
     def post(self, request, *args, **kwargs):
+        if not settings.LOCAL_LOGIN:
+            return login_views.refused(request, login_views.PASSWORD_LOGIN_OFF, 403)
         self.counters = throttle.counters(request.POST.get("username", ""), throttle.client_address(request))
         retry_after = throttle.blocked_for(self.counters)
         if retry_after:
