@@ -47,32 +47,46 @@ def _save(resource, **fields) -> None:
 @click.option("--ssh", "target", metavar="USER@HOST[:PORT]", help="Reached over SSH (the login node for Slurm).")
 @click.option("--key-file", type=click.Path(exists=True, dir_okay=False), help="The service account's private key.")
 @click.option("--per-user", is_flag=True, help="Each user runs as their own account there (with their own key).")
-@click.option("--scheduler", type=click.Choice(["none", "slurm"]), default="none", show_default=True)
+@click.option("--scheduler", default="none", show_default=True, help="A scheduler kind: none, slurm or a plug-in's.")
 @click.option(
     "--engine",
-    type=click.Choice(["podman", "docker", "apptainer"]),
     default="podman",
     show_default=True,
-    help="apptainer: inside Slurm jobs only.",
+    help="An engine kind: podman, docker, apptainer (inside batch jobs only) or a plug-in's.",
 )
 @click.option("--max-cpus", type=float, default=2.0, show_default=True)
 @click.option("--max-memory", "max_memory_mb", type=int, default=4096, show_default=True, help="MiB.")
-@click.option("--partition", default="", help="Slurm partition used when a task names none.")
-@click.option("--time-limit", "time_limit_minutes", type=int, default=60, show_default=True, help="Minutes (Slurm).")
+@click.option("--partition", help="Slurm partition used when a task names none.")
+@click.option(
+    "--time-limit", "time_limit_minutes", type=int, help="Minutes a job may run when a task says not (Slurm: 60)."
+)
+@click.option("--account", help="Slurm account jobs are charged to when a task names none.")
+@click.option("--qos", help="Slurm QoS jobs ask for when a task names none.")
+@click.option("--gres", help="Slurm generic resources per node (gpu:2) when a task names none.")
+@click.option(
+    "--option", "options", multiple=True, metavar="NAME=VALUE", help="Any option of the resource's kinds (repeatable)."
+)
 @click.option("--work-dir", default=".rosetta", show_default=True, help="The platform's directory there.")
 @click.option("--description", default="")
 @click.option(
     "--node", default="", help="A local resource's machine (its ROSETTA_NODE) if not this one: only it runs the tasks."
 )
 def add(name, target, key_file, per_user, scheduler, engine, max_cpus, max_memory_mb, partition, time_limit_minutes,
-        work_dir, description, node):  # fmt: skip
+        account, qos, gres, options, work_dir, description, node):  # fmt: skip
     """Add a resource; then `rosetta resources check NAME --pin` before users see it."""
     setup_django()
     from rosetta.computing.models import Resource
 
     fields = dict(description=description, scheduler=scheduler, engine=engine, max_cpus=max_cpus,
-                  max_memory_mb=max_memory_mb, partition=partition, time_limit_minutes=time_limit_minutes,
-                  work_dir=work_dir, node=node)  # fmt: skip
+                  max_memory_mb=max_memory_mb, work_dir=work_dir, node=node)  # fmt: skip
+    # Options of the resource's kinds (save_resource gives each to the kind whose schema has it).
+    given = dict(partition=partition, time_limit_minutes=time_limit_minutes, account=account, qos=qos, gres=gres)
+    fields.update({option: value for option, value in given.items() if value is not None})
+    for option in options:
+        option_name, equals, value = option.partition("=")
+        if not equals:
+            raise click.BadParameter("expected NAME=VALUE", param_hint="--option")
+        fields[option_name.replace("-", "_")] = value
     if target:
         match = SSH_TARGET.match(target)
         if match is None:
@@ -155,7 +169,7 @@ def _described(resource) -> list[tuple[str, str | None]]:
 
     summary, facts = _summary(resource), resource.facts or {}
     default = default_resource()
-    batch = resource.scheduler != "none"
+    batch, scheduler_options = resource.is_batch, resource.scheduler_options
     return [
         ("name", resource.name + (" (default)" if default is not None and default.pk == resource.pk else "")),
         ("state", "enabled" if resource.enabled else "disabled"),
@@ -170,8 +184,18 @@ def _described(resource) -> list[tuple[str, str | None]]:
             "outbound",
             "tasks may connect to other machines" if resource.task_outbound else "tasks reach no other machine",
         ),
-        ("partition", (resource.partition or "(the cluster's default)") if batch else None),
-        ("time limit", f"{format_minutes(resource.time_limit_minutes)} (when a task names none)" if batch else None),
+        ("partition", (scheduler_options.get("partition") or "(the cluster's default)") if batch else None),
+        (
+            "time limit",
+            f"{format_minutes(scheduler_options.get('time_limit_minutes') or 0)} (when a task names none)"
+            if batch
+            else None,
+        ),
+        *(
+            (name, str(value))
+            for name, value in scheduler_options.items()
+            if value and name not in ("partition", "time_limit_minutes")
+        ),
         (
             "host keys",
             ", ".join(map(_fingerprint, resource.host_keys.splitlines())) or ("none pinned" if resource.host else None),
@@ -254,7 +278,10 @@ def _summary(resource, full: bool = False) -> dict:
         "max_memory_mb": resource.max_memory_mb,
     }
     if full:
-        summary.update(credentials=resource.credentials, work_dir=resource.work_dir, partition=resource.partition,
-                       time_limit_minutes=resource.time_limit_minutes, task_outbound=resource.task_outbound,
+        summary.update(credentials=resource.credentials, work_dir=resource.work_dir,
+                       partition=resource.scheduler_options.get("partition", ""),
+                       time_limit_minutes=resource.scheduler_options.get("time_limit_minutes", 0),
+                       transport_options=resource.transport_options, scheduler_options=resource.scheduler_options,
+                       engine_options=resource.engine_options, task_outbound=resource.task_outbound,
                        pinned_host_keys=resource.host_keys.splitlines(), facts=resource.facts)  # fmt: skip
     return summary

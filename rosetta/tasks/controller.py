@@ -672,10 +672,9 @@ def _container_spec(task: Task, instance: str) -> ContainerSpec:
         pull=task.resource.pull_policy,
         outbound=task.resource.task_outbound,
         base_port=software.honours_base_port,
-        partition=task.partition,
-        time_limit_minutes=task.time_limit_minutes,
+        scheduler_options=task.scheduler_options,
         mounts=mounts,
-        id_base=task_id_base(task.owner_id) if mounts and task.resource.transport == "local" else None,
+        id_base=task_id_base(task.owner_id) if mounts and task.resource.is_local else None,
         secret=task_secret(task.id),
     )
 

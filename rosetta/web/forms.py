@@ -8,6 +8,7 @@ from django.db.models import Q
 
 from rosetta.accounts.ssh_keys import MAX_KEY_TEXT, MAX_NAME
 from rosetta.catalog.models import Software
+from rosetta.computing import kinds
 from rosetta.computing.contract import TASK_HOME
 from rosetta.computing.models import MIN_MEMORY_MB, Resource
 from rosetta.computing.services import check_request
@@ -93,7 +94,7 @@ BATCH_FIELDS = ("partition", "time_limit")
 
 
 def is_batch(resource: Resource) -> bool:
-    return resource.scheduler != "none"
+    return resource.is_batch
 
 
 def partitions_of(resource: Resource) -> list[dict]:
@@ -103,7 +104,9 @@ def partitions_of(resource: Resource) -> list[dict]:
 
 def default_partition(resource: Resource) -> str:
     """Where a job goes without a partition: the resource's own choice, else the scheduler's default."""
-    return resource.partition or next((p["name"] for p in partitions_of(resource) if p.get("default")), "")
+    return resource.scheduler_options.get("partition") or next(
+        (p["name"] for p in partitions_of(resource) if p.get("default")), ""
+    )
 
 
 def partition_choices(resource: Resource) -> list[tuple[str, str]]:
@@ -129,10 +132,8 @@ def batch_help(resource: Resource) -> dict[str, str]:
         partition = f"Partitions of {resource.name}: {said}."
     else:
         partition = f"Where the job runs on {resource.name} ({default or 'its default'} when empty)."
-    return {
-        "partition": partition,
-        "time_limit": f"{TIME_EXAMPLES}; {format_minutes(resource.time_limit_minutes)} when empty.",
-    }
+    default_minutes = resource.scheduler_options.get("time_limit_minutes") or 0
+    return {"partition": partition, "time_limit": f"{TIME_EXAMPLES}; {format_minutes(default_minutes)} when empty."}
 
 
 def _initial_software(user, chosen) -> Software | None:
@@ -410,7 +411,7 @@ class TaskForm(forms.Form):
         if self.errors or cpus is None or memory_mb is None:
             return
         try:  # a cluster's partition and its limits, as the resource's last check found them
-            check_request(resource, cpus, memory_mb, cleaned.get("partition") or "", cleaned.get("time_limit") or 0)
+            check_request(resource, cpus, memory_mb, batch_request(cleaned) if is_batch(resource) else {})
         except ValidationError as error:
             self.add_error(_field_of(error), error)
 
@@ -425,10 +426,15 @@ class TaskForm(forms.Form):
             cpus=data["cpus"],
             memory_mb=data["memory_mb"],
             environment=data["environment"],
-            partition=(data.get("partition") or "") if batch else "",
-            time_limit_minutes=(data.get("time_limit") or 0) if batch else 0,
+            scheduler_options=batch_request(data) if batch else {},
             storages=[s.name for s in data.get("storages") or () if data["resource"] in s.mountable_on.all()],
         )
+
+
+def batch_request(data: dict) -> dict:
+    """What the batch fields ask of the scheduler, by its options' names."""
+    asked = {"partition": data.get("partition") or "", "time_limit_minutes": data.get("time_limit") or 0}
+    return {name: value for name, value in asked.items() if value}
 
 
 def _field_of(error: ValidationError) -> str:
@@ -482,7 +488,9 @@ class SSHKeyForm(forms.Form):
 
 
 class ResourceForm(forms.ModelForm):
-    """A computing resource, as staff add and change it. The private key is write-only."""
+    """A computing resource, as staff add and change it. The private key is write-only. Each kind's
+    options are fields of their own (named ROLE_KIND_OPTION), made from the kind's schema: the
+    fields of the kinds the resource does not use are ignored."""
 
     private_key = forms.CharField(
         required=False,
@@ -494,6 +502,41 @@ class ResourceForm(forms.ModelForm):
         model = Resource
         fields = [
             "name", "description", "transport", "host", "port", "credentials", "username", "work_dir", "scheduler",
-            "engine", "partition", "time_limit_minutes", "max_cpus", "max_memory_mb", "task_outbound", "pull_policy",
+            "engine", "max_cpus", "max_memory_mb", "task_outbound", "pull_policy",
         ]  # fmt: skip
         widgets = {"description": forms.Textarea(attrs={"rows": 2})}
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        for role in kinds.ROLES:
+            for kind in kinds.of(role):
+                current = getattr(self.instance, f"{role}_options") if getattr(self.instance, role) == kind.name else {}
+                for name, field in option_fields(kind, current).items():
+                    self.fields[f"{role}_{kind.name}_{name}"] = field
+
+    def options(self, role: str) -> dict:
+        """The chosen kind's options of ``role`` as filled in (empty ones left to the kind's defaults)."""
+        kind = self.cleaned_data.get(role)
+        prefix = f"{role}_{kind}_"
+        return {
+            name.removeprefix(prefix): value
+            for name, value in self.cleaned_data.items()
+            if name.startswith(prefix) and value not in (None, "")
+        }
+
+
+def option_fields(kind: kinds.Kind, current: dict) -> dict[str, forms.Field]:
+    """A form field per option of the kind's schema: numbers and booleans as such, the rest as text."""
+    fields = {}
+    for name, info in kind.options.model_fields.items():
+        label = f"{name.replace('_', ' ').capitalize()} ({kind.label})"
+        common = dict(required=False, label=label, help_text=info.description or "", initial=current.get(name))
+        if info.annotation is bool:
+            fields[name] = forms.BooleanField(**common)
+        elif info.annotation is int:
+            fields[name] = forms.IntegerField(**common)
+        elif info.annotation is float:
+            fields[name] = forms.FloatField(**common)
+        else:
+            fields[name] = forms.CharField(max_length=1000, **common)
+    return fields

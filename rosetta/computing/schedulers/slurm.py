@@ -20,12 +20,17 @@ import posixpath
 import re
 import shlex
 from collections.abc import AsyncIterator, Iterable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
+
+from django.core.exceptions import ValidationError
+from pydantic import Field
+from pydantic import ValidationError as SchemaError
 
 from rosetta.computing.contract import ContainerSpec, Observation, Seen, TaskRef
 from rosetta.computing.engines.base import Engine
 from rosetta.computing.errors import ComputingError, Refused, Unreachable
+from rosetta.computing.kinds import Kind, Options
 from rosetta.computing.schedulers.base import Keep, Scheduler
 from rosetta.computing.transports.base import CommandResult, Transport
 
@@ -54,6 +59,28 @@ _STARTING = {"CONFIGURING", "RESIZING"}
 _WAITING = {"PENDING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED", "RESV_DEL_HOLD", "SPECIAL_EXIT"}
 
 
+# Slurm's names (partitions, accounts, QoS) and GRES (gpu:a100:2,shard:1): plain words, no shell characters.
+NAME = r"^[A-Za-z0-9][A-Za-z0-9._-]*$|^$"
+GRES = r"^[A-Za-z0-9][A-Za-z0-9._:,-]*$|^$"
+MAX_MINUTES = 525600  # a year
+
+
+class SlurmOptions(Options):
+    """A Slurm resource's defaults for its jobs (sbatch's options of the same names)."""
+
+    partition: str = Field("", max_length=64, pattern=NAME, description="Where jobs go ('': the cluster's default).")
+    time_limit_minutes: int = Field(60, ge=1, le=MAX_MINUTES, description="How long a job may run.")
+    account: str = Field("", max_length=64, pattern=NAME, description="The account jobs are charged to.")
+    qos: str = Field("", max_length=64, pattern=NAME, description="The quality of service jobs ask for.")
+    gres: str = Field("", max_length=128, pattern=GRES, description="Generic resources per node (gpu:2).")
+
+
+class SlurmRequest(SlurmOptions):
+    """What a task may ask of a Slurm resource: the same options, each empty (0) for the resource's own."""
+
+    time_limit_minutes: int = Field(0, ge=0, le=MAX_MINUTES, description="How long the job may run (0: the default).")
+
+
 @dataclass(frozen=True)
 class Partition:
     name: str
@@ -70,10 +97,9 @@ class SlurmScheduler(Scheduler):
     endpoint_comes_later = True  # the launcher writes it once the container listens
     max_starts = 4
 
-    def __init__(self, transport: Transport, engine: Engine, partition: str = "", time_limit_minutes: int = 60) -> None:
+    def __init__(self, transport: Transport, engine: Engine, options: SlurmOptions | None = None) -> None:
         super().__init__(transport, engine)
-        self.partition = partition
-        self.time_limit_minutes = time_limit_minutes
+        self.options = options or SlurmOptions()  # the resource's defaults for its jobs
         self._missing: dict[str, int] = {}  # task id -> listings in a row that lacked its job
 
     @property
@@ -107,12 +133,22 @@ class SlurmScheduler(Scheduler):
             f"--chdir={directory}",
             f"--cpus-per-task={max(1, math.ceil(spec.cpus))}",
             f"--mem={spec.memory_mb}M",
-            f"--time={spec.time_limit_minutes or self.time_limit_minutes}",
         ]  # fmt: skip
-        partition = spec.partition or self.partition
-        if partition:
-            argv.append(f"--partition={partition}")
-        return [*argv, f"{directory}/job.sh"]
+        return [*argv, *self.request_argv(spec.scheduler_options), f"{directory}/job.sh"]
+
+    def request_argv(self, asked: dict) -> list[str]:
+        """sbatch's options for what the task asks (validated: SlurmRequest), the resource's defaults
+        for what it leaves out; one argv word each (no shell reads them)."""
+        try:
+            request = SlurmRequest.model_validate(asked)
+        except SchemaError as error:  # stored before a schema changed: the job is not sent half-understood
+            raise Refused(f"The task's Slurm options are not valid any more: {error}") from None
+        argv = [f"--time={request.time_limit_minutes or self.options.time_limit_minutes}"]
+        for name in ("partition", "account", "qos", "gres"):
+            value = getattr(request, name) or getattr(self.options, name)
+            if value:
+                argv.append(f"--{name}={value}")
+        return argv
 
     # -- watching ------------------------------------------------------------------------------
 
@@ -440,3 +476,48 @@ def _sbatch_refusal(result: CommandResult) -> ComputingError:
     if "unable to contact slurm controller" in text.lower() or "socket timed out" in text.lower():
         return Unreachable("The cluster's scheduler is not answering.", text)
     return Refused(f"Slurm refused the job: {text.removeprefix('sbatch: error: ').strip()}", text)
+
+
+# -- the kind ------------------------------------------------------------------------------------
+
+
+def _slurm(transport: Transport, engine: Engine, resource) -> SlurmScheduler:
+    return SlurmScheduler(transport, engine, SlurmOptions.model_validate(resource.scheduler_options))
+
+
+def _reached_remotely(resource, combination) -> None:
+    if combination.transport.local:
+        raise ValidationError("A batch scheduler is reached over SSH (its login node).")
+
+
+async def _check(backend: SlurmScheduler, report) -> None:
+    report.partitions = [asdict(partition) for partition in await backend.partitions()]
+
+
+def _check_request(resource, cpus: float, memory_mb: int, asked: dict) -> None:
+    """Refuse a job the partition cannot take, as the resource's last check found its limits."""
+    partitions = {p["name"]: p for p in resource.facts.get("partitions", [])}
+    if not partitions:
+        return
+    request, defaults = SlurmRequest.model_validate(asked), SlurmOptions.model_validate(resource.scheduler_options)
+    name = (
+        request.partition or defaults.partition or next((p for p, found in partitions.items() if found["default"]), "")
+    )
+    found = partitions.get(name)
+    if found is None:
+        raise ValidationError(f"{resource.name} has no partition {name!r}; it has {', '.join(sorted(partitions))}.")
+    minutes = request.time_limit_minutes or defaults.time_limit_minutes
+    if found["max_minutes"] is not None and minutes > found["max_minutes"]:
+        raise ValidationError(f"At most {found['max_minutes']} minutes in partition {name} of {resource.name}.")
+    if memory_mb > found["memory_mb_per_node"]:
+        raise ValidationError(
+            f"At most {found['memory_mb_per_node']} MiB per node in partition {name} of {resource.name}."
+        )
+    if cpus > found["cpus_per_node"]:
+        raise ValidationError(f"At most {found['cpus_per_node']} CPUs per node in partition {name} of {resource.name}.")
+
+
+KIND = Kind(
+    "scheduler", "slurm", "Slurm", _slurm, options=SlurmOptions, request=SlurmRequest, batch=True,
+    validate=_reached_remotely, check=_check, check_request=_check_request,
+)  # fmt: skip
