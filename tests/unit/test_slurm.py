@@ -80,3 +80,17 @@ def test_apptainer_makes_a_storage_at_the_home_its_home():
         "type=bind,source=/data,destination=/data,ro"
     ]
     assert "--home" not in ApptainerEngine().job_steps(SPEC, "/w/tjob1/env").run
+
+
+def test_sbatch_takes_the_task_s_requests_over_the_resource_s_defaults_one_word_each():
+    from rosetta.computing.schedulers.slurm import SlurmOptions, SlurmScheduler
+    from rosetta.computing.transports.local import LocalTransport
+
+    defaults = SlurmOptions(partition="debug", time_limit_minutes=30, account="lab", qos="normal", gres="")
+    scheduler = SlurmScheduler(LocalTransport(), PodmanEngine(), defaults)
+    spec = replace(SPEC, scheduler_options={"account": "astro", "gres": "gpu:a100:2", "time_limit_minutes": 90})
+    argv = scheduler.sbatch_argv(spec, "/w/t1")
+    assert argv[-6:] == ["--time=90", "--partition=debug", "--account=astro", "--qos=normal", "--gres=gpu:a100:2",
+                         "/w/t1/job.sh"]  # fmt: skip
+    bare = scheduler.sbatch_argv(SPEC, "/w/t1")
+    assert bare[-5:] == ["--time=30", "--partition=debug", "--account=lab", "--qos=normal", "/w/t1/job.sh"]
