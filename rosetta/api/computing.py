@@ -89,7 +89,7 @@ class ResourceDetailOut(ResourceOut):
 class ResourceIn(InSchema):
     name: str = Field(..., max_length=64, pattern=r"^[a-z0-9][a-z0-9_-]*$")
     description: str = Field("", max_length=2000)
-    # Kinds by name (built-in or installed plug-ins: GET /resources/kinds), each with its options.
+    # Kinds by name (built-in or installed plug-ins: GET /kinds), each with its options.
     transport: str = Field("local", max_length=16)
     scheduler: str = Field("none", max_length=16)
     engine: str = Field("podman", max_length=16)
@@ -175,7 +175,7 @@ class KindOut(Schema):
     request: dict = Field(..., description="Schedulers: the JSON schema of what a task may ask.")
 
 
-@router.get("/resources/kinds", response=list[KindOut])
+@router.get("/kinds", response=list[KindOut])
 def list_kinds(request: HttpRequest):
     """The kinds of transports, schedulers and engines resources compose here (plug-ins included)."""
     return [

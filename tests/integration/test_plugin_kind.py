@@ -32,7 +32,7 @@ def test_a_task_runs_on_a_resource_of_a_plugged_in_scheduler_kind(fresh_platform
     token = platform.create_user("ada")
 
     with platform.api(admin) as api:
-        kinds = {(kind["role"], kind["name"]): kind for kind in api.get("/api/resources/kinds").json()}
+        kinds = {(kind["role"], kind["name"]): kind for kind in api.get("/api/kinds").json()}
         assert kinds[("scheduler", "toy")]["options"]["properties"]["flavour"]["default"] == "plain"
         refused = platform.rosetta("resources", "add", "toys", "--scheduler", "toy", "--option", "colour=red",
                                    check=False)  # fmt: skip
