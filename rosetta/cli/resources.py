@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import re
 from pathlib import Path
@@ -42,7 +43,42 @@ def _save(resource, **fields) -> None:
         raise click.ClickException(" ".join(getattr(error, "messages", [str(error)]))) from None
 
 
-@resources_group.command("add")
+class WithKindOptions(click.Command):
+    """A command that takes, besides its own, an option per option of every installed kind (from
+    the kind's schema: --NAME VALUE, typed). The registry is read only when this command runs or
+    shows its help: other commands start without loading every kind."""
+
+    def get_params(self, ctx: click.Context) -> list[click.Parameter]:
+        return [*super().get_params(ctx), *_kind_options(frozenset(self._own_flags()))]
+
+    def _own_flags(self) -> set[str]:
+        return {flag for param in self.params for flag in getattr(param, "opts", [])}
+
+
+@functools.cache
+def _kind_options(taken: frozenset[str]) -> list[click.Option]:
+    from rosetta.computing import kinds
+
+    takers: dict[str, list] = {}  # option name -> [(kind, field)]
+    for role in kinds.ROLES:
+        for kind in kinds.of(role):
+            for name, info in kind.options.model_fields.items():
+                takers.setdefault(name, []).append((kind, info))
+    options = []
+    for name, found in takers.items():
+        kind, info = found[0]
+        extra = info.json_schema_extra if isinstance(info.json_schema_extra, dict) else {}
+        flag = "--" + str(extra.get("flag") or name.replace("_", "-"))
+        if flag in taken:
+            continue  # the command's own: this option stays reachable with --option NAME=VALUE
+        whose = ", ".join(kind.label for kind, _ in found)
+        kind_type = {int: click.INT, float: click.FLOAT, bool: click.BOOL}.get(info.annotation, click.STRING)
+        said = (info.description or name.replace("_", " ")).rstrip(".")
+        options.append(click.Option([flag, name], type=kind_type, help=f"{said} ({whose})."))
+    return options
+
+
+@resources_group.command("add", cls=WithKindOptions)
 @click.argument("name")
 @click.option("--ssh", "target", metavar="USER@HOST[:PORT]", help="Reached over SSH (the login node for Slurm).")
 @click.option("--key-file", type=click.Path(exists=True, dir_okay=False), help="The service account's private key.")
@@ -56,13 +92,6 @@ def _save(resource, **fields) -> None:
 )
 @click.option("--max-cpus", type=float, default=2.0, show_default=True)
 @click.option("--max-memory", "max_memory_mb", type=int, default=4096, show_default=True, help="MiB.")
-@click.option("--partition", help="Slurm partition used when a task names none.")
-@click.option(
-    "--time-limit", "time_limit_minutes", type=int, help="Minutes a job may run when a task says not (Slurm: 60)."
-)
-@click.option("--account", help="Slurm account jobs are charged to when a task names none.")
-@click.option("--qos", help="Slurm QoS jobs ask for when a task names none.")
-@click.option("--gres", help="Slurm generic resources per node (gpu:2) when a task names none.")
 @click.option(
     "--option", "options", multiple=True, metavar="NAME=VALUE", help="Any option of the resource's kinds (repeatable)."
 )
@@ -71,17 +100,17 @@ def _save(resource, **fields) -> None:
 @click.option(
     "--node", default="", help="A local resource's machine (its ROSETTA_NODE) if not this one: only it runs the tasks."
 )
-def add(name, target, key_file, per_user, scheduler, engine, max_cpus, max_memory_mb, partition, time_limit_minutes,
-        account, qos, gres, options, work_dir, description, node):  # fmt: skip
-    """Add a resource; then `rosetta resources check NAME --pin` before users see it."""
+def add(name, target, key_file, per_user, scheduler, engine, max_cpus, max_memory_mb, options, work_dir, description,
+        node, **kind_options):  # fmt: skip
+    """Add a resource; then `rosetta resources check NAME --pin` before users see it. The options of
+    the resource's kinds (Slurm: --partition, --time-limit, --account, --qos, --gres) are listed below."""
     setup_django()
     from rosetta.computing.models import Resource
 
     fields = dict(description=description, scheduler=scheduler, engine=engine, max_cpus=max_cpus,
                   max_memory_mb=max_memory_mb, work_dir=work_dir, node=node)  # fmt: skip
     # Options of the resource's kinds (save_resource gives each to the kind whose schema has it).
-    given = dict(partition=partition, time_limit_minutes=time_limit_minutes, account=account, qos=qos, gres=gres)
-    fields.update({option: value for option, value in given.items() if value is not None})
+    fields.update({option: value for option, value in kind_options.items() if value is not None})
     for option in options:
         option_name, equals, value = option.partition("=")
         if not equals:

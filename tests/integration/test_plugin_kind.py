@@ -37,7 +37,7 @@ def test_a_task_runs_on_a_resource_of_a_plugged_in_scheduler_kind(fresh_platform
         refused = platform.rosetta("resources", "add", "toys", "--scheduler", "toy", "--option", "colour=red",
                                    check=False)  # fmt: skip
         assert refused.returncode != 0 and "Unknown settings: colour." in refused.stderr
-    platform.rosetta("resources", "add", "toys", "--scheduler", "toy", "--option", "flavour=mint")
+    platform.rosetta("resources", "add", "toys", "--scheduler", "toy", "--flavour", "mint")  # from its schema
     shown = json.loads(platform.rosetta("resources", "show", "toys", "--json").stdout)
     assert "A toy scheduler (podman, directly)" in shown["kind"]
     assert shown["scheduler_options"] == {"flavour": "mint"}

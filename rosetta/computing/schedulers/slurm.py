@@ -53,7 +53,9 @@ class SlurmOptions(Options):
     """A Slurm resource's defaults for its jobs (sbatch's options of the same names)."""
 
     partition: str = Field("", max_length=64, pattern=NAME, description="Where jobs go ('': the cluster's default).")
-    time_limit_minutes: int = Field(60, ge=1, le=MAX_MINUTES, description="How long a job may run.")
+    time_limit_minutes: int = Field(
+        60, ge=1, le=MAX_MINUTES, description="Minutes a job may run", json_schema_extra={"flag": "time-limit"}
+    )
     account: str = Field("", max_length=64, pattern=NAME, description="The account jobs are charged to.")
     qos: str = Field("", max_length=64, pattern=NAME, description="The quality of service jobs ask for.")
     gres: str = Field("", max_length=128, pattern=GRES, description="Generic resources per node (gpu:2).")
