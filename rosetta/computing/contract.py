@@ -73,8 +73,8 @@ class ContainerSpec:
     home: str = TASK_HOME
     outbound: bool = True  # may open connections to other machines
     base_port: bool = False  # the interface listens on the port given in BASE_PORT
-    # What the task asks of its scheduler (a batch scheduler's partition, time limit, account...),
-    # validated by the scheduler kind's request schema; what it leaves out, the resource decides.
+    # The scheduler's options for this task (a batch scheduler's partition, time limit, account...):
+    # the resource's, with what the task asked (validated by the kind's request schema) over them.
     scheduler_options: dict = field(default_factory=dict)
     mounts: tuple[Mount, ...] = ()  # storages, bound in at their mount points
     # With mounts on this machine: the first host id of the owner's user namespace (the same for

@@ -88,9 +88,10 @@ def describe_resource(resource: Resource) -> dict:
 
 
 # -- batch schedulers: where a job runs and for how long -----------------------------------------
-# The fields a batch resource adds to a request. Account and QoS join them once resources declare
-# them: a field here, its help in batch_help, its data-* attribute follows by itself.
+# The fields a batch resource adds to a request: these two of their own (a select of the partitions,
+# a time with units), then a field per other option the schedulers' kinds take (request_fields).
 BATCH_FIELDS = ("partition", "time_limit")
+OWN_FIELDS = {"partition", "time_limit_minutes"}  # the request options BATCH_FIELDS stand for
 
 
 def is_batch(resource: Resource) -> bool:
@@ -308,6 +309,8 @@ class TaskForm(forms.Form):
             .order_by("name", "-created")
         )
         self.fields["resource"].queryset = Resource.objects.filter(enabled=True)
+        self.request_names = request_fields(self.fields["resource"].queryset)
+        self.fields.update(self.request_names)
         storages = storages_of(user).prefetch_related("mountable_on", "default_for")
         self.fields["storages"].queryset = storages
         if not self.is_bound:
@@ -344,7 +347,7 @@ class TaskForm(forms.Form):
         """The batch fields, shown when some enabled resource has a batch scheduler."""
         if not any(is_batch(resource) for resource in self.fields["resource"].queryset):
             return []
-        return [self[name] for name in BATCH_FIELDS]
+        return [self[name] for name in (*BATCH_FIELDS, *self.request_names)]
 
     @property
     def batch_hidden(self) -> bool:
@@ -411,7 +414,8 @@ class TaskForm(forms.Form):
         if self.errors or cpus is None or memory_mb is None:
             return
         try:  # a cluster's partition and its limits, as the resource's last check found them
-            check_request(resource, cpus, memory_mb, batch_request(cleaned) if is_batch(resource) else {})
+            asked = batch_request(cleaned, self.request_names) if is_batch(resource) else {}
+            check_request(resource, cpus, memory_mb, asked)
         except ValidationError as error:
             self.add_error(_field_of(error), error)
 
@@ -426,15 +430,29 @@ class TaskForm(forms.Form):
             cpus=data["cpus"],
             memory_mb=data["memory_mb"],
             environment=data["environment"],
-            scheduler_options=batch_request(data) if batch else {},
+            scheduler_options=batch_request(data, self.request_names) if batch else {},
             storages=[s.name for s in data.get("storages") or () if data["resource"] in s.mountable_on.all()],
         )
 
 
-def batch_request(data: dict) -> dict:
+def batch_request(data: dict, others=()) -> dict:
     """What the batch fields ask of the scheduler, by its options' names."""
     asked = {"partition": data.get("partition") or "", "time_limit_minutes": data.get("time_limit") or 0}
-    return {name: value for name, value in asked.items() if value}
+    asked.update({name: data.get(name) for name in others})
+    return {name: value for name, value in asked.items() if value not in (None, "", 0)}
+
+
+def request_fields(resources) -> dict[str, forms.Field]:
+    """A field per option a task may ask of these resources' batch schedulers (their kinds' request
+    schemas) besides the partition and the time limit."""
+    fields: dict[str, forms.Field] = {}
+    for name in sorted({resource.scheduler for resource in resources}):
+        kind = kinds.find("scheduler", name)
+        if kind is not None and kind.batch:
+            for option, field in option_fields(kind.request, kind.label, {}).items():
+                if option not in OWN_FIELDS:
+                    fields.setdefault(option, field)
+    return fields
 
 
 def _field_of(error: ValidationError) -> str:
@@ -511,7 +529,7 @@ class ResourceForm(forms.ModelForm):
         for role in kinds.ROLES:
             for kind in kinds.of(role):
                 current = getattr(self.instance, f"{role}_options") if getattr(self.instance, role) == kind.name else {}
-                for name, field in option_fields(kind, current).items():
+                for name, field in option_fields(kind.options, kind.label, current).items():
                     self.fields[f"{role}_{kind.name}_{name}"] = field
 
     def options(self, role: str) -> dict:
@@ -525,11 +543,11 @@ class ResourceForm(forms.ModelForm):
         }
 
 
-def option_fields(kind: kinds.Kind, current: dict) -> dict[str, forms.Field]:
-    """A form field per option of the kind's schema: numbers and booleans as such, the rest as text."""
+def option_fields(schema: type[kinds.Options], whose: str, current: dict) -> dict[str, forms.Field]:
+    """A form field per option of a kind's schema: numbers and booleans as such, the rest as text."""
     fields = {}
-    for name, info in kind.options.model_fields.items():
-        label = f"{name.replace('_', ' ').capitalize()} ({kind.label})"
+    for name, info in schema.model_fields.items():
+        label = f"{name.replace('_', ' ').capitalize()} ({whose})"
         common = dict(required=False, label=label, help_text=info.description or "", initial=current.get(name))
         if info.annotation is bool:
             fields[name] = forms.BooleanField(**common)
