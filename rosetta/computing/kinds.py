@@ -195,7 +195,7 @@ def local_transports() -> list[str]:
 
 def transport_is_local(name: str) -> bool:
     """Whether the transport of that name reaches this machine's own engine."""
-    kind = find("transport", name)
+    kind = (_kinds or _load()).get(("transport", name))  # on the controller's every pass: no detour
     return kind is not None and kind.local
 
 

@@ -97,7 +97,7 @@ class Resource(models.Model):
     @property
     def per_user(self) -> bool:
         """Tasks run as their owner's own account there (each user has a connection of their own)."""
-        return not self.is_local and self.credentials == Credentials.USER
+        return self.credentials == Credentials.USER and not self.is_local
 
     def account_for(self, user) -> tuple[str, str]:
         """(account name, private key) the platform uses there on ``user``'s behalf; where users
