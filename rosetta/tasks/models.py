@@ -124,6 +124,15 @@ class Task(models.Model):
         return self.scheduler_options.get("time_limit_minutes", 0)
 
     @property
+    def other_scheduler_options(self) -> list[tuple[str, object]]:
+        """What else the task asked of its batch scheduler (an account, a QoS...), as option and value."""
+        return [
+            (name.replace("_", " "), value)
+            for name, value in self.scheduler_options.items()
+            if name not in ("partition", "time_limit_minutes")
+        ]
+
+    @property
     def endpoint(self) -> tuple[str, int] | None:
         return (self.endpoint_host, self.endpoint_port) if self.endpoint_port else None
 

@@ -548,3 +548,6 @@ def test_the_task_form_asks_what_the_cluster_s_scheduler_takes_and_refuses_a_bad
     assert not Task.objects.exists()
     client.post(reverse("task-new"), new_task_form(resource="cluster", account="astro", qos="high", time_limit="2h"))
     assert Task.objects.get().scheduler_options == {"account": "astro", "qos": "high", "time_limit_minutes": 120}
+    task = Task.objects.get()
+    page = client.get(reverse("task", args=[task.id])).content.decode()
+    assert "partition (the resource's default) · 2 h · account astro · qos high</dd>" in page
