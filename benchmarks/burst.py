@@ -1,7 +1,7 @@
 """A burst: 100 tasks requested at once by 5 users, then all stopped at once — Rosetta against
 the same work done with raw podman, side by side in one run.
 
-    .venv/bin/python benchmarks/burst.py [--tasks 100] [--users 5]
+    .venv/bin/python benchmarks/burst.py [--tasks 100] [--users 5] [--quotas]
 
 Platform: every user's requests are sent concurrently through the API; timed until every task
 answers 200 through the gateway, then every stop is sent at once and timed until every
@@ -9,7 +9,9 @@ container is gone. While the start burst is still going on, one more task is req
 once stopped: how long until the controller begins that stop ("a stop requested during a burst
 begins within 2 s"). Raw: the same `podman run -d` argv the platform's engine builds, four at a
 time (the platform's own start concurrency), polling each published port until 200; then
-`podman rm -f -t 10`, eight at a time. Prints both and the ratios (target ≤ 1.5×). Never gates CI.
+`podman rm -f -t 10`, eight at a time. Prints both and the ratios (target ≤ 1.5×). With
+--quotas, the platform's burst runs once more with quotas on (each user's and their group's, none
+reached), side by side: the quota check in each start's transaction costs ≤ 1.05×. Never gates CI.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import httpx
 from support import POLL_INTERVAL, own_platform, raw_start, remove, until_ok
 
 TARGET_RATIO = 1.5
+QUOTA_TARGET = 1.05
 
 
 def raw_burst(platform, count: int) -> tuple[float, float]:
@@ -106,6 +109,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--tasks", type=int, default=100)
     parser.add_argument("--users", type=int, default=5)
+    parser.add_argument("--quotas", action="store_true", help="Also the same burst with quotas on.")
     args = parser.parse_args()
 
     with own_platform() as platform:
@@ -113,6 +117,8 @@ def main() -> None:
             tokens = [platform.create_user(f"scientist{n}") for n in range(args.users)]
             raw_start_time, raw_stop_time = raw_burst(platform, args.tasks)
             ours_start, ours_stop, stop_delay = platform_burst(platform, tokens, args.tasks)
+            if args.quotas:
+                with_quotas = platform_burst(platform, with_quotas_on(platform, args.users, args.tasks), args.tasks)
         finally:
             remove(platform, *[f"rosetta-burst{n}" for n in range(args.tasks)])
 
@@ -126,6 +132,24 @@ def main() -> None:
     met = ours_start / raw_start_time <= TARGET_RATIO and ours_stop / raw_stop_time <= TARGET_RATIO
     print(f"target ≤ {TARGET_RATIO}× raw: {'met' if met else 'NOT met'}")
     print(f"a stop sent during the burst began after {stop_delay:.2f} s (target ≤ 2 s)")
+    if args.quotas:
+        print(f"{'with quotas on':<34}{'without':>12}{'with':>10}{'ratio':>8}")
+        for what, without, with_ in (("all answering 200", ours_start, with_quotas[0]),
+                                     ("all gone after stopping", ours_stop, with_quotas[1])):  # fmt: skip
+            print(f"{what:<34}{without:>12.1f}{with_:>10.1f}{with_ / without:>8.2f}")
+        met = with_quotas[0] / ours_start <= QUOTA_TARGET
+        print(f"target ≤ {QUOTA_TARGET}× without: {'met' if met else 'NOT met'}")
+
+
+def with_quotas_on(platform, users: int, tasks: int) -> list[str]:
+    """New users in one group, each with a quota of their own and the group's (none reached)."""
+    names = [f"quota-scientist{n}" for n in range(users)]
+    tokens = [platform.create_user(name) for name in names]
+    platform.rosetta("groups", "add", "burst-lab", *names)
+    for name in names:
+        platform.rosetta("quotas", "set", "--user", name, "--tasks", str(tasks), "--cpus", "1000")
+    platform.rosetta("quotas", "set", "--group", "burst-lab", "--tasks", str(tasks * 2), "--memory", "1000G")
+    return tokens
 
 
 if __name__ == "__main__":

@@ -13,9 +13,13 @@ from urllib.parse import urlsplit
 
 import dj_database_url
 
+from rosetta.core import logs
 from rosetta.core.paths import private_dir, private_home, read_or_create
 
 HOME = private_home()
+# Every process counts its metrics into files here (rosetta.core.metrics); set before any of them
+# is made, since prometheus-client reads it then. This home's, whatever a parent process said.
+os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(private_dir(HOME / "run" / "metrics"))
 BASE_DIR = Path(__file__).resolve().parent
 
 
@@ -80,6 +84,13 @@ NODE = os.environ.get("ROSETTA_NODE", "").strip() or socket.gethostname().split(
 # connection limits to them (docs/deployment.md). Anyone else's X-Forwarded-For is replaced.
 TRUSTED_PROXIES = [
     address.strip() for address in os.environ.get("ROSETTA_TRUSTED_PROXIES", "").split(",") if address.strip()
+]
+
+# Who may read /metrics without a staff token: networks, e.g. "10.0.0.5/32,::1/128" (rosetta.web.metrics).
+METRICS_ALLOW = [
+    ipaddress.ip_network(network.strip(), strict=False)
+    for network in os.environ.get("ROSETTA_METRICS_ALLOW", "").split(",")
+    if network.strip()
 ]
 
 ALLOWED_HOSTS = ["*"]  # the gateway decides which hosts reach the platform
@@ -196,9 +207,9 @@ WHITENOISE_AUTOREFRESH = DEBUG
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
-    "root": {"handlers": ["console"], "level": os.environ.get("ROSETTA_LOG_LEVEL", "INFO")},
+    "formatters": {"plain": {"format": logs.PLAIN}, "json": {"()": logs.JsonFormatter}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "json" if logs.json_wanted() else "plain"}},
+    "root": {"handlers": ["console"], "level": logs.level()},
     "loggers": {"django.db.backends": {"level": "WARNING"}},
 }
 
@@ -216,7 +227,7 @@ STORAGE_ID_COUNT = int(os.environ.get("ROSETTA_STORAGE_ID_COUNT", str(17509 * 65
 
 # Users' builds run in a user namespace of host ids BUILD_ID_BASE to BUILD_ID_BASE + 65,535 (one
 # build at a time; scripts/setup.sh reserves the range in /etc/subuid and /etc/subgid), so that
-# the images they use can be kept ready for them, read-only, in those ids (rosetta.catalog.builder).
+# the images they use can be kept ready for them, read-only, in those ids (rosetta.builds).
 BUILD_ID_BASE = int(os.environ.get("ROSETTA_BUILD_ID_BASE", "400000000"))
 
 # The built-in environments `rosetta setup` puts in the demo catalogue (rosetta.catalog.demo).

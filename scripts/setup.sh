@@ -43,24 +43,33 @@ if [ "${1:-}" = "--for-tests" ]; then
 fi
 registry_was_installed=$(dpkg-query -W -f='${Status}' docker-registry 2>/dev/null | grep -c "ok installed" || true)
 install_packages "${packages[@]}"
-# nginx: TLS in front of the gateway in tests and benchmarks (docs/deployment.md). Only its
-# program is needed: Debian's own site must not start on port 80 (where installing it would
-# fail if another server holds the port), so services are refused while it is installed.
-if [ "${1:-}" = "--for-tests" ] && ! dpkg-query -W -f='${Status}' nginx 2>/dev/null | grep -q "ok installed"; then
+# Servers the tests start themselves: nginx (TLS in front of the gateway, docs/deployment.md) and
+# Prometheus (scrapes /metrics). Only their programs are needed: Debian's own services must not
+# start (nginx's site on port 80 would fail where another server holds it), so services are
+# refused while they are installed, and stay disabled.
+install_without_starting() {
+    local missing=() package
+    for package in "$@"; do
+        dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "ok installed" || missing+=("$package")
+    done
+    [ ${#missing[@]} -gt 0 ] || return 0
     if [ -e /usr/sbin/policy-rc.d ]; then
-        install_packages nginx
+        install_packages "${missing[@]}"
     else
         printf '#!/bin/sh\nexit 101\n' | as_root tee /usr/sbin/policy-rc.d >/dev/null
         as_root chmod 755 /usr/sbin/policy-rc.d
-        install_packages nginx || { as_root rm -f /usr/sbin/policy-rc.d; exit 1; }
+        install_packages "${missing[@]}" || { as_root rm -f /usr/sbin/policy-rc.d; exit 1; }
         as_root rm -f /usr/sbin/policy-rc.d
     fi
-    if command -v systemctl >/dev/null; then
-        as_root systemctl disable nginx >/dev/null 2>&1 || true
-    else
-        as_root update-rc.d nginx disable >/dev/null 2>&1 || true
-    fi
-fi
+    for package in "${missing[@]}"; do
+        if command -v systemctl >/dev/null; then
+            as_root systemctl disable "$package" >/dev/null 2>&1 || true
+        else
+            as_root update-rc.d "$package" disable >/dev/null 2>&1 || true
+        fi
+    done
+}
+[ "${1:-}" != "--for-tests" ] || install_without_starting nginx prometheus
 # Rosetta runs its own registry (`rosetta registry`, under ROSETTA_HOME). Where installing the
 # package just started Debian's own registry service, stop and disable that one: it would hold
 # port 5000 on every address for nothing.
@@ -78,7 +87,7 @@ fi
 for ids in /etc/subuid /etc/subgid; do
     grep -q '^containers:' "$ids" 2>/dev/null || echo 'containers:2147483647:2147483648' | as_root tee -a "$ids" >/dev/null
 done
-# Users' builds run in host ids from 400000000 (ROSETTA_BUILD_ID_BASE, rosetta.catalog.builder):
+# Users' builds run in host ids from 400000000 (ROSETTA_BUILD_ID_BASE, rosetta.builds):
 # reserved here, so that no account is given them.
 for ids in /etc/subuid /etc/subgid; do
     grep -q '^rosetta-builds:' "$ids" 2>/dev/null || echo 'rosetta-builds:400000000:65536' | as_root tee -a "$ids" >/dev/null
@@ -103,7 +112,7 @@ if [ ! -f "$stamp" ]; then
 fi
 
 # The built-in environments (images/): the demo catalogue offers them all, and tests use them all;
-# and the builder, inside which users' Containerfiles are built (rosetta.catalog.builder).
+# and the builder, inside which users' Containerfiles are built (rosetta.builds).
 # Unchanged images are not rebuilt; the first build bootstraps the Debian base (a few minutes).
 for image in hello jupyterlab desktop ssh builder; do
     .venv/bin/rosetta build-image "$image"

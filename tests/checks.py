@@ -1,5 +1,6 @@
 """Assertions shared by tests of the task lifecycle."""
 
+from concurrent.futures import ThreadPoolExecutor
 from itertools import pairwise
 from pathlib import Path
 
@@ -23,3 +24,15 @@ def alive(pid: int) -> bool:
         return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
     except FileNotFoundError:
         return False
+
+
+def burst_of_starts(platform, token: str, count: int, **fields) -> list[int]:
+    """``count`` task starts by one user at once (one connection each): their statuses, sorted."""
+
+    def start(number: int) -> int:
+        with platform.api(token) as api:
+            body = {"software": "hello", "resource": "local", "name": f"burst-{number}", **fields}
+            return api.post("/api/tasks", json=body).status_code
+
+    with ThreadPoolExecutor(max_workers=count) as pool:
+        return sorted(pool.map(start, range(count)))

@@ -117,7 +117,7 @@ class Platform:
         self.wait_until_up()
 
     def start_component(self, name: str) -> None:
-        args = {"gateway": ["gateway", "--port", str(self.port)], "pusher": ["registry", "pusher"]}.get(name, [name])
+        args = {"gateway": ["gateway", "--port", str(self.port)]}.get(name, [name])  # `rosetta NAME`
         self._spawn(name, args)
 
     def _spawn(self, name: str, args: list[str]) -> None:

@@ -2,15 +2,20 @@ from django.conf import settings
 from django.db import DatabaseError, models
 from django.utils import timezone
 
-from rosetta.accounts.tokens import hash_token, new_token
+from rosetta.accounts.tokens import SCOPES, USER_SCOPES, hash_token, new_token, scopes_text
 from rosetta.core.disk import is_disk_full
 
 
 class ApiTokenQuerySet(models.QuerySet):
-    def create_for(self, user, name: str = "cli", expires=None) -> tuple["ApiToken", str]:
+    def create_for(
+        self, user, name: str = "cli", expires=None, scopes: tuple[str, ...] = USER_SCOPES
+    ) -> tuple["ApiToken", str]:
         """Create a token and return it with its secret, which is never stored nor shown again."""
         secret = new_token()
-        token = self.create(user=user, name=name, digest=hash_token(secret), hint=secret[:8], expires=expires)
+        token = self.create(
+            user=user, name=name, digest=hash_token(secret), hint=secret[:8], expires=expires,
+            scopes=scopes_text(scopes),
+        )  # fmt: skip
         return token, secret
 
     def usable(self):
@@ -20,11 +25,15 @@ class ApiTokenQuerySet(models.QuerySet):
         )
 
     def user_for(self, secret: str):
+        token = self.token_for(secret)
+        return token.user if token is not None else None
+
+    def token_for(self, secret: str) -> "ApiToken | None":
+        """The usable token with this secret (its user loaded), noting that it was used."""
         token = self.usable().select_related("user").filter(digest=hash_token(secret)).first()
-        if token is None:
-            return None
-        ApiTokenQuerySet._touch(token)
-        return token.user
+        if token is not None:
+            ApiTokenQuerySet._touch(token)
+        return token
 
     @staticmethod
     def _touch(token: "ApiToken") -> None:
@@ -49,8 +58,15 @@ class ApiToken(models.Model):
     created = models.DateTimeField(auto_now_add=True)
     last_used = models.DateTimeField(null=True, blank=True)
     expires = models.DateTimeField(null=True, blank=True, help_text="None: until revoked.")
+    scopes = models.CharField(
+        max_length=64, default=" ".join(SCOPES), help_text="What it may do, space-separated (accounts.tokens.SCOPES)."
+    )
 
     objects = ApiTokenQuerySet.as_manager()
+
+    @property
+    def scope_set(self) -> frozenset[str]:
+        return frozenset(self.scopes.split())
 
     @property
     def expired(self) -> bool:

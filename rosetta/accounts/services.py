@@ -8,28 +8,52 @@ from __future__ import annotations
 
 import secrets
 import string
+from collections.abc import Iterable
 from datetime import timedelta
 
 from django.contrib.auth import get_user_model
-from django.core.exceptions import ValidationError
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from rosetta.accounts.models import ApiToken, SSHKey
 from rosetta.accounts.signals import user_deactivated
 from rosetta.accounts.ssh_keys import MAX_NAME, parse_public_key
+from rosetta.accounts.tokens import ADMIN, SCOPES, USER_SCOPES, scopes_text
 from rosetta.core import notify
 from rosetta.core.errors import Conflict
 
 
-def create_token(user, name: str, expires_in_days: int | None = None) -> tuple[ApiToken, str]:
+def create_token(
+    user,
+    name: str,
+    expires_in_days: int | None = None,
+    scopes: Iterable[str] | None = None,
+    allowed: frozenset[str] = frozenset(SCOPES),
+) -> tuple[ApiToken, str]:
     """A new token and its secret, which is shown once and never stored. Names are unique per
-    user, so that a list of tokens can be read; ``expires_in_days``: None, until revoked."""
+    user, so that a list of tokens can be read; ``expires_in_days``: None, until revoked.
+    ``scopes``: what it may do (default: all a user does, not staff powers); never more than
+    ``allowed`` (what the token asking for it may do), and ``admin`` for staff only."""
+    scopes = tuple(USER_SCOPES if scopes is None else scopes)
+    try:
+        text = scopes_text(scopes)
+    except ValueError as error:
+        raise ValidationError(str(error)) from None
+    if not text:
+        raise ValidationError("A token needs at least one scope.")
+    if ADMIN in scopes and not user.is_staff:
+        raise ValidationError("Only staff tokens may have the admin scope.")
+    beyond = [scope for scope in text.split() if scope not in allowed]
+    if beyond:
+        raise PermissionDenied(
+            f"This token may not make a token that can do more than itself: it lacks {', '.join(beyond)}."
+        )
     expires = timezone.now() + timedelta(days=expires_in_days) if expires_in_days else None
     with transaction.atomic():
         if ApiToken.objects.filter(user=user, name=name).exists():
             raise Conflict(f"You already have a token called {name!r}; revoke it or choose another name.")
-        token, secret = ApiToken.objects.create_for(user, name, expires=expires)
+        token, secret = ApiToken.objects.create_for(user, name, expires=expires, scopes=scopes)
         notify.after_commit(notify.GATEWAY)
     return token, secret
 
@@ -50,7 +74,8 @@ def create_user(
             user = get_user_model().objects.create_user(
                 name, email=email, password=password, is_staff=admin, is_superuser=admin
             )
-            secret = create_token(user, "created by operator")[1] if token else ""
+            scopes = SCOPES if admin else USER_SCOPES  # an operator's own first token does what they do
+            secret = create_token(user, "created by operator", scopes=scopes)[1] if token else ""
     except IntegrityError:
         raise Conflict(f"A user called {name!r} exists already.") from None
     return user, secret

@@ -47,6 +47,15 @@ class ResourceOut(Schema):
     partitions: list[PartitionOut] = Field(..., description="What the last check found (Slurm).")
     per_user: bool = Field(..., description="Tasks run as their owner's own account there (see /me/ssh-key).")
     default: bool = Field(..., description="Where tasks that name no resource run.")
+    quotas: list[str] = Field(
+        ..., description='Your quotas there with what you use now ("2 of 4 tasks, 3 of 8 CPUs (quota of …)").'
+    )
+
+    @staticmethod
+    def resolve_quotas(resource, context) -> list[str]:
+        from rosetta.tasks.quotas import standing
+
+        return standing(context["request"].auth, resource)
 
     @staticmethod
     def resolve_default(resource) -> bool:

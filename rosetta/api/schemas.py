@@ -4,6 +4,7 @@ from typing import Annotated, Literal
 from ninja import Schema
 from pydantic import ConfigDict, Field, StringConstraints
 
+from rosetta.accounts.tokens import SCOPES
 from rosetta.gateway.ssh_access import ssh_access
 from rosetta.storage.services import home_mount, what_is_kept
 from rosetta.tasks.progress import progress_of
@@ -250,15 +251,39 @@ class TaskDetailOut(TaskOut):
         return list(task.events.all())
 
 
+Scope = Literal[SCOPES]
+
+
 class TokenIn(InSchema):
     name: str = Field("cli", min_length=1, max_length=64, description="Unique among your tokens.")
     expires_in_days: int | None = Field(None, ge=1, le=3650, description="Omit for a token that lasts until revoked.")
+    scopes: list[Scope] | None = Field(
+        None,
+        description="What it may do: `read` (every GET), `tasks` (start, stop, open tasks; keys and tokens), "
+        "`files` (change files), `software` (add, build software), `admin` (staff powers; staff only). "
+        "Omit for read, tasks, files and software. A token never makes one that may do more than itself.",
+    )
 
 
 class TokenOut(Schema):
     name: str
     token: str = Field(..., description="Shown once; store it safely.")
     expires: datetime | None = Field(None, description="When it stops working (never, if null).")
+    scopes: list[str]
+
+
+class TokenInfoOut(Schema):
+    name: str
+    hint: str = Field(..., description="The first characters of the token, to tell tokens apart.")
+    scopes: list[str]
+    created: datetime
+    last_used: datetime | None
+    expires: datetime | None
+    expired: bool
+
+    @staticmethod
+    def resolve_scopes(token) -> list[str]:
+        return token.scopes.split()
 
 
 class ScratchOut(Schema):

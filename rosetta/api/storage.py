@@ -24,7 +24,7 @@ from rosetta.storage.local import UPLOAD_PREFIX
 from rosetta.storage.paths import joined, name_of, parts
 from rosetta.storage.services import files_of, get_storage, storages_of
 from rosetta.storage.sftp import may_meet
-from rosetta.storage.streaming import body_of
+from rosetta.storage.streaming import body_of, counted_download
 
 router = Router(tags=["files"])
 
@@ -189,14 +189,14 @@ async def download(request: HttpRequest, name: str, path: str = "", inline: bool
     entry = await files.stat(found)
     if entry.kind == "folder":
         filename = f"{found[-1] if found else name}.zip"
-        response = StreamingHttpResponse(zip_folder(files, found), content_type="application/zip")
+        response = StreamingHttpResponse(counted_download(zip_folder(files, found)), content_type="application/zip")
         response["Content-Disposition"] = content_disposition_header(True, filename)
     elif entry.kind == "file":
         entry, content = await files.open(found)  # the size of the file opened, not of the one looked at
         kind = mimetypes.guess_type(entry.name)[0] or "application/octet-stream"
         shown = inline and kind in INLINE_TYPES
         response = StreamingHttpResponse(
-            content, content_type=f"{kind}; charset=utf-8" if kind == "text/plain" else kind
+            counted_download(content), content_type=f"{kind}; charset=utf-8" if kind == "text/plain" else kind
         )
         response["Content-Length"] = str(entry.size)
         response["Content-Disposition"] = content_disposition_header(not shown, entry.name)

@@ -1,7 +1,7 @@
 """What a user's Containerfile may ask of this machine's podman, checked before it is queued.
 
 The build itself runs with ``--pull=never`` on a network the task firewall fences in (see
-rosetta.catalog.builder), so this is the first of two lines: it explains in plain words what
+rosetta.builds), so this is the first of two lines: it explains in plain words what
 the second would refuse less clearly, and it finds the images to pull beforehand. Images come
 from the registries the operator allows, like any image (rosetta.catalog.registries); a URL
 ``ADD`` would be fetched by podman itself, from this machine and outside any fence, so it is

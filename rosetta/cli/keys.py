@@ -52,11 +52,11 @@ def list_keys(as_json: bool):
         return echo_json(keys)
     if not keys:
         return click.echo("No SSH keys yet. Add one with: rosetta keys add ~/.ssh/id_ed25519.pub")
-    rows = [[k["id"], k["name"], f"{k['kind']} {k['bits']}", k["fingerprint"], _when(k["last_used"])] for k in keys]
+    rows = [[k["id"], k["name"], f"{k['kind']} {k['bits']}", k["fingerprint"], when(k["last_used"])] for k in keys]
     table(rows, ["ID", "NAME", "TYPE", "FINGERPRINT", "LAST USED"])
 
 
-def _when(moment: str | None) -> str:
+def when(moment: str | None) -> str:
     return moment[:16].replace("T", " ") if moment else "never"
 
 

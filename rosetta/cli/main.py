@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import sys
 
 import click
@@ -10,15 +11,21 @@ from rosetta.cli import server
 from rosetta.cli.client import ApiError, Client, save_login
 from rosetta.cli.files import files_group
 from rosetta.cli.keys import keys_group
-from rosetta.cli.registry import registry_group
+from rosetta.cli.quotas import quotas_group
+from rosetta.cli.records import records_group
+from rosetta.cli.registry import add_to as add_registry_commands
 from rosetta.cli.resources import resources_group
-from rosetta.cli.software import builder, groups_group, software_group
+from rosetta.cli.software import groups_group, software_group
 from rosetta.cli.tasks import task_group
 from rosetta.cli.tls import tls_config
+from rosetta.cli.tokens import tokens_group
+from rosetta.cli.usage import usage_command
 from rosetta.cli.users import add_to as add_user_commands
 from rosetta.core.paths import keep_private
+from rosetta.processes import registry, run
+from rosetta.processes.table import PROCESSES
 
-SCIENTIST_COMMANDS = ("login", "task", "software", "resources", "keys", "files")
+SCIENTIST_COMMANDS = ("login", "task", "software", "resources", "keys", "tokens", "files")
 
 
 class GroupedHelp(click.Group):
@@ -65,19 +72,18 @@ for command in (
     task_group,
     software_group,
     resources_group,
-    server.run,
-    server.web,
-    server.controller,
-    server.gateway,
-    server.ssh_door,
+    run.command,
+    *(importlib.import_module(process.entry).command for process in PROCESSES),  # `rosetta NAME`
     server.users,
     server.setup,
     server.manage,
     server.build_image,
     keys_group,
-    builder,
+    tokens_group,
     groups_group,
-    registry_group,
+    quotas_group,
+    usage_command,
+    records_group,
     files_group,
     tls_config,
 ):
@@ -85,6 +91,7 @@ for command in (
 
 
 add_user_commands(server.users)
+add_registry_commands(registry.command)
 
 
 def main() -> None:

@@ -1,62 +1,18 @@
-"""`rosetta registry`: the platform's image registry, its pusher, and what it holds."""
+"""`rosetta registry push|list`: what the platform's image registry holds (the registry itself is
+the process rosetta.processes.registry, its pusher rosetta.processes.pusher)."""
 
 from __future__ import annotations
 
-import os
-import shutil
-import sys
-
 import click
 
-from rosetta.cli.django_setup import setup_django
+from rosetta.core.django_setup import setup_django
+from rosetta.processes.pusher import command as pusher
+
+# The pusher's own command is `rosetta pusher`; this name stays for operators' scripts.
+old_pusher = click.Command("pusher", callback=pusher.callback, help=pusher.help, hidden=True)
 
 
-@click.group("registry", invoke_without_command=True)
-@click.pass_context
-def registry_group(ctx):
-    """Run the platform's image registry, which other machines pull catalogue images from.
-
-    Without a subcommand: serve it on ROSETTA_REGISTRY_LISTEN (read-only: pulls only; pushes go
-    through a private writer of `rosetta registry pusher` and of operator commands)."""
-    if ctx.invoked_subcommand is None:
-        serve()
-
-
-def serve() -> None:
-    setup_django()
-    from django.core.exceptions import ImproperlyConfigured
-
-    from rosetta.registry.config import EXECUTABLE, choose_listen_address, public_config, registry_home, write_config
-
-    executable = shutil.which(EXECUTABLE)
-    if executable is None:
-        raise click.ClickException(f"{EXECUTABLE} is not installed (Debian package docker-registry; scripts/setup.sh).")
-    try:
-        host, port = choose_listen_address()
-    except ImproperlyConfigured as error:
-        raise click.ClickException(str(error)) from None
-    config = write_config(registry_home() / "config.yml", public_config(f"{host}:{port}"))
-    click.echo(f"The platform's registry listens on {host}:{port} (read-only).", err=True)
-    sys.stdout.flush()
-    os.execv(executable, [executable, "serve", str(config)])
-
-
-@registry_group.command("pusher")
-def pusher():
-    """Push catalogue images into the registry as they are added or change (run by `rosetta run`)."""
-    setup_django()
-    from rosetta.catalog.pushes import reconcile_catalogue
-    from rosetta.cli.django_setup import configure_logging
-    from rosetta.registry.worker import run_pusher
-
-    configure_logging()
-    try:
-        run_pusher(reconcile_catalogue)
-    except KeyboardInterrupt:
-        pass
-
-
-@registry_group.command("push")
+@click.command("push")
 @click.argument("names", nargs=-1)
 def push(names):
     """Push now the local images of software NAMES (default: all) that the registry lacks as they are."""
@@ -77,7 +33,7 @@ def push(names):
         click.echo(line)
 
 
-@registry_group.command("list")
+@click.command("list")
 def list_images():
     """Show where each software's image stands in the registry, and what remote resources run."""
     setup_django()
@@ -99,20 +55,10 @@ def list_images():
         click.echo(line)
 
 
-def registry_commands(me: list[str]) -> dict[str, list[str]]:
-    """For `rosetta run`: the registry and its pusher, unless the platform runs none."""
-    from rosetta.registry.config import EXECUTABLE, registry_enabled
-
-    if not registry_enabled():
-        return {}
-    if shutil.which(EXECUTABLE) is None:
-        click.echo(
-            f"rosetta: {EXECUTABLE} is not installed (scripts/setup.sh installs it): running without the "
-            "platform's registry, so images of this machine run on this machine only.",
-            err=True,
-        )
-        return {}
-    return {"registry": [*me, "registry"], "pusher": [*me, "registry", "pusher"]}
+def add_to(group: click.Group) -> None:
+    """The operator's subcommands of `rosetta registry` (the process rosetta.processes.registry)."""
+    for command in (push, list_images, old_pusher):
+        group.add_command(command)
 
 
 def push_built_image(image: str) -> list[str]:

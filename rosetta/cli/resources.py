@@ -11,7 +11,7 @@ from pathlib import Path
 import click
 
 from rosetta.cli.client import has_client_login
-from rosetta.cli.django_setup import setup_django
+from rosetta.core.django_setup import setup_django
 
 SSH_TARGET = re.compile(r"^(?P<user>[^@\s]+)@(?P<host>[^:\s]+)(?::(?P<port>\d+))?$")
 
@@ -166,6 +166,9 @@ def _list_through_api(as_json: bool) -> None:
         for r in resources
     ]
     table(rows, ["NAME", "KIND", "UP TO", "STATE"])
+    for resource in resources:  # quotas before they bite
+        for quota in resource.get("quotas") or []:
+            click.echo(f"{resource['name']}: {quota}")
     for resource in resources:  # where a batch job may run, and for how long (task start --partition, --time)
         if resource.get("partitions"):
             click.echo(f"{resource['name']}:")

@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import sys
 import time
+from pathlib import Path
 
 import click
 
 from rosetta.cli.client import Client
-from rosetta.cli.django_setup import setup_django
 from rosetta.cli.tasks import _environment, echo_json, json_option, table
+from rosetta.core.django_setup import setup_django
 
 POLL = 0.5
 
@@ -286,20 +287,6 @@ def restore(software, as_json):
 # -- operator commands ----------------------------------------------------------------------------
 
 
-@click.command("builder")
-def builder():
-    """Build users' Containerfiles as they are requested (run by `rosetta run`)."""
-    setup_django()
-    from rosetta.catalog.builder import run_builder
-    from rosetta.cli.django_setup import configure_logging
-
-    configure_logging()
-    try:
-        run_builder()
-    except KeyboardInterrupt:
-        pass
-
-
 @click.group("groups")
 def groups_group():
     """Groups of users, which software can be shared with (operator)."""
@@ -350,3 +337,57 @@ def groups_list():
 
 def _members(group) -> list[str]:
     return list(group.user_set.order_by("username").values_list("username", flat=True))
+
+
+def _owner(name: str | None):
+    if name is None:
+        return None
+    from django.contrib.auth import get_user_model
+
+    found = get_user_model().objects.filter(username=name).first()
+    if found is None:
+        raise click.ClickException(f"There is no user called {name!r} (see `rosetta users list`).")
+    return found
+
+
+@software_group.command("export")
+@click.argument("reference")
+@click.option("-o", "--output", "directory", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="A new folder for image.tar (OCI archive) and software.json.")  # fmt: skip
+@click.option("--owner", default=None, help="Whose entry (default: the platform's).")
+def export_command(reference: str, directory: Path, owner: str | None):
+    """Operators: write an entry's image and what it says, to import on another Rosetta."""
+    setup_django()
+    from rosetta.catalog.models import Software
+    from rosetta.catalog.transfer import TransferFailed, export_software
+
+    name, _, version = reference.partition(":")
+    entries = Software.objects.filter(owner=_owner(owner), name=name)
+    found = entries.filter(version=version).first() if version else entries.order_by("-created").first()
+    if found is None:
+        raise click.ClickException(f"There is no software {reference} (of {owner or 'the platform'}).")
+    try:
+        metadata = export_software(found, directory)
+    except TransferFailed as error:
+        raise click.ClickException(str(error)) from None
+    click.echo(f"Exported {found.reference} ({metadata['digest']}) to {directory}.")
+
+
+@software_group.command("import")
+@click.argument("directory", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--owner", default=None, help="Make it this user's private entry (default: the platform's, for all).")
+def import_command(directory: Path, owner: str | None):
+    """Operators: add software that `rosetta software export` wrote, with the same digest."""
+    setup_django()
+    from django.core.exceptions import ValidationError
+
+    from rosetta.catalog.transfer import TransferFailed, import_software
+    from rosetta.core.errors import Conflict
+
+    try:
+        software = import_software(directory, _owner(owner))
+    except (TransferFailed, Conflict) as error:
+        raise click.ClickException(str(error)) from None
+    except ValidationError as error:
+        raise click.ClickException(" ".join(error.messages)) from None
+    click.echo(f"Imported {software.reference} ({software.image_digest}) as {software.image}.")

@@ -434,6 +434,43 @@ def show(task, as_json):
     echo_json(found) if as_json else show_task(found)
 
 
+@task_group.command("record")
+@click.argument("task")
+@json_option
+def record(task, as_json):
+    """What a task ran, as one document (also of a task deleted from the list): `--json` to keep
+    it, e.g. for `task start --from`."""
+    found = Client().request("GET", task_path(task, "record"))
+    if as_json:
+        return echo_json(found)
+    software, request = found["software"], found["request"]
+    lines = [
+        ("task", f"{found['task']['name']} ({found['task']['id']}) of {found['task']['owner']}"),
+        ("software", f"{software['name']}:{software['version']}  {software['image']}"),
+        ("digest", software["digest"] or "(none recorded)"),
+        ("resource", f"{found['resource']['name']} ({found['resource']['kind']})"),
+        ("size", f"{request['cpus']:g} CPU, {format_memory(request['memory_mb'])}"),
+        ("batch", " ".join(f"{k}={v}" for k, v in (("partition", request["partition"]),
+                                                    ("time", request["time_limit_minutes"])) if v)),  # fmt: skip
+        ("environment", " ".join(f"{name}={value}" for name, value in request["environment"].items())),
+        ("storages", ", ".join(f"{s['storage']} at {s['mount_point']}" for s in request["storages"])),
+        ("interface", f"{found['interface']['protocol']} on port {found['interface']['port']}"),
+        ("times", " → ".join(t or "…" for t in found["times"].values())),
+        ("outcome", _outcome_said(found["outcome"])),
+        ("rosetta", found["rosetta"]),
+    ]  # fmt: skip
+    for label, value in lines:
+        if value:
+            click.echo(f"{label + ':':<13}{value}")
+
+
+def _outcome_said(outcome: dict) -> str:
+    said = outcome["phase"]
+    if outcome["exit_code"] is not None:
+        said += f", exit code {outcome['exit_code']}"
+    return f"{said}: {outcome['reason']}" if outcome["reason"] else said
+
+
 @task_group.command("logs")
 @click.argument("task")
 @click.option("--follow", "-f", is_flag=True, help="Wait for output and keep printing it until the task ends.")

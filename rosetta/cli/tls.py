@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from rosetta.cli.django_setup import setup_django
+from rosetta.core.django_setup import setup_django
 
 
 @click.group("tls-config")

@@ -7,7 +7,7 @@ import sys
 
 import click
 
-from rosetta.cli.django_setup import setup_django
+from rosetta.core.django_setup import setup_django
 
 
 def _user(name: str):

@@ -70,3 +70,11 @@ def format_minutes(minutes: int) -> str:
     hours, minutes = divmod(rest, 60)
     parts = [f"{days} d" if days else "", f"{hours} h" if hours else "", f"{minutes} min" if minutes else ""]
     return " ".join(part for part in parts if part) or "0 min"
+
+
+def parse_days(text: str) -> int:
+    """'30d', '30' (days), '2w' (weeks) -> days (at least one)."""
+    found = re.fullmatch(r"\s*(\d{1,4})\s*([dw]?)\s*", str(text).lower())
+    if not found or int(found[1]) == 0:
+        raise ValueError(f"{text!r} is not a number of days (e.g. 30d, 2w)")
+    return int(found[1]) * (7 if found[2] == "w" else 1)

@@ -10,7 +10,7 @@ later (by mistake or by someone who reached the registry) is never what a task r
 This package copies images and knows nothing of the catalogue: what the catalogue records of
 each copy, and ``image_for`` (the exact reference a resource's engine must run), are in
 ``rosetta.catalog.pushes``. Pushes happen away from requests, in the registry's pusher process
-(``rosetta registry pusher``, see ``rosetta.registry.worker``) or synchronously in operator
+(``rosetta pusher``, see ``rosetta.registry.worker``) or synchronously in operator
 commands (``rosetta setup``, ``rosetta build-image``); ``Software.registry_state`` says where
 each image stands.
 """

@@ -19,6 +19,8 @@ from collections.abc import AsyncIterator, Iterator
 from django.core.handlers.asgi import ASGIHandler
 from django.http.request import RawPostDataException
 
+from rosetta.core import metrics
+
 BODY = "rosetta.body"
 STREAMED = re.compile(r"^/api/storages/[^/]+/content$")
 
@@ -48,6 +50,7 @@ class RequestBody:
                 self.done.set()
             if chunk:
                 self.received += len(chunk)
+                metrics.STORAGE_BYTES.labels("upload").inc(len(chunk))
                 yield chunk
 
     async def __call__(self):
@@ -125,6 +128,13 @@ async def in_thread(produce: Iterator[bytes], depth: int = 4) -> AsyncIterator[b
         stop.set()
         while not queue.empty():
             queue.get_nowait()  # frees a producer waiting to put
+
+
+async def counted_download(chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    """``chunks`` as they are sent, counted for operators (rosetta.core.metrics)."""
+    async for chunk in chunks:
+        metrics.STORAGE_BYTES.labels("download").inc(len(chunk))
+        yield chunk
 
 
 def from_async(chunks: AsyncIterator[bytes], loop: asyncio.AbstractEventLoop) -> Iterator[bytes]:

@@ -7,6 +7,7 @@ class TasksConfig(AppConfig):
 
     def ready(self) -> None:
         from rosetta.accounts.signals import user_deactivated
+        from rosetta.tasks import records  # noqa: F401 -- a deleted task's record is kept (its receiver)
         from rosetta.tasks.services import stop_tasks_of
 
         def stop_their_tasks(sender, user, **kwargs) -> int:

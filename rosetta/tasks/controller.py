@@ -47,7 +47,7 @@ from rosetta.computing.errors import AccountRefused, ComputingError
 from rosetta.computing.instance import instance_id
 from rosetta.computing.models import Resource, of_other_machines
 from rosetta.computing.schedulers.base import Scheduler
-from rosetta.core import notify
+from rosetta.core import metrics, notify
 from rosetta.core.database import db  # all ORM work runs in Django's one sync thread
 from rosetta.registry import from_platform_registry
 from rosetta.storage.services import task_id_base
@@ -251,6 +251,7 @@ class BackendWorker:
                 log.exception("reconcile pass on %s was cancelled from inside", self.backend.description)
             except Exception:  # one bad pass must not end the worker
                 log.exception("reconcile pass on %s failed", self.backend.description)
+            metrics.PASS_SECONDS.observe(time.monotonic() - began)
             await asyncio.sleep(max(0.0, MIN_PASS_GAP - (time.monotonic() - began)))
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.woken.wait(), self.backend.poll_interval)
@@ -267,6 +268,8 @@ class BackendWorker:
                 self.backend.poll(self.controller.instance, [_ref(task) for task in tasks]), self.backend.poll_timeout
             )
         except (ComputingError, TimeoutError) as error:
+            for name in await db(_resource_names)(self.scopes):
+                metrics.POLL_ERRORS.labels(name).inc()
             await self._lost(tasks, error)
             return
         if not self.reachable:
@@ -375,13 +378,13 @@ class BackendWorker:
                 )
             case Act.TIMED_OUT:
                 reason = f"The interface did not answer within {self.timeouts.start:g} s; the container was removed."
-                await self._end_as(task, Phase.FAILED, reason, grace=2)
+                await self._end_as(task, Phase.FAILED, reason, grace=2, cause="start_timeout")
             case Act.STOP_TIMED_OUT:
                 reason = (
                     f"The container could not be removed within {self.timeouts.stop:g} s; "
                     "Rosetta keeps trying in the background."
                 )
-                await db(task.transition)(Phase.FAILED, reason)
+                await db(task.transition)(Phase.FAILED, reason, cause="stop_timeout")
             case Act.CLEAN_UP:
                 await self._end(task, grace=0, log_lines=0)
             case Act.FORGET:
@@ -414,7 +417,9 @@ class BackendWorker:
     async def _start_failed(self, task: Task, error: ComputingError) -> None:
         resource = task.resource.name
         if not error.transient:
-            await db(task.transition)(Phase.FAILED, error.explain(resource), detail=error.detail)
+            await db(task.transition)(
+                Phase.FAILED, error.explain(resource), detail=error.detail, cause=metrics.cause_of(error)
+            )
             return
         now = time.monotonic()
         retry = self.retries.get(task.id) or Retry(first_at=now)
@@ -424,7 +429,7 @@ class BackendWorker:
                 f"Could not start on {resource}: {error} Rosetta tried {retry.attempts + 1} times "
                 f"over {now - retry.first_at:.0f} s and gave up; start it again once {resource} works."
             )
-            await db(task.transition)(Phase.FAILED, reason, detail=error.detail)
+            await db(task.transition)(Phase.FAILED, reason, detail=error.detail, cause=metrics.cause_of(error))
             return
         delay = RETRY_DELAYS[min(retry.attempts, len(RETRY_DELAYS) - 1)]
         self.retries[task.id] = Retry(retry.first_at, retry.attempts + 1, now + delay)
@@ -684,6 +689,11 @@ def _container_spec(task: Task, instance: str) -> ContainerSpec:
 _IN_PLAY = Q(phase__in=ACTIVE_PHASE_NAMES) | Q(desired=Desired.DELETED.value)
 
 
+def _resource_names(scopes: set[Scope]) -> list[str]:
+    resources = Resource.objects.filter(pk__in={resource_id for resource_id, _ in scopes})
+    return list(resources.values_list("name", flat=True))
+
+
 def _tasks_on(scopes: set[Scope]) -> list[Task]:
     where = Q(pk__in=[])
     for resource_id, owner_id in scopes:
@@ -714,7 +724,8 @@ def _refused(resource: Resource, owner, error: AccountRefused) -> None:
             _delete_if_requested(task.id)
         elif task.phase_enum is Phase.CREATED and not task.backend_state:
             if task.desired == Desired.RUNNING.value:
-                task.transition(Phase.FAILED, error.explain(resource.name), detail=error.detail)
+                said = error.explain(resource.name)
+                task.transition(Phase.FAILED, said, detail=error.detail, cause="account_refused")
             elif task.transition(Phase.STOPPED, NEVER_LAUNCHED):
                 _delete_if_requested(task.id)
         else:

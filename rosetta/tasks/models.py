@@ -9,7 +9,7 @@ from django.utils import timezone
 
 from rosetta.catalog.models import Software
 from rosetta.computing.models import Resource
-from rosetta.core import notify
+from rosetta.core import metrics, notify
 from rosetta.tasks.phases import FINAL_PHASE_NAMES, Desired, Phase, check_transition
 
 log = logging.getLogger(__name__)
@@ -144,9 +144,10 @@ class Task(models.Model):
 
     # -- the controller's writes, each conditional on the revision it decided from ------------
 
-    def transition(self, phase: Phase, reason: str, *, detail: str = "", **fields) -> bool:
+    def transition(self, phase: Phase, reason: str, *, detail: str = "", cause: str = "", **fields) -> bool:
         """Move to ``phase`` with a human reason, and an event saying so. False, and nothing
-        written, when the row has changed (or gone) since this copy was read."""
+        written, when the row has changed (or gone) since this copy was read. ``cause``: a
+        failure's short name, for operators' numbers (rosetta.core.metrics)."""
         check_transition(self.phase_enum, phase)
         now = timezone.now()
         values = {"phase": phase.value, "phase_since": now, **fields}
@@ -157,6 +158,12 @@ class Task(models.Model):
         if not self._write(values, event=(phase.value, reason, detail)):
             return False
         log.info("task %s: %s (%s)", self.pk, phase.value, reason)
+        if "started" in values:  # its interface answered for the first time
+            resource = self.resource.name
+            metrics.TASK_STARTS.labels(resource).inc()
+            metrics.START_SECONDS.labels(resource).observe(max(0.0, (now - self.created).total_seconds()))
+        elif phase is Phase.FAILED:
+            metrics.TASK_FAILURES.labels(self.resource.name, cause or "other").inc()
         return True
 
     def observe(self, reason: str = "", detail: str = "", **fields) -> bool:
@@ -220,3 +227,62 @@ class TaskEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.time:%H:%M:%S} {self.phase}: {self.reason}"
+
+
+class Quota(models.Model):
+    """What a user, or a group's members together, may use at once on a resource (or on all of
+    them): tasks, CPUs and memory of their active tasks. Empty limits do not limit."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.CASCADE)
+    group = models.ForeignKey("auth.Group", null=True, blank=True, on_delete=models.CASCADE)
+    resource = models.ForeignKey(
+        Resource, null=True, blank=True, on_delete=models.CASCADE, help_text="Empty: all resources together."
+    )
+    max_tasks = models.PositiveIntegerField(null=True, blank=True)
+    max_cpus = models.FloatField(null=True, blank=True)
+    max_memory_mb = models.PositiveIntegerField(null=True, blank=True)
+
+    class Meta:
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(user__isnull=False, group__isnull=True)
+                | models.Q(user__isnull=True, group__isnull=False),
+                name="quota_for_a_user_or_a_group",
+            ),
+            *(
+                models.UniqueConstraint(
+                    fields=[who, *(["resource"] if per_resource else [])],
+                    condition=models.Q(**{f"{who}__isnull": False, "resource__isnull": not per_resource}),
+                    name=f"one_quota_per_{who}_{'and_resource' if per_resource else 'everywhere'}",
+                )
+                for who in ("user", "group")
+                for per_resource in (True, False)
+            ),
+        ]
+
+    @property
+    def holder(self) -> str:
+        return f"user {self.user.get_username()}" if self.user_id else f"group {self.group.name}"
+
+    @property
+    def where(self) -> str:
+        return f"on {self.resource.name}" if self.resource_id else "on all resources"
+
+    def __str__(self) -> str:
+        return f"quota of {self.holder} {self.where}"
+
+
+class TaskRecord(models.Model):
+    """What a task ran, kept when the task is deleted from its owner's list (rosetta.tasks.records):
+    hidden from the list, not destroyed, until an operator purges it."""
+
+    id = models.CharField(primary_key=True, max_length=16, help_text="The task's id.")
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="task_records")
+    name = models.CharField(max_length=63)
+    created = models.DateTimeField(help_text="When the task was requested.")
+    kept = models.DateTimeField(auto_now_add=True, help_text="When the task was deleted and its record kept.")
+    document = models.JSONField()
+
+    class Meta:
+        ordering = ["-created"]
+        indexes = [models.Index(fields=["owner", "name", "-created"], name="record_owner_name")]

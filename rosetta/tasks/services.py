@@ -29,6 +29,7 @@ from rosetta.core.choices import choices_said
 from rosetta.core.errors import Conflict, NotFound
 from rosetta.core.validation import validate_env_vars, validate_task_name
 from rosetta.storage import services as storage_services
+from rosetta.tasks import quotas
 from rosetta.tasks.models import Task, TaskEvent
 from rosetta.tasks.phases import ACTIVE_PHASE_NAMES, FINAL_PHASE_NAMES, Desired, Phase
 
@@ -90,6 +91,7 @@ def start_task(user, request: TaskRequest) -> Task:
     if request.name is not None:
         validate_task_name(request.name)
     with transaction.atomic():
+        quotas.check_start(user, resource, request.cpus, request.memory_mb)  # counted one start at a time
         task = _create_with_unique_name(user, software, resource, request, asked)
         mounts = storage_services.attach(task, user, request.storages)
         mounted = f"; storages: {', '.join(map(storage_services.describe, mounts))}" if mounts else ""

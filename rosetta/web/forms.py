@@ -2,11 +2,14 @@
 rosetta.tasks.services stays the authority and re-checks everything."""
 
 from django import forms
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Group
 from django.contrib.auth.validators import UnicodeUsernameValidator
 from django.core.exceptions import ValidationError
 from django.db.models import Q
 
 from rosetta.accounts.ssh_keys import MAX_KEY_TEXT, MAX_NAME
+from rosetta.accounts.tokens import ADMIN, FILES, READ, SOFTWARE, TASKS, USER_SCOPES
 from rosetta.catalog.models import Software
 from rosetta.computing import kinds
 from rosetta.computing.contract import TASK_HOME
@@ -23,6 +26,7 @@ from rosetta.core.units import (
 from rosetta.core.validation import validate_env_name, validate_env_vars, validate_task_name
 from rosetta.storage.models import Storage
 from rosetta.storage.services import storages_of
+from rosetta.tasks import quotas
 from rosetta.tasks.services import TaskRequest, default_resource
 
 NAME_RULES = "1-63 letters, digits, '.', '_' or '-', starting with a letter or digit"
@@ -85,6 +89,12 @@ def describe_resource(resource: Resource) -> dict:
             **{f"data-{name.replace('_', '-')}-help": help_text for name, help_text in batch_help(resource).items()},
         })  # fmt: skip
     return described
+
+
+def quota_help(user, resource: Resource) -> str:
+    """The quotas a start there must fit, with what is in use now."""
+    standing = quotas.standing(user, resource)
+    return f"Your quotas: {'; '.join(standing)}." if standing else f"No quota limits you on {resource.name}."
 
 
 # -- batch schedulers: where a job runs and for how long -----------------------------------------
@@ -321,6 +331,11 @@ class TaskForm(forms.Form):
         if not self.initial.get("resource"):
             default = default_resource()
             self.initial["resource"] = default.name if default else None
+        self.user = user
+        self.fields["resource"].widget.describe = lambda resource: {
+            **describe_resource(resource),
+            "data-quota": quota_help(user, resource),
+        }
         self._show_limits()
 
     task_home = TASK_HOME
@@ -369,6 +384,7 @@ class TaskForm(forms.Form):
             for name, help_text in batch_help(resource).items():
                 self.fields[name].help_text = help_text
             self._offer_partitions(resource)
+        self.fields["resource"].help_text = quota_help(self.user, resource)
         cpus, memory = self.fields["cpus"], self.fields["memory_mb"]
         cpus.help_text = f"Up to {resource.max_cpus:g} on {resource.name}."
         cpus.widget.attrs["max"] = f"{resource.max_cpus:g}"
@@ -472,6 +488,19 @@ class TokenForm(forms.Form):
     expires_in_days = forms.TypedChoiceField(
         choices=EXPIRY_CHOICES, coerce=int, empty_value=None, required=False, label="Expires"
     )
+    scopes = forms.MultipleChoiceField(
+        choices=[(READ, "read"), (TASKS, "tasks"), (FILES, "files"), (SOFTWARE, "software")],
+        initial=list(USER_SCOPES),
+        widget=forms.CheckboxSelectMultiple,
+        label="May",
+        help_text="read: look at everything; tasks: start, stop and open tasks; files: change files; "
+        "software: add and build software.",
+    )
+
+    def __init__(self, *args, staff: bool = False, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        if staff:  # staff powers through a token only when asked for
+            self.fields["scopes"].choices = [*self.fields["scopes"].choices, (ADMIN, "admin (staff powers)")]
 
 
 class NewUserForm(forms.Form):
@@ -558,3 +587,42 @@ def option_fields(schema: type[kinds.Options], whose: str, current: dict) -> dic
         else:
             fields[name] = forms.CharField(max_length=1000, **common)
     return fields
+
+
+class QuotaForm(forms.Form):
+    """A quota as staff set it: for a user or a group, on a resource or all of them."""
+
+    holder = forms.CharField(max_length=150, label="User or group", help_text="A user's name, or group:NAME.")
+    resource = forms.ModelChoiceField(
+        queryset=Resource.objects.all(), to_field_name="name", required=False, empty_label="All resources together"
+    )
+    max_tasks = forms.IntegerField(min_value=0, required=False, label="Tasks")
+    max_cpus = forms.FloatField(min_value=0, required=False, label="CPUs")
+    memory = forms.CharField(required=False, max_length=16, label="Memory", help_text=MEMORY_EXAMPLES)
+
+    def clean_memory(self):
+        value = self.cleaned_data["memory"].strip()
+        if not value:
+            return None
+        try:
+            return parse_memory_mb(value)
+        except ValueError as error:
+            raise forms.ValidationError(str(error)) from None
+
+    def clean_holder(self):
+        text = self.cleaned_data["holder"].strip()
+        if text.startswith("group:"):
+            group = Group.objects.filter(name=text.removeprefix("group:")).first()
+            if group is None:
+                raise forms.ValidationError(f"There is no group called {text.removeprefix('group:')!r}.")
+            return {"group": group}
+        user = get_user_model().objects.filter(username=text).first()
+        if user is None:
+            raise forms.ValidationError(f"There is no user called {text!r} (a group: group:NAME).")
+        return {"user": user}
+
+    def clean(self):
+        cleaned = super().clean()
+        if all(cleaned.get(name) is None for name in ("max_tasks", "max_cpus", "memory")) and not self.errors:
+            raise forms.ValidationError("Give at least one limit: tasks, CPUs or memory.")
+        return cleaned

@@ -1,18 +1,25 @@
 """Pages for staff to run the place without a shell: users (list, create, deactivate,
-reactivate, reset a password). Every task across users is on the task list, which staff see whole."""
+reactivate, reset a password), quotas, and usage. Every task across users is on the task list, which staff see whole."""
+
+import csv
+from datetime import timedelta
 
 from django.contrib import messages
 from django.contrib.auth import get_user_model
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import ValidationError
 from django.db.models import Count, Q
+from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
 
 from rosetta.accounts import services as account_services
 from rosetta.core.errors import Conflict
+from rosetta.tasks import quotas, usage
+from rosetta.tasks.models import Quota
 from rosetta.tasks.phases import FINAL_PHASE_NAMES
-from rosetta.web.forms import NewUserForm
+from rosetta.web.forms import NewUserForm, QuotaForm
 from rosetta.web.resources import _staff_only
 
 NEW_USER = "new-user"  # session key: a new user's first secrets, until the page that shows them once
@@ -97,3 +104,63 @@ def user_reset_password(request, user_id: int):
     # Shown by the page this redirects to, once.
     request.session["new-password"] = {"username": user.get_username(), "password": password}
     return redirect("users")
+
+
+@login_required
+@require_GET
+def quota_list(request):
+    _staff_only(request)
+    return _render_quotas(request, QuotaForm())
+
+
+def _render_quotas(request, form: QuotaForm, status: int = 200):
+    rows = [(quota, quotas.said(quota, quotas.usage_of(quota)))
+            for quota in Quota.objects.select_related("user", "group", "resource").order_by("pk")]  # fmt: skip
+    return render(request, "web/quotas.html", {"quotas": rows, "form": form, "section": "quotas"}, status=status)
+
+
+@login_required
+@require_POST
+def quota_set(request):
+    _staff_only(request)
+    form = QuotaForm(request.POST)
+    if not form.is_valid():
+        return _render_quotas(request, form, status=400)
+    data = form.cleaned_data
+    quota = quotas.set_quota(**data["holder"], resource=data["resource"], tasks=data["max_tasks"],
+                             cpus=data["max_cpus"], memory_mb=data["memory"])  # fmt: skip
+    messages.success(request, f"The {quota} is set: {quotas.said(quota, quotas.usage_of(quota))}.")
+    return redirect("quotas")
+
+
+@login_required
+@require_POST
+def quota_remove(request, quota_id: int):
+    _staff_only(request)
+    quota = get_object_or_404(Quota.objects.select_related("user", "group", "resource"), pk=quota_id)
+    quota.delete()
+    messages.success(request, f"The {quota} was removed.")
+    return redirect("quotas")
+
+
+USAGE_PERIODS = (7, 30, 90, 365)
+
+
+@login_required
+@require_GET
+def usage_report(request):
+    """CPU-hours and memory-hours by user, group or resource over a period (`rosetta usage`)."""
+    _staff_only(request)
+    by = request.GET.get("by", "user") if request.GET.get("by") in usage.BY else "user"
+    days = int(request.GET["days"]) if request.GET.get("days") in {str(d) for d in USAGE_PERIODS} else 30
+    used = usage.usage(timezone.now() - timedelta(days=days), by)
+    if request.GET.get("format") == "csv":
+        response = HttpResponse(content_type="text/csv; charset=utf-8")
+        response["Content-Disposition"] = f'attachment; filename="rosetta-usage-{by}-{days}d.csv"'
+        writer = csv.writer(response)
+        writer.writerow([by, "tasks", "hours", "cpu_hours", "memory_gib_hours"])
+        for key, use in used.items():
+            writer.writerow([key, use.tasks, f"{use.hours:.2f}", f"{use.cpu_hours:.2f}", f"{use.memory_gib_hours:.2f}"])
+        return response
+    context = {"used": used, "by": by, "days": days, "periods": USAGE_PERIODS, "kinds": usage.BY, "section": "usage"}
+    return render(request, "web/usage.html", context)

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from rosetta.web import catalog, files, resources, staff, views
+from rosetta.web import catalog, files, metrics, resources, staff, views
 
 urlpatterns = [
     path("", views.home, name="home"),
@@ -27,7 +27,12 @@ urlpatterns = [
     path("resources/<slug:name>/check", resources.resource_check, name="resource-check"),
     path("resources/<slug:name>/toggle", resources.resource_toggle, name="resource-toggle"),
     path("account/remote-username", resources.remote_username, name="remote-username"),
+    path("metrics", metrics.metrics, name="metrics"),
     path("users/", staff.user_list, name="users"),
+    path("quotas/", staff.quota_list, name="quotas"),
+    path("usage/", staff.usage_report, name="usage"),
+    path("quotas/set", staff.quota_set, name="quota-set"),
+    path("quotas/<int:quota_id>/remove", staff.quota_remove, name="quota-remove"),
     path("users/new", staff.user_create, name="user-create"),
     path("users/<int:user_id>/toggle", staff.user_toggle, name="user-toggle"),
     path("users/<int:user_id>/reset-password", staff.user_reset_password, name="user-reset-password"),

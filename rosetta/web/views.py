@@ -30,6 +30,8 @@ from rosetta.gateway.ssh_access import door_info, ssh_access, ssh_config
 from rosetta.storage.services import home_mount, what_is_kept
 from rosetta.tasks import services
 from rosetta.tasks.models import Task
+from rosetta.tasks.quotas import OverQuota
+from rosetta.tasks.records import record_of
 from rosetta.web import throttle
 from rosetta.web.forms import SSHKeyForm, TaskForm, TokenForm
 
@@ -199,6 +201,8 @@ def _start_task(request, form: TaskForm) -> Task | None:
         return services.start_task(request.user, form.task_request())
     except AccountRefused as error:  # a Conflict, but not of the task's name
         form.add_error(None, str(error))
+    except OverQuota as error:
+        form.add_error("resource", str(error))
     except Conflict as error:
         form.add_error("name", str(error))
     except NotFound as error:
@@ -216,7 +220,7 @@ def task_detail(request, task_id: str):
     ssh = ssh_access(task)
     host_key = services.ssh_host_key_fingerprint(task) if ssh else None
     context = {"task": task, "events": task.events.all(), "ssh": ssh, "host_key": host_key, "mounts": mounts,
-               "home": home_mount(mounts), "kept": what_is_kept(mounts)}  # fmt: skip
+               "home": home_mount(mounts), "kept": what_is_kept(mounts), "record": record_of(task)}  # fmt: skip
     return render(request, "web/task_detail.html", context)
 
 
@@ -321,19 +325,19 @@ NEW_SECRET = "new-token-secret"  # session key: a token's secret, until the page
 @login_required
 @require_GET
 def account(request):
-    return _render_account(request, TokenForm(), new_secret=request.session.pop(NEW_SECRET, None))
+    form = TokenForm(staff=request.user.is_staff)
+    return _render_account(request, form, new_secret=request.session.pop(NEW_SECRET, None))
 
 
 @login_required
 @require_POST
 def token_create(request):
-    form = TokenForm(request.POST)
+    form = TokenForm(request.POST, staff=request.user.is_staff)
     if not form.is_valid():
         return _render_account(request, form, status=400)
+    name, days, scopes = (form.cleaned_data[field] for field in ("name", "expires_in_days", "scopes"))
     try:
-        token, secret = account_services.create_token(
-            request.user, form.cleaned_data["name"], form.cleaned_data["expires_in_days"]
-        )
+        token, secret = account_services.create_token(request.user, name, days, scopes)
     except Conflict as error:
         form.add_error("name", str(error))
         return _render_account(request, form, status=400)

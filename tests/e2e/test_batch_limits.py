@@ -151,7 +151,7 @@ def test_the_form_offers_partition_and_time_with_their_limits(cluster, page):  #
     page.get_by_label("Time limit").fill("45m")
     page.get_by_role("button", name="Start task").click()
     expect(page.locator("h1")).to_contain_text("batch-form")
-    expect(page.locator(".facts")).to_contain_text("partition debug · 45 min")
+    expect(page.locator(".facts").first).to_contain_text("partition debug · 45 min")
     task = task_of(api)("batch-form")
     assert (task["resource"], task["partition"], task["time_limit_minutes"]) == (SLURM, "debug", 45)
     # batch-form runs on: test_running_jobs_show_their_node_and_time_left

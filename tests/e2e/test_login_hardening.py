@@ -69,7 +69,10 @@ def test_anonymous_visits_create_no_session_and_login_still_works(own_platform):
         # Signed in, forms carry the session's secret: the page's own forms work.
         token = FORM_TOKEN.search(page.text).group(1)
         assert (
-            browser.post("/account/tokens/", data={"name": "laptop", "csrfmiddlewaretoken": token}).status_code == 302
+            browser.post(
+                "/account/tokens/", data={"name": "laptop", "scopes": "read", "csrfmiddlewaretoken": token}
+            ).status_code
+            == 302
         )
         assert browser.post("/logout/", data={"csrfmiddlewaretoken": token}).status_code == 302
     assert sessions(platform) == before

@@ -6,7 +6,7 @@ for tests that stop, restart or replace gateway processes.
     python -m tests.integration.gateway_process supervise --route ... --port N [--used-tokens FILE]
 
 ``serve`` runs one gateway (SIGTERM drains it, as ``rosetta gateway``); ``supervise`` holds the
-listening socket and runs the gateway under ``rosetta.cli.supervisor`` as ``rosetta run``
+listening socket and runs the gateway under ``rosetta.processes.supervisor`` as ``rosetta run``
 does, so SIGHUP replaces it. Every route belongs to user 1 (epoch 0), who holds the cookies
 ``tests.integration.gateway_support.access_cookie`` makes.
 """
@@ -18,9 +18,9 @@ import logging
 import sys
 from pathlib import Path
 
-from rosetta.cli.supervisor import Supervisor, report_ready
 from rosetta.gateway.proxy import GatewayConfig, inherited_sockets, listening_sockets, run_gateway
 from rosetta.gateway.routes import Route, RouteTable
+from rosetta.processes.supervisor import Supervisor, report_ready
 from tests.integration.gateway_support import KEY, OWNER, PUBLIC_URL
 
 

@@ -9,7 +9,8 @@ import time
 import pytest
 from django.contrib.auth import get_user_model
 
-from rosetta.catalog import builder, services
+from rosetta.builds import limits, registration, sandbox, worker
+from rosetta.catalog import services
 from rosetta.catalog.built_images import built_image_name
 from rosetta.catalog.models import BuildState, Software
 from rosetta.computing.engines.podman import local_containers_conf
@@ -34,10 +35,10 @@ def test_an_image_over_the_size_limit_is_built_but_not_added(monkeypatch):
     build = services.request_build(  # FROM by digest, as the catalogue shows it
         owner, name="too-big", version="1", containerfile=f"FROM localhost/rosetta/hello@{digest}\nENV A=1\n"
     )
-    monkeypatch.setattr(builder, "MAX_IMAGE_MB", 0)
-    claimed = builder.claim_next()
+    monkeypatch.setattr(limits, "MAX_IMAGE_MB", 0)
+    claimed = worker.claim_next()
     assert claimed.pk == build.pk and claimed.state == BuildState.BUILDING
-    builder.run_build(claimed)
+    worker.run_build(claimed)
 
     build.refresh_from_db()
     assert build.state == BuildState.FAILED and "at most 0 MiB are allowed" in build.reason
@@ -51,15 +52,15 @@ def test_a_build_over_its_time_limit_is_stopped_with_its_container(monkeypatch):
     build = services.request_build(
         owner, name="slow", version="1", containerfile="FROM localhost/rosetta/hello\nRUN echo started; sleep 600\n"
     )
-    monkeypatch.setattr(builder, "BUILD_TIMEOUT", 5)
+    monkeypatch.setattr(limits, "BUILD_TIMEOUT", 5)
     try:
-        builder.run_build(builder.claim_next())
+        worker.run_build(worker.claim_next())
     finally:
-        builder.remove_builder_network()
+        sandbox.remove_builder_network()
     build.refresh_from_db()
     assert build.state == BuildState.FAILED and "took longer than" in build.reason
     assert "started" in build.log
-    assert podman("container", "exists", builder.container_name(build)).returncode == 1  # not left running
+    assert podman("container", "exists", sandbox.container_name(build)).returncode == 1  # not left running
     assert not image_exists(build.image)
 
 
@@ -68,12 +69,12 @@ def test_a_build_that_fills_its_disk_is_stopped_at_once_and_leaves_nothing(monke
     build = services.request_build(owner, name="filler", version="1", containerfile=(
         "FROM localhost/rosetta/hello\nRUN echo writing && dd if=/dev/zero of=/tmp/big bs=1M count=1024\n"
     ))  # fmt: skip
-    monkeypatch.setattr(builder, "MAX_DISK_MB", 64)
+    monkeypatch.setattr(limits, "MAX_DISK_MB", 64)
     started = time.monotonic()
     try:
-        builder.run_build(builder.claim_next())
+        worker.run_build(worker.claim_next())
     finally:
-        builder.remove_builder_network()
+        sandbox.remove_builder_network()
     took = time.monotonic() - started
     build.refresh_from_db()
     assert build.state == BuildState.FAILED, build.log
@@ -83,7 +84,7 @@ def test_a_build_that_fills_its_disk_is_stopped_at_once_and_leaves_nothing(monke
     assert "COMMIT" not in build.log and "Successfully tagged" not in build.log and took < 60
     # Nothing is left: no image, no container, no directory or disk file, nothing mounted.
     assert not image_exists(build.image)
-    assert podman("container", "exists", builder.container_name(build)).returncode == 1
+    assert podman("container", "exists", sandbox.container_name(build)).returncode == 1
     assert not any((home() / "builds").iterdir())
     with open("/proc/self/mountinfo") as mounts:
         assert str(home() / "builds") not in mounts.read()
@@ -95,11 +96,11 @@ def test_a_build_log_names_no_path_of_this_machine():
         "FROM localhost/rosetta/hello\nRUN cat /proc/1/mountinfo\n"  # its container's mounts, sources included
     ))  # fmt: skip
     try:
-        builder.run_build(builder.claim_next())
+        worker.run_build(worker.claim_next())
     finally:
-        builder.remove_builder_network()
+        sandbox.remove_builder_network()
     build.refresh_from_db()
-    builder._remove_image(build.image)
+    registration.remove_image(build.image)
     assert build.state == BuildState.SUCCEEDED, build.reason
     assert " /images/0 /images/0 " in build.log  # the image it uses, named as its container names it
     assert str(home()) not in build.log
@@ -111,15 +112,15 @@ def test_a_build_log_names_no_path_of_this_machine():
 def test_a_build_left_half_way_fails_when_the_builder_starts_again():
     owner = get_user_model().objects.create_user("builder-test")
     build = services.request_build(owner, name="cut", version="1", containerfile="FROM localhost/rosetta/hello\n")
-    builder.claim_next()
+    worker.claim_next()
     # Its container outlived the killed builder (podman's client died with it, not the container).
     left = podman(
-        "run", "--detach", "--label", f"{builder.BUILDER_LABEL}={instance_id()}", "localhost/rosetta/hello"
+        "run", "--detach", "--label", f"{sandbox.BUILDER_LABEL}={instance_id()}", "localhost/rosetta/hello"
     ).stdout.strip()
-    builder.fail_interrupted()
+    worker.fail_interrupted()
     build.refresh_from_db()
     assert build.state == BuildState.FAILED and "builder stopped during this build" in build.reason
-    assert builder.claim_next() is None
+    assert worker.claim_next() is None
     assert podman("container", "exists", left).returncode == 1
 
 
@@ -131,7 +132,7 @@ def test_a_build_from_an_image_no_longer_shared_fails_before_anything_runs():
     build = services.request_build(bob, name="mine", version="1", containerfile=f"FROM {image}\nRUN echo ran\n")
     entry.visibility = "private"  # Alice stops sharing it while Bob's build waits
     entry.save()
-    builder.run_build(builder.claim_next())
+    worker.run_build(worker.claim_next())
     build.refresh_from_db()
     assert build.state == BuildState.FAILED
     assert build.reason == f"Line 1: {image} is not an image you can use: images built here from users' " + (

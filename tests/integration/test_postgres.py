@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.checks import burst_of_starts
 from tests.instance import Platform, free_port
 
 TESTBED = Path(__file__).resolve().parents[2] / "testbed" / "postgres.sh"
@@ -49,6 +50,24 @@ def test_task_lifecycle_on_postgresql(tmp_path, postgres_url):
             check=True,
         ).stdout
         assert rows.strip() == "on-postgres|stopped"
+    finally:
+        platform.stop()
+
+
+def test_a_burst_of_starts_stops_exactly_at_the_quota_on_postgresql(tmp_path, postgres_url):
+    """PostgreSQL runs concurrent transactions side by side (SQLite's take turns): the quotas a
+    start must fit are locked in its transaction, so 40 starts at once against a quota of 5 give 5."""
+    platform = Platform(tmp_path / "rosetta", settings={"ROSETTA_DATABASE_URL": postgres_url})
+    try:
+        platform.set_up()
+        platform.start(separately=True)
+        token = platform.create_user("hedy")
+        platform.rosetta("quotas", "set", "--user", "hedy", "--tasks", "5")
+        statuses = burst_of_starts(platform, token, 40, cpus=0.1, memory_mb=32)
+        assert statuses.count(201) == 5 and statuses.count(409) == 35, statuses
+        with platform.api(token) as api:
+            for task in platform.list_tasks(api, phase="active"):
+                api.post(f"/api/tasks/{task['id']}/stop")
     finally:
         platform.stop()
 

@@ -245,7 +245,8 @@ def test_open_an_ended_task_says_it_is_not_running(client, alice, software, reso
 
 
 def test_api_token_is_shown_once_and_stored_as_digest(client, alice):
-    created = client.post(reverse("token-create"), {"name": "laptop"})
+    assert client.post(reverse("token-create"), {"name": "laptop"}).status_code == 400  # no scope ticked
+    created = client.post(reverse("token-create"), {"name": "laptop", "scopes": ["tasks", "read"]})
     assert created.status_code == 302 and created["Location"] == reverse("account")  # a reload mints nothing
     response = client.get(reverse("account"))
     assert response.status_code == 200
@@ -255,7 +256,9 @@ def test_api_token_is_shown_once_and_stored_as_digest(client, alice):
     assert response.content.decode().count(secret) == 1
 
     token = ApiToken.objects.get(user=alice)
-    assert token.name == "laptop"
+    assert token.name == "laptop" and token.scopes == "read tasks"
+    assert "<td>read tasks</td>" in response.content.decode()
+    assert 'value="admin"' not in response.content.decode()  # staff powers are offered to staff only
     assert token.digest == hashlib.sha256(secret.encode()).hexdigest()
     assert secret not in {token.name, token.digest, token.hint}
 
@@ -269,10 +272,13 @@ def test_token_names_are_unique_and_tokens_may_expire(client, alice):
 
     from django.utils import timezone
 
-    assert client.post(reverse("token-create"), {"name": "ci", "expires_in_days": "7"}).status_code == 302
+    assert (
+        client.post(reverse("token-create"), {"name": "ci", "expires_in_days": "7", "scopes": ["read"]}).status_code
+        == 302
+    )
     token = ApiToken.objects.get(user=alice, name="ci")
     assert timedelta(days=6, hours=23) < token.expires - timezone.now() <= timedelta(days=7)
-    again = client.post(reverse("token-create"), {"name": "ci"})
+    again = client.post(reverse("token-create"), {"name": "ci", "scopes": ["read"]})
     assert again.status_code == 400 and "already have a token called" in again.content.decode()
     assert ApiToken.objects.filter(user=alice).count() == 1
     # An expired token opens nothing, and says so.

@@ -3,7 +3,7 @@
 import pytest
 from django.core.exceptions import ValidationError
 
-from rosetta.catalog.builder import _plain
+from rosetta.builds.commands import plain_error
 from rosetta.catalog.containerfile import check_containerfile, logical_lines
 
 
@@ -98,7 +98,7 @@ def test_podman_errors_are_said_for_a_person():
         'Error: building at STEP "COPY results.txt /srv/www/": checking on sources under "/x": '
         'copier: stat: "/results.txt": no such file or directory'
     )
-    assert _plain(error).startswith('The build failed at STEP "COPY results.txt /srv/www/": checking on sources')
-    assert _plain('Error: building at STEP "RUN false": while running runtime: exit status 1') == (
+    assert plain_error(error).startswith('The build failed at STEP "COPY results.txt /srv/www/": checking on sources')
+    assert plain_error('Error: building at STEP "RUN false": while running runtime: exit status 1') == (
         'The build failed at STEP "RUN false": exit status 1'
     )

@@ -4,8 +4,8 @@ import configparser
 import shlex
 from pathlib import Path
 
-from rosetta.cli.server import run
 from rosetta.gateway.terminator import TerminatorSite, nginx_config
+from rosetta.processes.run import command as run
 
 SYSTEMD = Path(__file__).resolve().parents[2] / "deploy" / "systemd"
 

@@ -9,7 +9,9 @@ from pathlib import Path
 import rosetta
 
 ROOT = Path(rosetta.__file__).parent
-LAYERS = ["core", "accounts", "computing", "registry", "catalog", "storage", "tasks", "gateway"]
+# builds: users' images are built from the catalogue's requests and recorded in it (above catalog).
+# processes: each long-running process's entry, started from one table; above all it starts, below the CLI.
+LAYERS = ["core", "accounts", "computing", "registry", "catalog", "builds", "storage", "tasks", "gateway", "processes"]
 TOP = {"api", "web", "cli"}  # the entry points: above everything, and independent of each other
 
 

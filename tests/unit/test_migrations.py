@@ -78,8 +78,8 @@ def test_slurm_columns_become_the_scheduler_s_options_of_resources_and_tasks():
     from django.db import connection
     from django.db.migrations.executor import MigrationExecutor
 
-    before = [("computing", "0005_machines"), ("tasks", "0006_task_list_indexes")]
-    after = [("computing", "0006_kind_options"), ("tasks", "0007_scheduler_options")]
+    before = [("computing", "0005_machines"), ("tasks", "0008_task_records")]
+    after = [("computing", "0006_kind_options"), ("tasks", "0009_scheduler_options")]
     executor = MigrationExecutor(connection)
     executor.migrate(before)
     apps = executor.loader.project_state(before).apps

@@ -526,6 +526,8 @@
       if (description && chosenSoftware) description.textContent = chosenSoftware.dataset.description || "";
       const chosen = resource && resource.selectedOptions[0];
       if (!chosen || !chosen.dataset.maxCpus) return;
+      const resourceHelp = helpOf(resource);
+      if (resourceHelp) resourceHelp.textContent = chosen.dataset.quota || "";
       cpus.max = chosen.dataset.maxCpus;
       const cpusHelp = helpOf(cpus);
       if (cpusHelp) cpusHelp.textContent = "Up to " + chosen.dataset.maxCpus + " on " + chosen.value + ".";

@@ -24,7 +24,7 @@ def options_to_columns(apps, schema_editor):
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('tasks', '0006_task_list_indexes'),
+        ('tasks', '0008_task_records'),
     ]
 
     operations = [
