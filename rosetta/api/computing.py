@@ -14,7 +14,7 @@ from ninja.errors import HttpError
 from pydantic import Field
 
 from rosetta.api.schemas import InSchema, Message
-from rosetta.computing import remote_names, services
+from rosetta.computing import kinds, remote_names, services
 from rosetta.computing.models import Resource, SSHIdentity
 from rosetta.core.errors import NotFound
 
@@ -41,8 +41,9 @@ class ResourceOut(Schema):
     max_cpus: float
     max_memory_mb: int
     enabled: bool
-    partition: str = Field(..., description="The partition tasks get when they name none (Slurm).")
-    time_limit_minutes: int = Field(..., description="The time limit tasks get when they name none (Slurm).")
+    partition: str = Field(..., description="The partition tasks get when they name none (batch schedulers).")
+    time_limit_minutes: int = Field(..., description="The time limit tasks get when they name none (batch schedulers).")
+    scheduler_options: dict = Field(..., description="The scheduler kind's options: the defaults of tasks there.")
     partitions: list[PartitionOut] = Field(..., description="What the last check found (Slurm).")
     per_user: bool = Field(..., description="Tasks run as their owner's own account there (see /me/ssh-key).")
     default: bool = Field(..., description="Where tasks that name no resource run.")
@@ -64,6 +65,14 @@ class ResourceOut(Schema):
         return default is not None and default.pk == resource.pk
 
     @staticmethod
+    def resolve_partition(resource) -> str:
+        return resource.scheduler_options.get("partition", "")
+
+    @staticmethod
+    def resolve_time_limit_minutes(resource) -> int:
+        return resource.scheduler_options.get("time_limit_minutes", 0)
+
+    @staticmethod
     def resolve_partitions(resource) -> list:
         return resource.facts.get("partitions", [])
 
@@ -76,6 +85,8 @@ class ResourceDetailOut(ResourceOut):
     work_dir: str
     task_outbound: bool
     pull_policy: str
+    transport_options: dict
+    engine_options: dict
     host_keys: list[str]
     facts: dict
 
@@ -87,9 +98,13 @@ class ResourceDetailOut(ResourceOut):
 class ResourceIn(InSchema):
     name: str = Field(..., max_length=64, pattern=r"^[a-z0-9][a-z0-9_-]*$")
     description: str = Field("", max_length=2000)
-    transport: Literal["local", "ssh"] = "local"
-    scheduler: Literal["none", "slurm"] = "none"
-    engine: Literal["podman", "docker", "apptainer"] = "podman"
+    # Kinds by name (built-in or installed plug-ins: GET /kinds), each with its options.
+    transport: str = Field("local", max_length=16)
+    scheduler: str = Field("none", max_length=16)
+    engine: str = Field("podman", max_length=16)
+    transport_options: dict | None = Field(None, description="The transport kind's options.")
+    scheduler_options: dict | None = Field(None, description="The scheduler kind's options (Slurm: partition...).")
+    engine_options: dict | None = Field(None, description="The engine kind's options.")
     host: str = Field("", max_length=255)
     port: int = Field(22, ge=1, le=65535)
     credentials: Literal["service", "user"] = "service"
@@ -99,8 +114,10 @@ class ResourceIn(InSchema):
     max_cpus: float = Field(2.0, gt=0)
     max_memory_mb: int = Field(4096, ge=16)
     task_outbound: bool = True
-    partition: str = Field("", max_length=64)
-    time_limit_minutes: int = Field(60, ge=1)
+    partition: str | None = Field(
+        None, max_length=64, description="A batch scheduler's option (as in scheduler_options)."
+    )
+    time_limit_minutes: int | None = Field(None, ge=1, description="A batch scheduler's option (minutes).")
     enabled: bool = False
 
 
@@ -111,6 +128,7 @@ class ResourceChange(InSchema):
     task_outbound: bool | None = None
     partition: str | None = Field(None, max_length=64)
     time_limit_minutes: int | None = Field(None, ge=1)
+    scheduler_options: dict | None = Field(None, description="The scheduler kind's options, all of them.")
     enabled: bool | None = None
     private_key: str | None = Field(None, max_length=16384)
 
@@ -158,6 +176,24 @@ def list_resources(request: HttpRequest):
     return resources if request.auth.is_staff else resources.filter(enabled=True)
 
 
+class KindOut(Schema):
+    role: str
+    name: str
+    label: str
+    options: dict = Field(..., description="The JSON schema of the kind's options.")
+    request: dict = Field(..., description="Schedulers: the JSON schema of what a task may ask.")
+
+
+@router.get("/kinds", response=list[KindOut])
+def list_kinds(request: HttpRequest):
+    """The kinds of transports, schedulers and engines resources compose here (plug-ins included)."""
+    return [
+        {"role": kind.role, "name": kind.name, "label": kind.label, "options": kind.options.model_json_schema(),
+         "request": kind.request.model_json_schema()}
+        for role in kinds.ROLES for kind in kinds.of(role)
+    ]  # fmt: skip
+
+
 @router.get("/resources/{name}", response={200: ResourceDetailOut, 403: Message, 404: Message})
 def show_resource(request: HttpRequest, name: str):
     _staff(request)
@@ -168,7 +204,7 @@ def show_resource(request: HttpRequest, name: str):
 def add_resource(request: HttpRequest, payload: ResourceIn):
     """Add a resource (staff). Then check it — and pin its host key — before enabling it."""
     _staff(request)
-    fields = payload.dict()
+    fields = {key: value for key, value in payload.dict().items() if value is not None}
     name, private_key = fields.pop("name"), fields.pop("private_key")
     return 201, services.save_resource(Resource(name=name), private_key=private_key or None, **fields)
 

@@ -65,6 +65,12 @@ class TaskIn(InSchema):
     environment: dict[str, str] = Field(default_factory=dict, description="Extra environment variables.")
     partition: str = Field("", max_length=64, description="Batch schedulers: the partition (default: the resource's).")
     time_limit_minutes: int = Field(0, ge=0, le=525600, description="Batch schedulers: minutes the task may run.")
+    options: dict[str, str | int] = Field(
+        default_factory=dict,
+        max_length=32,
+        description="Batch schedulers: what the task asks of the resource's scheduler, by the names of its kind's "
+        "options (Slurm: partition, time_limit_minutes, account, qos, gres); left out: the resource's own.",
+    )
     storages: list[Annotated[str, StringConstraints(max_length=320)]] | None = Field(
         None,
         max_length=32,
@@ -74,6 +80,13 @@ class TaskIn(InSchema):
             "home, kept from task to task; without one, the home is scratch space, lost when the task ends."
         ),
     )
+
+    def request_fields(self) -> dict:
+        """The fields of a TaskRequest: the batch fields of their own are options of the scheduler's too."""
+        fields = self.dict()
+        options = fields.pop("options")
+        batch = {name: fields.pop(name) for name in ("partition", "time_limit_minutes")}
+        return {**fields, "scheduler_options": {**options, **{name: value for name, value in batch.items() if value}}}
 
 
 class StopIn(InSchema):
@@ -143,6 +156,7 @@ class TaskOut(Schema):
     finished: datetime | None
     partition: str
     time_limit_minutes: int
+    options: dict = Field(..., description="What the task asked of its scheduler (its kind's options).")
     placement: Placement = Field(..., description="Where a batch scheduler has the task (empty elsewhere).")
     time_left_seconds: int | None = Field(
         None, description="Seconds before its batch job's time limit ends it, while it starts or runs (else null)."
@@ -181,6 +195,10 @@ class TaskOut(Schema):
     @staticmethod
     def resolve_time_left_seconds(task) -> int | None:
         return time_left(task)
+
+    @staticmethod
+    def resolve_options(task) -> dict:
+        return task.scheduler_options
 
     @staticmethod
     def resolve_placement(task) -> dict:

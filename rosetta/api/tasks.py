@@ -40,7 +40,7 @@ def start_task(request: HttpRequest, payload: TaskIn):
     with the same key answers with the task the first one created."""
 
     def start():
-        task = services.start_task(request.auth, services.TaskRequest(**payload.dict()))
+        task = services.start_task(request.auth, services.TaskRequest(**payload.request_fields()))
         return 201, TaskDetailOut.from_orm(task).model_dump(mode="json")
 
     return answer_once(request, start)

@@ -143,7 +143,7 @@ def image_for(software, resource) -> str:
     reason) when the copy failed, or when the platform runs no registry. Reads no database row:
     ``software`` is taken as the caller read it.
     """
-    if resource.transport == "local" or not is_local(software.image):
+    if resource.is_local or not is_local(software.image):
         return software.image
     if not registry_enabled():
         raise Refused(

@@ -165,7 +165,7 @@ def runs_on(software: Software, resource) -> tuple[bool, str]:
 
     if software.status == Status.RETIRED:
         return False, "retired"
-    if resource.transport == "local" or not is_local(software.image):
+    if resource.is_local or not is_local(software.image):
         return True, ""
     state = software.registry_state if software.registry_image == software.image else RegistryState.PENDING
     if state == RegistryState.PUSHED:

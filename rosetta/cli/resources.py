@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import re
 from pathlib import Path
@@ -42,37 +43,79 @@ def _save(resource, **fields) -> None:
         raise click.ClickException(" ".join(getattr(error, "messages", [str(error)]))) from None
 
 
-@resources_group.command("add")
+class WithKindOptions(click.Command):
+    """A command that takes, besides its own, an option per option of every installed kind (from
+    the kind's schema: --NAME VALUE, typed). The registry is read only when this command runs or
+    shows its help: other commands start without loading every kind."""
+
+    def get_params(self, ctx: click.Context) -> list[click.Parameter]:
+        return [*super().get_params(ctx), *_kind_options(frozenset(self._own_flags()))]
+
+    def _own_flags(self) -> set[str]:
+        return {flag for param in self.params for flag in getattr(param, "opts", [])}
+
+
+@functools.cache
+def _kind_options(taken: frozenset[str]) -> list[click.Option]:
+    from rosetta.computing import kinds
+
+    takers: dict[str, list] = {}  # option name -> [(kind, field)]
+    for role in kinds.ROLES:
+        for kind in kinds.of(role):
+            for name, info in kind.options.model_fields.items():
+                takers.setdefault(name, []).append((kind, info))
+    options = []
+    for name, found in takers.items():
+        kind, info = found[0]
+        extra = info.json_schema_extra if isinstance(info.json_schema_extra, dict) else {}
+        flag = "--" + str(extra.get("flag") or name.replace("_", "-"))
+        if flag in taken:
+            continue  # the command's own: this option stays reachable with --option NAME=VALUE
+        whose = ", ".join(kind.label for kind, _ in found)
+        kind_type = {int: click.INT, float: click.FLOAT, bool: click.BOOL}.get(info.annotation, click.STRING)
+        said = (info.description or name.replace("_", " ")).rstrip(".")
+        options.append(click.Option([flag, name], type=kind_type, help=f"{said} ({whose})."))
+    return options
+
+
+@resources_group.command("add", cls=WithKindOptions)
 @click.argument("name")
 @click.option("--ssh", "target", metavar="USER@HOST[:PORT]", help="Reached over SSH (the login node for Slurm).")
 @click.option("--key-file", type=click.Path(exists=True, dir_okay=False), help="The service account's private key.")
 @click.option("--per-user", is_flag=True, help="Each user runs as their own account there (with their own key).")
-@click.option("--scheduler", type=click.Choice(["none", "slurm"]), default="none", show_default=True)
+@click.option("--scheduler", default="none", show_default=True, help="A scheduler kind: none, slurm or a plug-in's.")
 @click.option(
     "--engine",
-    type=click.Choice(["podman", "docker", "apptainer"]),
     default="podman",
     show_default=True,
-    help="apptainer: inside Slurm jobs only.",
+    help="An engine kind: podman, docker, apptainer (inside batch jobs only) or a plug-in's.",
 )
 @click.option("--max-cpus", type=float, default=2.0, show_default=True)
 @click.option("--max-memory", "max_memory_mb", type=int, default=4096, show_default=True, help="MiB.")
-@click.option("--partition", default="", help="Slurm partition used when a task names none.")
-@click.option("--time-limit", "time_limit_minutes", type=int, default=60, show_default=True, help="Minutes (Slurm).")
+@click.option(
+    "--option", "options", multiple=True, metavar="NAME=VALUE", help="Any option of the resource's kinds (repeatable)."
+)
 @click.option("--work-dir", default=".rosetta", show_default=True, help="The platform's directory there.")
 @click.option("--description", default="")
 @click.option(
     "--node", default="", help="A local resource's machine (its ROSETTA_NODE) if not this one: only it runs the tasks."
 )
-def add(name, target, key_file, per_user, scheduler, engine, max_cpus, max_memory_mb, partition, time_limit_minutes,
-        work_dir, description, node):  # fmt: skip
-    """Add a resource; then `rosetta resources check NAME --pin` before users see it."""
+def add(name, target, key_file, per_user, scheduler, engine, max_cpus, max_memory_mb, options, work_dir, description,
+        node, **kind_options):  # fmt: skip
+    """Add a resource; then `rosetta resources check NAME --pin` before users see it. The options of
+    the resource's kinds (Slurm: --partition, --time-limit, --account, --qos, --gres) are listed below."""
     setup_django()
     from rosetta.computing.models import Resource
 
     fields = dict(description=description, scheduler=scheduler, engine=engine, max_cpus=max_cpus,
-                  max_memory_mb=max_memory_mb, partition=partition, time_limit_minutes=time_limit_minutes,
-                  work_dir=work_dir, node=node)  # fmt: skip
+                  max_memory_mb=max_memory_mb, work_dir=work_dir, node=node)  # fmt: skip
+    # Options of the resource's kinds (save_resource gives each to the kind whose schema has it).
+    fields.update({option: value for option, value in kind_options.items() if value is not None})
+    for option in options:
+        option_name, equals, value = option.partition("=")
+        if not equals:
+            raise click.BadParameter("expected NAME=VALUE", param_hint="--option")
+        fields[option_name.replace("-", "_")] = value
     if target:
         match = SSH_TARGET.match(target)
         if match is None:
@@ -158,7 +201,7 @@ def _described(resource) -> list[tuple[str, str | None]]:
 
     summary, facts = _summary(resource), resource.facts or {}
     default = default_resource()
-    batch = resource.scheduler != "none"
+    batch, scheduler_options = resource.is_batch, resource.scheduler_options
     return [
         ("name", resource.name + (" (default)" if default is not None and default.pk == resource.pk else "")),
         ("state", "enabled" if resource.enabled else "disabled"),
@@ -173,8 +216,18 @@ def _described(resource) -> list[tuple[str, str | None]]:
             "outbound",
             "tasks may connect to other machines" if resource.task_outbound else "tasks reach no other machine",
         ),
-        ("partition", (resource.partition or "(the cluster's default)") if batch else None),
-        ("time limit", f"{format_minutes(resource.time_limit_minutes)} (when a task names none)" if batch else None),
+        ("partition", (scheduler_options.get("partition") or "(the cluster's default)") if batch else None),
+        (
+            "time limit",
+            f"{format_minutes(scheduler_options.get('time_limit_minutes') or 0)} (when a task names none)"
+            if batch
+            else None,
+        ),
+        *(
+            (name, str(value))
+            for name, value in scheduler_options.items()
+            if value and name not in ("partition", "time_limit_minutes")
+        ),
         (
             "host keys",
             ", ".join(map(_fingerprint, resource.host_keys.splitlines())) or ("none pinned" if resource.host else None),
@@ -257,7 +310,10 @@ def _summary(resource, full: bool = False) -> dict:
         "max_memory_mb": resource.max_memory_mb,
     }
     if full:
-        summary.update(credentials=resource.credentials, work_dir=resource.work_dir, partition=resource.partition,
-                       time_limit_minutes=resource.time_limit_minutes, task_outbound=resource.task_outbound,
+        summary.update(credentials=resource.credentials, work_dir=resource.work_dir,
+                       partition=resource.scheduler_options.get("partition", ""),
+                       time_limit_minutes=resource.scheduler_options.get("time_limit_minutes", 0),
+                       transport_options=resource.transport_options, scheduler_options=resource.scheduler_options,
+                       engine_options=resource.engine_options, task_outbound=resource.task_outbound,
                        pinned_host_keys=resource.host_keys.splitlines(), facts=resource.facts)  # fmt: skip
     return summary

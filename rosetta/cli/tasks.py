@@ -289,7 +289,8 @@ def _storages(storages: tuple[str, ...], no_storage: bool) -> dict:
 
 
 # -- batch jobs: where on a cluster, for how long (`rosetta resources show` lists the limits) --------
-# Account and QoS join these once resources declare them: an option here, a field in batch_request.
+# --partition and --time are the API's own fields; --account, --qos and --gres go in its `options`
+# (the scheduler kind's request options: the resource's scheduler validates them).
 
 
 def _time_limit(context, parameter, text: str | None) -> int | None:
@@ -311,6 +312,11 @@ def batch_options(function):
             callback=_time_limit,
             help=f"Batch clusters: how long the job may run, {TIME_EXAMPLES} (default: the resource's).",
         ),
+        click.option("--account", help="Batch clusters: the account the job is charged to (default: the resource's)."),
+        click.option("--qos", help="Batch clusters: the quality of service to ask for (default: the resource's)."),
+        click.option(
+            "--gres", help="Batch clusters: generic resources per node, e.g. gpu:2 (default: the resource's)."
+        ),
     ]
     for option in reversed(options):
         function = option(function)
@@ -327,11 +333,13 @@ def partition_lines(resource: dict) -> list[str]:
     ]
 
 
-def batch_request(partition: str | None, time_limit: int | None) -> dict:
+def batch_request(partition: str | None, time_limit: int | None, **options: str | None) -> dict:
     """The batch options as the API takes them: only those given."""
+    asked = {name: value for name, value in options.items() if value}
     return {
         **({"partition": partition} if partition else {}),
         **({"time_limit_minutes": time_limit} if time_limit else {}),
+        **({"options": asked} if asked else {}),
     }
 
 
@@ -347,12 +355,12 @@ def batch_request(partition: str | None, time_limit: int | None) -> dict:
 @wait_option
 @timeout_option
 @json_option
-def start(software, resource, name, cpus, memory, env, storages, no_storage, partition, time_limit, wait, timeout,
-          as_json):  # fmt: skip
+def start(software, resource, name, cpus, memory, env, storages, no_storage, partition, time_limit, account, qos, gres,
+          wait, timeout, as_json):  # fmt: skip
     """Start SOFTWARE (see `rosetta software list`) on a computing resource."""
     payload = {"software": software, "name": name, "cpus": cpus, "memory_mb": _memory(memory)}
     payload["environment"] = _environment(env)
-    payload.update(batch_request(partition, time_limit))
+    payload.update(batch_request(partition, time_limit, account=account, qos=qos, gres=gres))
     if resource:
         payload["resource"] = resource
     payload |= _storages(storages, no_storage)

@@ -73,8 +73,9 @@ class ContainerSpec:
     home: str = TASK_HOME
     outbound: bool = True  # may open connections to other machines
     base_port: bool = False  # the interface listens on the port given in BASE_PORT
-    partition: str = ""  # where a batch scheduler places the work ("": the resource's default)
-    time_limit_minutes: int = 0  # how long the work may run there (0: the resource's default)
+    # The scheduler's options for this task (a batch scheduler's partition, time limit, account...):
+    # the resource's, with what the task asked (validated by the kind's request schema) over them.
+    scheduler_options: dict = field(default_factory=dict)
     mounts: tuple[Mount, ...] = ()  # storages, bound in at their mount points
     # With mounts on this machine: the first host id of the owner's user namespace (the same for
     # all their tasks, so that their storages' files stay theirs from task to task).

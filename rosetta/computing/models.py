@@ -5,24 +5,9 @@ from django.core.exceptions import ObjectDoesNotExist, ValidationError
 from django.db import models
 from django.db.models import Q
 
+from rosetta.computing import kinds
 from rosetta.computing.errors import AccountRefused
 from rosetta.core.sealing import seal, unseal
-
-
-class TransportKind(models.TextChoices):
-    LOCAL = "local", "This machine"
-    SSH = "ssh", "A machine reached over SSH"
-
-
-class SchedulerKind(models.TextChoices):
-    NONE = "none", "None (run directly)"
-    SLURM = "slurm", "Slurm"
-
-
-class EngineKind(models.TextChoices):
-    PODMAN = "podman", "Podman"
-    DOCKER = "docker", "Docker"
-    APPTAINER = "apptainer", "Apptainer"
 
 
 class Credentials(models.TextChoices):
@@ -46,9 +31,13 @@ class Resource(models.Model):
 
     name = models.SlugField(max_length=64, unique=True)
     description = models.TextField(blank=True, max_length=2000)
-    transport = models.CharField(max_length=16, choices=TransportKind.choices, default=TransportKind.LOCAL)
-    scheduler = models.CharField(max_length=16, choices=SchedulerKind.choices, default=SchedulerKind.NONE)
-    engine = models.CharField(max_length=16, choices=EngineKind.choices, default=EngineKind.PODMAN)
+    # Kinds by name (rosetta.computing.kinds: built-in ones and plug-ins), each with its options.
+    transport = models.CharField(max_length=16, choices=kinds.transport_choices, default="local")
+    scheduler = models.CharField(max_length=16, choices=kinds.scheduler_choices, default="none")
+    engine = models.CharField(max_length=16, choices=kinds.engine_choices, default="podman")
+    transport_options = models.JSONField(default=dict, blank=True, help_text="Validated by the transport's kind.")
+    scheduler_options = models.JSONField(default=dict, blank=True, help_text="Validated by the scheduler's kind.")
+    engine_options = models.JSONField(default=dict, blank=True, help_text="Validated by the engine's kind.")
     pull_policy = models.CharField(max_length=8, choices=PullPolicy.choices, default=PullPolicy.MISSING)
     max_cpus = models.FloatField(default=2.0)
     max_memory_mb = models.PositiveIntegerField(default=4096)
@@ -76,9 +65,7 @@ class Resource(models.Model):
     work_dir = models.CharField(
         max_length=255, default=".rosetta", help_text="The platform's directory there (relative to the account's home)."
     )
-    # With Slurm: defaults for jobs, and what `rosetta resources check` found (partitions and their limits).
-    partition = models.CharField(max_length=64, blank=True)
-    time_limit_minutes = models.PositiveIntegerField(default=60)
+    # What `rosetta resources check` found (a batch scheduler's partitions and their limits, say).
     facts = models.JSONField(default=dict, blank=True, help_text="What the last check found.")
 
     class Meta:
@@ -89,12 +76,28 @@ class Resource(models.Model):
 
     @property
     def kind(self) -> str:
-        return f"{self.get_transport_display()} · {self.get_scheduler_display()} · {self.get_engine_display()}"
+        return " · ".join(kinds.label(role, getattr(self, role)) for role in kinds.ROLES)
+
+    @property
+    def is_local(self) -> bool:
+        """Tasks run on one machine's own engine: only that machine's controller drives them."""
+        return kinds.transport_is_local(self.transport)
+
+    @property
+    def is_batch(self) -> bool:
+        """Tasks are batch jobs: they take the scheduler's request options (a partition, a time limit)."""
+        kind = kinds.find("scheduler", self.scheduler)
+        return kind is not None and kind.batch
+
+    def options_of(self, role: str) -> kinds.Options:
+        """The options of the resource's kind of ``role``, validated, with the kind's defaults."""
+        kind = kinds.get(role, getattr(self, role))
+        return kind.parse_options(getattr(self, f"{role}_options"))
 
     @property
     def per_user(self) -> bool:
         """Tasks run as their owner's own account there (each user has a connection of their own)."""
-        return self.transport == TransportKind.SSH and self.credentials == Credentials.USER
+        return self.credentials == Credentials.USER and not self.is_local
 
     def account_for(self, user) -> tuple[str, str]:
         """(account name, private key) the platform uses there on ``user``'s behalf; where users
@@ -111,7 +114,7 @@ class Resource(models.Model):
     def transport_key(self, user=None) -> tuple:
         """What identifies the machine and account reached (for ``user`` where each user is
         their own account): one connection each."""
-        if self.transport == TransportKind.LOCAL:
+        if self.is_local:
             return (self.transport, self.node)
         # The pinned keys too: a connection verified against other keys must not serve this resource.
         if not self.per_user:
@@ -140,7 +143,7 @@ MIN_MEMORY_MB = 16
 
 def of_other_machines() -> Q:
     """The resources another machine drives: local resources of other nodes (rosetta.settings.NODE)."""
-    return Q(transport=TransportKind.LOCAL) & ~Q(node=settings.NODE)
+    return Q(transport__in=kinds.local_transports()) & ~Q(node=settings.NODE)
 
 
 class Installation(models.Model):

@@ -17,7 +17,8 @@ from asgiref.sync import sync_to_async
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 
-from rosetta.computing.models import Credentials, Resource, SSHIdentity, TransportKind, holders
+from rosetta.computing import kinds
+from rosetta.computing.models import Credentials, Resource, SSHIdentity, holders
 from rosetta.core import notify
 from rosetta.core.errors import Conflict
 from rosetta.core.sealing import unseal
@@ -95,7 +96,8 @@ def _save(identity: SSHIdentity, name: str, shared: bool) -> SSHIdentity:
 
 def _proving_grounds() -> list[Resource]:
     resources = list(
-        Resource.objects.filter(enabled=True, transport=TransportKind.SSH, credentials=Credentials.USER)
+        Resource.objects.filter(enabled=True, credentials=Credentials.USER)
+        .exclude(transport__in=kinds.local_transports())
         .exclude(host_keys="")
         .order_by("name")
     )

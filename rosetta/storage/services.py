@@ -129,7 +129,7 @@ def attach(task, user, names: list[str] | None) -> list[TaskMount]:
             )
         chosen = [(offered[name][0], target or offered[name][0].target) for name, target in choices]
     _check_mount_points(chosen)
-    if chosen and task.resource.transport == "local" and os.geteuid() == 0:
+    if chosen and task.resource.is_local and os.geteuid() == 0:
         try:  # the user's own host ids, which the task will run in (refused now, not at its start)
             ids.slot_of(user.pk)
         except NoIdRange as error:

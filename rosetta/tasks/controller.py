@@ -677,10 +677,11 @@ def _container_spec(task: Task, instance: str) -> ContainerSpec:
         pull=task.resource.pull_policy,
         outbound=task.resource.task_outbound,
         base_port=software.honours_base_port,
-        partition=task.partition,
-        time_limit_minutes=task.time_limit_minutes,
+        # The resource's options as they are now, what the task asked over them: a backend shared by
+        # resources of different defaults gives each task its own.
+        scheduler_options={**task.resource.scheduler_options, **task.scheduler_options},
         mounts=mounts,
-        id_base=task_id_base(task.owner_id) if mounts and task.resource.transport == "local" else None,
+        id_base=task_id_base(task.owner_id) if mounts and task.resource.is_local else None,
         secret=task_secret(task.id),
     )
 

@@ -46,8 +46,9 @@ class Task(models.Model):
     cpus = models.FloatField(default=1.0)
     memory_mb = models.PositiveIntegerField(default=512)
     environment = models.JSONField(default=dict, blank=True)
-    partition = models.CharField(max_length=64, blank=True, help_text="Where a batch scheduler places it.")
-    time_limit_minutes = models.PositiveIntegerField(default=0, help_text="0: the resource's default.")
+    # What the task asks of its batch scheduler (partition, time limit, account...), as the
+    # scheduler kind's request schema validated it; what it leaves out, the resource decides.
+    scheduler_options = models.JSONField(default=dict, blank=True)
 
     desired = models.CharField(
         max_length=8, choices=[(d.value, d.value) for d in Desired], default=Desired.RUNNING.value
@@ -112,6 +113,24 @@ class Task(models.Model):
         if self.phase == Phase.EXITED.value and self.exit_code == 0:
             return "succeeded"
         return "failed"
+
+    # The public API's and pages' names for the two requests every batch scheduler takes.
+    @property
+    def partition(self) -> str:
+        return self.scheduler_options.get("partition", "")
+
+    @property
+    def time_limit_minutes(self) -> int:
+        return self.scheduler_options.get("time_limit_minutes", 0)
+
+    @property
+    def other_scheduler_options(self) -> list[tuple[str, object]]:
+        """What else the task asked of its batch scheduler (an account, a QoS...), as option and value."""
+        return [
+            (name.replace("_", " "), value)
+            for name, value in self.scheduler_options.items()
+            if name not in ("partition", "time_limit_minutes")
+        ]
 
     @property
     def endpoint(self) -> tuple[str, int] | None:

@@ -74,6 +74,7 @@ def record_of(task: Task) -> dict:
             "memory_mb": task.memory_mb,
             "partition": task.partition,
             "time_limit_minutes": task.time_limit_minutes,
+            "scheduler_options": task.scheduler_options,  # all the task asked of its scheduler (the kind's options)
             "environment": redacted({**software.environment, **task.environment}),
             "storages": [
                 {

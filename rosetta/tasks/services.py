@@ -22,8 +22,8 @@ from rosetta.accounts.models import SSHKey
 from rosetta.catalog.models import Protocol, Software
 from rosetta.catalog.registries import check_registry
 from rosetta.catalog.services import resolve
-from rosetta.computing.models import Resource, SchedulerKind, SSHIdentity
-from rosetta.computing.services import check_batch_options, check_request
+from rosetta.computing.models import Resource, SSHIdentity
+from rosetta.computing.services import check_request, scheduler_request
 from rosetta.core import notify
 from rosetta.core.choices import choices_said
 from rosetta.core.errors import Conflict, NotFound
@@ -51,15 +51,15 @@ class TaskRequest:
     cpus: float = 1.0
     memory_mb: int = 512
     environment: dict[str, str] = field(default_factory=dict)
-    partition: str = ""  # batch schedulers only
-    time_limit_minutes: int = 0  # batch schedulers only; 0: the resource's default
+    # What the task asks of a batch scheduler (partition, time limit...): the kind's request options.
+    scheduler_options: dict = field(default_factory=dict)
     storages: list[str] | None = None  # storages to mount, NAME or NAME:MOUNT; None: the software's defaults
 
     @classmethod
     def again(cls, task: Task) -> TaskRequest:
         """The request that made ``task``: same software, resource, size, environment, name (and batch
         options where there is a batch scheduler: tasks from before they were refused elsewhere kept them)."""
-        batch = task.resource.scheduler != SchedulerKind.NONE
+        batch = task.resource.is_batch
         return cls(
             software=task.software.name,
             software_id=task.software_id,  # the very entry, not the newest of its name
@@ -68,8 +68,7 @@ class TaskRequest:
             cpus=task.cpus,
             memory_mb=task.memory_mb,
             environment=dict(task.environment),
-            partition=task.partition if batch else "",
-            time_limit_minutes=task.time_limit_minutes if batch else 0,
+            scheduler_options=dict(task.scheduler_options) if batch else {},
             storages=[_mounted_as(mount) for mount in task.mounts.all() if mount.storage is not None],
         )
 
@@ -84,8 +83,8 @@ def start_task(user, request: TaskRequest) -> Task:
     software = _software_for(user, request)
     check_registry(software.image)  # the operator's list may have changed since it was added
     resource = _resource(request.resource)
-    check_batch_options(resource, request.partition, request.time_limit_minutes)
-    check_request(resource, request.cpus, request.memory_mb, request.partition, request.time_limit_minutes)
+    asked = scheduler_request(resource, request.scheduler_options)
+    check_request(resource, request.cpus, request.memory_mb, asked)
     if resource.per_user:
         SSHIdentity.of(user).account()  # refused (409) while another user holds that account's name too
     validate_env_vars(request.environment)
@@ -93,7 +92,7 @@ def start_task(user, request: TaskRequest) -> Task:
         validate_task_name(request.name)
     with transaction.atomic():
         quotas.check_start(user, resource, request.cpus, request.memory_mb)  # counted one start at a time
-        task = _create_with_unique_name(user, software, resource, request)
+        task = _create_with_unique_name(user, software, resource, request, asked)
         mounts = storage_services.attach(task, user, request.storages)
         mounted = f"; storages: {', '.join(map(storage_services.describe, mounts))}" if mounts else ""
         task.add_event(
@@ -155,7 +154,7 @@ def _wake_for(task: Task) -> None:
     notify.after_commit(notify.CONTROLLER, str(task.resource_id))
 
 
-def _create_with_unique_name(user, software, resource, request: TaskRequest) -> Task:
+def _create_with_unique_name(user, software, resource, request: TaskRequest, asked: dict) -> Task:
     fields = dict(
         owner=user,
         software=software,
@@ -167,8 +166,7 @@ def _create_with_unique_name(user, software, resource, request: TaskRequest) -> 
         cpus=request.cpus,
         memory_mb=request.memory_mb,
         environment=request.environment,
-        partition=request.partition,
-        time_limit_minutes=request.time_limit_minutes,
+        scheduler_options=asked,
     )
     if request.name is not None:
         try:

@@ -11,6 +11,7 @@ from django.db.models import Q
 from rosetta.accounts.ssh_keys import MAX_KEY_TEXT, MAX_NAME
 from rosetta.accounts.tokens import ADMIN, FILES, READ, SOFTWARE, TASKS, USER_SCOPES
 from rosetta.catalog.models import Software
+from rosetta.computing import kinds
 from rosetta.computing.contract import TASK_HOME
 from rosetta.computing.models import MIN_MEMORY_MB, Resource
 from rosetta.computing.services import check_request
@@ -97,13 +98,14 @@ def quota_help(user, resource: Resource) -> str:
 
 
 # -- batch schedulers: where a job runs and for how long -----------------------------------------
-# The fields a batch resource adds to a request. Account and QoS join them once resources declare
-# them: a field here, its help in batch_help, its data-* attribute follows by itself.
+# The fields a batch resource adds to a request: these two of their own (a select of the partitions,
+# a time with units), then a field per other option the schedulers' kinds take (request_fields).
 BATCH_FIELDS = ("partition", "time_limit")
+OWN_FIELDS = {"partition", "time_limit_minutes"}  # the request options BATCH_FIELDS stand for
 
 
 def is_batch(resource: Resource) -> bool:
-    return resource.scheduler != "none"
+    return resource.is_batch
 
 
 def partitions_of(resource: Resource) -> list[dict]:
@@ -113,7 +115,9 @@ def partitions_of(resource: Resource) -> list[dict]:
 
 def default_partition(resource: Resource) -> str:
     """Where a job goes without a partition: the resource's own choice, else the scheduler's default."""
-    return resource.partition or next((p["name"] for p in partitions_of(resource) if p.get("default")), "")
+    return resource.scheduler_options.get("partition") or next(
+        (p["name"] for p in partitions_of(resource) if p.get("default")), ""
+    )
 
 
 def partition_choices(resource: Resource) -> list[tuple[str, str]]:
@@ -139,10 +143,8 @@ def batch_help(resource: Resource) -> dict[str, str]:
         partition = f"Partitions of {resource.name}: {said}."
     else:
         partition = f"Where the job runs on {resource.name} ({default or 'its default'} when empty)."
-    return {
-        "partition": partition,
-        "time_limit": f"{TIME_EXAMPLES}; {format_minutes(resource.time_limit_minutes)} when empty.",
-    }
+    default_minutes = resource.scheduler_options.get("time_limit_minutes") or 0
+    return {"partition": partition, "time_limit": f"{TIME_EXAMPLES}; {format_minutes(default_minutes)} when empty."}
 
 
 def _initial_software(user, chosen) -> Software | None:
@@ -317,6 +319,8 @@ class TaskForm(forms.Form):
             .order_by("name", "-created")
         )
         self.fields["resource"].queryset = Resource.objects.filter(enabled=True)
+        self.request_names = request_fields(self.fields["resource"].queryset)
+        self.fields.update(self.request_names)
         storages = storages_of(user).prefetch_related("mountable_on", "default_for")
         self.fields["storages"].queryset = storages
         if not self.is_bound:
@@ -358,7 +362,7 @@ class TaskForm(forms.Form):
         """The batch fields, shown when some enabled resource has a batch scheduler."""
         if not any(is_batch(resource) for resource in self.fields["resource"].queryset):
             return []
-        return [self[name] for name in BATCH_FIELDS]
+        return [self[name] for name in (*BATCH_FIELDS, *self.request_names)]
 
     @property
     def batch_hidden(self) -> bool:
@@ -426,7 +430,8 @@ class TaskForm(forms.Form):
         if self.errors or cpus is None or memory_mb is None:
             return
         try:  # a cluster's partition and its limits, as the resource's last check found them
-            check_request(resource, cpus, memory_mb, cleaned.get("partition") or "", cleaned.get("time_limit") or 0)
+            asked = batch_request(cleaned, self.request_names) if is_batch(resource) else {}
+            check_request(resource, cpus, memory_mb, asked)
         except ValidationError as error:
             self.add_error(_field_of(error), error)
 
@@ -441,10 +446,29 @@ class TaskForm(forms.Form):
             cpus=data["cpus"],
             memory_mb=data["memory_mb"],
             environment=data["environment"],
-            partition=(data.get("partition") or "") if batch else "",
-            time_limit_minutes=(data.get("time_limit") or 0) if batch else 0,
+            scheduler_options=batch_request(data, self.request_names) if batch else {},
             storages=[s.name for s in data.get("storages") or () if data["resource"] in s.mountable_on.all()],
         )
+
+
+def batch_request(data: dict, others=()) -> dict:
+    """What the batch fields ask of the scheduler, by its options' names."""
+    asked = {"partition": data.get("partition") or "", "time_limit_minutes": data.get("time_limit") or 0}
+    asked.update({name: data.get(name) for name in others})
+    return {name: value for name, value in asked.items() if value not in (None, "", 0)}
+
+
+def request_fields(resources) -> dict[str, forms.Field]:
+    """A field per option a task may ask of these resources' batch schedulers (their kinds' request
+    schemas) besides the partition and the time limit."""
+    fields: dict[str, forms.Field] = {}
+    for name in sorted({resource.scheduler for resource in resources}):
+        kind = kinds.find("scheduler", name)
+        if kind is not None and kind.batch:
+            for option, field in option_fields(kind.request, kind.label, {}).items():
+                if option not in OWN_FIELDS:
+                    fields.setdefault(option, field)
+    return fields
 
 
 def _field_of(error: ValidationError) -> str:
@@ -511,7 +535,9 @@ class SSHKeyForm(forms.Form):
 
 
 class ResourceForm(forms.ModelForm):
-    """A computing resource, as staff add and change it. The private key is write-only."""
+    """A computing resource, as staff add and change it. The private key is write-only. Each kind's
+    options are fields of their own (named ROLE_KIND_OPTION), made from the kind's schema: the
+    fields of the kinds the resource does not use are ignored."""
 
     private_key = forms.CharField(
         required=False,
@@ -523,9 +549,44 @@ class ResourceForm(forms.ModelForm):
         model = Resource
         fields = [
             "name", "description", "transport", "host", "port", "credentials", "username", "work_dir", "scheduler",
-            "engine", "partition", "time_limit_minutes", "max_cpus", "max_memory_mb", "task_outbound", "pull_policy",
+            "engine", "max_cpus", "max_memory_mb", "task_outbound", "pull_policy",
         ]  # fmt: skip
         widgets = {"description": forms.Textarea(attrs={"rows": 2})}
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        for role in kinds.ROLES:
+            for kind in kinds.of(role):
+                current = getattr(self.instance, f"{role}_options") if getattr(self.instance, role) == kind.name else {}
+                for name, field in option_fields(kind.options, kind.label, current).items():
+                    self.fields[f"{role}_{kind.name}_{name}"] = field
+
+    def options(self, role: str) -> dict:
+        """The chosen kind's options of ``role`` as filled in (empty ones left to the kind's defaults)."""
+        kind = self.cleaned_data.get(role)
+        prefix = f"{role}_{kind}_"
+        return {
+            name.removeprefix(prefix): value
+            for name, value in self.cleaned_data.items()
+            if name.startswith(prefix) and value not in (None, "")
+        }
+
+
+def option_fields(schema: type[kinds.Options], whose: str, current: dict) -> dict[str, forms.Field]:
+    """A form field per option of a kind's schema: numbers and booleans as such, the rest as text."""
+    fields = {}
+    for name, info in schema.model_fields.items():
+        label = f"{name.replace('_', ' ').capitalize()} ({whose})"
+        common = dict(required=False, label=label, help_text=info.description or "", initial=current.get(name))
+        if info.annotation is bool:
+            fields[name] = forms.BooleanField(**common)
+        elif info.annotation is int:
+            fields[name] = forms.IntegerField(**common)
+        elif info.annotation is float:
+            fields[name] = forms.FloatField(**common)
+        else:
+            fields[name] = forms.CharField(max_length=1000, **common)
+    return fields
 
 
 class QuotaForm(forms.Form):

@@ -9,7 +9,7 @@ from django.http import Http404
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from rosetta.computing import remote_names, services
+from rosetta.computing import kinds, remote_names, services
 from rosetta.computing.models import Resource, SSHIdentity
 from rosetta.core.errors import Conflict
 from rosetta.web.forms import ResourceForm
@@ -24,7 +24,11 @@ def _staff_only(request) -> None:
 @require_GET
 def resource_list(request):
     resources = Resource.objects.all() if request.user.is_staff else Resource.objects.filter(enabled=True)
-    identity = SSHIdentity.of(request.user) if resources.filter(credentials="user", transport="ssh").exists() else None
+    identity = (
+        SSHIdentity.of(request.user)
+        if resources.filter(credentials="user").exclude(transport__in=kinds.local_transports()).exists()
+        else None
+    )
     return render(request, "web/resources.html", {"resources": resources, "identity": identity})
 
 
@@ -54,6 +58,7 @@ def resource_detail(request, name: str):
 def _save(form: ResourceForm, resource: Resource) -> bool:
     """Save through the service (which refuses what breaks running tasks); errors go on the form."""
     fields = {name: form.cleaned_data[name] for name in services.EDITABLE if name in form.cleaned_data}
+    fields.update({f"{role}_options": form.options(role) for role in kinds.ROLES})
     if resource.pk is None:
         resource.name = form.cleaned_data["name"]
     try:

@@ -151,7 +151,7 @@ def test_the_form_offers_partition_and_time_with_their_limits(cluster, page):  #
     page.get_by_label("Time limit").fill("45m")
     page.get_by_role("button", name="Start task").click()
     expect(page.locator("h1")).to_contain_text("batch-form")
-    expect(page.locator(".facts")).to_contain_text("partition debug · 45 min")
+    expect(page.locator(".facts").first).to_contain_text("partition debug · 45 min")
     task = task_of(api)("batch-form")
     assert (task["resource"], task["partition"], task["time_limit_minutes"]) == (SLURM, "debug", 45)
     # batch-form runs on: test_running_jobs_show_their_node_and_time_left
@@ -195,3 +195,31 @@ def log_in_as(page, platform):  # noqa: F811
     page.get_by_label("Password").fill(PASSWORD)
     page.get_by_role("button", name="Log in").click()
     expect(page).to_have_url(f"{platform.url}/tasks/")
+
+
+@pytest.mark.parametrize(
+    ("options", "said"),
+    [
+        ({"colour": "red"}, "colour: unknown option"),
+        ({"time_limit_minutes": "soon"}, "time_limit_minutes: Input should be a valid integer"),
+        ({"qos": "normal; scancel -u $USER"}, "qos: String should match pattern"),
+        ({"gres": "gpu:1 --wrap=id"}, "gres: String should match pattern"),
+    ],
+)
+def test_scheduler_options_the_kind_refuses_are_a_400_naming_the_option(cluster, options, said):
+    platform, api, _ = cluster
+    before = len(platform.list_tasks(api))
+    response = api.post("/api/tasks", json={"software": "hello", "resource": SLURM, "options": options})
+    assert response.status_code == 400, response.text
+    assert said in response.json()["detail"]
+    assert len(platform.list_tasks(api)) == before  # nothing was started by a refusal
+
+
+def test_the_cli_asks_for_an_account_and_a_qos(cluster):
+    platform, api, token = cluster
+    refused = rosetta_task(platform, token, "start", "hello", "--on", SLURM, "--qos", "a|b", check=False)
+    assert refused.returncode == 1 and "qos: String should match pattern" in refused.stderr
+    started = json.loads(rosetta_task(platform, token, "start", "hello", "--on", SLURM, "--name", "charged",
+                                      "--account", "astro", "--qos", "high", "--json").stdout)  # fmt: skip
+    assert started["options"] == {"account": "astro", "qos": "high"}
+    rosetta_task(platform, token, "stop", "charged")

@@ -542,3 +542,18 @@ def test_known_partitions_are_offered_as_a_select_with_the_default_marked(client
     cluster.save()
     form = client.get(reverse("task-new") + "?software=hello").content.decode()
     assert '<input type="text" name="partition"' in form
+
+
+def test_the_task_form_asks_what_the_cluster_s_scheduler_takes_and_refuses_a_bad_value(client, alice, software):
+    Resource.objects.create(name="cluster", scheduler="slurm", transport="ssh", host="h", credentials="user")
+    form = client.get(reverse("task-new") + "?software=hello").content.decode()
+    for option in ("account", "qos", "gres"):  # from the Slurm kind's request schema
+        assert f'name="{option}"' in form
+    refused = client.post(reverse("task-new"), new_task_form(resource="cluster", qos="high; scancel"))
+    assert "qos: String should match pattern" in refused.content.decode()
+    assert not Task.objects.exists()
+    client.post(reverse("task-new"), new_task_form(resource="cluster", account="astro", qos="high", time_limit="2h"))
+    assert Task.objects.get().scheduler_options == {"account": "astro", "qos": "high", "time_limit_minutes": 120}
+    task = Task.objects.get()
+    page = client.get(reverse("task", args=[task.id])).content.decode()
+    assert "partition (the resource's default) · 2 h · account astro · qos high</dd>" in page

@@ -71,3 +71,37 @@ def test_an_upgraded_machine_keeps_its_local_resources_and_ssh_ones_belong_to_no
     executor.migrate(after)
     new = executor.loader.project_state(after).apps.get_model("computing", "Resource")
     assert dict(new.objects.values_list("name", "node")) == {"local": "upgraded-machine", "cluster": ""}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_slurm_columns_become_the_scheduler_s_options_of_resources_and_tasks():
+    from django.db import connection
+    from django.db.migrations.executor import MigrationExecutor
+
+    before = [("computing", "0005_machines"), ("tasks", "0008_task_records")]
+    after = [("computing", "0006_kind_options"), ("tasks", "0009_scheduler_options")]
+    executor = MigrationExecutor(connection)
+    executor.migrate(before)
+    apps = executor.loader.project_state(before).apps
+    old = apps.get_model("computing", "Resource")
+    cluster = old.objects.create(name="cluster", transport="ssh", scheduler="slurm", partition="long",
+                                 time_limit_minutes=90)  # fmt: skip
+    old.objects.create(name="here", transport="local", scheduler="none", partition="", time_limit_minutes=60)
+    owner = apps.get_model("auth", "User").objects.create(username="ada")
+    from rosetta.catalog.models import Software  # the catalogue stays as it is now
+
+    software = Software.objects.create(name="hello", image="localhost/hello")
+    tasks = apps.get_model("tasks", "Task").objects
+    tasks.create(id="tbatch", owner=owner, name="a", software_id=software.pk, resource=cluster, partition="debug",
+                 time_limit_minutes=30)  # fmt: skip
+    tasks.create(id="tplain", owner=owner, name="b", software_id=software.pk, resource=cluster)
+    executor = MigrationExecutor(connection)
+    executor.loader.build_graph()
+    executor.migrate(after)
+    apps = executor.loader.project_state(after).apps
+    resources = apps.get_model("computing", "Resource").objects
+    assert resources.get(name="cluster").scheduler_options == {"partition": "long", "time_limit_minutes": 90}
+    assert resources.get(name="here").scheduler_options == {}
+    tasks = apps.get_model("tasks", "Task").objects
+    assert tasks.get(id="tbatch").scheduler_options == {"partition": "debug", "time_limit_minutes": 30}
+    assert tasks.get(id="tplain").scheduler_options == {}

@@ -80,3 +80,44 @@ def test_apptainer_makes_a_storage_at_the_home_its_home():
         "type=bind,source=/data,destination=/data,ro"
     ]
     assert "--home" not in ApptainerEngine().job_steps(SPEC, "/w/tjob1/env").run
+
+
+def test_sbatch_takes_the_task_s_requests_over_the_resource_s_defaults_one_word_each():
+    from rosetta.computing.schedulers.slurm import SlurmOptions, SlurmScheduler
+    from rosetta.computing.transports.local import LocalTransport
+
+    defaults = SlurmOptions(partition="debug", time_limit_minutes=30, account="lab", qos="normal", gres="")
+    scheduler = SlurmScheduler(LocalTransport(), PodmanEngine(), defaults)
+    spec = replace(SPEC, scheduler_options={"account": "astro", "gres": "gpu:a100:2", "time_limit_minutes": 90})
+    argv = scheduler.sbatch_argv(spec, "/w/t1")
+    assert argv[-6:] == ["--time=90", "--partition=debug", "--account=astro", "--qos=normal", "--gres=gpu:a100:2",
+                         "/w/t1/job.sh"]  # fmt: skip
+    bare = scheduler.sbatch_argv(SPEC, "/w/t1")
+    assert bare[-5:] == ["--time=30", "--partition=debug", "--account=lab", "--qos=normal", "/w/t1/job.sh"]
+
+
+def test_the_shared_launcher_takes_each_scheduler_s_job_variables():
+    from rosetta.computing.schedulers import batch
+
+    slurm = launcher(PodmanEngine(), SPEC, "/w/tjob1")
+    assert '--label "slurm.job=$SLURM_JOB_ID"' in slurm and "${SLURMD_NODENAME:-}" in slurm
+    pbs = batch.launcher(PodmanEngine(), SPEC, "/w/tjob1", batch.JobEnvironment("pbs.job", "PBS_JOBID"))
+    assert subprocess.run(["bash", "-n"], input=pbs, text=True).returncode == 0
+    assert '--label "pbs.job=$PBS_JOBID"' in pbs and "SLURM" not in pbs
+
+
+def test_squeue_states_read_in_neutral_words():
+    from rosetta.computing.schedulers.slurm import SlurmScheduler
+    from rosetta.computing.transports.local import LocalTransport
+
+    line = "7|rosetta-t1|{state}|{reason}|node1|2026-01-01T10:00:00|2026-01-01T09:00:00|rosetta.instance=inst"
+    scheduler = SlurmScheduler(LocalTransport(), PodmanEngine())
+    said = {
+        (state, reason): scheduler.parse_jobs(line.format(state=state, reason=reason), "inst")[0]
+        for state, reason in [("PENDING", "Resources"), ("RUNNING", "None"), ("TIMEOUT", "None"), ("NEWSTATE", "x")]
+    }
+    assert [(job.phase, job.reason) for job in said.values()] == [
+        ("waiting", "waiting for resources"), ("running", ""), ("ended", "The job reached its time limit."),
+        ("ended", ""),
+    ]  # fmt: skip
+    assert said[("PENDING", "Resources")].scheduler_reason == "Resources"

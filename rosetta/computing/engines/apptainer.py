@@ -10,9 +10,12 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+from django.core.exceptions import ValidationError
+
 from rosetta.computing.contract import ContainerSpec
 from rosetta.computing.engines.base import Engine, JobSteps, bind_mounts
 from rosetta.computing.errors import ComputingError, ImageMissing, Refused
+from rosetta.computing.kinds import Kind
 from rosetta.computing.transports.base import CommandResult
 
 IMAGE_FILE = "image.sif"
@@ -65,3 +68,11 @@ class ApptainerEngine(Engine):
         if "manifest unknown" in raw.lower() or "not found" in raw.lower():
             return ImageMissing(spec.image, raw)
         return Refused("apptainer could not run the image.", raw)
+
+
+def _in_batch_jobs_only(resource, combination) -> None:
+    if not combination.scheduler.batch:
+        raise ValidationError("Apptainer runs tasks inside batch jobs only: choose a batch scheduler (Slurm).")
+
+
+KIND = Kind("engine", "apptainer", "Apptainer", lambda resource: ApptainerEngine(), validate=_in_batch_jobs_only)

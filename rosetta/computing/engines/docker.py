@@ -20,6 +20,7 @@ from rosetta.computing.engines.base import (
     hardening,
     labels,
 )
+from rosetta.computing.kinds import Kind
 from rosetta.computing.transports.base import CommandResult
 
 _SEEN = {
@@ -142,3 +143,6 @@ class DockerEngine(DockerCommandLine):
 
     def refusal_text(self, result: CommandResult) -> str:
         return result.stderr or result.error_text()  # docker's reasons may span lines
+
+
+KIND = Kind("engine", "docker", "Docker", lambda resource: DockerEngine())

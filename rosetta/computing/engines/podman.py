@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import resource as rlimit
 import shutil
@@ -21,6 +22,7 @@ from rosetta.computing.engines.base import (
     hardening,
     labels,
 )
+from rosetta.computing.kinds import Kind, transport_is_local
 from rosetta.computing.transports.base import CommandResult
 from rosetta.core.paths import home
 
@@ -368,3 +370,20 @@ def local_containers_conf(closed: bool = False) -> Path:
     if not path.exists() or path.read_text() != text:
         path.write_text(text)
     return path
+
+
+def _podman(resource) -> PodmanEngine:
+    if not transport_is_local(resource.transport):
+        return PodmanEngine()  # rootless, as the account: published on the host's loopback
+    # This machine's podman needs settings of its own (see local_containers_conf). Run by root,
+    # it gives every task a network and a user namespace of its own (see rosetta.computing.firewall).
+    rootful = os.geteuid() == 0
+    return PodmanEngine(
+        containers_conf=str(local_containers_conf()),
+        closed_containers_conf=str(local_containers_conf(closed=True)),
+        task_networks=rootful,
+        user_namespaces=rootful,
+    )
+
+
+KIND = Kind("engine", "podman", "Podman", _podman)

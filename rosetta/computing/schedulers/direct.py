@@ -4,12 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import replace
+from urllib.parse import urlsplit
 
+from django.conf import settings
+
+from rosetta.computing import firewall
 from rosetta.computing.contract import ContainerSpec, Observation, Seen, TaskRef
 from rosetta.computing.engines.base import Engine, home_files_argv
 from rosetta.computing.errors import ComputingError, CutShort, Unreachable
+from rosetta.computing.kinds import Kind
 from rosetta.computing.schedulers.base import Keep, Scheduler
 from rosetta.computing.schedulers.networks import NetworkCollector
 from rosetta.computing.schedulers.watch import ContainerWatch
@@ -228,3 +234,17 @@ class DirectScheduler(Scheduler):
     async def logs(self, task: TaskRef, *, follow: bool, tail: int | None = None) -> AsyncIterator[bytes]:
         async for chunk in self.transport.stream(self.engine.logs_argv(task.task_id, follow=follow, tail=tail)):
             yield chunk
+
+
+def _direct(transport: Transport, engine: Engine, resource) -> DirectScheduler:
+    boundary = None
+    if engine.task_networks:
+        public_port = urlsplit(settings.PUBLIC_URL).port or (443 if settings.PUBLIC_URL.startswith("https") else 80)
+
+        async def boundary(transport: Transport) -> None:
+            await firewall.apply(transport, os.geteuid(), public_port)
+
+    return DirectScheduler(transport, engine, boundary)
+
+
+KIND = Kind("scheduler", "none", "None (run directly)", _direct)

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from rosetta.computing.contract import Address
 from rosetta.computing.errors import Unreachable
+from rosetta.computing.kinds import Kind
 from rosetta.computing.transports.base import CommandResult, MemoryKills, Transport, command_name
 from rosetta.computing.transports.kernel_log import KernelMemoryKills
 from rosetta.core import processes
@@ -98,3 +99,10 @@ def _write_atomically(path: Path, data: bytes, mode: int) -> None:
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
+
+
+def _local(resource, user) -> LocalTransport:
+    return LocalTransport()
+
+
+KIND = Kind("transport", "local", "This machine", _local, local=True)

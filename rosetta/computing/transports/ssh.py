@@ -23,9 +23,11 @@ from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 
 import asyncssh
+from django.core.exceptions import ValidationError
 
 from rosetta.computing.contract import Address
 from rosetta.computing.errors import Refused, Unreachable
+from rosetta.computing.kinds import Kind
 from rosetta.computing.transports.base import CommandResult, Transport, command_name
 from rosetta.computing.transports.openssh import OpenSSHForwarder
 from rosetta.core.paths import run_dir
@@ -382,3 +384,43 @@ def _tunnel_dir() -> Path:
 def _signal_number(process: asyncssh.SSHClientProcess) -> int:
     name = (process.exit_signal or ("KILL",))[0]
     return getattr(signal, f"SIG{name}", signal.SIGKILL).value
+
+
+HOST_KEY_PREFERENCE = ("ssh-ed25519", "ecdsa-sha2-nistp256", "rsa-sha2-512", "rsa-sha2-256")  # the strongest first
+
+
+def _ssh(resource, user) -> SSHTransport:
+    username, private_key = resource.account_for(user)
+    return SSHTransport(
+        resource.host, resource.port, username, private_key, resource.host_keys.splitlines(), resource.work_dir
+    )
+
+
+def _validate(resource, combination) -> None:
+    if not resource.host:
+        raise ValidationError("A resource reached over SSH needs a host.")
+    if resource.credentials == "service" and not (resource.username and resource.private_key):
+        raise ValidationError("A service account needs a user name and a private key.")
+
+
+async def _precheck(resource, report, pin) -> bool:
+    """Read the host's key and compare it with the pinned ones (pin it first when asked)."""
+    try:
+        key = await asyncio.wait_for(
+            asyncssh.get_server_host_key(resource.host, resource.port, server_host_key_algs=HOST_KEY_PREFERENCE), 15
+        )
+    except (OSError, TimeoutError, asyncssh.Error) as error:
+        report.reachable = False
+        report.problems.append(f"Cannot reach {resource.host}:{resource.port}: {error or 'no answer'}.")
+        return False
+    report.host_key = key.get_fingerprint("sha256")
+    line = key.export_public_key().decode().strip()
+    if pin is not None:
+        await pin(line)
+    report.pinned = line in resource.host_keys.splitlines()
+    if not report.pinned:
+        report.problems.append("The host key is not pinned: check it, then pin it (rosetta resources check --pin).")
+    return report.pinned
+
+
+KIND = Kind("transport", "ssh", "A machine reached over SSH", _ssh, validate=_validate, precheck=_precheck)
