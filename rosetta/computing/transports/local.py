@@ -14,15 +14,18 @@ from rosetta.computing.kinds import Kind
 from rosetta.computing.transports.base import CommandResult, MemoryKills, Transport, command_name
 from rosetta.computing.transports.kernel_log import KernelMemoryKills
 from rosetta.core import processes
-from rosetta.core.paths import home
+from rosetta.core.paths import home, private_dir, run_dir
 
 # What is left of a stream's program once its output ended: it is exiting, give it a moment.
 STREAM_EXIT_GRACE = 1.0
 
 
 async def _spawn(argv: Sequence[str], stderr: int, stdin: int) -> asyncio.subprocess.Process:
+    # In a folder of the platform's own: what the engine's helpers leave in their working folder
+    # (conmon writes a file called `oom` there when a container runs out of memory) stays there.
+    where = private_dir(run_dir() / "engine")
     try:
-        return await processes.spawn(argv, stdin=stdin, stdout=asyncio.subprocess.PIPE, stderr=stderr)
+        return await processes.spawn(argv, stdin=stdin, stdout=asyncio.subprocess.PIPE, stderr=stderr, cwd=where)
     except OSError as error:
         raise Unreachable(f"Cannot run {command_name(argv)} on this machine: {error.strerror}.") from error
 
