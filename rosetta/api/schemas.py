@@ -48,10 +48,11 @@ class EventOut(Schema):
 
 
 class TaskIn(InSchema):
-    software: str = Field(
-        ...,
+    software: str | None = Field(
+        None,
         max_length=230,
-        description="The software: NAME, NAME:VERSION or OWNER/NAME:VERSION (see GET /software/resolve).",
+        description="The software: NAME, NAME:VERSION or OWNER/NAME:VERSION (see GET /software/resolve); "
+        "required unless `from_record` is given.",
     )
     version: str | None = Field(None, max_length=32, description="Its version, if not in `software`.")
     resource: str | None = Field(
@@ -81,9 +82,17 @@ class TaskIn(InSchema):
         ),
     )
 
+    from_record: dict | None = Field(
+        None,
+        description="Run a task's record again (GET /tasks/{task}/record): exactly its software entry and image "
+        "digest, with its request; `resource` chooses another resource. The other fields are then ignored. "
+        "Refused (404/409, with the newest version offered) when that entry is gone, retired or runs another image.",
+    )
+
     def request_fields(self) -> dict:
         """The fields of a TaskRequest: the batch fields of their own are options of the scheduler's too."""
         fields = self.dict()
+        fields.pop("from_record")
         options = fields.pop("options")
         batch = {name: fields.pop(name) for name in ("partition", "time_limit_minutes")}
         return {**fields, "scheduler_options": {**options, **{name: value for name, value in batch.items() if value}}}

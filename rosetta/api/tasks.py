@@ -5,6 +5,7 @@ import dataclasses
 from typing import Literal
 
 from asgiref.sync import sync_to_async
+from django.core.exceptions import ValidationError
 from django.http import HttpRequest, StreamingHttpResponse
 from ninja import Router
 from ninja.pagination import paginate
@@ -12,7 +13,7 @@ from ninja.pagination import paginate
 from rosetta.api.idempotency import answer_once
 from rosetta.api.pagination import KeysetPagination
 from rosetta.api.schemas import EventOut, Message, ScratchOut, StopIn, TaskDetailOut, TaskIn, TaskOut
-from rosetta.tasks import records, services
+from rosetta.tasks import records, rerun, services
 from rosetta.tasks.logs import stream_logs
 from rosetta.tasks.phases import Phase
 from rosetta.tasks.scratch import scratch_of
@@ -40,7 +41,12 @@ def start_task(request: HttpRequest, payload: TaskIn):
     with the same key answers with the task the first one created."""
 
     def start():
-        task = services.start_task(request.auth, services.TaskRequest(**payload.request_fields()))
+        if payload.from_record is not None:
+            task = rerun.start_from_record(request.auth, payload.from_record, on=payload.resource)
+        elif payload.software is None:
+            raise ValidationError("Say which software to start (software), or give a task's record (from_record).")
+        else:
+            task = services.start_task(request.auth, services.TaskRequest(**payload.request_fields()))
         return 201, TaskDetailOut.from_orm(task).model_dump(mode="json")
 
     return answer_once(request, start)

@@ -344,8 +344,13 @@ def batch_request(partition: str | None, time_limit: int | None, **options: str 
 
 
 @task_group.command("start")
-@click.argument("software", metavar="SOFTWARE[:VERSION]")
+@click.argument("software", metavar="SOFTWARE[:VERSION]", required=False)
 @click.option("--on", "resource", help="Computing resource to run on (default: the platform's default resource).")
+@click.option(
+    "--from", "record", type=click.File("r"), default=None,
+    help="Run a task's record again (`rosetta task record NAME --json > FILE`): the same image, by digest, and "
+    "request; --on chooses another resource.",
+)  # fmt: skip
 @click.option("--name", help="A name unique among your active tasks.")
 @click.option("--cpus", type=float, default=1.0, show_default=True)
 @click.option("--memory", default="512M", show_default=True, help="Memory limit, e.g. 512M or 2G.")
@@ -355,9 +360,13 @@ def batch_request(partition: str | None, time_limit: int | None, **options: str 
 @wait_option
 @timeout_option
 @json_option
-def start(software, resource, name, cpus, memory, env, storages, no_storage, partition, time_limit, account, qos, gres,
-          wait, timeout, as_json):  # fmt: skip
-    """Start SOFTWARE (see `rosetta software list`) on a computing resource."""
+def start(software, resource, record, name, cpus, memory, env, storages, no_storage, partition, time_limit, account,
+          qos, gres, wait, timeout, as_json):  # fmt: skip
+    """Start SOFTWARE (see `rosetta software list`) on a computing resource, or a record again (--from)."""
+    if record is not None:
+        return _start_from_record(record, resource, wait, timeout, as_json)
+    if software is None:
+        raise click.UsageError("Say which SOFTWARE to start, or give a task's record with --from FILE.")
     payload = {"software": software, "name": name, "cpus": cpus, "memory_mb": _memory(memory)}
     payload["environment"] = _environment(env)
     payload.update(batch_request(partition, time_limit, account=account, qos=qos, gres=gres))
@@ -366,6 +375,16 @@ def start(software, resource, name, cpus, memory, env, storages, no_storage, par
     payload |= _storages(storages, no_storage)
     client = Client()
     task = client.request("POST", "/tasks", retry=True, json=payload)
+    report_start(client, task, wait, timeout, as_json)
+
+
+def _start_from_record(record, resource: str | None, wait: bool, timeout: float, as_json: bool) -> None:
+    try:
+        document = json.load(record)
+    except ValueError as error:
+        raise click.BadParameter(f"not JSON: {error}", param_hint="--from") from None
+    client = Client()
+    task = client.request("POST", "/tasks", retry=True, json={"from_record": document, "resource": resource})
     report_start(client, task, wait, timeout, as_json)
 
 
