@@ -279,13 +279,16 @@ def forwarding_headers(client: bytes, host: bytes, proto: bytes) -> bytes:
     )
 
 
-class _Collector:
-    """httptools callbacks gathering one head, for ``scan_bytes``."""
+class _Reader:
+    """httptools callbacks scanning one head as the relay does, for ``scan_bytes``."""
 
-    def __init__(self) -> None:
+    def __init__(self, peer: bytes, settings: dict) -> None:
+        self.parser = httptools.HttpRequestParser(self)
+        self.peer = peer
+        self.settings = settings
         self.target = b""
         self.headers: list[tuple[bytes, bytes]] = []
-        self.complete = False
+        self.scanned: Head | BadHead | None = None
 
     def on_url(self, url: bytes) -> None:
         self.target += url
@@ -294,28 +297,22 @@ class _Collector:
         self.headers.append((name, value))
 
     def on_headers_complete(self) -> None:
-        self.complete = True
+        parser = self.parser
+        method, version, upgrade = parser.get_method(), parser.get_http_version(), parser.should_upgrade()
+        self.scanned = scan(method, self.target, version, self.headers, upgrade, self.peer, **self.settings)
 
 
 def scan_bytes(data: bytes, peer: bytes = b"192.0.2.1", **settings) -> Head | BadHead:
     """``scan`` of the first request head in ``data``, parsed by httptools as the relay parses
-    it (a body may follow; a parse error in it counts, as it would end the connection)."""
-    collector = _Collector()
-    parser = httptools.HttpRequestParser(collector)
+    it: a parse error after a head that was scanned fine (in its body, say) refuses it too,
+    as it ends the connection; a head still incomplete past ``MAX_HEAD_BYTES`` is too large."""
+    reader = _Reader(peer, settings)
     try:
-        parser.feed_data(data)
+        reader.parser.feed_data(data)
     except httptools.HttpParserUpgrade:
         pass
     except httptools.HttpParserError:
-        return UNPARSABLE
-    if not collector.complete:
+        return reader.scanned if type(reader.scanned) is BadHead else UNPARSABLE
+    if reader.scanned is None:
         return HEAD_TOO_LARGE if len(data) > MAX_HEAD_BYTES else UNPARSABLE
-    return scan(
-        parser.get_method(),
-        collector.target,
-        parser.get_http_version(),
-        collector.headers,
-        parser.should_upgrade(),
-        peer,
-        **settings,
-    )
+    return reader.scanned
