@@ -289,26 +289,40 @@ def report(results: dict[str, dict[int, dict]], gateway_names: list[str]) -> Non
         print(f"{gateway} added p50 at 1 connection: {added:.3f} ms")
 
 
-def compare(targets: dict[str, tuple[int, list[str]]], pairs: list[tuple[str, str]], rounds: int, duration: float):
-    """Each pair (this gateway, the baseline's) measured in turn, the order swapped every round;
-    the median req/s of each and their ratio."""
-    samples: dict[tuple[str, int], list[float]] = {}
+def compare(
+    targets: dict[str, tuple[int, list[str]]],
+    pids: dict[str, int],
+    pairs: list[tuple[str, str]],
+    rounds: int,
+    duration: float,
+) -> None:
+    """Each pair (this gateway, the baseline's) measured in turn, the order swapped every round:
+    the median req/s of each, and the gateway processes' CPU time per request (which what else
+    the machine does disturbs less than req/s), with their ratios."""
+    rps: dict[tuple[str, int], list[float]] = {}
+    cpu: dict[tuple[str, int], list[float]] = {}
     for number in range(rounds):
         for pair in pairs:
             for connections in CONNECTIONS:
                 for name in pair if number % 2 == 0 else reversed(pair):
                     port, headers = targets[name]
-                    samples.setdefault((name, connections), []).append(
-                        run_wrk(port, connections, duration, headers)["rps"]
-                    )
+                    before = cpu_seconds(pids[name])
+                    measured = run_wrk(port, connections, duration, headers)
+                    used = cpu_seconds(pids[name]) - before
+                    rps.setdefault((name, connections), []).append(measured["rps"])
+                    cpu.setdefault((name, connections), []).append(used / (measured["rps"] * duration) * 1e6)
         print(f"compared round {number + 1}/{rounds}", flush=True)
     print(f"\nthis checkout against --baseline, median of {rounds} alternating rounds of {duration:g} s")
-    print(f"{'target':<14}{'conns':>6}{'this req/s':>12}{'baseline':>10}{'ratio':>8}")
+    columns = ("conns", 6), ("req/s", 9), ("baseline", 10), ("ratio", 7), ("CPU us/req", 12), ("baseline", 10)
+    print("target".ljust(14) + "".join(name.rjust(width) for name, width in columns) + "ratio".rjust(7))
     for this, baseline in pairs:
         for connections in CONNECTIONS:
-            mine = statistics.median(samples[(this, connections)])
-            theirs = statistics.median(samples[(baseline, connections)])
-            print(f"{this:<14}{connections:>6}{mine:>12.0f}{theirs:>10.0f}{mine / theirs:>8.3f}")
+            mine, theirs = (statistics.median(rps[(name, connections)]) for name in (this, baseline))
+            my_cpu, their_cpu = (statistics.median(cpu[(name, connections)]) for name in (this, baseline))
+            print(
+                f"{this:<14}{connections:>6}{mine:>9.0f}{theirs:>10.0f}{mine / theirs:>7.3f}"
+                f"{my_cpu:>12.1f}{their_cpu:>10.1f}{my_cpu / their_cpu:>7.3f}"
+            )
 
 
 def main() -> None:
