@@ -2,13 +2,13 @@
 
 gateway_throughput.py measures the whole path (sockets, the kernel, wrk); on a busy machine its
 numbers move by tens of percent from one run to the next. This measures only what the relay's
-Python does with one keep-alive request — a GET with the access cookie, as a browser sends it,
-forwarded to a task and its response's first bytes relayed back — through the real
-ClientConnection and UpstreamConnection with in-memory transports. Each checkout runs in its own
-process (PYTHONPATH), in alternation, several times; the fastest run of each is compared. It
-informs; it never gates CI. Usage:
+Python does with one keep-alive request — a GET with the access cookie, as wrk sends it in
+gateway_throughput.py and as a browser sends it, forwarded to a task, its response's first
+bytes relayed back — through the real ClientConnection and UpstreamConnection with in-memory
+transports. Each checkout runs in its own process (PYTHONPATH), in alternation, several times;
+the fastest run of each is compared. It informs; it never gates CI. Usage:
 
-    .venv/bin/python benchmarks/relay_per_request.py --baseline ../main [--rounds 5] [--requests 20000]
+    .venv/bin/python benchmarks/relay_per_request.py --baseline ../main [--rounds 5] [--head wrk browser]
 """
 
 from __future__ import annotations
@@ -25,6 +25,16 @@ HERE = Path(__file__).resolve().parents[1]
 TASK_ID = "bench"
 SECRET = "benchmark-only-secret"
 RESPONSE = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello"
+HEADS = {
+    # What wrk sends in gateway_throughput.py.
+    "wrk": "GET /index.html HTTP/1.1\r\nHost: {host}\r\nCookie: {cookie}\r\n\r\n",
+    # What a browser sends.
+    "browser": (
+        "GET /index.html HTTP/1.1\r\nHost: {host}\r\nUser-Agent: Mozilla/5.0 (X11; Linux x86_64)\r\n"
+        "Accept: text/html,application/xhtml+xml\r\nAccept-Language: en\r\nAccept-Encoding: gzip, deflate\r\n"
+        "Connection: keep-alive\r\nCookie: _xsrf=2|abc; {cookie}\r\n\r\n"
+    ),
+}
 
 
 class Transport(asyncio.Transport):
@@ -56,7 +66,7 @@ class Transport(asyncio.Transport):
         pass
 
 
-async def per_request(requests: int) -> float:
+async def per_request(requests: int, head: str) -> float:
     """Seconds of the relay's own work per request, in this process's rosetta."""
     from rosetta.gateway import relay
     from rosetta.gateway.access import COOKIE_NAME, access_key
@@ -85,11 +95,7 @@ async def per_request(requests: int) -> float:
     )
     gateway = Gateway(config, table)
     cookie = gateway.verifier.make_cookie(1, TASK_ID, epoch=0)
-    request = (
-        f"GET /index.html HTTP/1.1\r\nHost: {TASK_ID}.localhost:8000\r\nUser-Agent: Mozilla/5.0 (X11; Linux x86_64)\r\n"
-        "Accept: text/html,application/xhtml+xml\r\nAccept-Language: en\r\nAccept-Encoding: gzip, deflate\r\n"
-        f"Connection: keep-alive\r\nCookie: _xsrf=2|abc; {COOKIE_NAME}={cookie}\r\n\r\n"
-    ).encode()
+    request = HEADS[head].format(host=f"{TASK_ID}.localhost:8000", cookie=f"{COOKIE_NAME}={cookie}").encode()
     client = relay.ClientConnection(gateway)
     client.connection_made(Transport())
     client.upstream_target = TASK_ID  # connected already: a keep-alive connection's later requests
@@ -109,8 +115,8 @@ async def per_request(requests: int) -> float:
     return took / requests
 
 
-def measure(checkout: Path, requests: int) -> float:
-    argv = [sys.executable, __file__, "--measure", str(requests)]
+def measure(checkout: Path, requests: int, head: str) -> float:
+    argv = [sys.executable, __file__, "--measure", str(requests), "--head", head]
     result = subprocess.run(
         argv, capture_output=True, text=True, check=True, env={**os.environ, "PYTHONPATH": str(checkout)}
     )
@@ -122,24 +128,25 @@ def main() -> None:
     parser.add_argument("--baseline", type=Path, required=False, help="another checkout to compare with")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--requests", type=int, default=20000)
+    parser.add_argument("--head", choices=sorted(HEADS), nargs="+", default=sorted(HEADS), help="request heads to send")
     parser.add_argument("--measure", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.measure:
-        print(asyncio.run(per_request(args.measure)))
+        print(asyncio.run(per_request(args.measure, args.head[0])))
         return
     checkouts = {"this": HERE} | ({"baseline": args.baseline.resolve()} if args.baseline else {})
-    runs: dict[str, list[float]] = {name: [] for name in checkouts}
-    for number in range(args.rounds):
-        order = list(checkouts) if number % 2 == 0 else list(reversed(checkouts))
-        for name in order:
-            runs[name].append(measure(checkouts[name], args.requests))
-        print(f"round {number + 1}/{args.rounds}: " + ", ".join(f"{n} {runs[n][-1] * 1e6:.2f} us" for n in order))
-    best = {name: min(times) for name, times in runs.items()}
-    print("\nrelay CPU per request (fastest run):")
-    for name, seconds in best.items():
-        print(f"  {name:<9}{seconds * 1e6:8.2f} us   ({checkouts[name]})")
-    if "baseline" in best:
-        print(f"  ratio this/baseline: {best['this'] / best['baseline']:.3f}")
+    for head in args.head:
+        runs: dict[str, list[float]] = {name: [] for name in checkouts}
+        for number in range(args.rounds):
+            order = list(checkouts) if number % 2 == 0 else list(reversed(checkouts))
+            for name in order:
+                runs[name].append(measure(checkouts[name], args.requests, head))
+        best = {name: min(times) for name, times in runs.items()}
+        print(f"\n{head} head: relay CPU per request, fastest of {args.rounds} runs")
+        for name, seconds in best.items():
+            print(f"  {name:<9}{seconds * 1e6:8.2f} us   ({checkouts[name]})")
+        if "baseline" in best:
+            print(f"  ratio this/baseline: {best['this'] / best['baseline']:.3f}", flush=True)
 
 
 if __name__ == "__main__":

@@ -63,7 +63,7 @@ class RequestHead(NamedTuple):
 
 class Forward(NamedTuple):
     """Send the request on, with ``credential`` (Authorization header lines, or b"") in place of
-    whatever the client sent: ``credential_for`` chooses it."""
+    whatever the client sent: ``decide`` chooses it."""
 
     route: Route | None  # None: the platform
     credential: bytes = b""
@@ -171,7 +171,14 @@ def decide(head: RequestHead, table: RouteTable, site: Site) -> Decision:
     if allowed:
         if route.upstream is None:
             return Unavailable(route)
-        return _new_decision(Forward, (route, credential_for(route, authorization, api_token_line, bearer_user)))
+        # Which credential reaches the task: its own secret, for software the platform signs in
+        # (``route.authorization``), whatever the client sent; else the client's own Authorization,
+        # for software with its own login — but never a platform API token that proved who sent it
+        # (the task could act as its visitor on the platform).
+        credential = route.authorization
+        if credential is None:
+            credential = authorization if bearer_user is not None else authorization + api_token_line
+        return _new_decision(Forward, (route, credential))
     if identified:
         return Refuse(403, "Forbidden", "Not allowed", f"You may not open the task “{route.name}”.")
     if method == b"GET" and accepts_html:
@@ -183,18 +190,6 @@ def decide(head: RequestHead, table: RouteTable, site: Site) -> Decision:
         "Open this task from Rosetta, or send an API token.",
         headers=(("WWW-Authenticate", "Bearer"),),
     )
-
-
-def credential_for(route: Route, authorization: bytes, api_token_line: bytes, bearer_user: int | None) -> bytes:
-    """Which credential reaches a task: its own secret, for software the platform signs in
-    (``route.authorization``), whatever the client sent; else the client's own Authorization,
-    for software with its own login — but never a platform API token that proved who sent it
-    (a task must not be able to act as its visitors on the platform)."""
-    if route.authorization is not None:
-        return route.authorization
-    if bearer_user is None:
-        return authorization + api_token_line  # nothing of the platform's: the task's own to judge
-    return authorization
 
 
 def complete_login(
