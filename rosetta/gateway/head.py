@@ -132,7 +132,7 @@ def scan(
     authorization = api_token_line = b""
     accepts_html = chunked = False
     for name, value in headers:
-        size += len(name) + len(value) + 4
+        size += len(name) + len(value)
         kind = _HEADER_KINDS.get(name.lower())
         if kind is None:
             parts += (name, b": ", value, b"\r\n")
@@ -143,7 +143,10 @@ def scan(
             parts += (name, b": ", value, b"\r\n")
         elif kind is _COOKIE:
             if cookie_prefix in value:
-                cookies = [*(cookies or ()), len(parts) + 2]
+                if cookies is None:
+                    cookies = [len(parts) + 2]
+                else:
+                    cookies.append(len(parts) + 2)
             parts += (name, b": ", value, b"\r\n")
         elif kind is _AUTHORIZATION:
             if api_token is None and value[:_BEARER_LENGTH].lower() == _BEARER_PREFIX:
@@ -172,7 +175,7 @@ def scan(
             parts += (name, b": ", value, b"\r\n")
         elif via_terminator and name.lower() == b"x-forwarded-for":  # otherwise dropped: spoofable
             named_client = value
-    if size > MAX_HEAD_BYTES:
+    if size + 4 * len(headers) > MAX_HEAD_BYTES:  # each line's ": " and CRLF too
         return HEAD_TOO_LARGE
     connection_line = _KEEP_ALIVE_LINE
     if connection is not None:
@@ -190,7 +193,16 @@ def scan(
             connection_line = _UPGRADE_LINE
         else:
             parts[upgrade_at : upgrade_at + 4] = (b"", b"", b"", b"")  # hop-by-hop unless switching protocols
-    access_cookies = _take_access_cookies(parts, cookies, cookie_prefix) if cookies is not None else ()
+    access_cookies = ()
+    if cookies is not None:
+        at = cookies[0]
+        if len(cookies) == 1 and b";" not in parts[at] and parts[at].startswith(cookie_prefix):
+            # The Cookie header holds the access cookie alone, as on every request of a task's
+            # own pages without cookies of their own: it goes, without the general case's split.
+            access_cookies = (parts[at][len(cookie_prefix) :].strip(),)
+            parts[at - 2 : at + 2] = (b"", b"", b"", b"")
+        else:
+            access_cookies = _take_access_cookies(parts, cookies, cookie_prefix)
     host = host or b""
     client = _named(named_client, peer) if via_terminator else peer
     parts[0] = method + b" " + target + _VERSIONS.get(version, b" HTTP/1.1\r\n")
