@@ -6,10 +6,13 @@ Runs wrk (1 and 32 connections) against:
   nginx-proxy  nginx as a plain reverse proxy with upstream keep-alive
   chp          configurable-http-proxy (JupyterHub's proxy), installed with npm on first use
 
-and prints req/s, p50, p99 and the ratios the gateway is judged by. It informs; it never
-gates CI. Usage:
+and prints req/s, p50, p99 and the ratios the gateway is judged by. With --baseline DIR it also
+runs the gateway of another checkout (the main branch, say) in the same run, and measures the
+two in alternation over several rounds, so that whatever else the machine does weighs on both
+alike: the median ratio this/baseline per target is what a change is judged by. It informs; it
+never gates CI. Usage:
 
-    .venv/bin/python benchmarks/gateway_throughput.py [--duration 5] [--workers 1 2]
+    .venv/bin/python benchmarks/gateway_throughput.py [--duration 5] [--workers 1 2] [--baseline ../main]
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import os
 import re
 import shutil
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -54,10 +58,11 @@ def wait_for_port(port: int, process: subprocess.Popen, timeout: float = 15.0) -
     raise RuntimeError(f"nothing listens on port {port} after {timeout}s")
 
 
-def start(stack: ExitStack, argv: list[str], port: int, **kwargs) -> None:
+def start(stack: ExitStack, argv: list[str], port: int, **kwargs) -> subprocess.Popen:
     process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, **kwargs)
     stack.callback(stop, process)
     wait_for_port(port, process)
+    return process
 
 
 def stop(process: subprocess.Popen) -> None:
@@ -170,9 +175,23 @@ def start_chp(stack: ExitStack, binary: Path, port: int, upstream_port: int) -> 
     start(stack, argv, port, env=env)
 
 
-def start_gateway(stack: ExitStack, port: int, upstream_port: int, workers: int) -> None:
+HERE = Path(__file__).resolve().parents[1]  # this checkout
+
+
+def start_gateway(stack: ExitStack, port: int, upstream_port: int, workers: int, checkout: Path = HERE) -> int:
+    """The gateway of ``checkout``'s rosetta package (not whichever the environment installed); its pid."""
     argv = [sys.executable, __file__, "--serve-gateway", str(port), str(upstream_port), str(workers)]
-    start(stack, argv, port)
+    return start(stack, argv, port, env={**os.environ, "PYTHONPATH": str(checkout)}).pid
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user and system) of a gateway process and its workers so far."""
+    pids = [pid, *map(int, Path(f"/proc/{pid}/task/{pid}/children").read_text().split())]
+    ticks = 0
+    for each in pids:
+        fields = Path(f"/proc/{each}/stat").read_text().rpartition(")")[2].split()
+        ticks += int(fields[11]) + int(fields[12])  # utime, stime
+    return ticks / os.sysconf("SC_CLK_TCK")
 
 
 def serve_gateway(port: int, upstream_port: int, workers: int) -> None:
@@ -270,10 +289,48 @@ def report(results: dict[str, dict[int, dict]], gateway_names: list[str]) -> Non
         print(f"{gateway} added p50 at 1 connection: {added:.3f} ms")
 
 
+def compare(
+    targets: dict[str, tuple[int, list[str]]],
+    pids: dict[str, int],
+    pairs: list[tuple[str, str]],
+    rounds: int,
+    duration: float,
+) -> None:
+    """Each pair (this gateway, the baseline's) measured in turn, the order swapped every round:
+    the median req/s of each, and the gateway processes' CPU time per request (which what else
+    the machine does disturbs less than req/s), with their ratios."""
+    rps: dict[tuple[str, int], list[float]] = {}
+    cpu: dict[tuple[str, int], list[float]] = {}
+    for number in range(rounds):
+        for pair in pairs:
+            for connections in CONNECTIONS:
+                for name in pair if number % 2 == 0 else reversed(pair):
+                    port, headers = targets[name]
+                    before = cpu_seconds(pids[name])
+                    measured = run_wrk(port, connections, duration, headers)
+                    used = cpu_seconds(pids[name]) - before
+                    rps.setdefault((name, connections), []).append(measured["rps"])
+                    cpu.setdefault((name, connections), []).append(used / (measured["rps"] * duration) * 1e6)
+        print(f"compared round {number + 1}/{rounds}", flush=True)
+    print(f"\nthis checkout against --baseline, median of {rounds} alternating rounds of {duration:g} s")
+    columns = ("conns", 6), ("req/s", 9), ("baseline", 10), ("ratio", 7), ("CPU us/req", 12), ("baseline", 10)
+    print("target".ljust(14) + "".join(name.rjust(width) for name, width in columns) + "ratio".rjust(7))
+    for this, baseline in pairs:
+        for connections in CONNECTIONS:
+            mine, theirs = (statistics.median(rps[(name, connections)]) for name in (this, baseline))
+            my_cpu, their_cpu = (statistics.median(cpu[(name, connections)]) for name in (this, baseline))
+            print(
+                f"{this:<14}{connections:>6}{mine:>9.0f}{theirs:>10.0f}{mine / theirs:>7.3f}"
+                f"{my_cpu:>12.1f}{their_cpu:>10.1f}{my_cpu / their_cpu:>7.3f}"
+            )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--duration", type=float, default=5.0, help="seconds per wrk run")
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2], help="gateway process counts to measure")
+    parser.add_argument("--baseline", type=Path, help="another checkout whose gateway to measure alongside")
+    parser.add_argument("--rounds", type=int, default=5, help="alternating rounds against --baseline")
     parser.add_argument(
         "--serve-gateway", nargs=3, type=int, metavar=("PORT", "UPSTREAM_PORT", "WORKERS"), help=argparse.SUPPRESS
     )
@@ -291,12 +348,20 @@ def main() -> None:
         start_static_upstream(stack, workdir, upstream_port)
         targets: dict[str, tuple[int, list[str]]] = {"direct": (upstream_port, [])}
         gateway_names = []
+        pids = {}
         for workers in args.workers:
             name = f"gateway-w{workers}"
             port = free_port()
-            start_gateway(stack, port, upstream_port, workers)
+            pids[name] = start_gateway(stack, port, upstream_port, workers)
             targets[name] = (port, gateway_headers())
             gateway_names.append(name)
+        pairs = []
+        for workers in args.workers if args.baseline else ():
+            name = f"baseline-w{workers}"
+            port = free_port()
+            pids[name] = start_gateway(stack, port, upstream_port, workers, args.baseline.resolve())
+            targets[name] = (port, gateway_headers())
+            pairs.append((f"gateway-w{workers}", name))
         proxy_port = free_port()
         start_nginx_proxy(stack, workdir, proxy_port, upstream_port)
         targets["nginx-proxy"] = (proxy_port, [])
@@ -313,6 +378,8 @@ def main() -> None:
                 results.setdefault(name, {})[connections] = run_wrk(port, connections, args.duration, headers)
                 print(f"measured {name} c={connections}: {results[name][connections]['rps']:.0f} req/s", flush=True)
         report(results, gateway_names)
+        if pairs:
+            compare(targets, pids, pairs, args.rounds, args.duration)
 
 
 if __name__ == "__main__":

@@ -3,7 +3,8 @@
 The relay (``relay.py``) turns a request head into a ``RequestHead`` — the facts that matter
 here: method, target, the task its Host names, its Origin, the users its credentials prove
 (access cookies already checked for signature and expiry, an API token already looked up) —
-and asks ``decide`` what to do. The answer is a decision: forward, refuse with a page,
+and asks ``decide`` what to do. The answer is a decision: forward (with the credential that
+reaches the upstream: the task's secret, the client's own Authorization, or nothing), refuse with a page,
 redirect to the platform, collect the login form, or wait for a fresher route table. The
 relay then only moves bytes. Nothing here touches a socket, a clock or the database, so the
 whole policy reads in one place and is table-tested on its own.
@@ -56,10 +57,16 @@ class RequestHead(NamedTuple):
     table_read_at: float  # when the route table's database read began (same clock)
     access_may_have_changed: bool  # someone's access was taken away since the table was read
     may_wait: bool = True  # False once the request has waited for a fresher table
+    authorization: bytes = b""  # the client's Authorization header lines, but a platform API token
+    api_token_line: bytes = b""  # the client's Authorization line holding a platform API token, if any
 
 
 class Forward(NamedTuple):
+    """Send the request on, with ``credential`` (Authorization header lines, or b"") in place of
+    whatever the client sent: ``decide`` chooses it."""
+
     route: Route | None  # None: the platform
+    credential: bytes = b""
 
 
 class Unavailable(NamedTuple):
@@ -126,10 +133,14 @@ def decide(head: RequestHead, table: RouteTable, site: Site) -> Decision:
         table_read_at,
         access_may_have_changed,
         may_wait,
+        authorization,
+        api_token_line,
     ) = head
     if task_id is None:
         if content_length is not None and content_length > site.max_platform_body and not unlimited(method, target):
             return too_large(site)
+        if authorization or api_token_line:  # the platform checks them itself
+            return _new_decision(Forward, (None, authorization + api_token_line))
         return FORWARD_TO_PLATFORM
     route = table.routes.get(task_id)
     # Wait for a fresher table when the answer may be stale: the credentials revoked meanwhile,
@@ -160,7 +171,14 @@ def decide(head: RequestHead, table: RouteTable, site: Site) -> Decision:
     if allowed:
         if route.upstream is None:
             return Unavailable(route)
-        return _new_decision(Forward, (route,))
+        # Which credential reaches the task: its own secret, for software the platform signs in
+        # (``route.authorization``), whatever the client sent; else the client's own Authorization,
+        # for software with its own login — but never a platform API token that proved who sent it
+        # (the task could act as its visitor on the platform).
+        credential = route.authorization
+        if credential is None:
+            credential = authorization if bearer_user is not None else authorization + api_token_line
+        return _new_decision(Forward, (route, credential))
     if identified:
         return Refuse(403, "Forbidden", "Not allowed", f"You may not open the task “{route.name}”.")
     if method == b"GET" and accepts_html:

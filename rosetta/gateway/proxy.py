@@ -4,8 +4,9 @@ Each task is served at its own origin, ``http://<task_id>.<tasks_domain>:<port>/
 other Host goes to the platform (Django). For a task origin the gateway checks access
 against an in-memory ``RouteTable`` and forwards to the task's interface.
 
-Three parts: ``policy`` decides who may do what (pure functions), ``relay`` moves the bytes
-(asyncio protocols), and this module holds them together — the listening sockets, the route
+The parts: ``head`` reads request heads and ``policy`` decides who may do what (pure
+functions), ``admission`` counts connections and requests per client, ``relay`` moves the
+bytes (asyncio protocols), and this module holds them together — the listening sockets, the route
 table and its reloads, the limits every client shares, worker processes, and a graceful stop
 that lets open connections (WebSockets included) finish while a new gateway already accepts.
 """
@@ -27,8 +28,9 @@ from pathlib import Path
 
 from rosetta.core import notify
 from rosetta.gateway.access import AccessVerifier, cookie_name, task_id_from_host
+from rosetta.gateway.admission import Admission
 from rosetta.gateway.policy import Site
-from rosetta.gateway.relay import ClientConnection, ClientShare
+from rosetta.gateway.relay import ClientConnection
 from rosetta.gateway.routes import RouteTable
 from rosetta.gateway.used_tokens import DatabaseUsedTokens, ProcessUsedTokens, UsedTokens
 
@@ -144,13 +146,14 @@ class Gateway:
         self.forwarded_proto = b"https" if self.https else b"http"
         self.cookie_name = cookie_name(self.https)
         self.cookie_prefix = self.cookie_name.encode() + b"="
-        self.connections: set[ClientConnection] = set()
-        self.shares: dict[str, ClientShare] = {}
+        self.admission = Admission(
+            config.max_connections, config.max_connections_per_client, config.max_in_flight_per_client
+        )
+        self.connections: set[ClientConnection] = self.admission.connections
         self.watch_period = min(config.first_byte_timeout, config.head_timeout, config.idle_timeout) / 4
         self.draining = False
         self._task_ids: dict[bytes, str | None] = {}
         self._servers: list[asyncio.Server] = []
-        self._refused_since_warning = 0
         # When the current table's database read began (loop time); a table given here is fixed.
         self.table_time = float("-inf") if table is None else float("inf")
         # Counts the times someone's access was taken away; the table knows the changes up to its generation.
@@ -160,31 +163,6 @@ class Gateway:
         self._table_waiters: list[asyncio.Future] = []
 
     # -- what connections ask -------------------------------------------------------------
-
-    def admit(self, connection: ClientConnection, address: str) -> ClientShare | None:
-        """The share of ``address`` the new connection counts in, or None if over a limit."""
-        config = self.config
-        share = self.shares.get(address)
-        if len(self.connections) >= config.max_connections or (
-            share is not None and share.connections >= config.max_connections_per_client
-        ):
-            self._refused_since_warning += 1
-            if self._refused_since_warning in (1, 1000):  # a flood must not flood the log
-                log.warning("gateway: connection limit reached; refusing new connections (%s)", address)
-            return None
-        if share is None:
-            share = self.shares[address] = ClientShare(address, config.max_in_flight_per_client)
-        share.connections += 1
-        self.connections.add(connection)
-        self._refused_since_warning = 0
-        return share
-
-    def release(self, connection: ClientConnection) -> None:
-        self.connections.discard(connection)
-        share = connection.share
-        share.connections -= 1
-        if not share.connections:
-            del self.shares[share.address]
 
     def task_id_from_host(self, host: bytes) -> str | None:
         task_id = self._task_ids.get(host, False)

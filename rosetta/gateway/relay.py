@@ -2,8 +2,11 @@
 
 asyncio Protocols (no streams), httptools parsing request heads only, one upstream connection
 pinned to each client connection, responses relayed as raw bytes. For each request head the
-relay gathers what the access policy needs (``policy.RequestHead``), asks ``policy.decide``,
-and carries the decision out: it forwards, or answers with one of ``pages``.
+relay has ``head.scan`` read its facts and the headers to forward, adds what the access policy
+needs from the gateway's state (``policy.RequestHead``: the task the Host names, who the
+access cookies and API token name), asks ``policy.decide``, and carries the decision out: it
+forwards (with the credential the policy chose), or answers with one of ``pages``. What a
+connection does with its client's bytes is one ``State`` at a time, changed in ``move`` only.
 
 Consequences worth knowing:
 
@@ -19,13 +22,14 @@ Consequences worth knowing:
 - An upgrade request is tunnelled, bytes both ways, only once the upstream answered
   101 Switching Protocols; otherwise the connection goes on parsing requests.
 - Each client address may have ``max_in_flight_per_client`` requests waiting for their
-  response's first bytes; its further requests wait their turn, so one client's many busy
-  connections cannot starve everyone else's.
+  response's first bytes; its further requests wait their turn (``admission``), so one
+  client's many busy connections cannot starve everyone else's.
 """
 
 from __future__ import annotations
 
 import asyncio
+import enum
 import logging
 import socket
 import urllib.parse
@@ -34,10 +38,10 @@ from typing import TYPE_CHECKING, Protocol
 
 import httptools
 
-from rosetta.accounts.tokens import TOKEN_PREFIX, hash_token
+from rosetta.accounts.tokens import hash_token
 from rosetta.computing.errors import ComputingError
 from rosetta.gateway import pages
-from rosetta.gateway.clients import cap_key
+from rosetta.gateway.head import MAX_HEAD_BYTES, BadHead, scan
 from rosetta.gateway.policy import (
     Forward,
     Grant,
@@ -54,7 +58,8 @@ from rosetta.gateway.policy import (
 from rosetta.gateway.routes import Route
 
 if TYPE_CHECKING:
-    from rosetta.gateway.access import AccessVerifier
+    from rosetta.gateway.access import CookieHolder, OneTimeToken
+    from rosetta.gateway.admission import Admission, ClientShare
     from rosetta.gateway.policy import Site
     from rosetta.gateway.routes import RouteTable
 
@@ -74,27 +79,35 @@ class TokenRecord(Protocol):
     async def claim(self, nonce: str, expires: int) -> bool: ...
 
 
+class Credentials(Protocol):
+    """Reads the one-time tokens and access cookies of the gateway (access.AccessVerifier is one)."""
+
+    def read_token(self, token: str, task_id: str) -> OneTimeToken | None: ...
+
+    def make_cookie(self, user_id: int, task_id: str, *, epoch: int) -> str: ...
+
+    def check_cookie(self, value: str, task_id: str) -> CookieHolder | None: ...
+
+
 class Gateway(Protocol):
-    """What a connection needs of the gateway that accepted it (rosetta.gateway.proxy.Gateway is one)."""
+    """All a connection uses of the gateway that accepted it, and nothing more
+    (rosetta.gateway.proxy.Gateway is one; tests/unit/test_gateway_relay.py keeps them in step)."""
 
     config: RelayConfig
     site: Site
-    table: RouteTable
-    verifier: AccessVerifier
+    table: RouteTable  # the current route table
+    table_time: float  # when its database read began (loop time)
+    table_generation: int  # the access changes it knows of
+    access_generation: int  # the access changes signalled
+    verifier: Credentials
     used_tokens: TokenRecord
+    admission: Admission
     trusted_proxies: frozenset[str]
     draining: bool
-    watch_period: float
+    watch_period: float  # how often a connection checks its timeouts
     https: bool
     forwarded_proto: bytes
-    cookie_prefix: bytes
-    table_time: float
-    table_generation: int
-    access_generation: int
-
-    def admit(self, connection: ClientConnection, address: str) -> ClientShare | None: ...
-
-    def release(self, connection: ClientConnection) -> None: ...
+    cookie_prefix: bytes  # b"<access cookie name>="
 
     def task_id_from_host(self, host: bytes) -> str | None: ...
 
@@ -103,7 +116,6 @@ class Gateway(Protocol):
     async def table_read_since(self, moment: float, generation: int = 0) -> None: ...
 
 
-MAX_HEAD_BYTES = 64 * 1024
 MAX_LOGIN_BODY_BYTES = 8 * 1024
 UPSTREAM_WRITE_BUFFER = 256 * 1024  # bytes queued towards an upstream before the client is paused
 # The kernel's buffer of the unix socket to the platform's web process (default ~208 KiB): uploads
@@ -115,72 +127,46 @@ LINGER_TIME = 2.0  # how long a connection the gateway answered itself drops wha
 QUIET_GRACE = 1.0  # a client gone (half-closed) or a draining gateway: close once nothing moved this long
 MAX_BACKLOG = 256  # requests (and their body chunks) a connection may queue behind an unfinished response
 
-_BEARER_PREFIX = b"bearer " + TOKEN_PREFIX.encode()
-_VERSIONS = {"1.1": b" HTTP/1.1\r\n", "1.0": b" HTTP/1.0\r\n"}
-
-# Request headers the relay looks at; all others are forwarded as they are.
-_HOST, _COOKIE, _AUTHORIZATION, _ACCEPT, _ORIGIN, _LENGTH, _TRANSFER, _CONNECTION, _UPGRADE, _DROP = range(10)
-_HOP_BY_HOP = (b"keep-alive", b"proxy-connection", b"te", b"trailer")
-# Client-supplied forwarding headers would be spoofable: the gateway sets its own.
-_FORWARDING = (b"x-forwarded-for", b"x-forwarded-proto", b"x-forwarded-host", b"forwarded", b"x-real-ip")
-_HEADER_KINDS = {
-    b"host": _HOST,
-    b"cookie": _COOKIE,
-    b"authorization": _AUTHORIZATION,
-    b"accept": _ACCEPT,
-    b"origin": _ORIGIN,
-    b"content-length": _LENGTH,
-    b"transfer-encoding": _TRANSFER,
-    b"connection": _CONNECTION,
-    b"upgrade": _UPGRADE,
-    **dict.fromkeys(_HOP_BY_HOP + _FORWARDING, _DROP),
-}
-# Connection options that name no header to drop beyond the ones above.
-_CONNECTION_OPTIONS = frozenset((b"close", b"upgrade", *_HOP_BY_HOP))
-
 # RequestHead without NamedTuple's Python-level __new__ (every field given, in order): it runs per request.
 _new_head = tuple.__new__
 
-# What the client connection does with the rest of the current request.
-_FORWARD = 0  # relay its body to the upstream
-_LOGIN = 1  # collect a small form body for LOGIN_PATH
-_DISCARD = 2  # the gateway answered; the connection is ending
-_QUEUED = 3  # it waits in the backlog behind an unfinished response or a fresher route table
+
+class State(enum.IntEnum):
+    """What a client connection does with the bytes its client sends — one state at a time.
+
+    In order: the states from LAST_BODY on read no further request, those from SWITCHED on do
+    not parse at all. Two things go on beside the state, as they overlap with it when a client
+    pipelines: the upstream connection being made (``connecting``) and the response being
+    awaited (``watching``, ``exchange``)."""
+
+    READING_HEAD = 0  # the next bytes begin (or go on with) a request head
+    QUEUED = 1  # the request waits in the backlog: for a fresher route table, its client's turn, an earlier response
+    RELAYING_BODY = 2  # the request was forwarded: its body goes to the upstream
+    READING_LOGIN = 3  # the request is the login form: its (small) body is collected
+    LAST_BODY = 4  # RELAYING_BODY, but its response cannot be delimited: no request may follow
+    FINAL = 5  # no request follows: the login's token is being checked, or a response is relayed to its end
+    SWITCHED = 6  # the upstream switched protocols (WebSocket): raw bytes both ways
+    ANSWERED = 7  # the gateway answered itself and half-closed: what the client still sends is dropped
+    CLOSED = 8
+
+
+_READING_HEAD, _QUEUED, _RELAYING_BODY, _READING_LOGIN, _LAST_BODY, _FINAL, _SWITCHED, _ANSWERED, _CLOSED = State
+
+# The transitions a connection may make; any other is a bug (``ClientConnection.move`` asserts).
+NEXT_STATES: dict[State, frozenset[State]] = {
+    _READING_HEAD: frozenset({_QUEUED, _RELAYING_BODY, _READING_LOGIN, _FINAL, _SWITCHED, _ANSWERED, _CLOSED}),
+    _QUEUED: frozenset({_READING_HEAD, _RELAYING_BODY, _READING_LOGIN, _FINAL, _ANSWERED, _CLOSED}),
+    _RELAYING_BODY: frozenset({_READING_HEAD, _LAST_BODY, _SWITCHED, _ANSWERED, _CLOSED}),
+    _READING_LOGIN: frozenset({_FINAL, _ANSWERED, _CLOSED}),
+    _LAST_BODY: frozenset({_FINAL, _ANSWERED, _CLOSED}),
+    _FINAL: frozenset({_ANSWERED, _CLOSED}),
+    _SWITCHED: frozenset({_CLOSED}),
+    _ANSWERED: frozenset({_CLOSED}),
+    _CLOSED: frozenset(),
+}
 
 # Events of requests waiting in a connection's backlog.
 _HEAD, _BODY, _END, _SWITCH = range(4)
-
-
-class ClientShare:
-    """What one client address holds of the gateway: its connections, and how many of them
-    wait for a response (``in_flight``, at most ``limit``; the others wait their turn)."""
-
-    __slots__ = ("address", "connections", "in_flight", "limit", "full", "waiting")
-
-    def __init__(self, address: str, limit: int) -> None:
-        self.address = address
-        self.connections = 0
-        self.in_flight = 0
-        self.limit = limit
-        self.full = False
-        self.waiting: deque[ClientConnection] = deque()
-
-    def take(self) -> None:
-        self.in_flight += 1
-        self.full = self.in_flight >= self.limit
-
-    def give_back(self) -> None:
-        self.in_flight -= 1
-        if self.full:  # never more than the limit in flight: one fewer is room again
-            self.full = False
-            if self.waiting:
-                self.pass_turn()
-
-    def pass_turn(self) -> None:
-        """The slot just given back goes to the longest waiting connection (run soon, not
-        from inside the callback that freed it)."""
-        self.take()
-        asyncio.get_running_loop().call_soon(self.waiting.popleft().take_turn)
 
 
 class ResponseEnd:
@@ -277,7 +263,8 @@ class UpstreamConnection(asyncio.Protocol):
 
 
 class ClientConnection(asyncio.Protocol):
-    """One browser/client connection: parses request heads, asks the policy, relays."""
+    """One browser/client connection: reads request heads (``head.scan``), asks the policy
+    (``policy.decide``), carries the decision out, relays."""
 
     def __init__(self, gateway: Gateway) -> None:
         self.gateway = gateway
@@ -285,24 +272,17 @@ class ClientConnection(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.parser = httptools.HttpRequestParser(self)
         self.share: ClientShare | None = None
-        self.closed = False
-        self.ending = False  # the gateway answers this connection's last request itself
-        self.lingering = False  # ... and has answered: what the client still sends is dropped
-        self.tunnel = False  # after a 101: raw bytes both ways
-        self.diverted = False  # tunnel or lingering: data skips the parser
+        self.state = _READING_HEAD
         self.client_eof = False  # the client half-closed (or left)
-        self.forwarded_for = b""
         self.peer = b""  # the address that connected
         self.via_terminator = False  # the peer is a trusted TLS terminator, carrying many clients
         self.paused_for: set[str] = set()
-        # The request being parsed.
+        # The request head being parsed (httptools' callbacks), and where the parser is.
         self.url = b""
         self.headers: list[tuple[bytes, bytes]] = []
-        self.head_size = 0
-        self.reading_head = True
+        self.reading_head = True  # in a head, or between requests (else in a body)
         self.unparsed_head_bytes = 0
         # The request being handled (the one being parsed, unless it waits in the backlog).
-        self.mode = _FORWARD
         self.chunked = False
         self.platform_body_left: int | None = None  # a chunked body to the platform, against its limit
         self.login: tuple[str, Route] | None = None
@@ -315,7 +295,7 @@ class ClientConnection(asyncio.Protocol):
         self.switch_rest: bytes | None = None  # what followed an upgrade request, until the upstream answers
         self.backlog: deque[tuple] | None = None  # events of requests that must wait
         self.waiting: asyncio.Task | None = None  # for a fresher route table, or the login's record
-        # Fair share: holding one of this address's in-flight slots; waiting for one.
+        # Fair share (rosetta.gateway.admission): holding one of its client's in-flight slots; waiting for one.
         self.in_flight = False
         self.turn_wanted = False
         # The pinned upstream: a task id, or "" for the platform.
@@ -324,10 +304,9 @@ class ClientConnection(asyncio.Protocol):
         self.upstream_target: str | None = None
         self.upstream_pending: list[bytes] = []
         self.connecting: asyncio.Task | None = None
-        # Host header -> task id and forwarding headers, for keep-alive where the Host never changes.
+        # Host header -> task id, for keep-alive where the Host never changes.
         self.last_host: bytes | None = None
         self.last_task_id: str | None = None
-        self.forwarding_headers = b""
         # Timeouts: a periodic check instead of a timer reset per packet keeps the hot path cheap.
         self.active = False  # bytes moved since the last check
         self.silent = True  # no byte ever came from the client
@@ -337,6 +316,17 @@ class ClientConnection(asyncio.Protocol):
         self.watchdog: asyncio.TimerHandle | None = None
         self.linger: asyncio.TimerHandle | None = None
 
+    @property
+    def closed(self) -> bool:
+        return self.state is _CLOSED
+
+    def move(self, state: State) -> None:
+        """The state changes here, as NEXT_STATES allows — and, inlined with the same check, in the
+        two places that run per request (``forward``: to RELAYING_BODY; ``on_message_complete``:
+        back to READING_HEAD)."""
+        assert state in NEXT_STATES[self.state], f"relay: {self.state.name} -> {state.name}"
+        self.state = state
+
     # -- transport events -------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.Transport) -> None:
@@ -344,14 +334,12 @@ class ClientConnection(asyncio.Protocol):
         peer = transport.get_extra_info("peername")
         address = str(peer[0]) if isinstance(peer, tuple) else "unix"
         self.via_terminator = address in self.gateway.trusted_proxies
-        # An IPv6 client counts by its /64. A terminator's connections each count on their own:
-        # they carry many clients, whom the terminator limits (and names, see ``client_named``).
-        self.share = self.gateway.admit(self, f"{address} #{id(self)}" if self.via_terminator else cap_key(address))
+        self.share = self.gateway.admission.admit(self, address, self.via_terminator)
         if self.share is None:  # over a connection cap: no reading, no answer
-            self.closed = True
+            self.move(_CLOSED)
             transport.abort()
             return
-        self.forwarded_for = self.peer = address.encode()
+        self.peer = address.encode()
         self.loop = asyncio.get_running_loop()
         self.opened = self.quiet_since = self.head_started = self.loop.time()
         self.arm_watchdog()
@@ -365,7 +353,7 @@ class ClientConnection(asyncio.Protocol):
         """Check again soon: the client left, or the gateway drains."""
         if self.watchdog is not None:
             self.watchdog.cancel()
-        if not self.closed:
+        if self.state is not _CLOSED:
             self.arm_watchdog()
 
     def check_timeouts(self) -> None:
@@ -375,7 +363,7 @@ class ClientConnection(asyncio.Protocol):
         moment while no response is owed. WebSocket tunnels are left alone until then;
         their applications ping as they see fit."""
         self.watchdog = None
-        if self.closed:
+        if self.state is _CLOSED:
             return
         config = self.gateway.config
         now = self.loop.time()
@@ -386,7 +374,7 @@ class ClientConnection(asyncio.Protocol):
         elif self.in_flight:
             self.release_slot()  # a long poll keeps nothing busy: let the address's other requests go
         quiet = now - self.quiet_since
-        if self.tunnel:
+        if self.state is _SWITCHED:
             if self.client_eof and quiet >= QUIET_GRACE:
                 self.close()
             elif self.client_eof or self.gateway.draining:
@@ -396,7 +384,7 @@ class ClientConnection(asyncio.Protocol):
             self.close()
             return
         if self.head_started is not None and now - self.head_started > config.head_timeout:
-            if self.head_size or self.unparsed_head_bytes:
+            if self.url or self.headers or self.unparsed_head_bytes:
                 self.refuse(408, "Request Timeout", "Request timeout", "The request head did not arrive in time.")
             else:
                 self.close()
@@ -409,10 +397,10 @@ class ClientConnection(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self.active = True
-        if self.diverted:
-            if self.tunnel:
+        if self.state >= _SWITCHED:
+            if self.state is _SWITCHED:
                 self.send_upstream(data)
-            return  # lingering: what follows a response of the gateway's own is dropped
+            return  # answered: what follows a response of the gateway's own is dropped
         head_was_incomplete = self.reading_head
         try:
             self.parser.feed_data(data)
@@ -420,10 +408,10 @@ class ClientConnection(asyncio.Protocol):
             self.switch_requested(data[upgrade.args[0] :])
             return
         except httptools.HttpParserError:
-            if not self.ending:
+            if self.state < _LAST_BODY:
                 self.refuse(400, "Bad Request", "Bad request", "The gateway could not parse this request.")
             return
-        if head_was_incomplete and self.reading_head and not self.ending:
+        if head_was_incomplete and self.reading_head and self.state < _LAST_BODY:
             # httptools buffers a header line until it ends; bound what it may hold.
             self.unparsed_head_bytes += len(data)
             if self.unparsed_head_bytes > MAX_HEAD_BYTES:
@@ -441,9 +429,10 @@ class ClientConnection(asyncio.Protocol):
         )
 
     def eof_received(self) -> bool:
-        if self.lingering or not (self.tunnel or self.owes_response()):
+        state = self.state
+        if state is _ANSWERED or not (state is _SWITCHED or self.owes_response()):
             return False  # nothing more for this client: close now
-        if not self.tunnel and not self.reading_head:
+        if state is not _SWITCHED and not self.reading_head:
             return False  # it left half-way through a request's body (an upload): that request cannot complete
         # A half-closing client may still read what it is owed: the connection closes once
         # that response ended (delimited from here when it has not begun yet), or else once
@@ -451,13 +440,14 @@ class ClientConnection(asyncio.Protocol):
         self.client_eof = True
         if self.watching and self.exchange is None:
             self.exchange = ResponseEnd(self.forwarded.method == b"HEAD", False)
-        if self.tunnel and self.upstream_transport is not None and self.upstream_transport.can_write_eof():
+        if state is _SWITCHED and self.upstream_transport is not None and self.upstream_transport.can_write_eof():
             self.upstream_transport.write_eof()
         self.rearm_watchdog()
         return True
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self.closed = True
+        if self.state is not _CLOSED:
+            self.move(_CLOSED)
         if self.share is None:  # refused at admission
             return
         for timer in (self.watchdog, self.linger):
@@ -467,7 +457,7 @@ class ClientConnection(asyncio.Protocol):
             self.waiting.cancel()
         if self.in_flight:
             self.release_slot()
-        self.gateway.release(self)
+        self.gateway.admission.release(self, self.share)
         self.drop_upstream()
 
     def pause_writing(self) -> None:
@@ -479,35 +469,35 @@ class ClientConnection(asyncio.Protocol):
             self.upstream_transport.resume_reading()
 
     def hold_reading(self, reason: str) -> None:
-        if not self.paused_for and not self.closed:
+        if not self.paused_for and self.state is not _CLOSED:
             self.transport.pause_reading()
         self.paused_for.add(reason)
 
     def release_reading(self, reason: str) -> None:
         self.paused_for.discard(reason)
-        if not self.paused_for and not self.closed:
+        if not self.paused_for and self.state is not _CLOSED:
             self.transport.resume_reading()
 
     def close(self) -> None:
-        if not self.closed:
-            self.closed = True
+        if self.state is not _CLOSED:
+            self.move(_CLOSED)
             self.transport.close()  # flushes what was already written
         self.drop_upstream()
 
-    # -- fair share between client addresses ---------------------------------------------
+    # -- fair share between clients (rosetta.gateway.admission) ---------------------------
 
     def wait_for_turn(self) -> None:
-        """Its address has as many requests in flight as it may: this connection's next request
+        """Its client has as many requests in flight as it may: this connection's next request
         waits in the backlog until one of them is answered."""
         if not self.turn_wanted:
             self.turn_wanted = True
             self.share.waiting.append(self)
 
     def take_turn(self) -> None:
-        """A slot of this address was set aside for this connection (ClientShare.pass_turn)."""
+        """A slot of this client was set aside for this connection (ClientShare.pass_turn)."""
         self.turn_wanted = False
         self.in_flight = True
-        if not self.closed:
+        if self.state is not _CLOSED:
             self.replay()
         if self.in_flight and not self.watching:  # it forwarded nothing (an answer of its own, say)
             self.release_slot()
@@ -520,223 +510,103 @@ class ClientConnection(asyncio.Protocol):
 
     def on_url(self, url: bytes) -> None:
         self.url += url
-        self.head_size += len(url)
 
     def on_header(self, name: bytes, value: bytes) -> None:
         self.headers.append((name, value))
-        self.head_size += len(name) + len(value) + 4
 
     def on_message_begin(self) -> None:
         if self.head_started is None:
             self.head_started = self.loop.time()
 
     def on_headers_complete(self) -> None:
-        """Gather the head's facts and the headers to forward in one pass, then ask the policy."""
+        """Scan the head, gather what the policy needs, and ask it (now, or once it is this request's turn)."""
         self.reading_head = False
         arrived, self.head_started = self.head_started or 0.0, None
-        if self.closed or self.ending:
+        if self.state >= _LAST_BODY:
             return
-        url = self.url
-        if self.head_size > MAX_HEAD_BYTES:
-            self.head_too_large()
-            return
-        if url[:1] != b"/" and url != b"*":
-            # Absolute-form and CONNECT targets could name another origin than the Host we route by.
-            self.refuse(400, "Bad Request", "Bad request", "The gateway only accepts origin-form request targets.")
-            return
-        parser = self.parser
-        method = parser.get_method()
         gateway = self.gateway
-        # The request line, once known to be needed; the client's Authorization headers, which
-        # the task's secret replaces (``forward``); then the other headers, as they came.
-        parts = [b"", b""]
-        host = origin = content_length = connection = None
-        cookies = upgrade_at = None  # where in parts their values are
-        api_token = None  # an Authorization header that may hold a Rosetta API token
-        accepts_html = chunked = False
-        via_terminator, named_client = self.via_terminator, None
-        for name, value in self.headers:
-            kind = _HEADER_KINDS.get(name.lower())
-            if kind is None:
-                parts += (name, b": ", value, b"\r\n")
-            elif kind is _HOST:
-                if host is not None:
-                    self.refuse(400, "Bad Request", "Bad request", "The request has more than one Host header.")
-                    return
-                host = value
-                parts += (name, b": ", value, b"\r\n")
-            elif kind is _COOKIE:
-                if gateway.cookie_prefix in value:
-                    cookies = [*(cookies or ()), len(parts) + 2]
-                parts += (name, b": ", value, b"\r\n")
-            elif kind is _AUTHORIZATION:
-                if value[:11].lower() == _BEARER_PREFIX and api_token is None:
-                    api_token = (name, value)
-                else:
-                    parts[1] += name + b": " + value + b"\r\n"
-            elif kind is _ACCEPT:
-                accepts_html = b"text/html" in value
-                parts += (name, b": ", value, b"\r\n")
-            elif kind is _ORIGIN:
-                origin = value
-                parts += (name, b": ", value, b"\r\n")
-            elif kind is _LENGTH:
-                content_length = int(value) if value.isdigit() else None
-                parts += (name, b": ", value, b"\r\n")
-            elif kind is _TRANSFER:
-                chunked = b"chunked" in value.lower()
-                parts += (name, b": ", value, b"\r\n")
-            elif kind is _CONNECTION:
-                connection = value if connection is None else connection + b"," + value
-            elif kind is _UPGRADE:
-                upgrade_at = len(parts)
-                parts += (name, b": ", value, b"\r\n")
-            elif via_terminator and name.lower() == b"x-forwarded-for":  # otherwise dropped: spoofable
-                named_client = value
-        if via_terminator:
-            self.client_named(named_client)
-        connection_line = b"\r\n"
-        upgrade = False
-        if connection is not None:
-            options = {option.strip() for option in connection.lower().split(b",")}
-            if not options <= _CONNECTION_OPTIONS:
-                self.drop_connection_listed(options, arrived)
-                return
-            if b"close" in options:
-                connection_line = b"Connection: close\r\n\r\n"
-        if upgrade_at is not None:
-            upgrade = parser.should_upgrade()
-            if upgrade:
-                connection_line = b"Connection: Upgrade\r\n\r\n"
-            else:
-                parts[upgrade_at : upgrade_at + 4] = (b"", b"", b"", b"")  # hop-by-hop unless switching protocols
-        host = host or b""
+        parser = self.parser
+        head = scan(
+            parser.get_method(),
+            self.url,
+            parser.get_http_version(),
+            self.headers,
+            parser.should_upgrade(),
+            self.peer,
+            gateway.cookie_prefix,
+            gateway.forwarded_proto,
+            self.via_terminator,
+        )
+        if type(head) is BadHead:
+            self.refuse(*head)
+            return
+        # Unpacked at once: cheaper than reading the fields one by one, per request.
+        (method, target, host, origin, upgrade, length, chunked, accepts_html,
+         cookies, authorization, api_token, api_token_line, _, parts) = head  # fmt: skip
         if host != self.last_host:
-            self.learn_host(host)
+            self.last_host = host
+            self.last_task_id = gateway.task_id_from_host(host)
         task_id = self.last_task_id
         cookie_users = ()
         bearer_user = None
-        if task_id is not None:  # the task must see neither the access cookie nor a Rosetta API token
-            if cookies is not None:
-                cookie_users = self.take_access_cookies(parts, cookies, task_id)
+        if task_id is not None:  # who the access cookies and a platform API token name
+            if cookies:
+                check = gateway.verifier.check_cookie
+                if len(cookies) == 1:  # as browsers send it: the one case that runs per request
+                    holder = check(cookies[0].decode("latin-1"), task_id)
+                    cookie_users = () if holder is None else (holder,)
+                else:  # a sibling origin tossed one of the same name
+                    holders = (check(value.decode("latin-1"), task_id) for value in cookies)
+                    cookie_users = tuple(holder for holder in holders if holder is not None)
             if api_token is not None:
-                bearer_user = gateway.table.token_users.get(hash_token(api_token[1][7:].strip().decode("latin-1")))
-        if api_token is not None and bearer_user is None:  # the platform's to check, or a task's own token
-            parts[1] += api_token[0] + b": " + api_token[1] + b"\r\n"
-        parts[0] = method + b" " + url + _VERSIONS.get(parser.get_http_version(), b" HTTP/1.1\r\n")
-        parts += (self.forwarding_headers, connection_line)
-        head = _new_head(
+                bearer_user = gateway.table.token_users.get(hash_token(api_token.decode("latin-1")))
+        request = _new_head(
             RequestHead,
             (
                 method,
-                url,
+                target,
                 task_id,
                 origin,
                 cookie_users,
                 bearer_user,
                 upgrade,
-                content_length,
+                length,
                 accepts_html,
                 arrived,
                 gateway.table_time,
                 gateway.table_generation < gateway.access_generation,
                 True,
+                authorization,
+                api_token_line,
             ),
         )
         if self.backlog is not None or self.watching or (self.share.full and not self.in_flight):
-            self.queue(head, parts, chunked)
+            self.queue(request, parts, chunked)
         else:
-            self.act(head, parts, chunked)
-
-    def client_named(self, forwarded_for: bytes | None) -> None:
-        """The client a trusted terminator names for this request (the last address of its
-        X-Forwarded-For; the terminator's own address when it names none, or no valid one):
-        what the forwarding headers say from now on."""
-        client = self.peer
-        if forwarded_for is not None:
-            named = forwarded_for.rpartition(b",")[2].strip()
-            try:
-                socket.inet_pton(socket.AF_INET6 if b":" in named else socket.AF_INET, named.decode("ascii"))
-                client = named
-            except (OSError, UnicodeDecodeError, ValueError):
-                pass
-        if client != self.forwarded_for:
-            self.forwarded_for = client
-            self.last_host = None  # the forwarding headers are made again for the next request
-
-    def drop_connection_listed(self, options: set[bytes], arrived: float) -> None:
-        """The rare head whose Connection header names more hop-by-hop headers (never Host,
-        which routes the request): handle it again without them."""
-        listed = options - _CONNECTION_OPTIONS - {b"host"}
-        kept = [(name, value) for name, value in self.headers if name.lower() not in listed | {b"connection"}]
-        if options & _CONNECTION_OPTIONS:
-            kept.append((b"Connection", b", ".join(sorted(options & _CONNECTION_OPTIONS))))
-        self.headers = kept
-        self.head_started = arrived
-        self.on_headers_complete()
+            self.act(request, parts, chunked)
 
     def on_body(self, body: bytes) -> None:
-        if self.mode == _QUEUED:
+        if self.state is _QUEUED:
             self.backlog.append((_BODY, body))
         else:
             self.take_body(body)
 
     def on_message_complete(self) -> None:
-        mode = self.mode
-        if mode == _QUEUED:
+        state = self.state
+        if state is _QUEUED:
             self.backlog.append((_END,))
-        elif mode != _FORWARD or self.chunked:
+        elif state is _RELAYING_BODY and not self.chunked:
+            # end_request and move(_READING_HEAD), without the calls: this runs per request.
+            assert _READING_HEAD in NEXT_STATES[state]
+            self.state = _READING_HEAD
+        else:
             self.end_request()
         self.url = b""
         self.headers = []
-        self.head_size = 0
         self.reading_head = True
         self.unparsed_head_bytes = 0
 
     # -- handling a request -------------------------------------------------------------
-
-    def learn_host(self, host: bytes) -> None:
-        gateway = self.gateway
-        self.last_host = host
-        self.last_task_id = gateway.task_id_from_host(host)
-        quoted_host = b'"' + host.replace(b"\\", b"\\\\").replace(b'"', b'\\"') + b'"'
-        forwarded_for = self.forwarded_for
-        if b":" in forwarded_for:
-            forwarded_for = b'"[' + forwarded_for + b']"'
-        elif forwarded_for == b"unix":
-            forwarded_for = b"unknown"
-        proto = gateway.forwarded_proto
-        self.forwarding_headers = b"".join(
-            (
-                b"X-Forwarded-For: " + self.forwarded_for,
-                b"\r\nX-Forwarded-Proto: " + proto,
-                b"\r\nX-Forwarded-Host: " + host,
-                b"\r\nX-Real-IP: " + self.forwarded_for,
-                b"\r\nForwarded: for=" + forwarded_for + b";proto=" + proto + b";host=" + quoted_host + b"\r\n",
-            )
-        )
-
-    def take_access_cookies(self, parts: list[bytes], at: list[int], task_id: str) -> tuple[tuple[int, int], ...]:
-        """Remove the access cookies from the Cookie headers; who the valid ones name."""
-        gateway = self.gateway
-        prefix = gateway.cookie_prefix
-        holders = []
-        for index in at:
-            others = []
-            for pair in parts[index].split(b";"):
-                pair = pair.strip()
-                if pair.startswith(prefix):
-                    # Several can arrive when a sibling origin tosses a cookie of the same name.
-                    holder = gateway.verifier.check_cookie(pair[len(prefix) :].decode("latin-1"), task_id)
-                    if holder is not None:
-                        holders.append(holder)
-                elif pair:
-                    others.append(pair)
-            if others:
-                parts[index] = b"; ".join(others)
-            else:
-                parts[index - 2 : index + 2] = (b"", b"", b"", b"")
-        return tuple(holders)
 
     def queue(self, head: RequestHead, parts: list[bytes], chunked: bool) -> None:
         if self.watching and self.exchange is None:
@@ -751,7 +621,8 @@ class ClientConnection(asyncio.Protocol):
             self.close()  # pipelining by the hundred is no client's need: what it queues costs memory
             return
         self.backlog.append((_HEAD, head, parts, chunked))
-        self.mode = _QUEUED
+        if self.state is not _QUEUED:
+            self.move(_QUEUED)
         if self.share.full and not self.in_flight and not self.watching and self.waiting is None:
             self.wait_for_turn()  # only its address's share holds it back
 
@@ -759,21 +630,20 @@ class ClientConnection(asyncio.Protocol):
         """Handle the requests of the backlog, in order, as far as nothing holds them."""
         backlog = self.backlog
         gateway = self.gateway
-        while backlog and not self.ending and not self.closed:
+        while backlog and self.state < _LAST_BODY:
             event = backlog[0]
             kind = event[0]
             if kind == _HEAD:
                 if self.watching or self.waiting is not None:
-                    return
+                    break
                 if self.share.full and not self.in_flight:
                     self.wait_for_turn()
-                    return
+                    break
                 backlog.popleft()
                 head = event[1]._replace(
                     table_read_at=gateway.table_time,
                     access_may_have_changed=gateway.table_generation < gateway.access_generation,
                 )
-                self.mode = _FORWARD
                 self.act(head, event[2], event[3])
             else:
                 backlog.popleft()
@@ -783,18 +653,22 @@ class ClientConnection(asyncio.Protocol):
                     self.end_request()
                 else:
                     self.await_switch(event[1])
-        if self.backlog is backlog and not backlog:
-            self.backlog = None
-            self.release_reading("backlog")
+        else:
+            if self.backlog is backlog and not backlog:
+                self.backlog = None
+                self.release_reading("backlog")
+            return
+        if self.state is _READING_HEAD:
+            self.move(_QUEUED)  # the client's next request waits its turn
 
     def act(self, head: RequestHead, parts: list[bytes], chunked: bool) -> None:
         gateway = self.gateway
         decision = decide(head, gateway.table, gateway.site)
         kind = type(decision)
         if kind is Forward:
-            self.forward(head, parts, chunked, decision.route)
+            self.forward(head, parts, chunked, decision)
         elif kind is Login:
-            self.mode = _LOGIN
+            self.move(_READING_LOGIN)
             self.login = (head.task_id, decision.route)
             self.login_body = b""
         elif kind is Refuse or kind is Redirect or kind is Unavailable:
@@ -807,21 +681,22 @@ class ClientConnection(asyncio.Protocol):
             self.backlog = deque()
             self.hold_reading("backlog")
         self.backlog.appendleft((_HEAD, head, parts, chunked))
-        self.mode = _QUEUED
+        if self.state is not _QUEUED:
+            self.move(_QUEUED)
         self.waiting = self.loop.create_task(self.wait_for_table(head))
 
     async def wait_for_table(self, head: RequestHead) -> None:
         await self.gateway.table_read_since(head.arrived, self.gateway.access_generation)
         self.waiting = None
-        if self.closed or not self.backlog:
+        if self.state is _CLOSED or not self.backlog:
             return
         _, waited, parts, chunked = self.backlog[0]
         self.backlog[0] = (_HEAD, waited._replace(may_wait=False), parts, chunked)
         self.replay()
 
     def take_body(self, body: bytes) -> None:
-        mode = self.mode
-        if mode == _FORWARD:
+        state = self.state
+        if state is _RELAYING_BODY or state is _LAST_BODY:
             if not self.chunked:
                 self.send_upstream(body)
                 return
@@ -831,22 +706,21 @@ class ClientConnection(asyncio.Protocol):
                     self.body_too_large()
                     return
             self.send_upstream(b"%x\r\n%b\r\n" % (len(body), body))
-        elif mode == _LOGIN:
+        elif state is _READING_LOGIN:
             self.login_body += body
             if len(self.login_body) > MAX_LOGIN_BODY_BYTES:
                 self.refuse(413, "Content Too Large", "Request too large", "The login form is too large.")
 
     def end_request(self) -> None:
-        mode = self.mode
-        if mode == _FORWARD:
+        state = self.state
+        if state is _RELAYING_BODY or state is _LAST_BODY:
             if self.chunked:
                 self.send_upstream(b"0\r\n\r\n")
-        elif mode == _LOGIN:
+            self.move(_READING_HEAD if state is _RELAYING_BODY else _FINAL)
+        elif state is _READING_LOGIN:
             self.complete_login()
         self.chunked = False
         self.platform_body_left = None
-        if mode != _DISCARD:
-            self.mode = _FORWARD
 
     def body_too_large(self) -> None:
         if self.watching and self.exchange is None:  # the platform has not answered: the gateway can
@@ -858,13 +732,13 @@ class ClientConnection(asyncio.Protocol):
 
     def switch_requested(self, rest: bytes) -> None:
         """httptools stopped after an upgrade request; ``rest`` is what followed it."""
-        if self.mode == _QUEUED:
+        if self.state is _QUEUED:
             self.backlog.append((_SWITCH, rest))
         else:
             self.await_switch(rest)
 
     def await_switch(self, rest: bytes) -> None:
-        if self.ending or self.exchange is None or not self.exchange.upgrade_requested:
+        if self.state >= _LAST_BODY or self.exchange is None or not self.exchange.upgrade_requested:
             return  # answered by the gateway: the connection ends
         self.switch_rest = rest
         self.hold_reading("upgrade")
@@ -880,7 +754,10 @@ class ClientConnection(asyncio.Protocol):
         exchange.feed(data)
         if exchange.unframeable:
             # Where this response ends cannot be known: nothing may follow it on this connection.
-            self.ending = True
+            if self.state is _RELAYING_BODY:
+                self.move(_LAST_BODY)
+            elif self.state < _LAST_BODY:
+                self.move(_FINAL)
             self.backlog = None
             self.exchange = None
         elif exchange.ended:
@@ -891,7 +768,7 @@ class ClientConnection(asyncio.Protocol):
         self.watching = False
         rest, self.switch_rest = self.switch_rest, None
         if switched:
-            self.tunnel = self.diverted = True
+            self.move(_SWITCHED)
             if rest:
                 self.send_upstream(rest)
             self.release_reading("upgrade")
@@ -907,17 +784,19 @@ class ClientConnection(asyncio.Protocol):
 
     # -- forwarding ---------------------------------------------------------------------
 
-    def forward(self, head: RequestHead, parts: list[bytes], chunked: bool, route: Route | None) -> None:
+    def forward(self, head: RequestHead, parts: list[bytes], chunked: bool, decision: Forward) -> None:
+        route, parts[1] = decision  # the credential the policy chose, whatever the client sent
         target = head.task_id or ""
         if target != self.upstream_target:
             address = self.gateway.config.platform_upstream if route is None else route.upstream
             self.open_upstream(target, address, route)
-        if route is not None and route.authorization is not None:
-            parts[1] = route.authorization  # the task's secret, whatever the client sent
         if self.upstream_transport is not None:
             self.upstream_transport.write(b"".join(parts))
         else:
             self.upstream_pending.append(b"".join(parts))
+        # move(_RELAYING_BODY), without the call: this runs per request.
+        assert _RELAYING_BODY in NEXT_STATES[self.state], self.state
+        self.state = _RELAYING_BODY
         self.chunked = chunked
         self.forwarded = head
         self.watching = True
@@ -1000,7 +879,7 @@ class ClientConnection(asyncio.Protocol):
 
     def complete_login(self) -> None:
         task_id, route = self.login
-        self.ending = True  # whatever the outcome, the connection ends with its answer
+        self.move(_FINAL)  # whatever the outcome, the connection ends with its answer
         self.hold_reading("login")
         self.waiting = self.loop.create_task(self.redeem(task_id, route, self.login_body))
 
@@ -1043,10 +922,9 @@ class ClientConnection(asyncio.Protocol):
     def finish_with(self, response: bytes) -> None:
         """Send the gateway's own response and end the connection: nothing after it is read
         as a request, whatever the client announced."""
-        if self.closed or self.lingering:
+        if self.state >= _ANSWERED:
             return
-        self.ending = self.lingering = self.diverted = True
-        self.mode = _DISCARD
+        self.move(_ANSWERED)
         self.backlog = None
         self.drop_upstream()
         if self.in_flight:

@@ -11,6 +11,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from rosetta.computing.contract import Address
+from rosetta.tasks.access import may_reach
 from rosetta.tasks.phases import FINAL_PHASE_NAMES
 
 
@@ -42,4 +43,4 @@ class RouteTable:
     epochs: dict[int, int] = field(default_factory=dict)
 
     def may_access(self, user_id: int, route: Route) -> bool:
-        return user_id == route.owner_id or user_id in self.staff_ids
+        return may_reach(user_id, route.owner_id, user_id in self.staff_ids)

@@ -6,7 +6,8 @@ the task's own sshd, end to end: the door never sees what goes on inside. So the
 two things only, and does nothing else:
 
 - who connects: a public key ada registered (rosetta.accounts.SSHKey), her account active;
-- where to: a task of hers, running, whose interface is SSH. The channel is then joined to the
+- where to: a task she may reach (hers, or any if she is staff: rosetta.tasks.access, the rule
+  of the HTTP gateway too), running, whose interface is SSH. The channel is then joined to the
   task's endpoint through the connector the HTTP gateway uses (directly on this machine, an
   SSH forward over the resource's connection elsewhere). The port the client names is ignored:
   a task has one SSH interface. The destination's first label is the task id, so
@@ -46,6 +47,7 @@ from rosetta.computing.contract import Address
 from rosetta.computing.errors import ComputingError
 from rosetta.gateway.clients import cap_key
 from rosetta.gateway.proxy import LISTEN_BACKLOG
+from rosetta.tasks.access import may_reach
 
 log = logging.getLogger(__name__)
 logging.getLogger("asyncssh").setLevel(logging.WARNING)  # it logs every channel at INFO
@@ -87,10 +89,10 @@ def task_id_from_destination(host: str) -> str | None:
     return label if TASK_LABEL.fullmatch(label) else None
 
 
-def refusal(task_id: str | None, task: TaskFacts | None, user_id: int) -> str | None:
-    """Why ``user_id`` may not reach the task (None: they may). Another user's task is
-    answered exactly as a missing one: ids cannot be probed."""
-    if task_id is None or task is None or task.owner_id != user_id:
+def refusal(task_id: str | None, task: TaskFacts | None, user_id: int, staff: bool = False) -> str | None:
+    """Why ``user_id`` (``staff``: one of the platform's staff) may not reach the task (None:
+    they may). A task they may not reach is answered exactly as a missing one: ids cannot be probed."""
+    if task_id is None or task is None or not may_reach(user_id, task.owner_id, staff):
         return f"You have no task {task_id or '(none given)'}: give the id of one of your SSH tasks."
     if task.protocol != "ssh":
         return f"Task {task.id} has no SSH interface (it serves {task.protocol}); open it in the browser."
@@ -148,7 +150,9 @@ def _plan(key_id: int, user_id: int, task_id: str | None) -> Plan:
     from rosetta.tasks.models import Task
 
     close_old_connections()
-    if not SSHKey.objects.filter(pk=key_id, user_id=user_id, user__is_active=True).exists():
+    holder = SSHKey.objects.filter(pk=key_id, user_id=user_id, user__is_active=True)
+    staff = holder.values_list("user__is_staff", flat=True).first()
+    if staff is None:
         return Plan("Your key or account was withdrawn; log in again with a registered key.")
     task = Task.objects.select_related("software", "resource", "owner").filter(pk=task_id).first() if task_id else None
     facts = (
@@ -156,7 +160,7 @@ def _plan(key_id: int, user_id: int, task_id: str | None) -> Plan:
         if task is not None
         else None
     )
-    reason = refusal(task_id, facts, user_id)
+    reason = refusal(task_id, facts, user_id, staff)
     if reason is not None:
         return Plan(reason)
     try:
@@ -355,7 +359,7 @@ class DoorConnection(asyncssh.SSHServer):
         if self.conn is not None and self.key_id is not None:
             self.conn.create_task(db(_touch_key)(self.key_id))
 
-    # -- channels: only direct-tcpip to the user's own running SSH tasks ---------------------------
+    # -- channels: only direct-tcpip to running SSH tasks the user may reach ---------------------------
 
     def connection_requested(self, dest_host: str, dest_port: int, orig_host: str, orig_port: int):
         return self._join_task(dest_host)

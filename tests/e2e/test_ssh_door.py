@@ -271,3 +271,44 @@ def test_ssh_front_door_with_openssh(platform, tmp_path):
     print(f"open sessions ended {key_ended:.1f} s after the key's removal, {account_ended:.1f} s after deactivation")
 
     print(f"ssh -J command round trip: {took * 1000:.0f} ms")
+
+
+def test_staff_reach_anothers_ssh_task_through_the_door_as_through_the_gateway(platform, tmp_path):
+    """One access rule for every door (docs/access.md): the door lets staff through to any task,
+    as the HTTP gateway does (tests/integration/test_gateway_proxy.py), and not another user.
+    Past the door, the task's own sshd judges the key end to end: it accepts its owner's keys."""
+    software = ssh_software(platform)
+    owner, other = platform.create_user("cyd"), platform.create_user("dev")
+    staff = platform.create_user("sam", admin=True)
+    keys = {name: keygen(tmp_path, f"{name}_key") for name in ("cyd", "dev", "sam")}
+    for name, token in (("cyd", owner), ("dev", other), ("sam", staff)):
+        with platform.api(token) as api:
+            added = api.post("/api/me/keys", json={"public_key": Path(f"{keys[name]}.pub").read_text()})
+            assert added.status_code == 201, added.text
+            door = api.get("/api/ssh").json()
+    (tmp_path / "known_hosts").write_text(door["known_hosts"] + "\n")
+
+    started = platform.rosetta("task", "start", software, "--on", "local", "--wait", "--json", token=owner)
+    task = json.loads(started.stdout)
+    assert task["phase"] == "running", task["events"]
+    found = re.search(
+        r"rosetta-sshd: host key (ssh-ed25519 \S+)", platform.rosetta("task", "logs", task["id"], token=owner).stdout
+    )
+    assert found
+    with (tmp_path / "known_hosts").open("a") as known_hosts:
+        known_hosts.write(f"{task['id']} {found.group(1)}\n")
+
+    def through_the_door(name: str) -> subprocess.CompletedProcess:
+        config = client_config(tmp_path, name, keys[name])
+        command = f"ssh -J {name}@localhost:{platform.ssh_port} rosetta@{task['id']}"
+        return run(with_options(command, config) + ["echo", "in", "$(id -un)"])
+
+    by_owner = through_the_door("cyd")
+    assert by_owner.returncode == 0 and by_owner.stdout.strip() == "in rosetta", by_owner.stderr
+    # Staff reach the task's own sshd (its pinned host key checked, so it is the task that
+    # answers), which accepts its owner's keys only.
+    by_staff = through_the_door("sam")
+    assert "You have no task" not in by_staff.stderr, by_staff.stderr
+    assert by_staff.returncode == 255 and f"rosetta@{task['id']}: Permission denied (publickey)" in by_staff.stderr
+    by_other = through_the_door("dev")
+    assert by_other.returncode == 255 and f"You have no task {task['id']}" in by_other.stderr

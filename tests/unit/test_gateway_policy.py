@@ -193,3 +193,57 @@ def test_origins_are_the_ones_browsers_send(public_url, tasks_domain, public_ori
     site = Site(public_url, tasks_domain)
     assert site.public_origin == public_origin
     assert site.task_origin("t1") == task_origin
+
+
+# Which credential reaches the upstream: the task's secret (software the platform signs in), the
+# client's own Authorization (software with its own login; the platform), or nothing of the platform's.
+SECRET = b"Authorization: Bearer task-secret\r\n"
+SIGNED_IN = Route("t4", "Signed in", OWNER, "running", ("127.0.0.1", 41001), authorization=SECRET)
+OWN_LOGIN = Route("t5", "Own login", OWNER, "running", ("127.0.0.1", 41002))
+CREDENTIAL_TABLE = RouteTable(
+    routes={route.task_id: route for route in (SIGNED_IN, OWN_LOGIN)},
+    staff_ids=frozenset({STAFF}),
+    epochs={OWNER: 2, STRANGER: 0, STAFF: 5},
+    token_users={},
+)
+BASIC = b"Authorization: Basic dTpw\r\n"
+API_TOKEN = b"Authorization: Bearer rst_secret\r\n"
+COOKIE = {"cookie_users": ((OWNER, 2),)}
+
+
+@pytest.mark.parametrize(
+    ("facts", "credential"),
+    [
+        # The task's secret, whatever the client sent.
+        ({"task_id": "t4", **COOKIE}, SECRET),
+        ({"task_id": "t4", **COOKIE, "authorization": BASIC}, SECRET),
+        ({"task_id": "t4", "bearer_user": OWNER, "api_token_line": API_TOKEN}, SECRET),
+        ({"task_id": "t4", **COOKIE, "api_token_line": API_TOKEN}, SECRET),
+        # Its own login: the client's own Authorization goes through...
+        ({"task_id": "t5", **COOKIE}, b""),
+        ({"task_id": "t5", **COOKIE, "authorization": BASIC}, BASIC),
+        # ... but never a platform API token that proved who sent it: the task could act as them.
+        ({"task_id": "t5", "bearer_user": OWNER, "api_token_line": API_TOKEN}, b""),
+        ({"task_id": "t5", "bearer_user": OWNER, "api_token_line": API_TOKEN, "authorization": BASIC}, BASIC),
+        # A token of the platform's form that names nobody is the task's own to judge.
+        ({"task_id": "t5", **COOKIE, "api_token_line": API_TOKEN}, API_TOKEN),
+        # The platform checks whatever the client sent itself.
+        ({"task_id": None, "authorization": BASIC, "api_token_line": API_TOKEN}, BASIC + API_TOKEN),
+        ({"task_id": None}, b""),
+    ],
+)
+def test_the_credential_that_reaches_the_upstream(facts, credential):
+    decision = decide(head(**facts), CREDENTIAL_TABLE, SITE)
+    assert type(decision) is Forward and decision.credential == credential
+
+
+@pytest.mark.parametrize(
+    "facts",
+    [
+        {"task_id": "t5", "authorization": BASIC},  # no cookie: its own credentials do not open the origin
+        {"task_id": "t5", "cookie_users": ((STRANGER, 0),), "authorization": BASIC},
+        {"task_id": "t4", "api_token_line": API_TOKEN},  # a token naming nobody
+    ],
+)
+def test_credentials_reach_no_task_the_client_may_not_open(facts):
+    assert type(decide(head(**facts), CREDENTIAL_TABLE, SITE)) is Refuse

@@ -152,3 +152,29 @@ def test_every_machine_presents_the_host_key_the_site_gives_it(keys, tmp_path, s
         assert not (tmp_path / machine).exists()  # nothing made in the machine's own home
     host_key.cache_clear()  # later tests get this process's own key again
     assert presented == {public.split()[1]}
+
+
+STAFF = 3
+
+
+@pytest.mark.parametrize(
+    ("task", "user", "staff", "said"),
+    [
+        (RUNNING, STAFF, True, None),  # staff reach every task, as through the HTTP gateway
+        (RUNNING, BOB, False, "You have no task t1"),
+        (None, STAFF, True, "You have no task t1"),
+        (TaskFacts("t1", ADA, "starting", "ssh", ("10.123.0.2", 2222)), STAFF, True, "is starting"),
+    ],
+)
+def test_staff_reach_any_running_ssh_task(task, user, staff, said):
+    reason = refusal("t1", task, user, staff)
+    assert reason is None if said is None else said in reason
+
+
+@pytest.mark.parametrize(("user", "staff"), [(ADA, False), (BOB, False), (STAFF, True), (ADA, True)])
+def test_the_door_and_the_http_gateway_follow_one_rule(user, staff):
+    from rosetta.gateway.routes import Route, RouteTable
+
+    table = RouteTable(staff_ids=frozenset({user}) if staff else frozenset())
+    route = Route("t1", "t1", ADA, "running", ("10.123.0.2", 2222))
+    assert table.may_access(user, route) == (refusal("t1", RUNNING, user, staff) is None)
