@@ -15,10 +15,12 @@ from __future__ import annotations
 import urllib.parse
 from typing import NamedTuple
 
+from rosetta.accounts.tokens import TOKEN_PREFIX
 from rosetta.gateway.access import LOGIN_PATH, OneTimeToken, safe_next_path
 from rosetta.gateway.routes import Route, RouteTable
 
 _LOGIN_TARGET = LOGIN_PATH.encode()
+_PLATFORM_TOKEN = b" " + TOKEN_PREFIX.encode()  # as it follows "Bearer" in an Authorization line
 _STORAGES = b"/api/storages/"
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 
@@ -59,6 +61,7 @@ class RequestHead(NamedTuple):
     may_wait: bool = True  # False once the request has waited for a fresher table
     authorization: bytes = b""  # the client's Authorization header lines, but a platform API token
     api_token_line: bytes = b""  # the client's Authorization line holding a platform API token, if any
+    bearer_staff: bool = False  # that token may use staff powers (a staff member's, with the admin scope)
 
 
 class Forward(NamedTuple):
@@ -135,6 +138,7 @@ def decide(head: RequestHead, table: RouteTable, site: Site) -> Decision:
         may_wait,
         authorization,
         api_token_line,
+        bearer_staff,
     ) = head
     if task_id is None:
         if content_length is not None and content_length > site.max_platform_body and not unlimited(method, target):
@@ -167,7 +171,7 @@ def decide(head: RequestHead, table: RouteTable, site: Site) -> Decision:
                 break
     if not allowed and bearer_user is not None:
         identified = True
-        allowed = table.may_access(bearer_user, route)
+        allowed = table.may_access_by_token(bearer_user, bearer_staff, route)
     if allowed:
         if route.upstream is None:
             return Unavailable(route)
@@ -177,7 +181,9 @@ def decide(head: RequestHead, table: RouteTable, site: Site) -> Decision:
         # (the task could act as its visitor on the platform).
         credential = route.authorization
         if credential is None:
-            credential = authorization if bearer_user is not None else authorization + api_token_line
+            # A platform token the table does not know (revoked, or not made to use tasks) stays out too.
+            platform_token = bearer_user is not None or _PLATFORM_TOKEN in api_token_line
+            credential = authorization if platform_token else authorization + api_token_line
         return _new_decision(Forward, (route, credential))
     if identified:
         return Refuse(403, "Forbidden", "Not allowed", f"You may not open the task “{route.name}”.")

@@ -549,6 +549,7 @@ class ClientConnection(asyncio.Protocol):
         task_id = self.last_task_id
         cookie_users = ()
         bearer_user = None
+        bearer_staff = False
         if task_id is not None:  # who the access cookies and a platform API token name
             if cookies:
                 check = gateway.verifier.check_cookie
@@ -559,7 +560,9 @@ class ClientConnection(asyncio.Protocol):
                     holders = (check(value.decode("latin-1"), task_id) for value in cookies)
                     cookie_users = tuple(holder for holder in holders if holder is not None)
             if api_token is not None:
-                bearer_user = gateway.table.token_users.get(hash_token(api_token.decode("latin-1")))
+                digest = hash_token(api_token.decode("latin-1"))
+                bearer_user = gateway.table.token_users.get(digest)
+                bearer_staff = digest in gateway.table.admin_tokens
         request = _new_head(
             RequestHead,
             (
@@ -578,6 +581,7 @@ class ClientConnection(asyncio.Protocol):
                 True,
                 authorization,
                 api_token_line,
+                bearer_staff,
             ),
         )
         if self.backlog is not None or self.watching or (self.share.full and not self.in_flight):

@@ -41,6 +41,12 @@ class RouteTable:
     token_users: dict[str, int] = field(default_factory=dict)
     # Every active user -> their access epoch: cookies of other epochs, or of users not here, open nothing.
     epochs: dict[int, int] = field(default_factory=dict)
+    # Digests of staff members' tokens made with the admin scope: only these act as staff (a staff
+    # member's other tokens open what an ordinary user's would).
+    admin_tokens: frozenset[str] = frozenset()
 
     def may_access(self, user_id: int, route: Route) -> bool:
         return may_reach(user_id, route.owner_id, user_id in self.staff_ids)
+
+    def may_access_by_token(self, user_id: int, as_staff: bool, route: Route) -> bool:
+        return may_reach(user_id, route.owner_id, as_staff)

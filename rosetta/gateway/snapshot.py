@@ -8,7 +8,7 @@ from django.contrib.auth import get_user_model
 from django.utils import timezone
 
 from rosetta.accounts.models import ApiToken
-from rosetta.accounts.tokens import TASKS
+from rosetta.accounts.tokens import ADMIN, TASKS
 from rosetta.computing.backends import transport_for
 from rosetta.computing.contract import Address
 from rosetta.computing.errors import ComputingError, Unreachable
@@ -94,10 +94,14 @@ def load_route_table() -> RouteTable:
     users = get_user_model().objects.filter(is_active=True)
     staff = frozenset(users.filter(is_staff=True).values_list("id", flat=True))
     # Only tokens made to use tasks open their interfaces (a read-only token's holder runs no code in them).
-    tokens = {
-        digest: user_id
-        for digest, user_id, scopes in ApiToken.objects.usable().values_list("digest", "user_id", "scopes")
-        if TASKS in scopes.split()
-    }
+    tokens, admin_tokens = {}, set()
+    for digest, user_id, scopes in ApiToken.objects.usable().values_list("digest", "user_id", "scopes"):
+        held = scopes.split()
+        if TASKS in held:
+            tokens[digest] = user_id
+            if ADMIN in held and user_id in staff:
+                admin_tokens.add(digest)
     epochs = {user_id: epoch or 0 for user_id, epoch in users.values_list("id", "access_epoch__value")}
-    return RouteTable(routes=routes, staff_ids=staff, token_users=tokens, epochs=epochs)
+    return RouteTable(
+        routes=routes, staff_ids=staff, token_users=tokens, epochs=epochs, admin_tokens=frozenset(admin_tokens)
+    )

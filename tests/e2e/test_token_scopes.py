@@ -88,6 +88,12 @@ def test_staff_tokens_act_as_staff_only_with_the_admin_scope(platform):
     with platform.api(staff) as api:
         as_user = make_token(api, "daily", "read", "tasks")
         as_staff = make_token(api, "operating", "read", "tasks", "admin")
+    with platform.api(owner) as api:
+        platform.wait_for_task(api, task_id, {"running"})
+    with platform.task_client(task_id, as_user) as task:
+        assert task.get("/").status_code == 403  # the gateway too: no staff powers without admin
+    with platform.task_client(task_id, as_staff) as task:
+        assert task.get("/").status_code == 200
     with platform.api(as_user) as api:
         assert api.get(f"/api/tasks/{task_id}").status_code == 404
         assert api.post(f"/api/tasks/{task_id}/stop").status_code == 404

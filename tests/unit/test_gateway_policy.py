@@ -81,6 +81,9 @@ def kind(decision):
         ({"bearer_user": OWNER}, OPEN),
         ({"bearer_user": STRANGER}, FORBIDDEN),
         ({"bearer_user": STRANGER, "cookie_users": ((OWNER, 2),)}, OPEN),
+        # A staff member's token acts as staff only when made with the admin scope.
+        ({"bearer_user": STAFF}, FORBIDDEN),
+        ({"bearer_user": STAFF, "bearer_staff": True}, OPEN),
         ({}, UNAUTHORIZED),
         ({"accepts_html": True}, REDIRECT),
         ({"accepts_html": True, "method": b"POST"}, UNAUTHORIZED),  # only a navigation is redirected
@@ -208,6 +211,7 @@ CREDENTIAL_TABLE = RouteTable(
 )
 BASIC = b"Authorization: Basic dTpw\r\n"
 API_TOKEN = b"Authorization: Bearer rst_secret\r\n"
+OWN_TOKEN = b"Authorization: Bearer the-softwares-own\r\n"
 COOKIE = {"cookie_users": ((OWNER, 2),)}
 
 
@@ -225,8 +229,10 @@ COOKIE = {"cookie_users": ((OWNER, 2),)}
         # ... but never a platform API token that proved who sent it: the task could act as them.
         ({"task_id": "t5", "bearer_user": OWNER, "api_token_line": API_TOKEN}, b""),
         ({"task_id": "t5", "bearer_user": OWNER, "api_token_line": API_TOKEN, "authorization": BASIC}, BASIC),
-        # A token of the platform's form that names nobody is the task's own to judge.
-        ({"task_id": "t5", **COOKIE, "api_token_line": API_TOKEN}, API_TOKEN),
+        # A platform token the table does not know (revoked, or not made to use tasks) stays out too:
+        # it is still the visitor's secret on the platform. A bearer token of another form is the task's.
+        ({"task_id": "t5", **COOKIE, "api_token_line": API_TOKEN}, b""),
+        ({"task_id": "t5", **COOKIE, "api_token_line": OWN_TOKEN}, OWN_TOKEN),
         # The platform checks whatever the client sent itself.
         ({"task_id": None, "authorization": BASIC, "api_token_line": API_TOKEN}, BASIC + API_TOKEN),
         ({"task_id": None}, b""),
