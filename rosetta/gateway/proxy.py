@@ -26,11 +26,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from rosetta.core import notify
+from rosetta.core import metrics, notify
 from rosetta.gateway.access import AccessVerifier, cookie_name, task_id_from_host
 from rosetta.gateway.admission import Admission
 from rosetta.gateway.policy import Site
-from rosetta.gateway.relay import ClientConnection
+from rosetta.gateway.relay import ClientConnection, Tally
 from rosetta.gateway.routes import RouteTable
 from rosetta.gateway.used_tokens import DatabaseUsedTokens, ProcessUsedTokens, UsedTokens
 
@@ -39,6 +39,7 @@ log = logging.getLogger(__name__)
 FRESH_TABLE_TIMEOUT = 1.0  # how long a request may wait for the route table to catch up
 SIGNALLED_RELOAD_WAIT = 0.25  # how long it waits for a reload already signalled before asking for one
 ASKED_RELOAD_GAP = 0.1  # seconds between reloads that requests ask for (a flood must not become one per request)
+METRICS_PERIOD = 2.0  # seconds between handing the tally to the metrics
 LISTEN_BACKLOG = 4096  # connections the kernel holds while no gateway process accepts (a restart)
 PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
@@ -161,6 +162,9 @@ class Gateway:
         self.table_generation = 0
         self.request_reload: Callable[[], None] = lambda: None  # set by whoever reloads the table
         self._table_waiters: list[asyncio.Future] = []
+        self.tally = Tally()
+        self._counted = Tally()  # what the metrics were given so far
+        self._counting: asyncio.TimerHandle | None = None
 
     # -- what connections ask -------------------------------------------------------------
 
@@ -219,6 +223,7 @@ class Gateway:
 
     async def start(self, sockets: list[socket.socket] | None = None) -> None:
         loop = asyncio.get_running_loop()
+        self._counting = loop.call_later(METRICS_PERIOD, self.count_now_and_then)
         for sock in sockets if sockets is not None else listening_sockets(self.config.listen)[0]:
             server = await loop.create_server(lambda: ClientConnection(self), sock=sock, backlog=LISTEN_BACKLOG)
             self._servers.append(server)
@@ -245,7 +250,27 @@ class Gateway:
             await asyncio.sleep(0.1)
         await self.close()
 
+    def count_now_and_then(self) -> None:
+        self.count()
+        self._counting = asyncio.get_running_loop().call_later(METRICS_PERIOD, self.count_now_and_then)
+
+    def count(self) -> None:
+        """Hand what passed since the last time to the metrics (rosetta.core.metrics)."""
+        tally, counted = self.tally, self._counted
+        for kind, attribute in (("platform", "platform_requests"), ("task", "task_requests")):
+            metrics.GATEWAY_REQUESTS.labels(kind).inc(getattr(tally, attribute) - getattr(counted, attribute))
+        for direction, attribute in (("from_clients", "bytes_from_clients"), ("to_clients", "bytes_to_clients")):
+            metrics.GATEWAY_BYTES.labels(direction).inc(getattr(tally, attribute) - getattr(counted, attribute))
+        metrics.GATEWAY_REQUESTS.labels("websocket").inc(tally.switched - counted.switched)
+        for attribute in Tally.__slots__:
+            setattr(counted, attribute, getattr(tally, attribute))
+        metrics.OPEN_CONNECTIONS.set(len(self.connections))
+        metrics.OPEN_WEBSOCKETS.set(tally.switched - tally.switched_ended)
+
     async def close(self) -> None:
+        if self._counting is not None:
+            self._counting.cancel()
+            self.count()
         for server in self._servers:
             server.close()
         for connection in list(self.connections):

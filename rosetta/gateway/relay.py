@@ -89,6 +89,19 @@ class Credentials(Protocol):
     def check_cookie(self, value: str, task_id: str) -> CookieHolder | None: ...
 
 
+class Tally:
+    """What passed through one gateway process, in plain numbers: counting costs an addition on
+    the way, and the gateway adds the numbers to its metrics every few seconds (rosetta.core.metrics)."""
+
+    __slots__ = ("platform_requests", "task_requests", "bytes_from_clients", "bytes_to_clients",
+                 "switched", "switched_ended")  # fmt: skip
+
+    def __init__(self) -> None:
+        self.platform_requests = self.task_requests = 0
+        self.bytes_from_clients = self.bytes_to_clients = 0
+        self.switched = self.switched_ended = 0  # WebSockets (and other upgrades) begun, and ended
+
+
 class Gateway(Protocol):
     """All a connection uses of the gateway that accepted it, and nothing more
     (rosetta.gateway.proxy.Gateway is one; tests/unit/test_gateway_relay.py keeps them in step)."""
@@ -108,6 +121,7 @@ class Gateway(Protocol):
     https: bool
     forwarded_proto: bytes
     cookie_prefix: bytes  # b"<access cookie name>="
+    tally: Tally  # what passed, counted in plain numbers (the gateway hands them to its metrics now and then)
 
     def task_id_from_host(self, host: bytes) -> str | None: ...
 
@@ -241,6 +255,7 @@ class UpstreamConnection(asyncio.Protocol):
             if client.in_flight:
                 client.in_flight = False
                 client.share.give_back()
+        client.tally.bytes_to_clients += len(data)
         self.client_transport.write(data)
 
     def eof_received(self) -> bool:
@@ -268,6 +283,7 @@ class ClientConnection(asyncio.Protocol):
 
     def __init__(self, gateway: Gateway) -> None:
         self.gateway = gateway
+        self.tally: Tally | None = None  # the gateway's, once connected
         self.loop: asyncio.AbstractEventLoop | None = None
         self.transport: asyncio.Transport | None = None
         self.parser = httptools.HttpRequestParser(self)
@@ -331,6 +347,7 @@ class ClientConnection(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.Transport) -> None:
         self.transport = transport
+        self.tally = self.gateway.tally
         peer = transport.get_extra_info("peername")
         address = str(peer[0]) if isinstance(peer, tuple) else "unix"
         self.via_terminator = address in self.gateway.trusted_proxies
@@ -397,6 +414,7 @@ class ClientConnection(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self.active = True
+        self.tally.bytes_from_clients += len(data)
         if self.state >= _SWITCHED:
             if self.state is _SWITCHED:
                 self.send_upstream(data)
@@ -446,6 +464,8 @@ class ClientConnection(asyncio.Protocol):
         return True
 
     def connection_lost(self, exc: Exception | None) -> None:
+        if self.state is _SWITCHED:
+            self.tally.switched_ended += 1
         if self.state is not _CLOSED:
             self.move(_CLOSED)
         if self.share is None:  # refused at admission
@@ -773,6 +793,7 @@ class ClientConnection(asyncio.Protocol):
         rest, self.switch_rest = self.switch_rest, None
         if switched:
             self.move(_SWITCHED)
+            self.tally.switched += 1
             if rest:
                 self.send_upstream(rest)
             self.release_reading("upgrade")
@@ -790,6 +811,10 @@ class ClientConnection(asyncio.Protocol):
 
     def forward(self, head: RequestHead, parts: list[bytes], chunked: bool, decision: Forward) -> None:
         route, parts[1] = decision  # the credential the policy chose, whatever the client sent
+        if route is None:
+            self.tally.platform_requests += 1
+        else:
+            self.tally.task_requests += 1
         target = head.task_id or ""
         if target != self.upstream_target:
             address = self.gateway.config.platform_upstream if route is None else route.upstream

@@ -45,6 +45,7 @@ from django.utils import timezone
 
 from rosetta.computing.contract import Address
 from rosetta.computing.errors import ComputingError
+from rosetta.core import metrics
 from rosetta.gateway.clients import cap_key
 from rosetta.gateway.proxy import LISTEN_BACKLOG
 from rosetta.tasks.access import may_reach
@@ -288,6 +289,7 @@ class DoorConnection(asyncssh.SSHServer):
         self.key_name = ""
         self.attempts = 0  # keys offered
         self.signature_due: str | None = None  # the key ssh queried and may now sign with
+        self.logged_in = False
 
     def connection_made(self, conn: asyncssh.SSHServerConnection) -> None:
         self.conn = conn
@@ -301,6 +303,8 @@ class DoorConnection(asyncssh.SSHServer):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.door.release(self)
+        if self.logged_in:
+            metrics.DOOR_SESSIONS.dec()
 
     def close(self) -> None:
         if self.conn is not None:
@@ -356,6 +360,8 @@ class DoorConnection(asyncssh.SSHServer):
 
     def auth_completed(self) -> None:
         log.info("ssh door: %s logged in from %s with key %r", self.username, self.client, self.key_name)
+        self.logged_in = True
+        metrics.DOOR_SESSIONS.inc()
         if self.conn is not None and self.key_id is not None:
             self.conn.create_task(db(_touch_key)(self.key_id))
 

@@ -58,7 +58,14 @@ def test_operators_read_what_the_platform_did_and_nobody_else_does(platform, pro
         upload = api.put("/api/storages/home/content", params={"path": "m.bin"}, content=b"x" * 5000)
         assert upload.status_code == 201, upload.text
         assert len(api.get("/api/storages/home/content", params={"path": "m.bin"}).content) == 5000
-    text = scraped(platform, staff)
+        assert platform.task_client(task_id, user).get("/").status_code == 200
+    deadline = time.monotonic() + 10  # the gateway hands its numbers over every 2 s
+    while 'rosetta_gateway_requests_total{kind="task"}' not in (text := scraped(platform, staff)):
+        assert time.monotonic() < deadline, text
+        time.sleep(0.5)
+    assert value(text, 'rosetta_gateway_requests_total{kind="task"}') >= 1
+    assert value(text, 'rosetta_gateway_bytes_total{direction="to_clients"}') >= 5000  # the download, at least
+    assert value(text, "rosetta_gateway_open_connections") >= 0
     assert value(text, 'rosetta_task_starts_total{resource="local"}') >= 1
     assert value(text, 'rosetta_tasks{phase="running",resource="local"}') >= 1
     assert value(text, 'rosetta_task_start_seconds_count{resource="local"}') >= 1
