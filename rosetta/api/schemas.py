@@ -2,7 +2,7 @@ from datetime import datetime
 from typing import Annotated, Literal
 
 from ninja import Schema
-from pydantic import ConfigDict, Field, StringConstraints
+from pydantic import ConfigDict, Field, StringConstraints, model_validator
 
 from rosetta.accounts.tokens import SCOPES
 from rosetta.gateway.ssh_access import ssh_access
@@ -88,6 +88,12 @@ class TaskIn(InSchema):
         "digest, with its request; `resource` chooses another resource. The other fields are then ignored. "
         "Refused (404/409, with the newest version offered) when that entry is gone, retired or runs another image.",
     )
+
+    @model_validator(mode="after")
+    def software_or_record(self):
+        if self.software is None and self.from_record is None:
+            raise ValueError("software is required: the software to start, unless from_record gives a task's record")
+        return self
 
     def request_fields(self) -> dict:
         """The fields of a TaskRequest: the batch fields of their own are options of the scheduler's too."""

@@ -5,7 +5,6 @@ import dataclasses
 from typing import Literal
 
 from asgiref.sync import sync_to_async
-from django.core.exceptions import ValidationError
 from django.http import HttpRequest, StreamingHttpResponse
 from ninja import Router
 from ninja.pagination import paginate
@@ -43,8 +42,6 @@ def start_task(request: HttpRequest, payload: TaskIn):
     def start():
         if payload.from_record is not None:
             task = rerun.start_from_record(request.auth, payload.from_record, on=payload.resource)
-        elif payload.software is None:
-            raise ValidationError("Say which software to start (software), or give a task's record (from_record).")
         else:
             task = services.start_task(request.auth, services.TaskRequest(**payload.request_fields()))
         return 201, TaskDetailOut.from_orm(task).model_dump(mode="json")

@@ -50,4 +50,4 @@ def test_a_record_of_a_retired_or_changed_entry_is_refused_with_the_newest_offer
         assert refused.status_code == 409 and "mine:1 is retired" in refused.json()["detail"]
         assert "mine:2" in refused.json()["detail"]
         assert api.post("/api/tasks", json={"from_record": {"software": "nonsense"}}).status_code == 400
-        assert api.post("/api/tasks", json={}).status_code == 400
+        assert api.post("/api/tasks", json={}).status_code == 422
