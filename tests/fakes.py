@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 from rosetta.computing.contract import Address, ContainerSpec, Observation, Seen, TaskRef
 from rosetta.computing.errors import ComputingError
-from rosetta.computing.schedulers.base import Scheduler
+from rosetta.computing.schedulers.base import Backend
 from rosetta.computing.transports.base import CommandResult, Transport
 
 
@@ -68,7 +68,7 @@ class Gate:
         await self.opened.wait()
 
 
-class FakeBackend(Scheduler):
+class FakeBackend(Backend):
     def __init__(
         self,
         name: str = "fake",
@@ -130,7 +130,7 @@ class FakeBackend(Scheduler):
             reason=work.reason,
             memory_kills=work.memory_kills,
             killed_process="python3" if work.memory_kills else "",
-            handle={"work": task_id},
+            backend_state={"work": task_id},
         )
 
     async def end(self, task: TaskRef, grace_seconds: int, log_lines: int, keep=None) -> bytes:

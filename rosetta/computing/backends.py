@@ -19,11 +19,11 @@ from django.conf import settings
 from rosetta.computing import kinds
 from rosetta.computing.errors import Unreachable
 from rosetta.computing.models import Resource
-from rosetta.computing.schedulers.base import Scheduler
+from rosetta.computing.schedulers.base import Backend
 from rosetta.computing.transports.base import Transport
 
 _transports: dict[tuple, Transport] = {}
-_backends: dict[tuple, Scheduler] = {}
+_backends: dict[tuple, Backend] = {}
 _making = threading.RLock()  # callers come from several threads (Django's): one object per key
 
 
@@ -37,7 +37,7 @@ def transport_for(resource: Resource, user=None) -> Transport:
         return _transports[key]
 
 
-def backend_for(resource: Resource, user=None) -> Scheduler:
+def backend_for(resource: Resource, user=None) -> Backend:
     """The one backend for everything that reaches the same place the same way. A local
     resource of another machine has none here (Unreachable): its engine is that machine's."""
     if resource.is_local and resource.node != settings.NODE:
@@ -53,7 +53,7 @@ def backend_for(resource: Resource, user=None) -> Scheduler:
         return _backends[key]
 
 
-async def forget(in_use: set[Scheduler]) -> None:
+async def forget(in_use: set[Backend]) -> None:
     """Close the backends (and transports) that nothing uses any more."""
     with _making:
         unused = [_backends.pop(key) for key, backend in list(_backends.items()) if backend not in in_use]

@@ -4,8 +4,8 @@ A backend (transport × scheduler × engine) reports an ``Observation`` per task
 task's work is in its life on the resource — not podman's state strings, not Slurm's — with
 the endpoint as the resource sees it, an exit code and the resource's own reason. What
 identifies the work on the resource (a container id, a Slurm job id) travels as the
-observation's ``handle``; the controller stores it on the task, so a restarted controller
-finds the work again from the database.
+observation's ``backend_state``; the controller stores it on the task (``Task.backend_state``), so
+a restarted controller finds the work again from the database.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ class Observation:
     detail: str = ""  # the resource's own words about it, for an operator
     memory_kills: int = 0  # processes the task's memory limit has killed so far
     killed_process: str = ""  # the name of the last of them
-    handle: dict = field(default_factory=dict)  # identifies the work on the resource
+    backend_state: dict = field(default_factory=dict)  # identifies the work on the resource
     image_id: str = ""
 
 
@@ -44,7 +44,7 @@ class TaskRef:
     """A task as a backend needs to know it: its id and what the backend said identifies it."""
 
     task_id: str
-    handle: dict = field(default_factory=dict)
+    backend_state: dict = field(default_factory=dict)
     endpoint: tuple[str, int] | None = None  # where its interface listens, once the controller knows
     port: int | None = None  # the interface's port inside the container
 

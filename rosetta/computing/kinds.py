@@ -69,7 +69,7 @@ class Kind:
     name: str  # what a Resource stores (at most 16 characters)
     label: str  # what people read
     # transport: (resource, user) -> Transport; engine: (resource) -> Engine;
-    # scheduler: (transport, engine, resource) -> Scheduler.
+    # scheduler: (transport, engine, resource) -> Backend.
     factory: Callable[..., Any]
     options: type[Options] = NoOptions
     # Raise ValidationError when this kind cannot serve the resource as composed (its other fields included).

@@ -46,7 +46,7 @@ from rosetta.computing.contract import ContainerSpec, Mount, Observation, Seen, 
 from rosetta.computing.errors import AccountRefused, ComputingError
 from rosetta.computing.instance import instance_id
 from rosetta.computing.models import Resource, of_other_machines
-from rosetta.computing.schedulers.base import Scheduler
+from rosetta.computing.schedulers.base import Backend
 from rosetta.core import metrics, notify
 from rosetta.core.database import db  # all ORM work runs in Django's one sync thread
 from rosetta.registry import from_platform_registry
@@ -77,7 +77,7 @@ def default_timeouts() -> Timeouts:
 class Controller:
     def __init__(
         self,
-        backend_for: Callable[[Resource, object], Scheduler] = backends.backend_for,
+        backend_for: Callable[[Resource, object], Backend] = backends.backend_for,
         timeouts: Timeouts | None = None,
         instance: str | None = None,
         leader: leadership.PostgresLeadership | leadership.FileLeadership | None = None,
@@ -88,7 +88,7 @@ class Controller:
         self.leadership = leader or leadership.leadership_for_this_database(
             f"rosetta-controller {settings.NODE} {os.getpid()}"
         )
-        self.workers: dict[Scheduler, BackendWorker] = {}
+        self.workers: dict[Backend, BackendWorker] = {}
 
     async def run_forever(self) -> None:
         listener = notify.Listener(notify.CONTROLLER)
@@ -123,12 +123,12 @@ class Controller:
         if self.backend_for is backends.backend_for:
             await backends.forget(set(wanted))
 
-    def _backends_in_use(self) -> dict[Scheduler, tuple[set[Scope], int, set[str]]]:
+    def _backends_in_use(self) -> dict[Backend, tuple[set[Scope], int, set[str]]]:
         """Each backend with the scopes it serves — (resource, None) for a resource reached one way
         for all, (resource, owner) where each user is their own account there — and its lock
         number (the same on every machine). backend_for gives everything reached the same way
         the same object."""
-        wanted: dict[Scheduler, tuple[set[Scope], int, set[str]]] = {}
+        wanted: dict[Backend, tuple[set[Scope], int, set[str]]] = {}
         for resource, owner in _scopes_in_use():
             try:
                 backend = self.backend_for(resource, owner)
@@ -185,7 +185,7 @@ class Retry:
 
 
 class BackendWorker:
-    def __init__(self, controller: Controller, backend: Scheduler, scopes: set[Scope], lock_key: int = 0) -> None:
+    def __init__(self, controller: Controller, backend: Backend, scopes: set[Scope], lock_key: int = 0) -> None:
         self.controller = controller
         self.backend = backend
         self.scopes = scopes
@@ -294,7 +294,7 @@ class BackendWorker:
         strays = [task_id for task_id in {*observed, *leftovers} if task_id not in known]
         if strays:
             for task_id in await db(_finished_or_gone)(strays):
-                ref = TaskRef(task_id, observed[task_id].handle if task_id in observed else {})
+                ref = TaskRef(task_id, observed[task_id].backend_state if task_id in observed else {})
                 self._spawn(task_id, Act.CLEAN_UP, lambda job, ref=ref: self._remove_stray(ref))
 
     async def _prepare(self) -> list[str]:
@@ -357,7 +357,8 @@ class BackendWorker:
                 ):
                     await self._probe(job, task)
             case Act.QUEUE:
-                await db(task.transition)(Phase.QUEUED, _queued_reason(resource, seen), backend_state=seen.handle)
+                said = _queued_reason(resource, seen)
+                await db(task.transition)(Phase.QUEUED, said, backend_state=seen.backend_state)
             case Act.PLACE:
                 if await db(task.transition)(Phase.STARTING, _placed_reason(resource, seen), **_placed(seen)):
                     await self._probe(job, task)
@@ -406,7 +407,7 @@ class BackendWorker:
         self.retries.pop(task.id, None)
         resource = task.resource.name
         if seen.state is Seen.QUEUED:
-            await db(task.transition)(Phase.QUEUED, _queued_reason(resource, seen), backend_state=seen.handle)
+            await db(task.transition)(Phase.QUEUED, _queued_reason(resource, seen), backend_state=seen.backend_state)
         elif seen.state is Seen.ENDED:
             await self._end_as(task, Phase.EXITED, _ended_reason(task, seen), grace=0, exit_code=seen.exit_code)
         elif await db(task.transition)(
@@ -519,10 +520,10 @@ class BackendWorker:
         fields = {}
         if seen.endpoint and seen.endpoint != task.endpoint:
             fields.update(endpoint_host=seen.endpoint[0], endpoint_port=seen.endpoint[1])
-        if seen.handle and seen.handle != task.backend_state:
-            fields["backend_state"] = seen.handle
+        if seen.backend_state and seen.backend_state != task.backend_state:
+            fields["backend_state"] = seen.backend_state
         reason = ""
-        queue_moved = seen.handle.get("reason") != task.backend_state.get("reason")
+        queue_moved = seen.backend_state.get("reason") != task.backend_state.get("reason")
         if task.phase_enum is Phase.QUEUED and seen.reason and queue_moved:
             reason = _queued_reason(task.resource.name, seen)  # the queue's reason changed: say so
         if seen.memory_kills > task.memory_kills:
@@ -600,13 +601,13 @@ def _news(task: Task, seen: Observation) -> bool:
     """Whether the backend observed something the row does not say yet."""
     return (
         (seen.endpoint is not None and seen.endpoint != task.endpoint)
-        or (bool(seen.handle) and seen.handle != task.backend_state)
+        or (bool(seen.backend_state) and seen.backend_state != task.backend_state)
         or seen.memory_kills > task.memory_kills
     )
 
 
 def _placed(seen: Observation) -> dict:
-    fields = {"backend_state": seen.handle, "image_id": seen.image_id}
+    fields = {"backend_state": seen.backend_state, "image_id": seen.image_id}
     if seen.endpoint:
         fields.update(endpoint_host=seen.endpoint[0], endpoint_port=seen.endpoint[1])
     return fields
@@ -614,7 +615,7 @@ def _placed(seen: Observation) -> dict:
 
 def _queued_reason(resource: str, seen: Observation) -> str:
     said = f"Waiting in the queue of {resource}" + (f": {seen.reason}" if seen.reason else "")
-    starts = seen.handle.get("starts_at")
+    starts = seen.backend_state.get("starts_at")
     return said + (f" (expected to start at {starts[11:16]} UTC)." if starts else ".")
 
 

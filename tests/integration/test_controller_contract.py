@@ -23,7 +23,7 @@ from rosetta.computing import backends
 from rosetta.computing.contract import Seen, TaskRef
 from rosetta.computing.errors import ImageMissing, Unreachable
 from rosetta.computing.models import Resource
-from rosetta.computing.schedulers.base import Scheduler
+from rosetta.computing.schedulers.base import Backend
 from rosetta.tasks import controller as controller_module
 from rosetta.tasks import services
 from rosetta.tasks.controller import Controller
@@ -49,7 +49,7 @@ def world():
 class Running:
     """The controller, run in this process against the given backends (by resource name)."""
 
-    def __init__(self, backends: dict[str, Scheduler], timeouts: Timeouts = TIMEOUTS, instance: str = "test") -> None:
+    def __init__(self, backends: dict[str, Backend], timeouts: Timeouts = TIMEOUTS, instance: str = "test") -> None:
         self.controller = Controller(
             backend_for=lambda resource, user: backends[resource.name], timeouts=timeouts, instance=instance
         )
@@ -336,7 +336,7 @@ async def test_a_restarted_controller_adopts_the_work_instead_of_starting_it_aga
     assert "Found the task's container after a controller restart." in [r for _, r in await events(task_id)]
 
 
-async def listed(backend: Scheduler, instance: str) -> list[str]:
+async def listed(backend: Backend, instance: str) -> list[str]:
     return list(await backend.poll(instance, []))
 
 
@@ -368,11 +368,11 @@ async def test_local_tasks_start_as_fast_while_another_resource_never_answers(wo
     assert sorted(beside)[1] < sorted(alone)[1] * 1.5 + 0.2, (alone, beside)
 
 
-def _local_backend() -> Scheduler:
+def _local_backend() -> Backend:
     return backends.backend_for(Resource.objects.get(name="here"))
 
 
-async def _podman(backend: Scheduler, *args: str) -> str:
+async def _podman(backend: Backend, *args: str) -> str:
     result = await backend.transport.run([*backend.engine.prefix, *args], timeout=60)
     assert result.ok, result.error_text()
     return result.stdout
@@ -389,7 +389,7 @@ def _event_streams(instance: str) -> list[int]:
     return pids
 
 
-async def _noticed_ending(backend: Scheduler, task_id: str, monkeypatch) -> float:
+async def _noticed_ending(backend: Backend, task_id: str, monkeypatch) -> float:
     """Seconds from the task's container being killed (behind the controller's back) to the
     controller acting on it (ending the task's work: removing the container, keeping its output)."""
     acted = []

@@ -15,7 +15,7 @@ import pytest
 
 from rosetta.computing.contract import Seen, TaskRef
 from rosetta.computing.engines.podman import PodmanEngine
-from rosetta.computing.schedulers.slurm import SlurmScheduler
+from rosetta.computing.schedulers.slurm import SlurmBackend
 from rosetta.computing.transports.base import CommandResult
 from rosetta.computing.transports.ssh import SSHTransport
 from tests.integration.test_remote import bed
@@ -45,7 +45,7 @@ async def cluster():
         [key["public_key"] for key in login["host_keys"]], f".rosetta-failsafe-{secrets.token_hex(3)}",
     )  # fmt: skip
     transport.jobs = []
-    scheduler = SlurmScheduler(transport, PodmanEngine())
+    scheduler = SlurmBackend(transport, PodmanEngine())
     yield scheduler, transport
     if transport.jobs:
         await transport.run(["scancel", *transport.jobs], timeout=30)
@@ -65,11 +65,11 @@ async def submit(transport: SSHTransport, task_id: str) -> str:
     return transport.jobs[-1]
 
 
-async def observe(scheduler: SlurmScheduler, ref: TaskRef):
+async def observe(scheduler: SlurmBackend, ref: TaskRef):
     return (await scheduler.poll(INSTANCE, [ref]))[ref.task_id]
 
 
-async def until_listed(scheduler: SlurmScheduler, ref: TaskRef):
+async def until_listed(scheduler: SlurmBackend, ref: TaskRef):
     for _ in range(40):
         seen = await observe(scheduler, ref)
         if seen.state is not Seen.UNKNOWN:

@@ -12,7 +12,7 @@ import pytest
 from rosetta.computing.contract import ContainerSpec, TaskRef
 from rosetta.computing.engines.podman import PodmanEngine
 from rosetta.computing.errors import Refused
-from rosetta.computing.schedulers.slurm import SlurmOptions, SlurmScheduler
+from rosetta.computing.schedulers.slurm import SlurmBackend, SlurmOptions
 from rosetta.computing.transports.ssh import SSHTransport
 from tests.integration.test_remote import bed
 
@@ -27,7 +27,7 @@ async def cluster():
         login["address"], login["ssh_port"], "rosetta", Path(described["ssh"]["private_key"]).read_text(),
         [key["public_key"] for key in login["host_keys"]], f".rosetta-requests-{secrets.token_hex(3)}",
     )  # fmt: skip
-    scheduler = SlurmScheduler(transport, PodmanEngine(), SlurmOptions(account="lab", time_limit_minutes=5))
+    scheduler = SlurmBackend(transport, PodmanEngine(), SlurmOptions(account="lab", time_limit_minutes=5))
     started: list[TaskRef] = []
     yield scheduler, started
     for ref in started:  # ours alone
@@ -45,8 +45,8 @@ async def test_account_and_qos_are_sbatch_options_of_the_job(cluster):
     scheduler, started = cluster
     task_id = f"treq{secrets.token_hex(3)}"
     seen = await scheduler.start(spec(task_id, account="astro", qos="high"))
-    started.append(TaskRef(task_id, seen.handle))
-    job = seen.handle["job"]
+    started.append(TaskRef(task_id, seen.backend_state))
+    job = seen.backend_state["job"]
     listed = await scheduler.transport.run(["squeue", "--states=all", "--noheader", "-j", job, "--format=%a|%j"])
     assert listed.stdout.strip() == f"astro|rosetta-{task_id}"  # the task's account over the resource's
     # This cluster keeps no accounting: it takes a QoS without recording it. The argv carries it.

@@ -15,7 +15,7 @@ from rosetta.computing.contract import ContainerSpec, Observation, Seen, TaskRef
 from rosetta.computing.engines.base import Engine, labels
 from rosetta.computing.errors import Refused, Unreachable
 from rosetta.computing.kinds import Kind, Options
-from rosetta.computing.schedulers.base import Keep, Scheduler
+from rosetta.computing.schedulers.base import Backend, Keep
 from rosetta.computing.transports.base import Transport
 
 FLAVOUR_LABEL = "toy.flavour"
@@ -25,7 +25,7 @@ class ToyOptions(Options):
     flavour: str = "plain"  # put on every container as a label: the resource's options reach the kind
 
 
-class ToyScheduler(Scheduler):
+class ToyBackend(Backend):
     def __init__(self, transport: Transport, engine: Engine, options: ToyOptions) -> None:
         super().__init__(transport, engine)
         self.options = options
@@ -44,7 +44,7 @@ class ToyScheduler(Scheduler):
         await self.transport.run(["rm", "-f", env_file], timeout=30)
         if not result.ok:
             raise Refused("The toy could not start the container.", result.error_text())
-        return Observation(spec.task_id, Seen.STARTING, handle={"container": result.stdout.strip()})
+        return Observation(spec.task_id, Seen.STARTING, backend_state={"container": result.stdout.strip()})
 
     async def poll(self, instance: str, tasks: Iterable[TaskRef]) -> dict[str, Observation]:
         argv = [*self.podman, "ps", "--all", "--filter", f"label=rosetta.instance={instance}", "--format", "json"]
@@ -59,12 +59,12 @@ class ToyScheduler(Scheduler):
             handle = {"container": container["Id"]}
             if container["State"] == "running":
                 port = next(p["host_port"] for p in container.get("Ports") or [])
-                observations[task_id] = Observation(task_id, Seen.RUNNING, ("127.0.0.1", port), handle=handle)
+                observations[task_id] = Observation(task_id, Seen.RUNNING, ("127.0.0.1", port), backend_state=handle)
             elif container["State"] in ("exited", "stopped"):
                 code = container.get("ExitCode")
-                observations[task_id] = Observation(task_id, Seen.ENDED, exit_code=code, handle=handle)
+                observations[task_id] = Observation(task_id, Seen.ENDED, exit_code=code, backend_state=handle)
             else:
-                observations[task_id] = Observation(task_id, Seen.STARTING, handle=handle)
+                observations[task_id] = Observation(task_id, Seen.STARTING, backend_state=handle)
         return observations
 
     async def end(self, task: TaskRef, grace_seconds: int, log_lines: int, keep: Keep | None = None) -> bytes:
@@ -82,8 +82,8 @@ class ToyScheduler(Scheduler):
         return self.transport.stream([*argv, f"toy-{task.task_id}"])
 
 
-def _toy(transport: Transport, engine: Engine, resource) -> ToyScheduler:
-    return ToyScheduler(transport, engine, ToyOptions.model_validate(resource.scheduler_options))
+def _toy(transport: Transport, engine: Engine, resource) -> ToyBackend:
+    return ToyBackend(transport, engine, ToyOptions.model_validate(resource.scheduler_options))
 
 
 KIND = Kind("scheduler", "toy", "A toy scheduler (podman, directly)", _toy, options=ToyOptions)

@@ -16,7 +16,7 @@ from tests.fakes import FakeTransport
 
 
 def running(task_id: str) -> Observation:
-    return Observation(task_id, Seen.RUNNING, handle={"container": f"c-{task_id}"})
+    return Observation(task_id, Seen.RUNNING, backend_state={"container": f"c-{task_id}"})
 
 
 def watching(listed: dict[str, Observation] | None = None) -> ContainerWatch:

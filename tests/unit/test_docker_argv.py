@@ -41,7 +41,8 @@ def test_docker_listing_is_read_from_its_one_json_object_per_line():
     seen = {s.task_id: s for s in DockerEngine().parse_list("\n".join(map(json.dumps, lines)) + "\n")}
     assert set(seen) == {"t1", "t2"}
     assert seen["t1"].state is Seen.RUNNING and seen["t1"].endpoint == ("127.0.0.1", 49153)
-    assert seen["t2"].state is Seen.ENDED and seen["t2"].exit_code == 3 and seen["t2"].handle == {"container": "c2"}
+    assert seen["t2"].state is Seen.ENDED and seen["t2"].exit_code == 3
+    assert seen["t2"].backend_state == {"container": "c2"}
 
 
 def test_docker_inspect_reads_the_published_port_and_a_memory_kill():

@@ -16,12 +16,12 @@ ROOT = Path(__file__).resolve().parents[2]
 
 TOY_MODULE = """
 from rosetta.computing.kinds import Kind, Options
-from rosetta.computing.schedulers.direct import DirectScheduler
+from rosetta.computing.schedulers.direct import DirectBackend
 
 class ToyOptions(Options):
     colour: str = "blue"
 
-KIND = Kind("scheduler", "toy", "A toy", lambda transport, engine, resource: DirectScheduler(transport, engine),
+KIND = Kind("scheduler", "toy", "A toy", lambda transport, engine, resource: DirectBackend(transport, engine),
             options=ToyOptions)
 NOT_A_KIND = object()
 """

@@ -84,7 +84,8 @@ def test_inspect_gives_the_address_on_the_task_network():
         ]
     )
     [seen] = PodmanEngine(task_networks=True).parse_inspect(output, 8080)
-    assert seen.endpoint == ("10.123.0.2", 8080) and seen.state is Seen.RUNNING and seen.handle == {"container": "c1"}
+    assert seen.endpoint == ("10.123.0.2", 8080) and seen.state is Seen.RUNNING
+    assert seen.backend_state == {"container": "c1"}
 
 
 def test_containers_conf_is_passed_through_env_so_any_transport_carries_it():
@@ -133,7 +134,7 @@ def test_parse_list_reads_state_exit_code_and_published_port():
 def test_podman_states_in_neutral_words(state, seen):
     output = json.dumps([{"Labels": {"rosetta.task": "t"}, "State": state, "Id": "c0ffee"}])
     [observation] = PodmanEngine().parse_list(output)
-    assert observation.state is seen and observation.handle == {"container": "c0ffee"}
+    assert observation.state is seen and observation.backend_state == {"container": "c0ffee"}
 
 
 def test_parse_list_of_nothing():

@@ -83,11 +83,11 @@ def test_apptainer_makes_a_storage_at_the_home_its_home():
 
 
 def test_sbatch_takes_the_task_s_requests_over_the_resource_s_defaults_one_word_each():
-    from rosetta.computing.schedulers.slurm import SlurmOptions, SlurmScheduler
+    from rosetta.computing.schedulers.slurm import SlurmBackend, SlurmOptions
     from rosetta.computing.transports.local import LocalTransport
 
     defaults = SlurmOptions(partition="debug", time_limit_minutes=30, account="lab", qos="normal", gres="")
-    scheduler = SlurmScheduler(LocalTransport(), PodmanEngine(), defaults)
+    scheduler = SlurmBackend(LocalTransport(), PodmanEngine(), defaults)
     spec = replace(SPEC, scheduler_options={"account": "astro", "gres": "gpu:a100:2", "time_limit_minutes": 90})
     argv = scheduler.sbatch_argv(spec, "/w/t1")
     assert argv[-6:] == ["--time=90", "--partition=debug", "--account=astro", "--qos=normal", "--gres=gpu:a100:2",
@@ -107,11 +107,11 @@ def test_the_shared_launcher_takes_each_scheduler_s_job_variables():
 
 
 def test_squeue_states_read_in_neutral_words():
-    from rosetta.computing.schedulers.slurm import SlurmScheduler
+    from rosetta.computing.schedulers.slurm import SlurmBackend
     from rosetta.computing.transports.local import LocalTransport
 
     line = "7|rosetta-t1|{state}|{reason}|node1|2026-01-01T10:00:00|2026-01-01T09:00:00|rosetta.instance=inst"
-    scheduler = SlurmScheduler(LocalTransport(), PodmanEngine())
+    scheduler = SlurmBackend(LocalTransport(), PodmanEngine())
     said = {
         (state, reason): scheduler.parse_jobs(line.format(state=state, reason=reason), "inst")[0]
         for state, reason in [("PENDING", "Resources"), ("RUNNING", "None"), ("TIMEOUT", "None"), ("NEWSTATE", "x")]

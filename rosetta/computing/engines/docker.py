@@ -91,7 +91,7 @@ class DockerEngine(DockerCommandLine):
                     endpoint=("127.0.0.1", int(host_port)) if host_port else None,
                     exit_code=state.get("ExitCode") if seen is Seen.ENDED else None,
                     reason="The program ran out of memory and was killed." if state.get("OOMKilled") else "",
-                    handle={"container": container.get("Id", "")},
+                    backend_state={"container": container.get("Id", "")},
                     image_id=container.get("Image", ""),
                 )
             )
@@ -121,7 +121,7 @@ class DockerEngine(DockerCommandLine):
                     state=seen,
                     endpoint=("127.0.0.1", int(published.group(1))) if published else None,
                     exit_code=int(exited.group(1)) if exited and seen is Seen.ENDED else None,
-                    handle={"container": container.get("ID", "")},
+                    backend_state={"container": container.get("ID", "")},
                 )
             )
         return observations

@@ -243,7 +243,7 @@ class PodmanEngine(DockerCommandLine):
                     state=seen,
                     endpoint=_endpoint(container, port, self.task_networks),
                     exit_code=state.get("ExitCode") if seen is Seen.ENDED else None,
-                    handle={"container": container.get("Id", "")},
+                    backend_state={"container": container.get("Id", "")},
                     image_id=container.get("Image", ""),
                 )
             )
@@ -266,7 +266,7 @@ class PodmanEngine(DockerCommandLine):
                     state=seen,
                     endpoint=("127.0.0.1", port) if port else None,
                     exit_code=container.get("ExitCode") if seen is Seen.ENDED else None,
-                    handle={"container": container.get("Id", "")},
+                    backend_state={"container": container.get("Id", "")},
                     image_id=container.get("ImageID", ""),
                 )
             )

@@ -1,12 +1,14 @@
-"""Who places a task's container on the resource: the start/poll/end contract.
+"""A backend: the live object behind a resource that starts, polls and ends tasks' work there —
+the start/poll/end contract every scheduler kind implements (``DirectBackend``: no scheduler, the
+engine runs the container at once; ``BatchBackend``: through a batch system, e.g. Slurm).
 
 Modelled on JupyterHub's Spawner. ``start`` launches and returns what the resource reports
 right after (queued for a batch scheduler, running for a direct start), not waiting for the
 interface. ``poll`` reports every task of this Rosetta instance in one call. ``end`` stops
 the work, returns the end of its output and removes it; it is idempotent.
 
-A scheduler is the composition point of a backend: it holds the transport (how commands and
-files reach the resource) and the engine (which argv to send).
+A backend holds the transport (how commands and files reach the resource) and the engine (which
+argv to send); its class comes from the resource's scheduler kind (rosetta.computing.kinds).
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from rosetta.computing.transports.base import Transport
 Keep = Callable[[bytes], Awaitable[None]]  # what ``end`` hands a work's output to before removing it
 
 
-class Scheduler(ABC):
+class Backend(ABC):
     poll_interval: float = 1.0  # seconds between polls when nothing else asks for one
     poll_timeout: float = 30.0  # a poll not answered by then counts as the resource unreachable
     max_starts: int = 4  # launches in flight at once on this backend

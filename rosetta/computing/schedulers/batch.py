@@ -30,7 +30,7 @@ from typing import Literal
 from rosetta.computing.contract import ContainerSpec, Observation, Seen, TaskRef
 from rosetta.computing.engines.base import Engine
 from rosetta.computing.errors import ComputingError, Refused, Unreachable
-from rosetta.computing.schedulers.base import Keep, Scheduler
+from rosetta.computing.schedulers.base import Backend, Keep
 from rosetta.computing.transports.base import CommandResult
 
 STOP_GRACE = 5  # seconds the launcher gives the container when the job is stopped
@@ -66,7 +66,7 @@ class Job:
     ends_at: str = ""  # ISO 8601 (UTC), when its time limit ends it; "" when unknown
 
 
-class BatchScheduler(Scheduler):
+class BatchBackend(Backend):
     poll_interval = 3.0  # a listing is a request to the cluster's controller: not every second
     endpoint_comes_later = True  # the launcher writes it once the container listens
     name = "The batch scheduler"  # how messages call it
@@ -120,7 +120,7 @@ class BatchScheduler(Scheduler):
         if not result.ok:
             await self.transport.run(["rm", "-rf", directory], timeout=60)
             raise self.submit_refusal(result)
-        return Observation(spec.task_id, Seen.QUEUED, handle={"job": self.job_id(result)})
+        return Observation(spec.task_id, Seen.QUEUED, backend_state={"job": self.job_id(result)})
 
     # -- watching ------------------------------------------------------------------------------
 
@@ -137,30 +137,32 @@ class BatchScheduler(Scheduler):
             if job.phase == "ended" and ref is None:
                 continue  # a finished job of a finished task: the scheduler forgets it soon, nothing to do
             observations[task_id] = await self._observe(job, ref)
-        missing = {task_id: ref for task_id, ref in known.items() if task_id not in jobs and ref.handle.get("job")}
+        missing = {
+            task_id: ref for task_id, ref in known.items() if task_id not in jobs and ref.backend_state.get("job")
+        }
         self._missing = {task_id: self._missing.get(task_id, 0) + 1 for task_id in missing}
         for task_id, ref in missing.items():
             observations[task_id] = await self._gone(task_id, ref)
         return observations
 
     async def _observe(self, job: Job, ref: TaskRef | None) -> Observation:
-        task_id, handle = job.task_id, {"job": job.id}
+        task_id, state = job.task_id, {"job": job.id}
         if job.phase == "waiting":
             if job.starts_at:
-                handle["starts_at"] = job.starts_at
+                state["starts_at"] = job.starts_at
             return Observation(
-                task_id, Seen.QUEUED, reason=job.reason, handle={**handle, "reason": job.scheduler_reason}
+                task_id, Seen.QUEUED, reason=job.reason, backend_state={**state, "reason": job.scheduler_reason}
             )
         if job.ends_at:
-            handle["ends_at"] = job.ends_at
+            state["ends_at"] = job.ends_at
         if job.phase == "starting":
-            return Observation(task_id, Seen.STARTING, handle=handle)
+            return Observation(task_id, Seen.STARTING, backend_state=state)
         if job.phase == "running":
             endpoint = ref.endpoint if ref and ref.endpoint else await self._endpoint(task_id)
             if endpoint is None:  # the job runs; its container is not up yet (an image pull, say)
-                return Observation(task_id, Seen.STARTING, handle=handle)
-            return Observation(task_id, Seen.RUNNING, endpoint=endpoint, handle={**handle, "node": job.nodes})
-        return await self._ended(task_id, job.reason, handle)
+                return Observation(task_id, Seen.STARTING, backend_state=state)
+            return Observation(task_id, Seen.RUNNING, endpoint=endpoint, backend_state={**state, "node": job.nodes})
+        return await self._ended(task_id, job.reason, state)
 
     async def _gone(self, task_id: str, ref: TaskRef) -> Observation:
         """A job the scheduler no longer lists ended some time ago, when the launcher's exit file
@@ -168,10 +170,10 @@ class BatchScheduler(Scheduler):
         concluded (the controller then leaves the task, and its job, as they are)."""
         confirmed = await self._exit_code(task_id) is not None
         if not confirmed and self._missing.get(task_id, 0) < MISSING_LISTINGS_FOR_GONE:
-            return Observation(task_id, Seen.UNKNOWN, handle=ref.handle)
-        return await self._ended(task_id, "", ref.handle)
+            return Observation(task_id, Seen.UNKNOWN, backend_state=ref.backend_state)
+        return await self._ended(task_id, "", ref.backend_state)
 
-    async def _ended(self, task_id: str, reason: str, handle: dict) -> Observation:
+    async def _ended(self, task_id: str, reason: str, state: dict) -> Observation:
         code = await self._exit_code(task_id)
         detail = ""
         reason = reason or await self._launcher_reason(task_id)
@@ -183,7 +185,7 @@ class BatchScheduler(Scheduler):
             )
             reason = reason or "The container could not be created on the node."
         return Observation(task_id, Seen.ENDED, exit_code=code, reason=reason, detail=detail.strip()[-2000:],
-                           handle=handle)  # fmt: skip
+                           backend_state=state)  # fmt: skip
 
     async def _launcher_reason(self, task_id: str) -> str:
         """Why the launcher ended the task itself (its port held by another program), if it did:
@@ -197,8 +199,8 @@ class BatchScheduler(Scheduler):
         if written is None:
             return None
         endpoint, node = written
-        handle = {**task.handle, "node": node} if node else task.handle
-        return Observation(task.task_id, Seen.RUNNING, endpoint=endpoint, handle=handle)
+        state = {**task.backend_state, "node": node} if node else task.backend_state
+        return Observation(task.task_id, Seen.RUNNING, endpoint=endpoint, backend_state=state)
 
     async def _endpoint(self, task_id: str) -> tuple[str, int] | None:
         written = await self._launcher_endpoint(task_id)
@@ -228,7 +230,7 @@ class BatchScheduler(Scheduler):
     # -- stopping ------------------------------------------------------------------------------
 
     async def end(self, task: TaskRef, grace_seconds: int, log_lines: int, keep: Keep | None = None) -> bytes:
-        job = task.handle.get("job")
+        job = task.backend_state.get("job")
         directory = self.task_dir(task.task_id)
         if job:
             argv = self.cancel_argv(job)

@@ -16,7 +16,7 @@ from rosetta.computing.contract import ContainerSpec, Observation, Seen, TaskRef
 from rosetta.computing.engines.base import Engine, home_files_argv
 from rosetta.computing.errors import ComputingError, CutShort, Unreachable
 from rosetta.computing.kinds import Kind
-from rosetta.computing.schedulers.base import Keep, Scheduler
+from rosetta.computing.schedulers.base import Backend, Keep
 from rosetta.computing.schedulers.networks import NetworkCollector
 from rosetta.computing.schedulers.watch import ContainerWatch
 from rosetta.computing.transports.base import Transport
@@ -30,7 +30,7 @@ REMOVE_RETRY_DELAY = 0.15
 KEPT_OUTPUT_READ = 4 * 1024 * 1024
 
 
-class DirectScheduler(Scheduler):
+class DirectBackend(Backend):
     def __init__(
         self, transport: Transport, engine: Engine, boundary: Callable[[Transport], Awaitable[None]] | None = None
     ) -> None:
@@ -63,7 +63,7 @@ class DirectScheduler(Scheduler):
         except BaseException:
             self.watch.unsure()
             raise
-        self.watch.started(spec.task_id, seen if seen.handle else None)
+        self.watch.started(spec.task_id, seen if seen.backend_state else None)
         return seen
 
     async def _start(self, spec: ContainerSpec) -> Observation:
@@ -145,7 +145,7 @@ class DirectScheduler(Scheduler):
         if not kills:
             return observations
         for task_id, observation in observations.items():
-            killed = kills.get(observation.handle.get("container", ""))
+            killed = kills.get(observation.backend_state.get("container", ""))
             if killed:
                 observations[task_id] = replace(
                     observation, memory_kills=killed.count, killed_process=killed.last_process
@@ -189,7 +189,7 @@ class DirectScheduler(Scheduler):
         return b"".join([chunk async for chunk in self.logs(task, follow=False, tail=lines)])
 
     async def _output_file(self, task: TaskRef) -> str | None:
-        container = task.handle.get("container", "")
+        container = task.backend_state.get("container", "")
         if not (self.engine.output_files and self.transport.direct and container):
             return None
         if self.output_file_pattern is None:  # learnt from this container (a restarted controller)
@@ -236,7 +236,7 @@ class DirectScheduler(Scheduler):
             yield chunk
 
 
-def _direct(transport: Transport, engine: Engine, resource) -> DirectScheduler:
+def _direct(transport: Transport, engine: Engine, resource) -> DirectBackend:
     boundary = None
     if engine.task_networks:
         public_port = urlsplit(settings.PUBLIC_URL).port or (443 if settings.PUBLIC_URL.startswith("https") else 80)
@@ -244,7 +244,7 @@ def _direct(transport: Transport, engine: Engine, resource) -> DirectScheduler:
         async def boundary(transport: Transport) -> None:
             await firewall.apply(transport, os.geteuid(), public_port)
 
-    return DirectScheduler(transport, engine, boundary)
+    return DirectBackend(transport, engine, boundary)
 
 
 KIND = Kind("scheduler", "none", "None (run directly)", _direct)

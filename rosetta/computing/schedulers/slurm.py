@@ -21,7 +21,7 @@ from rosetta.computing.engines.base import Engine
 from rosetta.computing.errors import ComputingError, Refused, Unreachable
 from rosetta.computing.kinds import Kind, Options
 from rosetta.computing.schedulers import batch
-from rosetta.computing.schedulers.batch import BatchScheduler, Job, JobEnvironment
+from rosetta.computing.schedulers.batch import BatchBackend, Job, JobEnvironment
 from rosetta.computing.transports.base import CommandResult, Transport
 
 SQUEUE_FIELDS = "%i|%j|%T|%r|%N|%e|%S|%k"  # id, name, state, reason, nodes, end, (expected) start, comment
@@ -78,7 +78,7 @@ class Partition:
     up: bool
 
 
-class SlurmScheduler(BatchScheduler):
+class SlurmBackend(BatchBackend):
     name = "Slurm"
     job_environment = SLURM_JOB
     max_starts = 4
@@ -236,8 +236,8 @@ def _sbatch_refusal(result: CommandResult) -> ComputingError:
 # -- the kind ------------------------------------------------------------------------------------
 
 
-def _slurm(transport: Transport, engine: Engine, resource) -> SlurmScheduler:
-    return SlurmScheduler(transport, engine, SlurmOptions.model_validate(resource.scheduler_options))
+def _slurm(transport: Transport, engine: Engine, resource) -> SlurmBackend:
+    return SlurmBackend(transport, engine, SlurmOptions.model_validate(resource.scheduler_options))
 
 
 def _reached_remotely(resource, combination) -> None:
@@ -245,7 +245,7 @@ def _reached_remotely(resource, combination) -> None:
         raise ValidationError("A batch scheduler is reached over SSH (its login node).")
 
 
-async def _check(backend: SlurmScheduler, report) -> None:
+async def _check(backend: SlurmBackend, report) -> None:
     report.partitions = [asdict(partition) for partition in await backend.partitions()]
 
 
