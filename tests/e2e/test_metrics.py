@@ -109,3 +109,24 @@ def test_operators_read_what_the_platform_did_and_nobody_else_does(platform, pro
     assert float(result[0]["value"][1]) >= 1 and result[0]["metric"]["job"] == "rosetta"
     with platform.api(user) as api:
         api.post(f"/api/tasks/{task_id}/stop")
+
+
+def test_a_request_smuggled_past_the_gateway_in_a_body_never_reaches_the_platform(platform):
+    """A Connection header naming Content-Length would have the gateway drop it on the way: the
+    platform would read the body as a request of its own, one the gateway never checked (with
+    an X-Forwarded-For of the sender's choosing). The gateway refuses such a head."""
+    import socket
+
+    port = int(platform.url.rsplit(":", 1)[1])
+    inner = f"GET /metrics HTTP/1.1\r\nHost: localhost:{port}\r\nX-Forwarded-For: 10.9.9.9\r\n\r\n".encode()
+    outer = (
+        f"POST /api/health HTTP/1.1\r\nHost: localhost:{port}\r\nContent-Length: {len(inner)}\r\n"
+        "Connection: Content-Length\r\n\r\n"
+    ).encode()
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(outer + inner)
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    assert answer.startswith(b"HTTP/1.1 400 ")
+    assert answer.count(b"HTTP/1.1 ") == 1 and b"rosetta_" not in answer

@@ -4,6 +4,7 @@ as the relay parses them), the request's facts and the head forwarded upstream o
 import pytest
 
 from rosetta.gateway.head import (
+    FRAMING_LISTED,
     HEAD_TOO_LARGE,
     MAX_HEAD_BYTES,
     NOT_ORIGIN_FORM,
@@ -72,6 +73,10 @@ def post(*headers: str) -> bytes:
         pytest.param(b"GET / HTTP/1.1\r\nHost: t1.localhost\r\nX-Note: a\rb\r\n\r\n", UNPARSABLE, id="bare-cr"),
         pytest.param(request("X Note: a"), UNPARSABLE, id="space-in-name"),
         pytest.param(request("X-Note: a\x00b"), UNPARSABLE, id="nul-in-value"),
+        # Connection naming what frames the body: dropped on the way, the body would be a request.
+        pytest.param(post("Content-Length: 3", "Connection: Content-Length"), FRAMING_LISTED, id="cl-listed"),
+        pytest.param(post("Transfer-Encoding: chunked", "Connection: keep-alive, transfer-encoding"), FRAMING_LISTED,
+                     id="te-listed"),
         pytest.param(request("Host: t2.localhost:8000"), TWO_HOSTS, id="two-hosts"),
         pytest.param(request(line="GET http://t2.localhost:8000/ HTTP/1.1"), NOT_ORIGIN_FORM, id="absolute-form"),
         pytest.param(request(line="CONNECT t2.localhost:22 HTTP/1.1"), NOT_ORIGIN_FORM, id="connect"),
