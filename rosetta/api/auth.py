@@ -36,7 +36,8 @@ def _provider_token_user(request, token: str):
     except (provider.BearerRefused, identity.Refused) as refusal:
         request.rosetta_token_refusal = str(refusal)
         return None
-    return _as_token_allows(request, user, identity.scopes_from_claim(claims.get("scope"), user.is_staff))
+    held = identity.scopes_from_claim(claims.get("scope"), user.is_staff)
+    return _as_token_allows(request, user, held, from_provider=True)
 
 
 def _user_of(token: str, claims: dict):
@@ -54,8 +55,8 @@ def _user_of(token: str, claims: dict):
     return link.user
 
 
-def _as_token_allows(request, user, held: frozenset[str]):
-    scopes.check(held, request.method, request.path_info.removeprefix(API_ROOT))
+def _as_token_allows(request, user, held: frozenset[str], from_provider: bool = False):
+    scopes.check(held, request.method, request.path_info.removeprefix(API_ROOT), from_provider)
     request.token_scopes = held
     if user.is_staff and ADMIN not in held:
         # A staff member's token without the admin scope acts as an ordinary user: everything

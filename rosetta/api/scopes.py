@@ -21,6 +21,12 @@ WHAT = {READ: "read", TASKS: "change tasks, keys or tokens", FILES: "change file
         ADMIN: "use staff powers"}  # fmt: skip
 
 
+# What only the platform's own credentials change (a session or a platform token): an identity
+# provider's token, short-lived and bound to its audience, must not turn into a lasting platform
+# token or an SSH key.
+PLATFORM_CREDENTIAL_ONLY = frozenset({"tokens", "me"})
+
+
 class ScopeRefused(Exception):
     """The request's token was not made for it (answered 403 with the reason)."""
 
@@ -34,7 +40,11 @@ def required_scope(method: str, path: str) -> str:
     return CHANGES.get(path.strip("/").split("/", 1)[0], ADMIN)
 
 
-def check(scopes: frozenset[str], method: str, path: str) -> None:
+def check(scopes: frozenset[str], method: str, path: str, from_provider: bool = False) -> None:
+    if from_provider and method.upper() not in READING and path.strip("/").split("/", 1)[0] in PLATFORM_CREDENTIAL_ONLY:
+        raise ScopeRefused(
+            "An identity provider's token may not make API tokens or register SSH keys: log in to Rosetta for that."
+        )
     needed = required_scope(method, path)
     if needed not in scopes:
         held = ", ".join(sorted(scopes)) or "none"

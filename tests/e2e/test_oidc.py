@@ -179,6 +179,12 @@ def test_scopes_of_provider_tokens(institute, oidc):
         assert reader.get("/api/tasks").status_code == 200
         refused = reader.post("/api/tasks", json={"software": "hello", "resource": "local"})
         assert refused.status_code == 403 and "'tasks' scope" in refused.json()["detail"]
+    with client(grace, "openid read tasks") as runner:  # never made into a lasting credential of the platform
+        minted = runner.post("/api/tokens", json={"name": "from-provider", "scopes": ["tasks"]})
+        assert minted.status_code == 403 and "log in to Rosetta" in minted.json()["detail"]
+        key = runner.post("/api/me/keys", json={"public_key": "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIA x"})
+        assert key.status_code == 403
+        assert runner.get("/api/tokens").status_code == 200  # reading is fine
     with client(grace, "openid read admin") as grace_api:  # admin means nothing for a user who is not staff
         assert grace_api.get("/api/me").json() == {"username": "grace", "is_staff": False}
     with client(ada, "openid read") as ada_api:  # staff act as staff only when they asked for admin

@@ -50,3 +50,13 @@ def test_scopes_are_stored_in_one_order_and_unknown_ones_refused():
     assert scopes_text(["tasks", "read", "tasks"]) == "read tasks"
     with pytest.raises(ValueError, match="Unknown scope 'root'"):
         scopes_text(["read", "root"])
+
+
+def test_a_providers_token_never_makes_a_lasting_credential_of_the_platform():
+    everything = frozenset({READ, TASKS, FILES, SOFTWARE})
+    for path in ("tokens", "me/keys", "me/ssh-key", "/tokens/x"):
+        with pytest.raises(ScopeRefused, match="log in to Rosetta"):
+            check(everything, "POST", path, from_provider=True)
+    check(everything, "POST", "tokens")  # a platform token may, within its scopes
+    check(everything, "GET", "tokens", from_provider=True)
+    check(everything, "POST", "tasks", from_provider=True)
