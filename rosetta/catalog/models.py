@@ -170,7 +170,7 @@ def check_use(image: str, user) -> None:
 def _usable(name: BuiltName, user) -> bool:
     if user is not None and name.repository.startswith(own_namespace(user)):
         return True  # only this installation's builds for this user write there
-    entries = Software.objects.filter(source=Source.BUILD)
+    entries = Software.objects.all()  # built here, or imported for a user (catalog.transfer)
     if name.tag is not None or name.digest is None:
         entries = entries.filter(image=name.image)
     else:  # by digest alone: any version of that name, as long as the digest is that entry's

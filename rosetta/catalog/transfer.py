@@ -17,6 +17,7 @@ from django.core.exceptions import ObjectDoesNotExist
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from rosetta.catalog.built_images import built_image_name
 from rosetta.catalog.models import RegistryState, Software, Source, Visibility
 from rosetta.core.errors import Conflict
 from rosetta.core.notify import notify
@@ -101,12 +102,18 @@ def import_software(directory: Path, owner=None) -> Software:
     owner's private entry, or without one an entry of the platform that everyone sees."""
     metadata = read_metadata(directory)
     archive = directory / ARCHIVE
+    if archive.is_symlink() or not archive.is_file():
+        raise TransferFailed(f"{archive} is not a file: give a folder that `software export` made.")
     digest = _manifest_digest(archive)
     if digest != metadata["digest"]:
         raise TransferFailed(f"The image archive's digest is {digest}, not the {metadata['digest']} its entry names.")
     fields = {field: metadata[field] for field in CARRIED}
-    whose = f"u{owner.pk}" if owner is not None else "platform"
-    image = f"localhost/rosetta-imported/{whose}/{fields['name']}:{fields['version']}"
+    # A user's import is theirs as their builds are: under the builds' namespace, used only through
+    # its entry (catalog.built_images); the platform's is everyone's.
+    if owner is not None:
+        image = built_image_name(owner, fields["name"], fields["version"])
+    else:
+        image = f"localhost/rosetta-imported/platform/{fields['name']}:{fields['version']}"
     software = Software(owner=owner, image=image, image_digest=digest, source=Source.IMAGE,
                         visibility=Visibility.PRIVATE if owner else Visibility.EVERYONE, **fields)  # fmt: skip
     if metadata.get("containerfile"):

@@ -50,7 +50,7 @@ def test_an_exported_entry_comes_back_with_its_digest_and_runs(platform, tmp_pat
         assert again.returncode != 0 and "already software called carried:1" in again.stderr
         with platform.api(taker) as api:
             entry = next(e for e in api.get("/api/software", params={"owner": "mine"}).json() if e["name"] == "carried")
-            assert entry["environment"] == {"MOOD": "calm"} and entry["image"].startswith("localhost/rosetta-imported/")
+            assert entry["environment"] == {"MOOD": "calm"} and entry["image"].startswith("localhost/rosetta-user/")
             assert entry["image_digest"] == metadata["digest"]  # the image as it was exported
             assert pushed(api, entry["id"])["digest"] == original["digest"]  # and as the catalogue showed it
             task_id = platform.start_task(api, software="carried:1")
@@ -59,6 +59,9 @@ def test_an_exported_entry_comes_back_with_its_digest_and_runs(platform, tmp_pat
             assert platform.task_client(task_id, taker).get("/").status_code == 200
             api.post(f"/api/tasks/{task_id}/stop")
             platform.wait_for_task(api, task_id, {"stopped"})
-            platform.podman("rmi", "--force", entry["image"])
+        with platform.api(maker) as api:  # the importer's entry is theirs: its image is not anyone's to name
+            taken = api.post("/api/software", json={"name": "taken", "version": "1", "image": entry["image"]})
+            assert taken.status_code == 400 and "not an image you can use" in taken.json()["detail"]
+        platform.podman("rmi", "--force", entry["image"])
     finally:
         platform.podman("rmi", "--force", "--ignore", image)
