@@ -21,7 +21,11 @@ from rosetta.core.errors import NotFound
 from rosetta.tasks.models import Task, TaskRecord
 
 FORMAT = 1
-SECRET_NAME = re.compile(r"SECRET|TOKEN|PASSW|PASSPHRASE|CREDENTIAL|PRIVATE|API_?KEY|ACCESS_?KEY|(^|_)KEY$", re.I)
+SECRET_NAME = re.compile(
+    r"SECRET|TOKEN|PASS|PWD|AUTH|COOKIE|SESSION|CREDENTIAL|PRIVATE|SIGNATURE|CERT|DSN|API_?KEY|ACCESS_?KEY|(^|_)KEY$",
+    re.I,
+)
+CREDENTIALS_IN_URL = re.compile(r"://[^/\s@]*:[^/\s@]*@")  # scheme://user:password@host
 REDACTED = "(secret: not recorded)"
 FROM_LINE = re.compile(r"^\s*FROM\s+(?:--\S+\s+)*(\S+)", re.I | re.M)
 
@@ -34,8 +38,12 @@ def rosetta_version() -> str:
 
 
 def redacted(environment: dict[str, str]) -> dict[str, str]:
-    """The environment with the values of names that look secret left out (the names kept)."""
-    return {name: REDACTED if SECRET_NAME.search(name) else value for name, value in sorted(environment.items())}
+    """The environment with the values of names that look secret left out (the names kept), and
+    of values that carry a password (a URL with one)."""
+    return {
+        name: REDACTED if SECRET_NAME.search(name) or CREDENTIALS_IN_URL.search(value) else value
+        for name, value in sorted(environment.items())
+    }
 
 
 def _when(moment: datetime | None) -> str | None:
