@@ -7,6 +7,7 @@ import json
 
 import click
 
+from rosetta.cli.users import user_named
 from rosetta.core.django_setup import setup_django
 
 
@@ -18,14 +19,10 @@ def quotas_group():
 def _holder(user: str | None, group: str | None) -> dict:
     if (user is None) == (group is None):
         raise click.UsageError("Give --user NAME or --group NAME.")
-    from django.contrib.auth import get_user_model
     from django.contrib.auth.models import Group
 
     if user is not None:
-        found = get_user_model().objects.filter(username=user).first()
-        if found is None:
-            raise click.ClickException(f"There is no user called {user!r} (see `rosetta users list`).")
-        return {"user": found}
+        return {"user": user_named(user)}
     found = Group.objects.filter(name=group).first()
     if found is None:
         raise click.ClickException(f"There is no group called {group!r} (see `rosetta groups list`).")

@@ -11,6 +11,7 @@ import click
 
 from rosetta.cli.client import Client
 from rosetta.cli.tasks import _environment, echo_json, json_option, table
+from rosetta.cli.users import user_named
 from rosetta.core.django_setup import setup_django
 
 POLL = 0.5
@@ -340,14 +341,7 @@ def _members(group) -> list[str]:
 
 
 def _owner(name: str | None):
-    if name is None:
-        return None
-    from django.contrib.auth import get_user_model
-
-    found = get_user_model().objects.filter(username=name).first()
-    if found is None:
-        raise click.ClickException(f"There is no user called {name!r} (see `rosetta users list`).")
-    return found
+    return None if name is None else user_named(name)
 
 
 @software_group.command("export")

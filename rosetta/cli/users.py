@@ -10,7 +10,8 @@ import click
 from rosetta.core.django_setup import setup_django
 
 
-def _user(name: str):
+def user_named(name: str):
+    """The user called ``name``, or a ClickException saying there is none (operators' commands)."""
     from django.contrib.auth import get_user_model
 
     found = get_user_model().objects.filter(username=name).first()
@@ -54,7 +55,7 @@ def deactivate(name):
     setup_django()
     from rosetta.accounts.services import deactivate as deactivate_user
 
-    stopped = deactivate_user(_user(name))
+    stopped = deactivate_user(user_named(name))
     tasks = (
         f"their {stopped} active task{'s are' if stopped != 1 else ' is'} being stopped"
         if stopped
@@ -73,7 +74,7 @@ def reactivate(name):
     setup_django()
     from rosetta.accounts.services import reactivate as reactivate_user
 
-    user = _user(name)
+    user = user_named(name)
     if user.is_active:
         return click.echo(f"{name} is active already; nothing changed.")
     revoked = reactivate_user(user)
@@ -102,7 +103,7 @@ def set_password(name, password_stdin):
 
     given = sys.stdin.readline().rstrip("\n") if password_stdin else None
     try:
-        password = reset_password(_user(name), given)
+        password = reset_password(user_named(name), given)
     except ValidationError as error:
         raise click.ClickException(" ".join(error.messages)) from None
     click.echo(f"{name}'s password was changed." if given else password)
@@ -122,7 +123,7 @@ def set_remote_name(name, remote_name, shared):
     from rosetta.core.errors import Conflict
 
     try:
-        identity = assign(_user(name), remote_name, shared=shared)
+        identity = assign(user_named(name), remote_name, shared=shared)
     except ValidationError as error:
         raise click.ClickException(" ".join(error.messages)) from None
     except Conflict as error:
@@ -140,7 +141,7 @@ def link(name, subject, issuer):
     from rosetta.accounts.identity import link as link_identity
 
     try:
-        identity = link_identity(_user(name), subject, issuer)
+        identity = link_identity(user_named(name), subject, issuer)
     except ValueError as error:
         raise click.ClickException(str(error)) from None
     click.echo(f"{name} now logs in as {identity.subject!r} at {identity.issuer}.")
